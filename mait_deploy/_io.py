@@ -1,0 +1,94 @@
+"""Atomic file and folder writes: write to a temporary name in the destination folder, rename when complete.
+
+A failed or interrupted write therefore never leaves a half-written artifact under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import MaitDeployError
+
+TEMP_PREFIX = ".mait-tmp-"
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise MaitDeployError(f"cannot write {path}: {parent} is not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MaitDeployError(f"cannot create folder {parent}: {err.strerror or err}") from err
+    if not os.access(parent, os.W_OK):
+        raise MaitDeployError(f"cannot write to {parent}: permission denied")
+
+
+def check_output(path: Path, force: bool, kind: str = "file") -> None:
+    """Refuse to overwrite an existing output without ``force``, and a destination of the wrong kind."""
+    if path.exists() or path.is_symlink():
+        if kind == "file" and path.is_dir():
+            raise MaitDeployError(f"output {path} is a folder, expected a file path")
+        if kind == "dir" and not path.is_dir():
+            raise MaitDeployError(f"output {path} exists and is not a folder")
+        if not force:
+            raise MaitDeployError(f"output {path} exists; pass --force to overwrite it")
+    _check_parent(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary file path beside ``path``; on success it replaces ``path`` atomically."""
+    final = Path(path)
+    _check_parent(final)
+    handle, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix or final.suffix, dir=final.parent)
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        yield temp
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (an old folder is swapped out
+    and deleted only after the new one is in place)."""
+    final = Path(path)
+    _check_parent(final)
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=final.parent))
+    try:
+        yield temp
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=final.parent))
+            os.replace(final, old / "previous")
+            os.replace(temp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON atomically with a trailing newline."""
+    with atomic_path(path, suffix=".json") as temp:
+        temp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,115 @@
+"""The ``mait-deploy`` command. Each command is a few lines over one public library function."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import MaitDeployError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Take MaiT image transformers to embedded devices: export, compile, run, profile.")
+# Off a terminal (pipes, CI logs) rich would fold tables to 80 columns; give them room instead.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+_state = {"debug": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a MaitDeployError as one line and exit non-zero (a traceback only with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MaitDeployError as err:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=err.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+@handle_errors
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the registered MaiT variants with counted parameters and FLOPs."""
+    from .model.stats import variant_stats
+
+    stats = variant_stats()
+    if as_json:
+        print_json([s.to_dict() for s in stats])
+        return
+    table = Table(title="MaiT variants (FLOPs counted by torch at batch 1, 2 per multiply-add)")
+    for column in ("variant", "input", "tokens", "dim", "depth", "heads", "masked heads", "window", "params (M)",
+                   "GFLOPs", "GMACs"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for s in stats:
+        table.add_row(s.name, "x".join(map(str, s.input_shape)), str(s.tokens), str(s.embed_dim), str(s.depth),
+                      str(s.num_heads), ",".join(map(str, s.masked_heads)) or "-", f"{s.window}x{s.window}",
+                      f"{s.params / 1e6:.2f}", f"{s.gflops:.3f}", f"{s.gmacs:.3f}")
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def info(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe a checkpoint: architecture, masks, preprocessing, labels, size."""
+    from .model.info import checkpoint_info
+
+    details = checkpoint_info(checkpoint)
+    if as_json:
+        print_json(details)
+        return
+    table = Table(title=f"checkpoint {details['path']}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in details.items():
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    data: str = typer.Option("fashion-mnist", "--data", help="Labelled data: 'fashion-mnist' (test split)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate on the first N images only."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Top-1 accuracy of a checkpoint on labelled held-out data."""
+    from .model.info import evaluate_checkpoint
+
+    result = evaluate_checkpoint(model, data, limit)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(f"top-1 {result.top1 * 100:.2f}% ({result.correct}/{result.count}) on {result.data} "
+                      f"in {result.seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,54 @@
+"""Describe and evaluate checkpoints (the library functions behind ``mait-deploy info`` / ``evaluate``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .._io import sha256_file
+from ..errors import DataError
+from .checkpoint import WEIGHTS_FILE, load_checkpoint
+from .zoo import resolve_checkpoint
+
+
+def checkpoint_info(checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Architecture, mask geometry, preprocessing, labels and file facts of a checkpoint."""
+    from .stats import model_stats
+
+    path = resolve_checkpoint(checkpoint)
+    model = load_checkpoint(path)
+    config = model.config
+    weights = path / WEIGHTS_FILE if path.is_dir() else path
+    stats = model_stats(model)
+    return {
+        "path": str(path),
+        "variant": config.name,
+        "params": stats.params,
+        "gflops": round(stats.gflops, 4),
+        "input": list(config.input_shape),
+        "tokens": config.num_patches,
+        "embed_dim / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
+        "mask": config.mask.to_dict(),
+        "masked heads": list(config.mask.heads(config.num_heads)),
+        "masked blocks": list(config.mask.blocks(config.depth)),
+        "talking_heads": config.talking_heads,
+        "preprocess": config.preprocess.to_dict(),
+        "labels": list(config.label_names()),
+        "weights_bytes": weights.stat().st_size,
+        "weights_sha256": sha256_file(weights),
+    }
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, data: str = "fashion-mnist",
+                        limit: int | None = None):
+    """Top-1 of a checkpoint (PyTorch, FP32) on held-out labelled data."""
+    from ..calibration.builtin import BUILTIN_NAMES, RawImages, load_builtin
+    from ..calibration.evaluate import evaluate_model
+
+    if data not in BUILTIN_NAMES:
+        raise DataError(f"unknown data source {data!r}; built-in sources: {', '.join(BUILTIN_NAMES)}")
+    model = load_checkpoint(resolve_checkpoint(checkpoint))
+    raw = load_builtin("test")
+    if limit is not None:
+        raw = RawImages(raw.images[:limit], raw.labels[:limit], f"{raw.origin}, first {limit}")
+    return evaluate_model(model, raw)

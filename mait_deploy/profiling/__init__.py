@@ -1,0 +1,1 @@
+"""mait_deploy.profiling"""

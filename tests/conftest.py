@@ -1,0 +1,14 @@
+"""Shared fixtures. Tests that need torch import it through ``pytest.importorskip`` in their own module."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def tiny_config():
+    from mait_deploy.model.config import MaiTConfig, MaskConfig, PreprocessConfig
+
+    return MaiTConfig(name="tiny", img_size=16, patch_size=4, in_chans=1, num_classes=5, embed_dim=32, depth=2,
+                      num_heads=4, init_values=0.5, mask=MaskConfig(window=3),
+                      preprocess=PreprocessConfig(input_size=16, channels=1, mean=(0.5,), std=(0.25,)))

@@ -1,0 +1,47 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+
+
+def run_cli(*args, check=False):
+    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", *args], capture_output=True, text=True,
+                            timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+def test_models_json_lists_variants_with_counted_stats():
+    result = run_cli("models", "--json", check=True)
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert {"mait_xxs24_224", "mait_xs24_224", "mait_s24_224", "mait_demo_28"} <= set(rows)
+    assert rows["mait_xxs24_224"]["params"] == 11955304
+    assert rows["mait_demo_28"]["flops"] > 0
+
+
+def test_info_of_shipped_checkpoint():
+    result = run_cli("info", "--json", check=True)
+    details = json.loads(result.stdout)
+    assert details["variant"] == "mait_demo_28" and len(details["labels"]) == 10
+    assert details["masked heads"] == [0, 1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("info", "/nonexistent/ckpt"), "checkpoint not found"),
+    (("evaluate", "--data", "imagenet"), "unknown data source"),
+])
+def test_errors_are_one_line_and_non_zero(args, message):
+    result = run_cli(*args)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_debug_shows_traceback():
+    result = run_cli("--debug", "info", "/nonexistent/ckpt")
+    assert result.returncode != 0 and "Traceback" in result.stderr
