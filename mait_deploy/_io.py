@@ -19,6 +19,12 @@ from .errors import MaitDeployError
 TEMP_PREFIX = ".mait-tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_parent(path: Path) -> None:
     parent = path.parent
     if parent.exists() and not parent.is_dir():
@@ -53,6 +59,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     temp = Path(temp_name)
     try:
         yield temp
+        # mkstemp creates 0600; give the artifact the permissions a plain open() would have.
+        if temp.exists():
+            os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -68,6 +77,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=final.parent))
     try:
         yield temp
+        os.chmod(temp, 0o777 & ~_umask())
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=final.parent))
             os.replace(final, old / "previous")

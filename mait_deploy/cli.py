@@ -111,5 +111,61 @@ def evaluate(
                       f"in {result.seconds:.1f} s")
 
 
+def _status():
+    """A spinner on stderr for long steps (stdout stays clean for --json)."""
+    return err_console.status("working", spinner="dots")
+
+
+@app.command()
+@handle_errors
+def export(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the .onnx file (report: <output>.json)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset, 17 to 20."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (FP16 weights and compute)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Fix the batch size (default: dynamic batch axis)."),
+    no_simplify: bool = typer.Option(False, "--no-simplify", help="Skip onnxsim."),
+    fp16_io: bool = typer.Option(False, "--fp16-io", help="With --precision fp16: FP16 input/output too."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Export a checkpoint to ONNX: masks as one shared constant, simplified, verified against PyTorch."""
+    from .exporters.onnx import ExportOptions, export_onnx
+
+    options = ExportOptions(opset=opset, precision=precision, batch=batch, simplify=not no_simplify,
+                            fp16_io=fp16_io, force=force)
+    with _status() as status:
+        result = export_onnx(checkpoint, output, options, progress=status.update)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_export_summary(result)
+
+
+def print_export_summary(result) -> None:
+    table = Table(title=f"exported {result.path}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    biases = result.graph["bias_initializers"]
+    parity = result.parity
+    rows = [
+        ("model", f"{result.model['name']} ({result.model['params'] / 1e6:.2f} M params)"),
+        ("file", f"{result.file_bytes / 1e6:.2f} MB, opset {result.opset}, {result.options['precision']}, "
+                 f"batch {result.options['batch']}"),
+        ("nodes", f"{result.nodes_exported} exported -> "
+                  f"{result.nodes_simplified if result.nodes_simplified is not None else '-'} after onnxsim"),
+        ("attention bias", ", ".join(f"{b['name']} {b['shape']} {b['dtype']} -> {b['consumers']} Adds" for b in biases)
+         or "none (unmasked model)"),
+        ("parity", "not run" if parity is None else
+         f"max |diff| {parity['max_abs_diff']:.2e}, mean {parity['mean_abs_diff']:.2e}, "
+         f"top-1 agreement {parity['top1_agreement'] * 100:.2f}%, batches {parity['batch_sizes_checked']}"),
+        ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items())),
+        ("report", result.report_path),
+    ] + [("note", note) for note in result.notes]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -45,3 +45,25 @@ def test_errors_are_one_line_and_non_zero(args, message):
 def test_debug_shows_traceback():
     result = run_cli("--debug", "info", "/nonexistent/ckpt")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_export_cli_writes_verified_model_and_report(tmp_path):
+    out = tmp_path / "m.onnx"
+    result = run_cli("export", "-o", str(out), "--json", check=True)
+    report = json.loads(result.stdout)
+    assert out.is_file() and (tmp_path / "m.onnx.json").is_file()
+    assert report["parity"]["top1_agreement"] == 1.0
+    again = run_cli("export", "-o", str(out))
+    assert again.returncode != 0 and "--force" in again.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (("export", "-o", "OUT", "--opset", "12"), "opset 12 is out of range"),
+    (("export", "-o", "OUT", "--precision", "int4"), "precision 'int4'"),
+    (("export", "/no/such/ckpt", "-o", "OUT"), "checkpoint not found"),
+])
+def test_export_cli_errors(tmp_path, args, message):
+    args = [str(tmp_path / "m.onnx") if a == "OUT" else a for a in args]
+    result = run_cli(*args)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
