@@ -95,20 +95,21 @@ def info(
 @app.command()
 @handle_errors
 def evaluate(
-    model: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
-    data: str = typer.Option("fashion-mnist", "--data", help="Labelled data: 'fashion-mnist' (test split)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate on the first N images only."),
+    model: Optional[str] = typer.Argument(None, help="Bundle folder, checkpoint folder or shipped name (default: the shipped demo)."),
+    data: str = typer.Option("fashion-mnist", "--data", help="Labelled data: 'fashion-mnist' (test split), a folder with class sub-folders, or an .npz with labels."),
+    count: Optional[int] = typer.Option(None, "--count", help="Evaluate on N images drawn (stratified, seeded) from the data."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing --count images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Top-1 accuracy of a checkpoint on labelled held-out data."""
-    from .model.info import evaluate_checkpoint
+    """Top-1 accuracy of a bundle (device runtime) or a checkpoint (PyTorch) on labelled held-out data."""
+    from .calibration.evaluate import evaluate as evaluate_any
 
-    result = evaluate_checkpoint(model, data, limit)
+    result = evaluate_any(model, data, count, seed)
     if as_json:
         print_json(result.to_dict())
     else:
-        console.print(f"top-1 {result.top1 * 100:.2f}% ({result.correct}/{result.count}) on {result.data} "
-                      f"in {result.seconds:.1f} s")
+        console.print(f"top-1 {result.top1 * 100:.2f}% ({result.correct}/{result.count}) of {result.model} on "
+                      f"{result.data} in {result.seconds:.1f} s", highlight=False)
 
 
 def _status():
@@ -165,6 +166,119 @@ def print_export_summary(result) -> None:
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+@app.command(name="compile")
+@handle_errors
+def compile_command(
+    model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
+    target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 or int8 (as the target supports)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
+    calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
+    calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
+    eval_data: str = typer.Option("fashion-mnist", "--eval", help="Held-out labelled data for the accuracy gate."),
+    eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Skip the accuracy gate (the manifest records it)."),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Fail when top-1 drops more than this many points."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Fixed batch size, for targets with static shapes."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing calibration images."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Compile a model for a target into a verified bundle (artifact + manifest + golden I/O)."""
+    from .compiler import compile_model
+    from .exporters.base import CalibrationOptions, CompileOptions
+
+    options = CompileOptions(precision=precision, batch=batch, max_accuracy_drop=max_accuracy_drop, force=force,
+                             calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed))
+    with _status() as status:
+        result = compile_model(model, target, options, output, calibration=calib,
+                               evaluation=None if no_eval else eval_data, eval_count=eval_count,
+                               progress=status.update)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_compile_summary(result)
+
+
+def print_compile_summary(result) -> None:
+    manifest = result.manifest
+    gate = result.gate
+    size = manifest["artifact"]["bytes"] + sum(f["bytes"] for f in manifest["files"])
+    table = Table(title=f"bundle {result.bundle}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    rows = [
+        ("target / precision", f"{result.target} / {result.precision}"),
+        ("artifact", f"{manifest['artifact']['path']} ({size / 1e6:.2f} MB), batch {manifest['batch']}"),
+        ("accuracy gate", "skipped (--no-eval)" if gate is None else
+         f"{'PASS' if gate['passed'] else 'FAIL'}: top-1 {gate['top1'] * 100:.2f}% vs FP32 "
+         f"{gate['reference_top1'] * 100:.2f}% (drop {gate['drop_points']:+.2f} points, limit "
+         f"{gate['max_drop']:g}); agreement {gate['top1_agreement'] * 100:.2f}%; {gate['count']} images"),
+        ("golden I/O", f"{manifest['golden']['count']} images, tolerance {manifest['golden']['tolerance']}"),
+        ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
+    ]
+    quantization = manifest["build"].get("quantization")
+    if quantization:
+        rows.append(("quantization", f"{quantization['method']} on {quantization['calibration_images']} images; "
+                                     f"{sum(quantization['quantized_ops'].values())} ops INT8 "
+                                     f"({quantization['quantized_ops']}), float: Softmax/LayerNorm/bias Add/GELU"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def predict(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    images: list[Path] = typer.Argument(..., help="Image files (png/jpg/bmp)."),
+    top: int = typer.Option(1, "--top", min=1, help="Show the top K classes."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Classify images with a bundle (numpy + the bundle's runtime only)."""
+    from .bundle.load import load_bundle
+    from .runtimes.base import RunnerOptions
+
+    with load_bundle(bundle, RunnerOptions(threads=threads)) as runner:
+        prediction = runner.predict([str(p) for p in images])
+    rows = prediction.to_list(top=top)
+    if as_json:
+        print_json({"bundle": str(bundle), "inference_ms": prediction.inference_ms,
+                    "preprocess_ms": prediction.preprocess_ms,
+                    "predictions": [{"image": str(p), **row} for p, row in zip(images, rows)]})
+        return
+    table = Table(title=f"{bundle} ({prediction.inference_ms:.2f} ms inference, "
+                        f"{prediction.preprocess_ms:.2f} ms preprocessing)")
+    for column in ("image", "label", "score", f"top {top}"):
+        table.add_column(column)
+    for path, row in zip(images, rows):
+        table.add_row(str(path), row["label"], f"{row['score']:.3f}",
+                      ", ".join(f"{runner.labels[t['index']]} {t['probability']:.3f}" for t in row["top"]))
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def verify(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check a bundle on this device: file hashes, then the golden images against their recorded outputs."""
+    from .bundle.load import verify_bundle
+    from .runtimes.base import RunnerOptions
+
+    report = verify_bundle(bundle, RunnerOptions(threads=threads))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(f"PASS {bundle}: {report.target} {report.precision}, {report.count} golden images, max |diff| "
+                  f"{report.max_abs_diff:.3g} (limit {report.tolerance['max_abs_diff']:g}), top-1 agreement "
+                  f"{report.top1_agreement * 100:.0f}%", highlight=False)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,14 @@ def _to_fp16(model_proto: Any, keep_io_types: bool) -> Any:
     return converted
 
 
+def convert_onnx_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str], keep_io_types: bool = True) -> None:
+    """FP16 weights and compute from an FP32 ONNX file; inputs/outputs stay FP32 unless ``keep_io_types`` is off."""
+    onnx = require("onnx", extra="export")
+    proto = _to_fp16(onnx.load(str(src)), keep_io_types=keep_io_types)
+    graph.set_metadata(proto, {"precision": "fp16"})
+    onnx.save_model(proto, str(dst))
+
+
 def _simplify(model_proto: Any) -> Any:
     onnxsim = require("onnxsim", extra="export")
     simplified, ok = onnxsim.simplify(model_proto)

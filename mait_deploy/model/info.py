@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 from .._io import sha256_file
-from ..errors import DataError
 from .checkpoint import WEIGHTS_FILE, load_checkpoint
 from .zoo import resolve_checkpoint
 
@@ -37,18 +36,3 @@ def checkpoint_info(checkpoint: str | os.PathLike[str] | None = None) -> dict[st
         "weights_bytes": weights.stat().st_size,
         "weights_sha256": sha256_file(weights),
     }
-
-
-def evaluate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, data: str = "fashion-mnist",
-                        limit: int | None = None):
-    """Top-1 of a checkpoint (PyTorch, FP32) on held-out labelled data."""
-    from ..calibration.builtin import BUILTIN_NAMES, RawImages, load_builtin
-    from ..calibration.evaluate import evaluate_model
-
-    if data not in BUILTIN_NAMES:
-        raise DataError(f"unknown data source {data!r}; built-in sources: {', '.join(BUILTIN_NAMES)}")
-    model = load_checkpoint(resolve_checkpoint(checkpoint))
-    raw = load_builtin("test")
-    if limit is not None:
-        raw = RawImages(raw.images[:limit], raw.labels[:limit], f"{raw.origin}, first {limit}")
-    return evaluate_model(model, raw)

@@ -1,0 +1,80 @@
+"""Helpers shared by the benchmark scripts: machine facts, side-by-side timing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mait_deploy.profiling.stats import latency_stats
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+            "avx512_vnni": "avx512_vnni" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "amx": "amx_tile" in flags, "load_avg": os.getloadavg()}
+
+
+def side_by_side(runs: dict[str, Callable[[], Any]], iterations: int, warmup: int = 3, batch: int = 1,
+                 min_seconds: float = 0.0) -> dict[str, dict[str, Any]]:
+    """Time several callables round-robin (one call of each per round) so that machine noise hits all alike.
+
+    Returns per-name latency statistics (ms) plus the warm-up time.
+    """
+    warm = {}
+    for name, run in runs.items():
+        started = time.perf_counter_ns()
+        for _ in range(warmup):
+            run()
+        warm[name] = (time.perf_counter_ns() - started) / 1e6
+    samples: dict[str, list[int]] = {name: [] for name in runs}
+    deadline = time.perf_counter() + min_seconds
+    rounds = 0
+    while rounds < iterations or time.perf_counter() < deadline:
+        for name, run in runs.items():
+            started = time.perf_counter_ns()
+            run()
+            samples[name].append(time.perf_counter_ns() - started)
+        rounds += 1
+    result = {}
+    for name, values in samples.items():
+        stats = latency_stats(values, batch=batch).to_dict()
+        stats["warmup_ms_total"] = warm[name]
+        result[name] = stats
+    return result
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    data = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **data}
+    path.write_text(json.dumps(data, indent=2, default=_default) + "\n")
+    return path
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
