@@ -32,7 +32,7 @@ def test_info_of_shipped_checkpoint():
 
 @pytest.mark.parametrize("args,message", [
     (("info", "/nonexistent/ckpt"), "checkpoint not found"),
-    (("evaluate", "--data", "imagenet"), "unknown data source"),
+    (("evaluate", "--data", "imagenet"), "data source not found: imagenet"),
 ])
 def test_errors_are_one_line_and_non_zero(args, message):
     result = run_cli(*args)
@@ -66,4 +66,40 @@ def test_export_cli_errors(tmp_path, args, message):
     args = [str(tmp_path / "m.onnx") if a == "OUT" else a for a in args]
     result = run_cli(*args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compile_verify_predict_evaluate_cli(tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    bundle = tmp_path / "bundle"
+    result = run_cli("compile", "--target", "onnxruntime", "--precision", "int8", "--calib-count", "64",
+                     "--eval-count", "200", "-o", str(bundle), "--json", check=True)
+    assert json.loads(result.stdout)["gate"]["passed"]
+    verify = run_cli("verify", str(bundle), "--json", check=True)
+    assert json.loads(verify.stdout)["passed"]
+    image = tmp_path / "img.png"
+    Image.fromarray(np.load(bundle / "golden.npz")["images"][0]).save(image)
+    predict = run_cli("predict", str(bundle), str(image), "--top", "3", "--json", check=True)
+    row = json.loads(predict.stdout)["predictions"][0]
+    assert len(row["top"]) == 3 and row["label"]
+    evaluate = run_cli("evaluate", str(bundle), "--count", "100", "--json", check=True)
+    assert json.loads(evaluate.stdout)["count"] == 100
+    again = run_cli("compile", "-o", str(bundle))
+    assert again.returncode != 0 and "--force" in again.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (("compile", "-o", "OUT", "--target", "coreml"), "unknown target 'coreml'"),
+    (("compile", "-o", "OUT", "--batch", "4"), "--batch is not supported"),
+    (("compile", "-o", "OUT", "--precision", "int8", "--calib", "/no/such/dir"), "data source not found"),
+    (("compile", "-o", "OUT", "--calib-method", "magic"), "unknown calibration method"),
+    (("predict", "/no/bundle", "x.png"), "bundle not found"),
+    (("verify", "/no/bundle"), "bundle not found"),
+])
+def test_compile_and_device_cli_errors(tmp_path, args, message):
+    args = [str(tmp_path / "b") if a == "OUT" else a for a in args]
+    result = run_cli(*args)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []

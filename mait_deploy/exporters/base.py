@@ -47,6 +47,14 @@ class CalibrationOptions:
     count: int = 256
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from ..calibration.quantize import METHODS
+
+        if self.method not in METHODS:
+            raise UnsupportedOption(f"unknown calibration method {self.method!r}; use {', '.join(METHODS)}")
+        if self.count < 1:
+            raise UnsupportedOption(f"the calibration count must be positive, got {self.count}")
+
 
 @dataclass(frozen=True)
 class CompileOptions:

@@ -1,0 +1,184 @@
+"""The ONNX Runtime target end to end on the shipped checkpoint: compile, gate, bundle, verify, predict."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from mait_deploy.bundle.load import load_bundle, verify_bundle  # noqa: E402
+from mait_deploy.bundle.manifest import read_manifest  # noqa: E402
+from mait_deploy.compiler import compile_model  # noqa: E402
+from mait_deploy.errors import BundleError, DataError, UnsupportedOption, ValidationError  # noqa: E402
+from mait_deploy.exporters import graph  # noqa: E402
+from mait_deploy.exporters.base import CalibrationOptions, CompileOptions, get_target  # noqa: E402
+
+EVAL_COUNT = 1000
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundles")
+    results = {}
+    for precision in ("fp32", "int8"):
+        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
+        results[precision] = compile_model(None, "onnxruntime", options, root / precision, eval_count=EVAL_COUNT)
+    return root, results
+
+
+def test_bundle_layout_and_manifest(bundles):
+    root, results = bundles
+    for precision in ("fp32", "int8"):
+        folder = root / precision
+        assert sorted(p.name for p in folder.iterdir()) == ["golden.npz", "manifest.json", "model.onnx"]
+        manifest = read_manifest(folder)
+        assert manifest.target == "onnxruntime" and manifest.precision == precision
+        assert manifest.batch == "dynamic" and manifest.inputs[0].shape == ["batch", 1, 28, 28]
+        assert manifest.model["name"] == "mait_demo_28" and manifest.labels[1] == "Trouser"
+        assert manifest.accuracy["count"] == EVAL_COUNT and manifest.accuracy["passed"]
+        assert "test" in manifest.accuracy["data"]
+        assert manifest.golden["count"] == 8
+        assert manifest.tool_versions["onnxruntime"]
+    assert not [p for p in root.iterdir() if p.name.startswith(".mait-tmp")]
+
+
+def test_int8_gate_and_quantization_structure(bundles):
+    root, results = bundles
+    gate = results["int8"].gate
+    assert gate["drop_points"] <= 1.0 and gate["top1_agreement"] > 0.95
+    quant = results["int8"].manifest["build"]["quantization"]
+    assert quant["quantized_ops"].get("MatMul", 0) + quant["quantized_ops"].get("Gemm", 0) > 0
+    assert {"Softmax", "LayerNormalization"} <= set(quant["float_ops"])
+    import onnx
+
+    model = onnx.load(str(root / "int8" / "model.onnx"))
+    report = graph.analyze(model)
+    assert len(report.bias_initializers) == 1 and report.bias_initializers[0].consumers == 6
+    assert report.bias_initializers[0].dtype == "float32"
+    assert (root / "int8" / "model.onnx").stat().st_size < 0.5 * (root / "fp32" / "model.onnx").stat().st_size
+
+
+def test_verify_and_predict_on_the_device_path(bundles):
+    root, _ = bundles
+    for precision in ("fp32", "int8"):
+        report = verify_bundle(root / precision)
+        assert report.passed and report.count == 8
+    with load_bundle(root / "int8") as runner:
+        golden = np.load(root / "int8" / "golden.npz")
+        prediction = runner.predict(golden["images"])
+        assert prediction.logits.shape == (8, 10) and len(prediction.labels) == 8
+        assert np.array_equal(prediction.indices, golden["logits"].argmax(-1))
+        single = runner.predict(golden["images"][0])
+        assert single.labels == prediction.labels[:1]
+
+
+def test_tampered_artifact_is_refused(bundles, tmp_path):
+    root, _ = bundles
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "fp32", copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        load_bundle(copy)
+
+
+def test_golden_mismatch_fails_loudly(bundles, tmp_path):
+    root, _ = bundles
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "fp32", copy)
+    golden = dict(np.load(copy / "golden.npz"))
+    golden["logits"] = golden["logits"] + 1.0
+    np.savez_compressed(copy / "golden.npz", **golden)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    from mait_deploy._io import sha256_file
+
+    manifest["golden"]["sha256"] = sha256_file(copy / "golden.npz")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValidationError, match="golden outputs do not match"):
+        verify_bundle(copy)
+
+
+def test_runner_input_checks(bundles):
+    root, _ = bundles
+    with load_bundle(root / "fp32") as runner:
+        ok = np.zeros((2, 1, 28, 28), np.float32)
+        assert runner.run(ok).shape == (2, 10)
+        for bad, message in [
+            (np.zeros((2, 3, 28, 28), np.float32), "shape"),
+            (np.zeros((2, 1, 28, 28), np.float64), "float32"),
+            (np.full((1, 1, 28, 28), np.nan, np.float32), "NaN"),
+            (np.zeros((0, 1, 28, 28), np.float32), "empty batch"),
+            ([[1, 2]], "numpy array"),
+        ]:
+            with pytest.raises(DataError, match=message):
+                runner.run(bad)
+        big = runner.run(np.zeros((1500, 1, 28, 28), np.float32))  # chunked by max_batch
+        assert big.shape == (1500, 10)
+
+
+def test_gate_failure_leaves_no_bundle(monkeypatch, tmp_path):
+    import mait_deploy.exporters.base as base
+
+    def failing_gate(*args, **kwargs):
+        raise ValidationError("accuracy gate failed: forced for the test")
+
+    monkeypatch.setattr(base, "accuracy_gate", failing_gate)
+    out = tmp_path / "bundle"
+    with pytest.raises(ValidationError, match="forced"):
+        compile_model(None, "onnxruntime", CompileOptions(precision="fp32"), out, eval_count=50)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_impossible_options_are_errors(tmp_path):
+    with pytest.raises(UnsupportedOption, match="unknown target"):
+        get_target("coreml")
+    with pytest.raises(UnsupportedOption, match="--batch"):
+        compile_model(None, "onnxruntime", CompileOptions(batch=4), tmp_path / "b")
+    with pytest.raises(UnsupportedOption, match="precision"):
+        CompileOptions(precision="int4")
+    with pytest.raises(UnsupportedOption, match="calibration method"):
+        CalibrationOptions(method="magic")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compile_from_exported_onnx(bundles, tmp_path):
+    root, _ = bundles
+    # The fp32 bundle's model.onnx is the verified export with its metadata: a valid MODEL argument.
+    result = compile_model(str(root / "fp32" / "model.onnx"), "onnxruntime", CompileOptions(precision="fp16"),
+                           tmp_path / "fp16", eval_count=200)
+    assert result.gate["passed"] and result.manifest["source"]["from_checkpoint"] is False
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.pop("artifact"), "missing fields: artifact"),
+    (lambda m: m.update(schema_version=99), "schema version 99"),
+    (lambda m: m.update(schema_version="1"), "no valid schema_version"),
+    (lambda m: m["artifact"].update(path="../../etc/passwd"), "escapes the bundle"),
+    (lambda m: m["artifact"].update(path="/etc/passwd"), "escapes the bundle"),
+    (lambda m: m.update(batch=0), "batch must be"),
+    (lambda m: m.update(surprise=1), "unknown fields"),
+    (lambda m: m["model"].pop("preprocess"), "model.preprocess"),
+])
+def test_bad_manifests_are_refused(bundles, tmp_path, edit, message):
+    root, _ = bundles
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "fp32", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(copy)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        load_bundle(tmp_path / "missing")
+    with pytest.raises(BundleError, match="not a bundle"):
+        load_bundle(tmp_path)
+    (tmp_path / "manifest.json").write_text("{broken")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(tmp_path)

@@ -1,0 +1,87 @@
+"""The device side (runtimes, bundle, profiling, the CLI's device commands) must run with torch, onnx and onnxsim
+unimportable: proved in a fresh subprocess whose import system refuses them."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+BLOCKER = textwrap.dedent('''
+    import importlib.abc, sys
+    BLOCKED = {"torch", "onnx", "onnxsim", "onnxscript", "torchao", "litert_torch", "nncf", "safetensors"}
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked on the device: {name}")
+            return None
+    sys.meta_path.insert(0, Block())
+''')
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    pytest.importorskip("torch")
+    from mait_deploy.compiler import compile_model
+    from mait_deploy.exporters.base import CalibrationOptions, CompileOptions
+
+    folder = tmp_path_factory.mktemp("device") / "int8"
+    compile_model(None, "onnxruntime", CompileOptions(precision="int8", calibration=CalibrationOptions(count=64)),
+                  folder, eval_count=200)
+    return folder
+
+
+def run_blocked(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_blocker_really_blocks():
+    result = run_blocked("import torch")
+    assert result.returncode != 0 and "blocked on the device" in result.stderr
+
+
+def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    golden = np.load(bundle / "golden.npz")
+    image = tmp_path / "shirt.png"
+    Image.fromarray(golden["images"][0]).save(image)
+    result = run_blocked(f'''
+        import json, sys
+        import mait_deploy.runtimes, mait_deploy.bundle, mait_deploy.profiling
+        import mait_deploy.runtimes.onnxruntime, mait_deploy.runtimes.preprocess
+        from mait_deploy.bundle.load import load_bundle, verify_bundle
+        from mait_deploy.calibration.evaluate import evaluate_bundle
+        report = verify_bundle({str(bundle)!r})
+        with load_bundle({str(bundle)!r}) as runner:
+            prediction = runner.predict([{str(image)!r}])
+        accuracy = evaluate_bundle({str(bundle)!r}, count=100)
+        assert "torch" not in sys.modules and "onnx" not in sys.modules
+        print(json.dumps({{"passed": report.passed, "label": prediction.labels[0], "top1": accuracy.top1}}))
+    ''')
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["passed"] and out["label"] and out["top1"] > 0.5
+
+
+def test_device_cli_commands_without_torch(bundle):
+    for args in (["verify", str(bundle)], ["predict", str(bundle), "--json",
+                                           str(bundle.parent / "x.png")]):
+        if args[0] == "predict":
+            from PIL import Image
+            import numpy as np
+
+            Image.fromarray(np.load(bundle / "golden.npz")["images"][1]).save(args[-1])
+        result = run_blocked(f'''
+            import sys
+            from mait_deploy.cli import app
+            sys.argv = ["mait-deploy", *{args!r}]
+            app()
+        ''')
+        assert result.returncode == 0, result.stderr
+        assert "torch" not in result.stderr
