@@ -1,6 +1,6 @@
 """Export benchmark: export time, size, node counts and parity, and what the masks cost in ONNX Runtime.
 
-    python benchmarks/export.py [--models demo,xxs24] [--iterations 50]  # -> benchmarks/results/export.json
+    python -m benchmarks.export [--models demo,xxs24] [--iterations 50]  # -> benchmarks/results/export.json
 
 For each model it exports three graphs and times them side by side (round-robin) in ONNX Runtime at batch 1
 and 32: MaiT (bias as one constant), its unmasked twin (no bias Add), and MaiT with the bias fed as a run-time
@@ -10,7 +10,6 @@ input instead of a constant. mait_xxs24_224 uses random weights (speed only).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,15 +17,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks._common import side_by_side, write_result
 
-from _common import side_by_side, write_result  # noqa: E402
-
-from mait_deploy.exporters.onnx import ExportOptions, export_onnx  # noqa: E402
-from mait_deploy.model.checkpoint import load_checkpoint  # noqa: E402
-from mait_deploy.model.mait import MaiT, create_model  # noqa: E402
-from mait_deploy.model.zoo import resolve_checkpoint  # noqa: E402
+from mait_deploy.exporters.onnx import ExportOptions, export_onnx
+from mait_deploy.model.checkpoint import load_checkpoint
+from mait_deploy.model.mait import MaiT, create_model
+from mait_deploy.model.zoo import resolve_checkpoint
 
 
 class BiasAsInput(nn.Module):
