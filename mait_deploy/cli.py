@@ -46,6 +46,22 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def parse_key_values(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict; values are JSON when they parse (true, 3, 0.5), else plain strings."""
+    from .errors import UnsupportedOption
+
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UnsupportedOption(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
@@ -172,7 +188,7 @@ def print_export_summary(result) -> None:
 @handle_errors
 def compile_command(
     model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
-    target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime."),
+    target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime or openvino."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 or int8 (as the target supports)."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
     calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
@@ -184,6 +200,7 @@ def compile_command(
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Fail when top-1 drops more than this many points."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Fixed batch size, for targets with static shapes."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing calibration images."),
+    target_option: list[str] = typer.Option([], "--target-option", "-O", help="Target-specific KEY=VALUE, e.g. -O accuracy_control=true -O device=GPU (openvino)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -192,7 +209,8 @@ def compile_command(
     from .exporters.base import CalibrationOptions, CompileOptions
 
     options = CompileOptions(precision=precision, batch=batch, max_accuracy_drop=max_accuracy_drop, force=force,
-                             calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed))
+                             calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed),
+                             target_options=parse_key_values(target_option))
     with _status() as status:
         result = compile_model(model, target, options, output, calibration=calib,
                                evaluation=None if no_eval else eval_data, eval_count=eval_count,
@@ -222,9 +240,15 @@ def print_compile_summary(result) -> None:
     ]
     quantization = manifest["build"].get("quantization")
     if quantization:
-        rows.append(("quantization", f"{quantization['method']} on {quantization['calibration_images']} images; "
-                                     f"{sum(quantization['quantized_ops'].values())} ops INT8 "
-                                     f"({quantization['quantized_ops']}), float: Softmax/LayerNorm/bias Add/GELU"))
+        detail = f"{quantization['method']} on {quantization['calibration_images']} images"
+        if "quantized_ops" in quantization:
+            detail += (f"; INT8 inputs for {sum(quantization['quantized_ops'].values())} ops "
+                       f"{quantization['quantized_ops']}; Softmax, LayerNorm, bias Add and GELU stay float")
+        ir = manifest["build"].get("ir", {})
+        if "fake_quantize" in ir:
+            detail += (f"; {ir['fake_quantize']} FakeQuantize, {len(ir['float_compute_layers'])} MatMul/Conv "
+                       f"layers left in float")
+        rows.append(("quantization", detail))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

@@ -225,6 +225,7 @@ def _jsonable(value: Any) -> Any:
 
 TARGETS: dict[str, str] = {
     "onnxruntime": "mait_deploy.exporters.onnxruntime:OnnxRuntimeTarget",
+    "openvino": "mait_deploy.exporters.openvino:OpenVinoTarget",
 }
 
 

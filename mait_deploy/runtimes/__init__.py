@@ -9,6 +9,7 @@ from ..errors import UnsupportedOption
 # target name -> (module, class). The module imports its runtime inside _load, so listing costs nothing.
 RUNNERS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("mait_deploy.runtimes.onnxruntime", "OnnxRuntimeRunner"),
+    "openvino": ("mait_deploy.runtimes.openvino", "OpenVinoRunner"),
 }
 
 

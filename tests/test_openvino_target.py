@@ -1,0 +1,124 @@
+"""OpenVINO target: IR in FP32/FP16/INT8 from the shipped checkpoint, the gate, the runner and its precision."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+ov = pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from mait_deploy._deps import require  # noqa: E402
+from mait_deploy.bundle.load import load_bundle, verify_bundle  # noqa: E402
+from mait_deploy.compiler import compile_model  # noqa: E402
+from mait_deploy.errors import MissingDependency, UnsupportedOption  # noqa: E402
+from mait_deploy.exporters.base import CalibrationOptions, CompileOptions  # noqa: E402
+from mait_deploy.runtimes.base import RunnerOptions  # noqa: E402
+
+EVAL_COUNT = 1000
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ov")
+    results = {}
+    for precision in ("fp32", "fp16", "int8"):
+        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
+        results[precision] = compile_model(None, "openvino", options, root / precision, eval_count=EVAL_COUNT)
+    return root, results
+
+
+def test_ir_files_and_precisions(bundles):
+    root, results = bundles
+    for precision in ("fp32", "fp16", "int8"):
+        names = sorted(p.name for p in (root / precision).iterdir())
+        assert names == ["golden.npz", "manifest.json", "model.bin", "model.xml"]
+        ir = results[precision].manifest["build"]["ir"]
+        assert len(ir["bias_constants"]) == 1 and ir["bias_constants"][0]["consumers"] == 6
+    assert results["fp32"].manifest["build"]["ir"]["bias_constants"][0]["dtype"] == "f32"
+    assert results["fp16"].manifest["build"]["ir"]["bias_constants"][0]["dtype"] == "f16"
+    params = 1_335_178
+    fp32_bin = (root / "fp32" / "model.bin").stat().st_size
+    assert fp32_bin >= 4 * params * 0.98, "the FP32 IR was compressed to FP16"
+    assert (root / "fp16" / "model.bin").stat().st_size < 0.6 * fp32_bin
+    int8 = results["int8"].manifest["build"]
+    assert int8["ir"]["fake_quantize"] > 0 and "nncf" in int8["quantization"]["method"]
+
+
+def test_parity_and_gate(bundles):
+    _, results = bundles
+    assert results["fp32"].gate["max_abs_diff"] <= 1e-4 and results["fp32"].gate["top1_agreement"] == 1.0
+    assert results["fp16"].gate["top1_agreement"] >= 0.995
+    assert results["int8"].gate["passed"] and results["int8"].gate["drop_points"] <= 1.0
+
+
+def test_runner_sets_f32_unless_asked(bundles):
+    root, _ = bundles
+    with load_bundle(root / "fp32") as runner:
+        info = runner.runtime_info()
+        assert info["inference_precision_hint"] == "f32" and info["device"] == "CPU"
+        x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+        f32 = runner.run(x)
+    with load_bundle(root / "fp32", RunnerOptions(extra={"inference_precision": "bf16"})) as runner:
+        assert runner.runtime_info()["inference_precision_hint"] == "bf16"
+        bf16 = runner.run(x)
+    assert 1e-5 < np.abs(f32 - bf16).max() < 0.5  # bf16 really ran, and is close
+
+
+def test_verify_each_bundle(bundles):
+    root, _ = bundles
+    for precision in ("fp32", "fp16", "int8"):
+        assert verify_bundle(root / precision).passed
+
+
+def test_unknown_device_lists_available(bundles):
+    root, _ = bundles
+    with pytest.raises(UnsupportedOption, match="available: CPU"):
+        load_bundle(root / "fp32", RunnerOptions(extra={"device": "NPU"})).activate()
+
+
+def test_bad_openvino_options(tmp_path):
+    with pytest.raises(UnsupportedOption, match="--batch"):
+        compile_model(None, "openvino", CompileOptions(batch=2), tmp_path / "b")
+    with pytest.raises(UnsupportedOption, match="int8 only"):
+        compile_model(None, "openvino", CompileOptions(target_options={"accuracy_control": True}), tmp_path / "b")
+    with pytest.raises(UnsupportedOption, match="no option"):
+        compile_model(None, "openvino", CompileOptions(target_options={"turbo": 1}), tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_openvino_names_the_extra():
+    code = ("import sys, importlib.abc\n"
+            "class B(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'openvino': raise ImportError(name=name)\n"
+            "sys.meta_path.insert(0, B())\n"
+            "from mait_deploy._deps import require\n"
+            "require('openvino', extra='openvino')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "install the 'openvino' extra" in result.stderr
+    with pytest.raises(MissingDependency, match="mait-deploy\\[nothing\\]"):
+        require("surely_not_a_module_xyz", extra="nothing")
+
+
+def test_openvino_bundle_runs_without_torch(bundles):
+    root, _ = bundles
+    from tests.test_torch_free import BLOCKER
+
+    code = BLOCKER + (f"from mait_deploy.bundle.load import verify_bundle\n"
+                      f"import sys\nr = verify_bundle({str(root / 'int8')!r})\n"
+                      f"assert 'torch' not in sys.modules\nprint(r.passed)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("True")
+
+
+def test_cli_json_is_clean_with_nncf_progress(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "compile", "-t", "openvino", "-p", "int8",
+                             "--calib-count", "64", "--eval-count", "200", "-o", str(tmp_path / "b"), "--json"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["gate"]["passed"]
