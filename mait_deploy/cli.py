@@ -305,5 +305,48 @@ def verify(
                   f"{report.top1_agreement * 100:.0f}%", highlight=False)
 
 
+@app.command()
+@handle_errors
+def profile(
+    bundles: list[Path] = typer.Argument(None, help="Bundle folders to profile (or, with --compare, saved reports)."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes, e.g. 1,8,32."),
+    warmup: int = typer.Option(10, "--warmup", help="Warm-up iterations (reported apart)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Measured iterations (default 100)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Measure for S seconds instead of N iterations."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads."),
+    percentiles: str = typer.Option("50,90,95,99", "--percentiles", help="Percentiles to report."),
+    mode: str = typer.Option("latency", "--mode", help="latency (one call at a time) or throughput (the runtime's async API)."),
+    requests: Optional[int] = typer.Option(None, "--requests", help="Throughput mode: inferences in flight."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report(s) to this JSON file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
+    compare: bool = typer.Option(False, "--compare", help="Compare saved JSON reports (the arguments) instead of running."),
+) -> None:
+    """Measure bundles on this device: latency percentiles, throughput, memory, device state (no torch)."""
+    from .profiling.measure import ProfileOptions, parse_list, profile_many
+    from .profiling.report import load_reports, plot_reports, print_summary, save_reports
+
+    if not bundles:
+        raise MaitDeployError("give at least one bundle (or saved reports with --compare)")
+    if compare:
+        reports = [report for path in bundles for report in load_reports(path)]
+    else:
+        options = ProfileOptions(
+            batches=parse_list(batch, int, "batch"), warmup=warmup,
+            iterations=iterations if iterations is not None or duration is not None else 100, duration_s=duration,
+            threads=threads, percentiles=parse_list(percentiles, float, "percentile"), mode=mode, requests=requests)
+        with _status() as status:
+            reports = profile_many(bundles, options, progress=status.update)
+        if json_out:
+            save_reports(reports, json_out)
+    print_summary(reports, console)
+    if plot:
+        plot_reports(reports, plot)
+        console.print(f"plot written to {plot}")
+    failed = [r for r in reports if r.error]
+    if failed and not compare:
+        raise MaitDeployError(f"{len(failed)} of {len(reports)} profile run(s) failed"
+                              + (f"; the report was written to {json_out}" if json_out else ""))
+
+
 if __name__ == "__main__":
     app()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle.manifest import Manifest
-from ..errors import DataError, MaitDeployError
+from ..errors import DataError, MaitDeployError, UnsupportedOption
 from ..model.config import PreprocessConfig
 from .preprocess import preprocess
 
@@ -114,6 +114,11 @@ class Runner(abc.ABC):
     def runtime_info(self) -> dict[str, Any]:
         """What actually runs (versions, device, precision); backends extend it."""
         return {"runtime": self.runtime_name}
+
+    def throughput_run(self, batch: np.ndarray, iterations: int, requests: int | None) -> tuple[int, int]:
+        """Keep ``requests`` inferences in flight with the runtime's own async machinery until ``iterations``
+        have completed; returns (wall time in ns, requests used). Backends without one raise UnsupportedOption."""
+        raise UnsupportedOption(f"throughput mode is not available for the {self.runtime_name} runtime")
 
     # -- public API ------------------------------------------------------------------------------------------
     def check_input(self, batch: np.ndarray) -> np.ndarray:
