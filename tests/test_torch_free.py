@@ -54,13 +54,17 @@ def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
     result = run_blocked(f'''
         import json, sys
         import mait_deploy.runtimes, mait_deploy.bundle, mait_deploy.profiling
-        import mait_deploy.runtimes.onnxruntime, mait_deploy.runtimes.preprocess
+        import mait_deploy.runtimes.onnxruntime, mait_deploy.runtimes.preprocess, mait_deploy.runtimes.openvino
+        import mait_deploy.profiling.measure, mait_deploy.profiling.report, mait_deploy.profiling.device
+        from mait_deploy.profiling.measure import ProfileOptions, profile
         from mait_deploy.bundle.load import load_bundle, verify_bundle
         from mait_deploy.calibration.evaluate import evaluate_bundle
         report = verify_bundle({str(bundle)!r})
         with load_bundle({str(bundle)!r}) as runner:
             prediction = runner.predict([{str(image)!r}])
         accuracy = evaluate_bundle({str(bundle)!r}, count=100)
+        timing = profile({str(bundle)!r}, ProfileOptions(batches=(1,), warmup=1, iterations=5))
+        assert timing.error is None
         assert "torch" not in sys.modules and "onnx" not in sys.modules
         print(json.dumps({{"passed": report.passed, "label": prediction.labels[0], "top1": accuracy.top1}}))
     ''')
