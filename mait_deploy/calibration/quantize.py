@@ -35,6 +35,12 @@ class QdqOptions:
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
     activation_symmetric: bool = False
     weight_symmetric: bool = True
+    quantize_bias: bool = True  # int32 bias DQ for Gemm/Conv: fine for ORT, not accepted by TensorRT
+    dedicated_qdq_pairs: bool = False  # one Q/DQ pair per quantized consumer
+    # ORT also quantizes MatMul outputs (e.g. attention scores before the bias Add): fast on ORT's CPU kernels,
+    # but TensorRT wants Q/DQ only on the inputs of MatMul/Gemm/Conv. This rewires every other consumer of a DQ
+    # to the float tensor and drops Q/DQ pairs left unused.
+    compute_inputs_only: bool = False
     percentile: float = 99.999
 
     def __post_init__(self) -> None:
@@ -49,7 +55,8 @@ class QdqOptions:
 
     @classmethod
     def tensorrt(cls, method: str = "minmax") -> "QdqOptions":
-        return cls(method=method, activation_symmetric=True, weight_symmetric=True)
+        return cls(method=method, activation_symmetric=True, weight_symmetric=True, quantize_bias=False,
+                   dedicated_qdq_pairs=True, compute_inputs_only=True)
 
 
 @dataclass
@@ -99,6 +106,8 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
     extra = {
         "ActivationSymmetric": options.activation_symmetric,
         "WeightSymmetric": options.weight_symmetric,
+        "QuantizeBias": options.quantize_bias,
+        "DedicatedQDQPair": options.dedicated_qdq_pairs,
         # Output-channel axis for MatMul weights [K, N] (ORT's default axis suits Conv/Gemm already).
         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
     }
@@ -119,6 +128,8 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
     finally:
         root.setLevel(level)
     quantized = onnx.load(str(temp_out))
+    if options.compute_inputs_only:
+        restrict_to_compute_inputs(quantized)
     merged = graph.deduplicate_initializers(quantized)
     # Keep the exporter's metadata (config, labels, ...) on the quantized file.
     del quantized.metadata_props[:]
@@ -134,6 +145,45 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
         quantized_ops=report["quantized_ops"], float_ops=report["float_ops"],
         per_channel_weights=report["per_channel_weights"], seconds=round(time.perf_counter() - started, 2),
     )
+
+
+# Layout-only ops that TensorRT moves Q/DQ across (a DQ may feed them on its way to a MatMul/Gemm/Conv).
+LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten")
+
+
+def restrict_to_compute_inputs(model: Any) -> int:
+    """Rewire consumers of activation DQs that are neither compute nor layout ops to the float tensor, then drop
+    Q/DQ nodes nobody reads. Returns how many consumer inputs were rewired."""
+    initializers = {init.name for init in model.graph.initializer}
+    produced_by = {out: node for node in model.graph.node for out in node.output}
+    allowed = set(DEFAULT_OP_TYPES) | set(LAYOUT_OPS)
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear":
+            continue
+        for index, name in enumerate(node.input):
+            dq = produced_by.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] in initializers:
+                continue
+            q = produced_by.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear" or node.op_type in allowed:
+                continue
+            node.input[index] = q.input[0]
+            rewired += 1
+    graph_outputs = {value.name for value in model.graph.output}
+    while True:  # drop Q/DQ whose outputs are now unread
+        read = {name for node in model.graph.node for name in node.input} | graph_outputs
+        dead = [node for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(out in read for out in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            model.graph.node.remove(node)
+    read = {name for node in model.graph.node for name in node.input}
+    unused = [init for init in model.graph.initializer if init.name not in read]
+    for init in unused:
+        model.graph.initializer.remove(init)
+    return rewired
 
 
 def structure(model: Any) -> dict[str, Any]:

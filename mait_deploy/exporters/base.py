@@ -226,6 +226,7 @@ def _jsonable(value: Any) -> Any:
 TARGETS: dict[str, str] = {
     "onnxruntime": "mait_deploy.exporters.onnxruntime:OnnxRuntimeTarget",
     "openvino": "mait_deploy.exporters.openvino:OpenVinoTarget",
+    "tensorrt": "mait_deploy.exporters.tensorrt:TensorRtTarget",
 }
 
 
