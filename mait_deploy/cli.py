@@ -188,7 +188,7 @@ def print_export_summary(result) -> None:
 @handle_errors
 def compile_command(
     model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
-    target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime or openvino."),
+    target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime, openvino or tensorrt."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 or int8 (as the target supports)."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
     calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
@@ -303,6 +303,27 @@ def verify(
     console.print(f"PASS {bundle}: {report.target} {report.precision}, {report.count} golden images, max |diff| "
                   f"{report.max_abs_diff:.3g} (limit {report.tolerance['max_abs_diff']:g}), top-1 agreement "
                   f"{report.top1_agreement * 100:.0f}%", highlight=False)
+
+
+@app.command(name="build-engine")
+@handle_errors
+def build_engine(
+    bundle: Path = typer.Argument(..., help="A tensorrt bundle, on the NVIDIA device."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when a valid cached engine exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Build (or reuse) the TensorRT engine of a bundle on this device; cached beside the bundle."""
+    from .runtimes.tensorrt import build_engine_for_bundle
+
+    with _status() as status:
+        status.update("building the TensorRT engine")
+        result = build_engine_for_bundle(bundle, force=force)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"{'built' if result['built'] else 'reused'} {result['engine']} for {result['gpu']} "
+                      f"(sm {result['compute_capability']}, TensorRT {result['tensorrt']}) in {result['seconds']} s",
+                      highlight=False)
 
 
 @app.command()

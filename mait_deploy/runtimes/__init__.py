@@ -10,6 +10,7 @@ from ..errors import UnsupportedOption
 RUNNERS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("mait_deploy.runtimes.onnxruntime", "OnnxRuntimeRunner"),
     "openvino": ("mait_deploy.runtimes.openvino", "OpenVinoRunner"),
+    "tensorrt": ("mait_deploy.runtimes.tensorrt", "TensorRtRunner"),
 }
 
 
