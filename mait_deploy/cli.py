@@ -62,6 +62,18 @@ def parse_key_values(pairs: list[str]) -> dict[str, Any]:
     return result
 
 
+def parse_batch(text: str | None) -> int | str | None:
+    """--batch: None, 'dynamic' or a positive integer."""
+    from .errors import UnsupportedOption
+
+    if text is None or text == "dynamic":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UnsupportedOption(f"--batch takes a positive integer or 'dynamic', got {text!r}") from None
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
@@ -188,7 +200,7 @@ def print_export_summary(result) -> None:
 @handle_errors
 def compile_command(
     model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
-    target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime, openvino or tensorrt."),
+    target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime, openvino, tensorrt or litert."),
     precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 or int8 (as the target supports)."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
     calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
@@ -198,7 +210,7 @@ def compile_command(
     eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the accuracy gate (the manifest records it)."),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Fail when top-1 drops more than this many points."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Fixed batch size, for targets with static shapes."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="Batch size N (LiteRT: one file per batch size, default 1) or 'dynamic'."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing calibration images."),
     target_option: list[str] = typer.Option([], "--target-option", "-O", help="Target-specific KEY=VALUE, e.g. -O accuracy_control=true -O device=GPU (openvino)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
@@ -208,7 +220,7 @@ def compile_command(
     from .compiler import compile_model
     from .exporters.base import CalibrationOptions, CompileOptions
 
-    options = CompileOptions(precision=precision, batch=batch, max_accuracy_drop=max_accuracy_drop, force=force,
+    options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
                              calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed),
                              target_options=parse_key_values(target_option))
     with _status() as status:
@@ -240,7 +252,9 @@ def print_compile_summary(result) -> None:
     ]
     quantization = manifest["build"].get("quantization")
     if quantization:
-        detail = f"{quantization['method']} on {quantization['calibration_images']} images"
+        detail = quantization["method"]
+        if "calibration_images" in quantization:
+            detail += f" on {quantization['calibration_images']} images"
         if "quantized_ops" in quantization:
             detail += (f"; INT8 inputs for {sum(quantization['quantized_ops'].values())} ops "
                        f"{quantization['quantized_ops']}; Softmax, LayerNorm, bias Add and GELU stay float")

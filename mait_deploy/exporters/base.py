@@ -59,7 +59,7 @@ class CalibrationOptions:
 @dataclass(frozen=True)
 class CompileOptions:
     precision: str = "fp32"
-    batch: int | None = None  # None: the target's default (dynamic where it can)
+    batch: int | str | None = None  # None: the target's default (dynamic where it can); "dynamic" asks for it
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     max_accuracy_drop: float = DEFAULT_MAX_DROP
     force: bool = False
@@ -68,8 +68,9 @@ class CompileOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
-        if self.batch is not None and self.batch < 1:
-            raise UnsupportedOption(f"batch must be a positive integer, got {self.batch}")
+        if self.batch is not None and self.batch != "dynamic" and (
+                isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
+            raise UnsupportedOption(f"batch must be a positive integer or 'dynamic', got {self.batch!r}")
         if self.max_accuracy_drop < 0:
             raise UnsupportedOption(f"--max-accuracy-drop must be >= 0, got {self.max_accuracy_drop}")
 
@@ -227,6 +228,7 @@ TARGETS: dict[str, str] = {
     "onnxruntime": "mait_deploy.exporters.onnxruntime:OnnxRuntimeTarget",
     "openvino": "mait_deploy.exporters.openvino:OpenVinoTarget",
     "tensorrt": "mait_deploy.exporters.tensorrt:TensorRtTarget",
+    "litert": "mait_deploy.exporters.tflite:LiteRtTarget",
 }
 
 

@@ -47,7 +47,7 @@ class OnnxRuntimeTarget(Target):
         return ("per_channel",)
 
     def _check_options(self, options: CompileOptions) -> None:
-        if options.batch is not None:
+        if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("onnxruntime bundles keep the dynamic batch axis; --batch is not supported")
         if options.precision != "int8" and options.calibration.method != "minmax":
             raise UnsupportedOption("--calib-method applies to int8 only")

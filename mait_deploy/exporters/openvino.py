@@ -86,7 +86,7 @@ class OpenVinoTarget(Target):
         return ("accuracy_control", "device", "subset_size", "fast_bias_correction")
 
     def _check_options(self, options: CompileOptions) -> None:
-        if options.batch is not None:
+        if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("openvino bundles keep the dynamic batch axis; --batch is not supported")
         if options.precision != "int8":
             for key in ("accuracy_control", "subset_size", "fast_bias_correction"):

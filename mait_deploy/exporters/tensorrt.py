@@ -185,7 +185,7 @@ class TensorRtTarget(Target):
                 "gpu_fallback", "timing_cache")
 
     def _check_options(self, options: CompileOptions) -> None:
-        if options.batch is not None:
+        if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("tensorrt bundles use an optimization profile: set -O min_batch/opt_batch/"
                                     "max_batch instead of --batch")
         self._plan(options, (1, 1, 1))  # validates the plan options now, before any slow work

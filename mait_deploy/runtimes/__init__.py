@@ -11,6 +11,7 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("mait_deploy.runtimes.onnxruntime", "OnnxRuntimeRunner"),
     "openvino": ("mait_deploy.runtimes.openvino", "OpenVinoRunner"),
     "tensorrt": ("mait_deploy.runtimes.tensorrt", "TensorRtRunner"),
+    "litert": ("mait_deploy.runtimes.litert", "LiteRtRunner"),
 }
 
 
