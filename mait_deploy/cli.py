@@ -319,6 +319,55 @@ def verify(
                   f"{report.top1_agreement * 100:.0f}%", highlight=False)
 
 
+@app.command()
+@handle_errors
+def deploy(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    output: Path = typer.Option(Path("mait-deploy-out"), "-o", "--output", help="Output folder (bundles, reports)."),
+    targets: Optional[str] = typer.Option(None, "--targets", help="Comma list of onnxruntime,openvino,litert,tensorrt (default: every target whose extra is installed)."),
+    precisions: str = typer.Option("fp32,fp16,int8", "--precisions", help="Comma list of fp32,fp16,int8."),
+    calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images for int8."),
+    calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
+    eval_data: str = typer.Option("fashion-mnist", "--eval", help="Held-out labelled images for the accuracy gate ('none' to skip)."),
+    eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Gate: max top-1 drop in points."),
+    profile_batches: str = typer.Option("1,32", "--profile-batches", help="Batch sizes to profile."),
+    iterations: int = typer.Option(50, "--iterations", min=1, help="Profiling iterations per batch size."),
+    force: bool = typer.Option(False, "--force", help="Redo every stage instead of reusing verified ones."),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
+) -> None:
+    """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .pipeline import DeployOptions, deploy as run_deploy, markdown_table
+    from .profiling.measure import parse_list
+
+    options = DeployOptions(
+        targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None,
+        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), calibration=calib,
+        calibration_count=calib_count, evaluation=None if eval_data == "none" else eval_data, eval_count=eval_count,
+        max_accuracy_drop=max_accuracy_drop, profile_batches=parse_list(profile_batches, int, "batch"),
+        profile_iterations=iterations, force=force)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("deploy", total=1)
+
+        def update(message: str, done: int, total: int) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        report = run_deploy(checkpoint, output, options, progress=update)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(markdown_table(report), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"reports: {output / 'report.json'}, {output / 'report.md'}, {output / 'report.png'} "
+                  f"({report.seconds:.0f} s)", highlight=False)
+    failed = [r for r in report.rows if r.status in ("failed", "failed_gate")]
+    if failed:
+        raise MaitDeployError(f"{len(failed)} of {len(report.rows)} rows failed; see {output / 'report.md'}")
+
+
 @app.command(name="build-engine")
 @handle_errors
 def build_engine(

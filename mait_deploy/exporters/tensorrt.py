@@ -196,7 +196,16 @@ class TensorRtTarget(Target):
                          onnx_strongly_typed_fp16=FP16_TYPED if options.precision == "fp16" else None, **values)
 
     def host_can_run(self) -> tuple[bool, str]:
-        return False, "TensorRT engines are built and run on the NVIDIA device (mait-deploy build-engine there)"
+        """True on a machine with TensorRT, cuda-python and an NVIDIA GPU (e.g. deploy run on the Jetson)."""
+        from ..errors import MaitDeployError as _Error
+        from ..runtimes.tensorrt import _cuda, gpu_info
+
+        try:
+            require("tensorrt", extra="tensorrt")
+            gpu_info(_cuda())
+        except _Error as err:
+            return False, f"engine build left to the device ({err}); run `mait-deploy build-engine` there"
+        return True, ""
 
     def gate_runner(self, staging: Path, manifest: Manifest) -> Runner:
         # No GPU here: score the ONNX that TensorRT will build from with ONNX Runtime on the CPU.
