@@ -1,0 +1,67 @@
+"""deploy(): one failure never stops the run; every row ends with a status and a reason; bad options are errors."""
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from mait_deploy.errors import UnsupportedOption  # noqa: E402
+from mait_deploy.pipeline import DeployOptions, Row, deploy, pareto_front, recommend  # noqa: E402
+
+
+def test_failures_are_rows_not_crashes(tmp_path, monkeypatch):
+    from mait_deploy.exporters.onnxruntime import OnnxRuntimeTarget
+
+    original = OnnxRuntimeTarget._build
+
+    def broken_fp16(self, source, options, staging, calibration, progress):
+        if options.precision == "fp16":
+            raise RuntimeError("converter crashed")
+        return original(self, source, options, staging, calibration, progress)
+
+    monkeypatch.setattr(OnnxRuntimeTarget, "_build", broken_fp16)
+    report = deploy(None, tmp_path, DeployOptions(targets=("onnxruntime", "tensorrt"), precisions=("fp32", "fp16"),
+                                                  eval_count=300, profile_batches=(1,), profile_iterations=5))
+    rows = {(r.target, r.precision): r for r in report.rows}
+    assert rows[("onnxruntime", "fp32")].status == "ok"
+    assert rows[("onnxruntime", "fp16")].status == "failed"
+    assert "converter crashed" in rows[("onnxruntime", "fp16")].reason
+    trt = rows[("tensorrt", "fp32")]
+    assert trt.status == "skipped" and "build-engine" in trt.reason and trt.bundle  # the bundle is still made
+    assert not (tmp_path / "bundles" / "onnxruntime-fp16").exists()
+    assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["status"] == "failed"
+
+
+def test_gate_failure_row_carries_the_numbers(tmp_path):
+    # A negative drop budget cannot be met by an identical FP32 copy... so use int8 with a zero budget and a
+    # tiny evaluation set where any disagreement fails; if INT8 happens to be perfect the row is ok.
+    report = deploy(None, tmp_path, DeployOptions(targets=("onnxruntime",), precisions=("int8",), eval_count=50,
+                                                  max_accuracy_drop=0.0, profile_batches=(1,), profile_iterations=5))
+    row = report.rows[0]
+    assert row.status in ("ok", "failed_gate")
+    if row.status == "failed_gate":
+        assert "accuracy gate failed" in row.reason and "drop" in row.reason
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"targets": ("coreml",)}, "unknown target"),
+    ({"precisions": ("int4",)}, "unknown precision"),
+    ({"max_accuracy_drop": -1}, "max-accuracy-drop"),
+    ({"profile_batches": (0,)}, "positive"),
+])
+def test_bad_deploy_options(kwargs, message):
+    with pytest.raises(UnsupportedOption, match=message):
+        DeployOptions(**kwargs)
+
+
+def test_pareto_and_recommendation():
+    def row(target, precision, top1, p50):
+        return Row(target=target, precision=precision, status="ok", top1=top1, drop_points=0.0,
+                   latency={"batch_1": {"p50_ms": p50, "p99_ms": p50, "throughput": 1000 / p50}}, bundle=target)
+
+    rows = [row("a", "fp32", 0.90, 10.0), row("a", "int8", 0.89, 4.0), row("b", "fp32", 0.88, 12.0),
+            row("b", "int8", 0.90, 8.0)]
+    assert sorted(pareto_front(rows)) == [1, 3]
+    best = recommend(rows)
+    assert (best["target"], best["precision"]) == ("a", "int8") and "2.50x faster than a fp32" in best["reason"]
