@@ -25,6 +25,43 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix() -> str:
+    # The writer's PID is in the name so that a later run can tell a leftover of a killed process (SIGKILL leaves
+    # no chance to clean up) from a write still in progress.
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: Path) -> int:
+    """Remove temporary files/folders left in ``folder`` by mait-deploy processes that no longer run."""
+    removed = 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        pid_text = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def _check_parent(path: Path) -> None:
     parent = path.parent
     if parent.exists() and not parent.is_dir():
@@ -35,6 +72,7 @@ def _check_parent(path: Path) -> None:
         raise MaitDeployError(f"cannot create folder {parent}: {err.strerror or err}") from err
     if not os.access(parent, os.W_OK):
         raise MaitDeployError(f"cannot write to {parent}: permission denied")
+    sweep_stale_temps(parent)
 
 
 def check_output(path: Path, force: bool, kind: str = "file") -> None:
@@ -54,7 +92,10 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     """Yield a temporary file path beside ``path``; on success it replaces ``path`` atomically."""
     final = Path(path)
     _check_parent(final)
-    handle, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix or final.suffix, dir=final.parent)
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=_temp_prefix(), suffix=suffix or final.suffix, dir=final.parent)
+    except OSError as err:
+        raise MaitDeployError(f"cannot write in {final.parent}: {err.strerror or err}") from err
     os.close(handle)
     temp = Path(temp_name)
     try:
@@ -74,12 +115,15 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     and deleted only after the new one is in place)."""
     final = Path(path)
     _check_parent(final)
-    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=final.parent))
+    try:
+        temp = Path(tempfile.mkdtemp(prefix=_temp_prefix(), dir=final.parent))
+    except OSError as err:
+        raise MaitDeployError(f"cannot write in {final.parent}: {err.strerror or err}") from err
     try:
         yield temp
         os.chmod(temp, 0o777 & ~_umask())
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=final.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix() + "old-", dir=final.parent))
             os.replace(final, old / "previous")
             os.replace(temp, final)
             shutil.rmtree(old, ignore_errors=True)

@@ -40,8 +40,14 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=err.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]")
+            err_console.print("[bold red]interrupted[/] (nothing was written under the output name)")
             raise typer.Exit(code=130) from None
+        except OSError as err:  # a full disk, a read-only folder...: the atomic writers already cleaned up
+            if _state["debug"]:
+                raise
+            where = f": {err.filename}" if getattr(err, "filename", None) else ""
+            err_console.print(f"[bold red]error:[/] {err.strerror or err}{where}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
 
     return wrapper
 

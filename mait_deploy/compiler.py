@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ._io import _temp_prefix
 from .calibration.data import Dataset, check_disjoint, load_dataset, require_labels
 from .exporters.base import CompileOptions, CompileResult, get_target
 from .exporters.source import ModelSource, prepare_source
@@ -43,7 +44,7 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
     plugin.check_options(options)  # fail on an impossible option before any slow work
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".mait-tmp-work-", dir=out_dir.parent) as work:
+    with tempfile.TemporaryDirectory(prefix=_temp_prefix() + "work-", dir=out_dir.parent) as work:
         step("preparing the model source")
         source = prepare_source(model, Path(work), step)
         calib = None

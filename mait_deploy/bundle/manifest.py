@@ -81,23 +81,36 @@ class Manifest:
         missing = [key for key in required if key not in data]
         if missing:
             raise BundleError(f"{origin} is missing fields: {', '.join(missing)}")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BundleError(f"{origin} has unknown fields: {', '.join(unknown)}")
+        for key, kind in (("model", Mapping), ("artifact", Mapping), ("runtime", Mapping), ("golden", Mapping),
+                          ("inputs", list), ("outputs", list), ("target", str), ("precision", str),
+                          ("created", str)):
+            if not isinstance(data[key], kind):
+                raise BundleError(f"{origin}: {key} has the wrong type ({type(data[key]).__name__})")
         try:
             values = dict(data)
-            values["artifact"] = FileEntry(**data["artifact"])
-            values["files"] = [FileEntry(**entry) for entry in data.get("files", [])]
-            values["inputs"] = [TensorSpec(**spec) for spec in data["inputs"]]
-            values["outputs"] = [TensorSpec(**spec) for spec in data["outputs"]]
-            known = {f for f in cls.__dataclass_fields__}
-            unknown = sorted(set(values) - known)
-            if unknown:
-                raise BundleError(f"{origin} has unknown fields: {', '.join(unknown)}")
+            values["artifact"] = _file_entry(data["artifact"])
+            values["files"] = [_file_entry(entry) for entry in data.get("files") or []]
+            values["inputs"] = [_tensor_spec(spec) for spec in data["inputs"]]
+            values["outputs"] = [_tensor_spec(spec) for spec in data["outputs"]]
             manifest = cls(**values)
-        except TypeError as err:
+            manifest._check(origin)
+        except BundleError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise BundleError(f"{origin} is malformed: {err}") from err
-        manifest._check(origin)
         return manifest
 
     def _check(self, origin: str) -> None:
+        golden = self.golden
+        if not isinstance(golden.get("file"), str) or not isinstance(golden.get("sha256"), str) \
+                or not isinstance(golden.get("tolerance", {}), Mapping):
+            raise BundleError(f"{origin}: golden needs a file name, a sha256 and a tolerance")
+        if not isinstance(self.model.get("preprocess"), Mapping):
+            raise BundleError(f"{origin}: model.preprocess is missing")
         for key in ("num_classes", "preprocess", "img_size", "in_chans"):
             if not isinstance(self.model, Mapping) or key not in self.model:
                 raise BundleError(f"{origin}: model.{key} is missing")
@@ -113,10 +126,29 @@ class Manifest:
             raise BundleError(f"{origin}: runtime.name is missing")
 
 
+def _file_entry(entry: Any) -> FileEntry:
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"file entry must be an object, got {type(entry).__name__}")
+    item = FileEntry(**entry)
+    if not isinstance(item.path, str) or not isinstance(item.sha256, str) or not isinstance(item.bytes, int):
+        raise TypeError(f"file entry {entry!r} needs path (str), sha256 (str) and bytes (int)")
+    return item
+
+
+def _tensor_spec(spec: Any) -> TensorSpec:
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"tensor spec must be an object, got {type(spec).__name__}")
+    item = TensorSpec(**spec)
+    if not isinstance(item.name, str) or not isinstance(item.shape, list) or not isinstance(item.dtype, str):
+        raise TypeError(f"tensor spec {spec!r} needs name (str), shape (list) and dtype (str)")
+    if not all((isinstance(d, int) and not isinstance(d, bool) and d > 0) or d == "batch" for d in item.shape):
+        raise TypeError(f"tensor spec {item.name}: dimensions must be positive integers or 'batch'")
+    return item
+
+
 def _check_relative(path: str, origin: str) -> None:
     """Bundle file names must stay inside the bundle folder."""
-    parts = Path(path).parts
-    if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in parts:
+    if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
         raise BundleError(f"{origin}: file path {path!r} escapes the bundle folder")
 
 
