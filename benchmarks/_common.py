@@ -64,6 +64,23 @@ def side_by_side(runs: dict[str, Callable[[], Any]], iterations: int, warmup: in
     return result
 
 
+def benchmark_models(keys: str):
+    """Yield (name, model, with_accuracy) for comma-separated keys: ``demo`` is the shipped checkpoint (None: the
+    pipeline loads it; accuracy measured), ``xxs24`` is mait_xxs24_224 with seeded random weights (speed only)."""
+    for key in keys.split(","):
+        if key == "demo":
+            yield "mait_demo_28.fmnist", None, True
+        elif key == "xxs24":
+            import torch
+
+            from mait_deploy.model.mait import create_model
+
+            torch.manual_seed(0)
+            yield "mait_xxs24_224", create_model("mait_xxs24_224").eval(), False
+        else:
+            raise SystemExit(f"unknown model key {key!r}; use demo and/or xxs24")
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

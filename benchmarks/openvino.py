@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import side_by_side, write_result
+from benchmarks._common import benchmark_models, side_by_side, write_result
 from mait_deploy.bundle.load import load_bundle
 from mait_deploy.compiler import compile_model
 from mait_deploy.exporters.base import CalibrationOptions, CompileOptions
@@ -101,20 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     output = {"iterations": args.iterations, "threads": args.threads, "models": []}
     with tempfile.TemporaryDirectory() as folder:
-        for key in args.models.split(","):
-            if key == "demo":
-                output["models"].append(bench("mait_demo_28.fmnist", None, Path(folder), args.iterations, True,
-                                              args.threads))
-            elif key == "xxs24":
-                import torch
-
-                from mait_deploy.model.mait import create_model
-
-                torch.manual_seed(0)
-                output["models"].append(bench("mait_xxs24_224", create_model("mait_xxs24_224").eval(),
-                                              Path(folder), args.iterations, False, args.threads))
-            else:
-                raise SystemExit(f"unknown model key {key!r}")
+        for name, model, with_accuracy in benchmark_models(args.models):
+            output["models"].append(bench(name, model, Path(folder), args.iterations, with_accuracy, args.threads))
     print(f"wrote {write_result('openvino', output)}")
 
 

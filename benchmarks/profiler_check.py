@@ -13,7 +13,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks._common import write_result
+from benchmarks._common import benchmark_models, write_result
 from benchmarks.openvino import benchmark_app
 from mait_deploy.compiler import compile_model
 from mait_deploy.exporters.base import CompileOptions
@@ -56,20 +56,10 @@ def main() -> None:
     args = parser.parse_args()
     output = {"rounds": args.rounds, "models": []}
     with tempfile.TemporaryDirectory() as folder:
-        for key in args.models.split(","):
-            if key == "demo":
-                output["models"].append(check("mait_demo_28.fmnist", None, Path(folder), args.rounds, args.threads,
-                                              args.iterations))
-            elif key == "xxs24":
-                import torch
-
-                from mait_deploy.model.mait import create_model
-
-                torch.manual_seed(0)
-                output["models"].append(check("mait_xxs24_224", create_model("mait_xxs24_224").eval(), Path(folder),
-                                              args.rounds, args.threads, max(20, args.iterations // 10)))
-            else:
-                raise SystemExit(f"unknown model key {key!r}")
+        for name, model, small in benchmark_models(args.models):
+            # The demo model is tiny (many iterations); the paper-size one is ~50x heavier per image.
+            iterations = args.iterations if small else max(20, args.iterations // 10)
+            output["models"].append(check(name, model, Path(folder), args.rounds, args.threads, iterations))
     print(f"wrote {write_result('profiler_check', output)}")
 
 
