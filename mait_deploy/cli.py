@@ -207,7 +207,7 @@ def print_export_summary(result) -> None:
 def compile_command(
     model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
     target: str = typer.Option("onnxruntime", "--target", "-t", help="Target: onnxruntime, openvino, tensorrt or litert."),
-    precision: str = typer.Option("fp32", "--precision", "-p", help="fp32, fp16 or int8 (as the target supports)."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the target's measured best: int8 for litert, fp32 elsewhere)."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
     calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
     calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
@@ -224,8 +224,9 @@ def compile_command(
 ) -> None:
     """Compile a model for a target into a verified bundle (artifact + manifest + golden I/O)."""
     from .compiler import compile_model
-    from .exporters.base import CalibrationOptions, CompileOptions
+    from .exporters.base import CalibrationOptions, CompileOptions, get_target
 
+    precision = precision or get_target(target).capabilities.default_precision
     options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
                              calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed),
                              target_options=parse_key_values(target_option))

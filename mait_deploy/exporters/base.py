@@ -39,6 +39,7 @@ class TargetCapabilities:
     compile_extra: str  # pip extra the host needs to build it
     needs_torch_model: bool = False  # converts from PyTorch rather than ONNX (LiteRT)
     default_batch: int | None = None  # None: dynamic
+    default_precision: str = "fp32"  # what `compile` builds when no precision is given (measured, see README)
 
 
 @dataclass(frozen=True)
