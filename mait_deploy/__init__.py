@@ -1,7 +1,33 @@
 """mait-deploy: take MaiT image transformers to embedded devices.
 
-The package root imports nothing heavy: torch, onnx and the runtimes load only in the modules that need them, so
-the device side (runtimes, bundle, profiling) works with numpy and one runtime installed.
+The public API is loaded lazily so that ``import mait_deploy`` stays light: the host-side functions import torch
+and onnx only when called, and the device side (load_bundle, verify_bundle, profile) needs numpy and one runtime.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = {
+    "export_onnx": "mait_deploy.exporters.onnx",
+    "quantize_qdq": "mait_deploy.calibration.quantize",
+    "compile_model": "mait_deploy.compiler",
+    "deploy": "mait_deploy.pipeline",
+    "load_bundle": "mait_deploy.bundle.load",
+    "verify_bundle": "mait_deploy.bundle.load",
+    "profile": "mait_deploy.profiling.measure",
+    "load_checkpoint": "mait_deploy.model.checkpoint",
+    "save_checkpoint": "mait_deploy.model.checkpoint",
+    "import_timm_cait": "mait_deploy.model.checkpoint",
+    "create_model": "mait_deploy.model.mait",
+}
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'mait_deploy' has no attribute {name!r}")

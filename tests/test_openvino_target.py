@@ -122,3 +122,12 @@ def test_cli_json_is_clean_with_nncf_progress(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["gate"]["passed"]
+
+
+def test_accuracy_controlled_quantization(tmp_path):
+    options = CompileOptions(precision="int8", max_accuracy_drop=0.5, calibration=CalibrationOptions(count=200),
+                             target_options={"accuracy_control": True})
+    result = compile_model(None, "openvino", options, tmp_path / "ac", eval_count=500)
+    quantization = result.manifest["build"]["quantization"]
+    assert quantization["method"].startswith("nncf accuracy_control")
+    assert result.gate["passed"] and result.manifest["build"]["ir"]["fake_quantize"] > 0
