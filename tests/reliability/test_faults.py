@@ -281,6 +281,7 @@ def _interrupt(args, folder, sig, wait_for_temp=True, limit=240):
     return process
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 @pytest.mark.parametrize("command", ["export", "compile", "deploy"])
 def test_interruption_leaves_no_artifact_and_a_rerun_succeeds(tmp_path, sig, command):
