@@ -127,8 +127,9 @@ def _images(folder, count, mode="L", size=(28, 28)):
     folder.mkdir(parents=True, exist_ok=True)
     with np.load(SAMPLE) as data:
         images = data["test_images"][:count]
+    suffix = ".jpg" if mode == "CMYK" else ".png"  # PNG cannot hold CMYK
     for i, image in enumerate(images):
-        Image.fromarray(image).convert(mode).resize(size).save(folder / f"{i}.png")
+        Image.fromarray(image).convert(mode).resize(size).save(folder / f"{i}{suffix}")
     return folder
 
 
