@@ -123,10 +123,10 @@ def test_unknown_variant_and_wrong_size_timm(tmp_path):
 
 # -- data ----------------------------------------------------------------------------------------------------
 
-def _images(folder, count, mode="L", size=(28, 28)):
+def _images(folder, count, mode="L", size=(28, 28), split="test"):
     folder.mkdir(parents=True, exist_ok=True)
     with np.load(SAMPLE) as data:
-        images = data["test_images"][:count]
+        images = data[f"{split}_images"][:count]
     suffix = ".jpg" if mode == "CMYK" else ".png"  # PNG cannot hold CMYK
     for i, image in enumerate(images):
         Image.fromarray(image).convert(mode).resize(size).save(folder / f"{i}{suffix}")
@@ -182,10 +182,11 @@ def test_bad_data(tmp_path, case):
 
 
 def test_mixed_modes_and_some_corrupt_images_are_fine(tmp_path):
-    calib = _images(tmp_path / "calib", 6)
-    _images(tmp_path / "calib" / "rgb", 3, mode="RGB", size=(40, 30))
-    _images(tmp_path / "calib" / "rgba", 3, mode="RGBA")
-    _images(tmp_path / "calib" / "cmyk", 2, mode="CMYK")
+    # Training images: the gate's held-out test images must not overlap the calibration set (that is refused).
+    calib = _images(tmp_path / "calib", 6, split="train")
+    _images(tmp_path / "calib" / "rgb", 3, mode="RGB", size=(40, 30), split="train")
+    _images(tmp_path / "calib" / "rgba", 3, mode="RGBA", split="train")
+    _images(tmp_path / "calib" / "cmyk", 2, mode="CMYK", split="train")
     Image.fromarray(np.full((28, 28), 30000, np.uint16)).save(calib / "deep.png")
     (calib / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     result = cli("compile", "--precision", "int8", "--calib", calib, "--eval-count", "100", "-o", tmp_path / "b")
