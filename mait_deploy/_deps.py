@@ -32,3 +32,16 @@ def is_available(module: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def package_versions(*packages: str) -> dict[str, str]:
+    """Installed versions of pip distributions by name ("not installed" for a missing one), for reports."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions

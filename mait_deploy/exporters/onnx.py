@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .._deps import require
+from .._deps import package_versions, require
 from .._io import atomic_path, check_output, write_json
 from ..errors import ExportError, UnsupportedOption
 from . import graph
@@ -77,15 +77,7 @@ class ExportResult:
 
 
 def tool_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for package in ("mait-deploy", "torch", "onnx", "onnxscript", "onnxsim", "onnxruntime"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return package_versions("mait-deploy", "torch", "onnx", "onnxscript", "onnxsim", "onnxruntime")
 
 
 def _load_model(model_or_checkpoint: Any) -> Any:

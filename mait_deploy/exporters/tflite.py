@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._deps import require
+from .._deps import package_versions, require
 from ..bundle.manifest import TensorSpec
 from ..calibration.data import Dataset
 from ..errors import ExportError, UnsupportedOption
@@ -110,7 +110,8 @@ class LiteRtTarget(Target):
             outputs=[TensorSpec(OUTPUT_NAME, [batch, source.config.num_classes], "float32")], batch=batch,
             runtime={"name": "litert", "extra": "litert",
                      "options": {"xnnpack": bool(options.target_options.get("xnnpack", True))}},
-            report=report, tool_versions=_versions(),
+            report=report,
+            tool_versions=package_versions("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao"),
         )
 
     @staticmethod
@@ -174,14 +175,3 @@ class LiteRtTarget(Target):
                 "calibration_images": int(min(usable, MAX_CALIBRATION_BATCHES * batch)),
                 "calibration_data": calibration.origin}
 
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    result = {}
-    for package in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao"):
-        try:
-            result[package] = version(package)
-        except PackageNotFoundError:
-            result[package] = "not installed"
-    return result
