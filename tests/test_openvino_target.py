@@ -68,6 +68,37 @@ def test_runner_sets_f32_unless_asked(bundles):
     assert 1e-5 < np.abs(f32 - bf16).max() < 0.5  # bf16 really ran, and is close
 
 
+def test_static_shapes_per_batch_match_dynamic(bundles):
+    """Static mode compiles one shape per batch size (two kept at once) and gives the dynamic model's outputs."""
+    root, _ = bundles
+    x = np.random.default_rng(1).standard_normal((5, 1, 28, 28)).astype(np.float32)
+    with load_bundle(root / "fp32", RunnerOptions(extra={"shapes": "dynamic"})) as runner:
+        dynamic = runner.run(x)
+        assert runner.runtime_info()["shapes"] == "dynamic"
+    with load_bundle(root / "fp32") as runner:
+        assert runner.runtime_info()["static_batches"] == [1]
+        outputs = [runner.run(x[:n]) for n in (5, 2, 1, 5)]
+        assert runner.runtime_info()["static_batches"] == [1, 5]  # batch 2 was evicted
+        assert runner.runtime_latency_ms > 0
+    for out in outputs:
+        np.testing.assert_allclose(out, dynamic[:len(out)], atol=1e-4)
+    with pytest.raises(UnsupportedOption, match="static or dynamic"):
+        load_bundle(root / "fp32", RunnerOptions(extra={"shapes": "fixed"})).activate()
+
+
+def test_profile_records_openvinos_own_latency(bundles):
+    from mait_deploy.profiling.measure import ProfileOptions, profile
+
+    root, _ = bundles
+    report = profile(root / "fp32", ProfileOptions(batches=(2,), warmup=2, iterations=30, end_to_end=False))
+    result = report.results[0]
+    own, wall = result.runtime_reported, result.model
+    assert own["count"] == wall["count"] == 30
+    # OpenVINO times the inference inside our timed call, so every percentile of its figure is at most ours.
+    assert 0 < own["percentiles_ms"]["p50"] <= wall["percentiles_ms"]["p50"]
+    assert own["max_ms"] <= wall["max_ms"]
+
+
 def test_verify_each_bundle(bundles):
     root, _ = bundles
     for precision in ("fp32", "fp16", "int8"):

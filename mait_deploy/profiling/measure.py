@@ -67,6 +67,7 @@ class BatchResult:
     mode: str
     warmup: dict[str, float]  # count, total_ms, first_ms
     model: dict[str, Any] | None = None  # LatencyStats of the runtime call
+    runtime_reported: dict[str, Any] | None = None  # LatencyStats of the runtime's own timing (OpenVINO)
     end_to_end: dict[str, Any] | None = None  # LatencyStats of predict() on raw images
     preprocess: dict[str, Any] | None = None
     throughput: dict[str, Any] | None = None  # throughput mode: images/s, requests, wall time
@@ -116,14 +117,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def _timed_loop(call: Callable[[], Any], iterations: int | None, duration_s: float | None) -> list[int]:
-    """Per-call times in ns, for ``iterations`` calls or until ``duration_s`` has passed."""
+def _timed_loop(call: Callable[[], Any], iterations: int | None, duration_s: float | None,
+                after: Callable[[], Any] | None = None) -> list[int]:
+    """Per-call times in ns, for ``iterations`` calls or until ``duration_s`` has passed; ``after`` runs after
+    each call, outside the timed window."""
     samples: list[int] = []
     deadline = None if duration_s is None else time.perf_counter() + duration_s
     while True:
         started = time.perf_counter_ns()
         call()
         samples.append(time.perf_counter_ns() - started)
+        if after is not None:
+            after()
         if deadline is None and len(samples) >= iterations:
             return samples
         if deadline is not None and time.perf_counter() >= deadline:
@@ -164,9 +169,15 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
                              "requests_in_flight": requests, "wall_s": elapsed / 1e9}
         return result
     progress(f"batch {batch}: model latency")
-    samples = _timed_loop(lambda: runner._infer(inputs), options.iterations, options.duration_s)
+    reported: list[float] = []
+    keeps_own_time = runner.runtime_latency_ms is not None  # warm-up has run, so a runtime that keeps one has it
+    samples = _timed_loop(lambda: runner._infer(inputs), options.iterations, options.duration_s,
+                          after=(lambda: reported.append(runner.runtime_latency_ms)) if keeps_own_time else None)
     stats = latency_stats(samples, batch=batch, percentiles=options.percentiles)
     result.model = stats.to_dict()
+    if reported:
+        result.runtime_reported = latency_stats(np.asarray(reported) * 1e6, batch=batch,
+                                                percentiles=options.percentiles).to_dict()
     result.samples_ms = [s / 1e6 for s in samples]
     if options.end_to_end:
         images = _raw_images(runner, batch)

@@ -115,6 +115,11 @@ class Runner(abc.ABC):
         """What actually runs (versions, device, precision); backends extend it."""
         return {"runtime": self.runtime_name}
 
+    @property
+    def runtime_latency_ms(self) -> float | None:
+        """The runtime's own timing of the last inference where it keeps one (None otherwise)."""
+        return None
+
     def throughput_run(self, batch: np.ndarray, iterations: int, requests: int | None) -> tuple[int, int]:
         """Keep ``requests`` inferences in flight with the runtime's own async machinery until ``iterations``
         have completed; returns (wall time in ns, requests used). Backends without one raise UnsupportedOption."""
