@@ -1,7 +1,9 @@
 """The full matrix: every target x precision through `deploy`, for the demo model (accuracy + speed) and
 mait_xxs24_224 (random weights, speed), plus INT8 speed-ups and throughput as a fraction of this CPU's FP32 peak.
 
-    python -m benchmarks.matrix [--models demo,xxs24] [--iterations 50]  # -> benchmarks/results/matrix.json
+    python -m benchmarks.matrix [--models demo,xxs24] [--iterations 50]
+    # -> benchmarks/results/matrix.json, matrix.md (the README table), matrix.png (throughput),
+    #    matrix_demo_pareto.png (the demo's accuracy vs latency, from deploy's report.png)
 
 The FP32 peak is measured, not quoted: the FLOP/s of a 2048x2048 FP32 matrix multiply (torch/oneDNN) on the same
 threads. Model FLOPs are counted by torch's FlopCounterMode (2 per multiply-add).
@@ -10,11 +12,12 @@ threads. Model FLOPs are counted by torch's FlopCounterMode (2 per multiply-add)
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import write_result
+from benchmarks._common import RESULTS, write_result
 from mait_deploy.pipeline import DeployOptions, deploy
 
 
@@ -37,6 +40,9 @@ def run(name: str, checkpoint: str | None, out: Path, iterations: int, with_accu
     options = DeployOptions(evaluation="fashion-mnist" if with_accuracy else None, profile_batches=(1, 32),
                             profile_iterations=iterations, calibration_count=256 if with_accuracy else 64)
     report = deploy(checkpoint, out, options)
+    if with_accuracy and (out / "report.png").is_file():
+        RESULTS.mkdir(exist_ok=True)
+        shutil.copy(out / "report.png", RESULTS / "matrix_demo_pareto.png")
     rows = []
     for row in report.rows:
         entry = {"target": row.target, "precision": row.precision, "status": row.status, "reason": row.reason,
@@ -54,6 +60,56 @@ def run(name: str, checkpoint: str | None, out: Path, iterations: int, with_accu
                                 for k in fp32["latency"] if k in int8["latency"]}
     return {"model": name, "gflops_per_image": flops / 1e9, "rows": rows, "int8_speedup_p50": speedups,
             "recommended": report.recommended, "seconds": report.seconds}
+
+
+def markdown(output: dict) -> str:
+    """The README table: one line per model x target x precision."""
+    lines = ["| model | target | precision | status | top-1 | drop | b1 p50 / p99 ms | b32 p50 ms | b32 img/s | "
+             "b32 % of FP32 peak | INT8 speed-up b1 / b32 | size MB | peak RSS MB |", "|" + "---|" * 13]
+    for model in output["models"]:
+        short = model["model"].split(".")[0]
+        for row in model["rows"]:
+            lat = row["latency"]
+            b1, b32 = lat.get("batch_1"), lat.get("batch_32")
+            speed = model["int8_speedup_p50"].get(row["target"]) if row["precision"] == "int8" else None
+            lines.append("| " + " | ".join([
+                short, row["target"], row["precision"],
+                row["status"] if row["status"] == "ok" else f"{row['status']}: {(row['reason'] or '')[:60]}",
+                f"{row['top1'] * 100:.2f}%" if row["top1"] is not None else "-",
+                f"{row['drop_points']:+.2f}" if row["drop_points"] is not None else "-",
+                f"{b1['p50_ms']:.2f} / {b1['p99_ms']:.2f}" if b1 else "-",
+                f"{b32['p50_ms']:.1f}" if b32 else "-", f"{b32['throughput']:.0f}" if b32 else "-",
+                f"{row['fraction_of_fp32_peak']['batch_32'] * 100:.0f}%" if b32 else "-",
+                " / ".join(f"{speed[k]:.2f}x" for k in ("batch_1", "batch_32") if k in speed) if speed else "-",
+                f"{row['size_mb']:.1f}" if row["size_mb"] else "-",
+                f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] else "-"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(output: dict, path: Path) -> None:
+    """Throughput (images/s) per target x precision at batch 1 and 32, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = output["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rows = [r for r in model["rows"] if r["status"] == "ok" and r["latency"]]
+        names = [f"{r['target']}\n{r['precision']}" for r in rows]
+        positions = range(len(rows))
+        for offset, key, color in ((-0.2, "batch_1", "#4c72b0"), (0.2, "batch_32", "#dd8452")):
+            values = [r["latency"].get(key, {}).get("throughput", 0) for r in rows]
+            ax.bar([p + offset for p in positions], values, width=0.4, color=color, label=key.replace("_", " "))
+        ax.set_xticks(list(positions), names, fontsize=7)
+        ax.set(ylabel="images/s (this machine)", title=f"{model['model']} ({model['gflops_per_image']:.3g} GFLOP/img)")
+        ax.legend()
+    fig.suptitle(f"throughput per target and precision; FP32 sgemm peak {output['fp32_sgemm_peak_gflops']:.0f} "
+                 "GFLOP/s", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -86,7 +142,10 @@ def main() -> None:
             else:
                 raise SystemExit(f"unknown model key {key!r}")
             print(f"{key} done", flush=True)
-    print(f"wrote {write_result('matrix', output)}")
+    path = write_result("matrix", output)
+    (RESULTS / "matrix.md").write_text(markdown(output))
+    plot(output, RESULTS / "matrix.png")
+    print(f"wrote {path}, matrix.md, matrix.png")
 
 
 if __name__ == "__main__":

@@ -328,6 +328,35 @@ def verify(
 
 @app.command()
 @handle_errors
+def pack(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    output: Path = typer.Option(..., "-o", "--output", help="Archive to write (.tar.gz)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
+) -> None:
+    """Pack a bundle (its files, hash-checked first) into one .tar.gz to copy to a device."""
+    from .bundle.archive import pack_bundle
+
+    path = pack_bundle(bundle, output, force=force)
+    console.print(f"packed {bundle} -> {path} ({path.stat().st_size / 1e6:.2f} MB)", highlight=False)
+
+
+@app.command()
+@handle_errors
+def unpack(
+    archive: Path = typer.Argument(..., help="Archive made by `mait-deploy pack`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to create."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
+) -> None:
+    """Unpack a bundle archive safely: links, absolute or ../ paths and unlisted files are refused; hashes checked."""
+    from .bundle.archive import unpack_bundle
+
+    path = unpack_bundle(archive, output, force=force)
+    console.print(f"unpacked {archive} -> {path} (hashes checked; run `mait-deploy verify {path}` next)",
+                  highlight=False)
+
+
+@app.command()
+@handle_errors
 def deploy(
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
     output: Path = typer.Option(Path("mait-deploy-out"), "-o", "--output", help="Output folder (bundles, reports)."),
