@@ -27,7 +27,7 @@ DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv")
 
 @dataclass(frozen=True)
 class QdqOptions:
-    """How to quantize. Presets: ``onnxruntime()`` (asymmetric activations, best on CPU) and ``tensorrt()``
+    """How to quantize. Presets: ``onnxruntime()`` (asymmetric uint8 activations, best on CPU) and ``tensorrt()``
     (symmetric INT8 everywhere, zero point 0, as TensorRT's explicit quantization requires)."""
 
     method: str = "minmax"
@@ -42,16 +42,25 @@ class QdqOptions:
     # to the float tensor and drops Q/DQ pairs left unused.
     compute_inputs_only: bool = False
     percentile: float = 99.999
+    activation_type: str = "int8"  # or "uint8" (asymmetric only): ORT's u8s8 kernels on x86
+
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UnsupportedOption(f"unknown calibration method {self.method!r}; use {', '.join(METHODS)}")
         if not 0 < self.percentile <= 100:
             raise UnsupportedOption(f"percentile must be in (0, 100], got {self.percentile}")
+        if self.activation_type not in ("int8", "uint8"):
+            raise UnsupportedOption(f"activation type must be int8 or uint8, got {self.activation_type!r}")
+        if self.activation_type == "uint8" and self.activation_symmetric:
+            raise UnsupportedOption("uint8 activations are asymmetric; symmetric activations need int8")
 
     @classmethod
     def onnxruntime(cls, method: str = "minmax") -> "QdqOptions":
-        return cls(method=method)
+        # Asymmetric uint8 activations hold the same 256 levels as asymmetric int8 (the zero point moves by 128),
+        # so the outputs are identical, but ORT's x86 u8s8 kernels are faster: mait_xxs24_224 INT8 1.34x FP32 at
+        # batch 1 with uint8 vs 0.96x with int8 (measured side by side, /tmp probe, this machine).
+        return cls(method=method, activation_type="uint8")
 
     @classmethod
     def tensorrt(cls, method: str = "minmax") -> "QdqOptions":
@@ -122,7 +131,9 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
         quantization.quantize_static(
             str(fp32_onnx), str(temp_out), _Reader(input_name, calibration_inputs),
             quant_format=quantization.QuantFormat.QDQ, op_types_to_quantize=list(options.op_types),
-            per_channel=options.per_channel, activation_type=quantization.QuantType.QInt8,
+            per_channel=options.per_channel,
+            activation_type=quantization.QuantType.QUInt8 if options.activation_type == "uint8"
+            else quantization.QuantType.QInt8,
             weight_type=quantization.QuantType.QInt8, calibrate_method=method, extra_options=extra,
         )
     finally:

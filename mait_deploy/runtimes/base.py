@@ -106,7 +106,8 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Float32 [B, C, H, W] (B = the fixed batch when the artifact has one) -> float32 logits [B, classes]."""
+        """Float32 [B, C, H, W] (B = the fixed batch when the artifact has one) -> float32 logits [B, classes], in
+        a new array (run() hands it to the caller, so never a view of a buffer the backend reuses)."""
 
     def _close(self) -> None:
         """Release the backend (default: drop references)."""
@@ -146,6 +147,13 @@ class Runner(abc.ABC):
             self.activate()
         batch = self.check_input(batch)
         chunk = self.fixed_batch or self.options.max_batch
+        if len(batch) == chunk or (not self.fixed_batch and len(batch) < chunk):
+            # One call, no padding: the path an app with a steady batch takes, kept lean (at batch 1 on a 1 ms
+            # model every 10 us is 1%).
+            started = time.perf_counter_ns()
+            logits = self._infer(batch)
+            self.last_inference_ms = (time.perf_counter_ns() - started) / 1e6
+            return np.asarray(logits, dtype=np.float32)
         outputs, elapsed = [], 0
         for start in range(0, len(batch), chunk):
             part = batch[start:start + chunk]
