@@ -59,6 +59,27 @@ def test_int8_gate_and_quantization_structure(bundles):
     assert len(report.bias_initializers) == 1 and report.bias_initializers[0].consumers == 6
     assert report.bias_initializers[0].dtype == "float32"
     assert (root / "int8" / "model.onnx").stat().st_size < 0.5 * (root / "fp32" / "model.onnx").stat().st_size
+    # ORT's fast x86 path: uint8 activations, int8 weights (zero point 0).
+    initializers = {init.name: init for init in model.graph.initializer}
+
+    def dtype(name):
+        return onnx.helper.tensor_dtype_to_np_dtype(initializers[name].data_type).name
+
+    activations = {dtype(n.input[2]) for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    weights = {dtype(n.input[0]) for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in initializers and len(initializers[n.input[0]].dims) == 2}
+    assert activations == {"uint8"} and weights == {"int8"} and quant["options"]["activation_type"] == "uint8"
+
+
+def test_qdq_option_checks():
+    from mait_deploy.calibration.quantize import QdqOptions
+    from mait_deploy.errors import UnsupportedOption
+
+    with pytest.raises(UnsupportedOption, match="symmetric activations need int8"):
+        QdqOptions(activation_type="uint8", activation_symmetric=True)
+    with pytest.raises(UnsupportedOption, match="int8 or uint8"):
+        QdqOptions(activation_type="int4")
+    assert QdqOptions.tensorrt().activation_type == "int8"
 
 
 def test_verify_and_predict_on_the_device_path(bundles):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -63,8 +64,8 @@ class OnnxRuntimeTarget(Target):
             convert_onnx_fp16(source.onnx_path, out)
         else:
             progress(f"onnxruntime int8: calibrating on {len(calibration)} images ({options.calibration.method})")
-            qdq = QdqOptions(method=options.calibration.method,
-                             per_channel=bool(options.target_options.get("per_channel", True)))
+            qdq = dataclasses.replace(QdqOptions.onnxruntime(method=options.calibration.method),
+                                      per_channel=bool(options.target_options.get("per_channel", True)))
             report["quantization"] = quantize_qdq(source.onnx_path, out, calibration.inputs, qdq,
                                                   calibration.origin).to_dict()
         report["graph"] = check_single_bias(out, source.config)
