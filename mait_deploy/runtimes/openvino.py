@@ -118,8 +118,9 @@ class OpenVinoRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         entry = self._current = self._compiled_for(batch.shape)
-        # Copy into a request-owned input tensor and call infer() without inputs: infer({0: batch}) builds a
-        # result dict and copies twice, ~50 us more per call (5% of the demo model at batch 1).
+        # Copy into an input tensor set on the request once per shape, then infer() without inputs:
+        # infer({0: batch}) builds a result dict and copies twice, ~50 us more per call (5% of the demo model at
+        # batch 1).
         if entry.input_shape != batch.shape:
             import openvino as ov
 
