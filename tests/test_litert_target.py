@@ -66,6 +66,17 @@ def test_xnnpack_switch_gives_the_same_answers(bundles):
         assert slow.runtime_info()["xnnpack"] is False
 
 
+def test_threads_default_to_the_usable_cores(bundles):
+    import os
+
+    root, _ = bundles
+    x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    with load_bundle(root / "fp32") as default, load_bundle(root / "fp32", RunnerOptions(threads=1)) as one:
+        assert default.runtime_info()["threads"] == len(os.sched_getaffinity(0))
+        assert one.runtime_info()["threads"] == 1
+        assert np.abs(default.run(x) - one.run(x)).max() < 1e-4
+
+
 def test_fixed_batch_bundle_pads_partial_batches(tmp_path):
     result = compile_model(None, "litert", CompileOptions(precision="fp32", batch=4), tmp_path / "b4", eval_count=100)
     assert result.manifest["batch"] == 4 and result.manifest["inputs"][0]["shape"] == [4, 1, 28, 28]

@@ -6,6 +6,7 @@ scale and zero point the interpreter reports, so predict() takes and returns the
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,9 +75,19 @@ class LiteRtRunner(Runner):
     def _xnnpack(self) -> bool:
         return bool(self.options.extra.get("xnnpack", True))
 
+    def _threads(self) -> int:
+        """The asked-for thread count, else every core this process may use: the interpreter's own default is one
+        thread (measured: 1.22 ms vs 0.87 ms with 2 threads for the demo model on this 2-core machine)."""
+        if self.options.threads:
+            return int(self.options.threads)
+        try:
+            return len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            return os.cpu_count() or 1
+
     def _load(self) -> None:
         path = str(self.bundle_dir / self.manifest.artifact.path)
-        interpreter, self._package = make_interpreter(path, self.options.threads, self._xnnpack())
+        interpreter, self._package = make_interpreter(path, self._threads(), self._xnnpack())
         self._io = _Io(interpreter)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -106,7 +117,7 @@ class LiteRtRunner(Runner):
         return time.perf_counter_ns() - started, requests
 
     def runtime_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"runtime": self.runtime_name, "xnnpack": self._xnnpack(), "threads": self.options.threads}
+        info: dict[str, Any] = {"runtime": self.runtime_name, "xnnpack": self._xnnpack(), "threads": self._threads()}
         if self.is_active:
             from importlib.metadata import PackageNotFoundError, version
 
