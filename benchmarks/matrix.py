@@ -65,7 +65,7 @@ def run(name: str, checkpoint: str | None, out: Path, iterations: int, with_accu
 def markdown(output: dict) -> str:
     """The README table: one line per model x target x precision."""
     lines = ["| model | target | precision | status | top-1 | drop | b1 p50 / p99 ms | b32 p50 ms | b32 img/s | "
-             "b32 % of FP32 peak | INT8 speed-up b1 / b32 | size MB | peak RSS MB |", "|" + "---|" * 13]
+             "b32 % of FP32 peak | INT8 speed-up b1 / b32 | size MB | process peak RSS MB |", "|" + "---|" * 13]
     for model in output["models"]:
         short = model["model"].split(".")[0]
         for row in model["rows"]:
@@ -97,7 +97,8 @@ def plot(output: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models):
         rows = [r for r in model["rows"] if r["status"] == "ok" and r["latency"]]
-        names = [f"{r['target']}\n{r['precision']}" for r in rows]
+        short = {"onnxruntime": "ORT", "openvino": "OpenVINO", "litert": "LiteRT", "tensorrt": "TensorRT"}
+        names = [f"{short.get(r['target'], r['target'])}\n{r['precision']}" for r in rows]
         positions = range(len(rows))
         for offset, key, color in ((-0.2, "batch_1", "#4c72b0"), (0.2, "batch_32", "#dd8452")):
             values = [r["latency"].get(key, {}).get("throughput", 0) for r in rows]
@@ -105,8 +106,8 @@ def plot(output: dict, path: Path) -> None:
         ax.set_xticks(list(positions), names, fontsize=7)
         ax.set(ylabel="images/s (this machine)", title=f"{model['model']} ({model['gflops_per_image']:.3g} GFLOP/img)")
         ax.legend()
-    fig.suptitle(f"throughput per target and precision; FP32 sgemm peak {output['fp32_sgemm_peak_gflops']:.0f} "
-                 "GFLOP/s", fontsize=10)
+    fig.suptitle(f"throughput per target and precision (LiteRT bundles have a static batch of 1); FP32 sgemm "
+                 f"peak {output['fp32_sgemm_peak_gflops']:.0f} GFLOP/s", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -305,7 +305,7 @@ def markdown_table(report: DeployReport) -> str:
     for key in batches:
         b = key.split("_")[1]
         head += [f"p50 b{b} (ms)", f"p99 b{b} (ms)", f"img/s b{b}"]
-    head += ["size (MB)", "peak RSS (MB)", "notes"]
+    head += ["size (MB)", "process peak RSS (MB)", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
         cells = [row.target, row.precision, row.status + (" (reused)" if row.reused else ""),
