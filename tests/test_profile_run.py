@@ -14,14 +14,9 @@ from mait_deploy.profiling.measure import ProfileOptions, profile  # noqa: E402
 from mait_deploy.profiling.report import load_reports, plot_reports, save_reports  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    from mait_deploy.compiler import compile_model
-    from mait_deploy.exporters.base import CompileOptions
-
-    folder = tmp_path_factory.mktemp("prof") / "fp32"
-    compile_model(None, "onnxruntime", CompileOptions(precision="fp32"), folder, eval_count=200)
-    return folder
+@pytest.fixture
+def bundle(ort_fp32_bundle):
+    return ort_fp32_bundle
 
 
 def test_profile_report_round_trip_and_plots(bundle, tmp_path):

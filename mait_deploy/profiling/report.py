@@ -77,22 +77,27 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
     percentile_keys = [f"p{p:g}".replace(".", "_") for p in reports[0].options["percentiles"]]
     table = Table(title="profile (model = runtime call only; own = the runtime's own timing where it keeps one; "
                         "e2e = preprocess + inference + softmax)")
+    rows = summary_rows(reports)
+    own = any(row.get("runtime_p50") is not None for row in rows)  # the column only where a runtime times itself
     columns = ["bundle", "target", "precision", "batch", "mode", *[f"{k} ms" for k in percentile_keys], "mean ms",
-               "own p50 ms", "img/s", "e2e p50 ms", "warm-up 1st ms", "drift", "peak RSS MB", "top-1"]
+               *(["own p50 ms"] if own else []), "img/s", "e2e p50 ms", "warm-up 1st ms", "drift", "peak RSS MB",
+               "top-1"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("bundle", "target", "precision", "mode") else "right")
 
     def fmt(value: Any, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    for row in summary_rows(reports):
+    for row in rows:
         if row["error"]:
             table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
                           f"[red]failed: {row['error']}[/]", *[""] * (len(columns) - 6))
             continue
         table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
                       *[fmt(row.get(f"model_{k}")) for k in percentile_keys], fmt(row.get("model_mean")),
-                      fmt(row.get("runtime_p50")), fmt(row.get("throughput"), 1), fmt(row.get("e2e_p50")), fmt(row.get("warmup_first_ms")),
+                      *([fmt(row.get("runtime_p50"))] if own else []), fmt(row.get("throughput"), 1),
+                      fmt(row.get("e2e_p50")),
+                      fmt(row.get("warmup_first_ms")),
                       fmt(row.get("drift"), 3), fmt(row.get("peak_rss_mb"), 0),
                       "-" if row["top1"] is None else f"{row['top1'] * 100:.2f}%")
     console.print(table)

@@ -19,19 +19,14 @@ from mait_deploy.bundle.load import verify_bundle  # noqa: E402
 from mait_deploy.errors import BundleError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    from mait_deploy.compiler import compile_model
-    from mait_deploy.exporters.base import CompileOptions
-
-    folder = tmp_path_factory.mktemp("archive") / "ort-fp32"
-    compile_model(None, "onnxruntime", CompileOptions(precision="fp32"), folder, eval_count=200)
-    return folder
+@pytest.fixture
+def bundle(ort_fp32_bundle):
+    return ort_fp32_bundle
 
 
 @pytest.fixture(scope="module")
-def packed(bundle, tmp_path_factory):
-    return pack_bundle(bundle, tmp_path_factory.mktemp("packed") / "bundle.tar.gz")
+def packed(ort_fp32_bundle, tmp_path_factory):
+    return pack_bundle(ort_fp32_bundle, tmp_path_factory.mktemp("packed") / "bundle.tar.gz")
 
 
 def _snapshot(folder):
