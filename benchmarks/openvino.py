@@ -59,6 +59,8 @@ def runner_vs_benchmark_app(runner, xml: Path, batch: int, rounds: int, seconds:
 
     - ``runner_ratio``: our run() wall time (median) / benchmark_app's median: what an app calling us pays
       against OpenVINO's own figure.
+    - ``runner_vs_loop_ratio``: our run() wall time / benchmark_app's wall time per iteration (its loop pays a
+      Python call too).
     - ``runtime_ratio``: OpenVINO's own latency inside our process / benchmark_app's median: same configuration.
     - ``runner_added_pct``: per call, run() wall time minus OpenVINO's latency of that same call, over the
       latency (median): what our Python layer adds, immune to drifts because both come from one call."""
@@ -82,6 +84,10 @@ def runner_vs_benchmark_app(runner, xml: Path, batch: int, rounds: int, seconds:
                      "benchmark_app_ms_per_iteration": theirs["ms_per_iteration"]})
     return {"rounds": rows, "seconds_per_round": seconds, "benchmark_app_command": theirs["command"],
             "runner_ratio": float(np.median([r["runner_ms"] / r["benchmark_app_ms"] for r in rows])),
+            # wall time to wall time: our run() against benchmark_app's own loop (from its sync-mode throughput)
+            "runner_vs_loop_ratio": float(np.median([r["runner_ms"] / r["benchmark_app_ms_per_iteration"]
+                                                     for r in rows if r["benchmark_app_ms_per_iteration"]]
+                                                    or [np.nan])),
             "runtime_ratio": float(np.median([r["runtime_ms"] / r["benchmark_app_ms"] for r in rows])),
             "runner_added_pct": float(np.median([r["added_pct"] for r in rows]))}
 
