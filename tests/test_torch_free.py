@@ -65,6 +65,9 @@ def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
         accuracy = evaluate_bundle({str(bundle)!r}, count=100)
         timing = profile({str(bundle)!r}, ProfileOptions(batches=(1,), warmup=1, iterations=5))
         assert timing.error is None
+        from mait_deploy.bundle.archive import pack_bundle, unpack_bundle
+        archive = pack_bundle({str(bundle)!r}, {str(tmp_path / "b.tar.gz")!r})
+        assert verify_bundle(unpack_bundle(archive, {str(tmp_path / "unpacked")!r})).passed
         assert "torch" not in sys.modules and "onnx" not in sys.modules
         print(json.dumps({{"passed": report.passed, "label": prediction.labels[0], "top1": accuracy.top1}}))
     ''')
