@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -62,6 +63,19 @@ def side_by_side(runs: dict[str, Callable[[], Any]], iterations: int, warmup: in
         stats["warmup_ms_total"] = warm[name]
         result[name] = stats
     return result
+
+
+def benchmark_parser(doc: str | None, iterations: int | None = None,
+                     threads: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark script shares: ``--models`` (demo, xxs24), and where the script has them
+    ``--iterations`` (with its own default) and ``--threads`` (2, this machine's cores)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="demo,xxs24")
+    if iterations is not None:
+        parser.add_argument("--iterations", type=int, default=iterations)
+    if threads:
+        parser.add_argument("--threads", type=int, default=2)
+    return parser
 
 
 def benchmark_models(keys: str):

@@ -9,7 +9,6 @@ input instead of a constant. mait_xxs24_224 uses random weights (speed only).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from benchmarks._common import side_by_side, write_result
+from benchmarks._common import benchmark_parser, side_by_side, write_result
 
 from mait_deploy.exporters.onnx import ExportOptions, export_onnx
 from mait_deploy.model.checkpoint import load_checkpoint
@@ -102,9 +101,7 @@ def bench_model(name: str, model: MaiT, iterations: int, folder: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="demo,xxs24")
-    parser.add_argument("--iterations", type=int, default=50)
+    parser = benchmark_parser(__doc__, iterations=50)
     args = parser.parse_args()
     torch.manual_seed(0)
     chosen = {

@@ -6,13 +6,12 @@ next to a bare interpreter loop on the same .tflite (the profiler check for Lite
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import benchmark_models, side_by_side, write_result
+from benchmarks._common import benchmark_models, benchmark_parser, side_by_side, write_result
 from mait_deploy.bundle.load import load_bundle
 from mait_deploy.compiler import compile_model
 from mait_deploy.exporters.base import CalibrationOptions, CompileOptions
@@ -60,10 +59,7 @@ def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="demo,xxs24")
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = benchmark_parser(__doc__, iterations=200, threads=True)
     args = parser.parse_args()
     output = {"threads": args.threads, "models": []}
     with tempfile.TemporaryDirectory() as folder:

@@ -11,13 +11,12 @@ threads. Model FLOPs are counted by torch's FlopCounterMode (2 per multiply-add)
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import RESULTS, write_result
+from benchmarks._common import RESULTS, benchmark_parser, write_result
 from mait_deploy.pipeline import DeployOptions, deploy
 
 
@@ -114,9 +113,7 @@ def plot(output: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="demo,xxs24")
-    parser.add_argument("--iterations", type=int, default=50)
+    parser = benchmark_parser(__doc__, iterations=50)
     args = parser.parse_args()
     import torch
 

@@ -10,13 +10,12 @@ Runner.run with a bare InferenceSession.run on the same session options, also ro
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import benchmark_models, side_by_side, write_result
+from benchmarks._common import benchmark_models, benchmark_parser, side_by_side, write_result
 
 from mait_deploy.bundle.load import load_bundle
 from mait_deploy.compiler import compile_model
@@ -75,9 +74,7 @@ def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="demo,xxs24")
-    parser.add_argument("--iterations", type=int, default=40)
+    parser = benchmark_parser(__doc__, iterations=40)
     args = parser.parse_args()
     output = {"iterations": args.iterations, "models": []}
     with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,6 @@ mait_xxs24_224 uses random weights (speed only). Timings of one model are taken 
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import benchmark_models, side_by_side, write_result
+from benchmarks._common import benchmark_models, benchmark_parser, side_by_side, write_result
 from mait_deploy.bundle.load import load_bundle
 from mait_deploy.compiler import compile_model
 from mait_deploy.exporters.base import CalibrationOptions, CompileOptions
@@ -140,10 +139,7 @@ def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="demo,xxs24")
-    parser.add_argument("--iterations", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = benchmark_parser(__doc__, iterations=40, threads=True)
     parser.add_argument("--rounds", type=int, default=5, help="alternations with benchmark_app")
     args = parser.parse_args()
     output = {"iterations": args.iterations, "threads": args.threads, "models": []}

@@ -13,7 +13,6 @@ Target: within 5%. Per-round ratios, then their median.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import benchmark_models, write_result
+from benchmarks._common import benchmark_models, benchmark_parser, write_result
 from benchmarks.openvino import benchmark_app
+from mait_deploy.bundle.manifest import read_manifest
 from mait_deploy.compiler import compile_model
 from mait_deploy.exporters.base import CompileOptions
 from mait_deploy.profiling.measure import ProfileOptions, profile
@@ -88,10 +88,8 @@ def check_litert(bundle: Path, rounds: int, seconds: float, threads: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="demo,xxs24")
+    parser = benchmark_parser(__doc__, threads=True)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=3, help="per side and round")
     args = parser.parse_args()
     output = {"rounds": args.rounds, "threads": args.threads, "seconds_per_side": args.seconds, "models": []}
@@ -102,8 +100,6 @@ def main() -> None:
             ov_bundle, lite_bundle = folder / f"{name}-openvino", folder / f"{name}-litert"
             compile_model(model, "openvino", CompileOptions(precision="fp32"), ov_bundle, evaluation=None)
             compile_model(model, "litert", CompileOptions(precision="fp32"), lite_bundle, evaluation=None)
-            from mait_deploy.bundle.manifest import read_manifest
-
             shape = tuple(int(d) for d in read_manifest(ov_bundle).inputs[0].shape[1:])
             output["models"].append({
                 "model": name,

@@ -46,11 +46,10 @@ class ModelSource:
         """
         key = hashlib.sha1(np.ascontiguousarray(inputs).tobytes()).hexdigest()
         if key not in self._reference_cache:
+            from ..calibration.evaluate import batched_logits
             from .verify import ort_predictor
 
-            predict = ort_predictor(str(self.onnx_path))
-            self._reference_cache[key] = np.concatenate(
-                [predict(inputs[i:i + 256]) for i in range(0, len(inputs), 256)])
+            self._reference_cache[key] = batched_logits(ort_predictor(str(self.onnx_path)), inputs)
         return self._reference_cache[key]
 
 
