@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ._interrupts import raise_if_interrupted
 from .errors import MaitDeployError
 
 TEMP_PREFIX = ".mait-tmp-"
@@ -100,6 +101,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     temp = Path(temp_name)
     try:
         yield temp
+        raise_if_interrupted()  # a Ctrl-C some library swallowed still means: do not commit
         # mkstemp creates 0600; give the artifact the permissions a plain open() would have.
         if temp.exists():
             os.chmod(temp, 0o666 & ~_umask())
@@ -121,6 +123,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise MaitDeployError(f"cannot write in {final.parent}: {err.strerror or err}") from err
     try:
         yield temp
+        raise_if_interrupted()
         os.chmod(temp, 0o777 & ~_umask())
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=_temp_prefix() + "old-", dir=final.parent))

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._interrupts import interrupt_requested, raise_if_interrupted, remember_interrupts
 from .errors import MaitDeployError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -28,19 +29,28 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a MaitDeployError as one line and exit non-zero (a traceback only with --debug)."""
+    """Print a MaitDeployError as one line and exit non-zero (a traceback only with --debug); exit 130 on Ctrl-C."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with remember_interrupts():
+                try:
+                    result = func(*args, **kwargs)
+                except BaseException as err:
+                    # A Ctrl-C a library turned into its own error (torch.onnx: "export failed") is an interrupt.
+                    if interrupt_requested() and not isinstance(err, KeyboardInterrupt) and not _state["debug"]:
+                        raise KeyboardInterrupt from err
+                    raise
+                raise_if_interrupted()  # one a library swallowed outright
+                return result
         except MaitDeployError as err:
             if _state["debug"]:
                 raise
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=err.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/] (nothing was written under the output name)")
+            err_console.print("[bold red]interrupted[/] (no partial output was left behind)")
             raise typer.Exit(code=130) from None
         except OSError as err:  # a full disk, a read-only folder...: the atomic writers already cleaned up
             if _state["debug"]:

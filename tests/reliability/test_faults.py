@@ -283,9 +283,12 @@ def _interrupt(args, folder, sig, wait_for_temp=True, limit=240):
     return process
 
 
+INTERRUPTIONS = [(command, sig) for command in ("export", "compile", "deploy") for sig in (signal.SIGINT, signal.SIGKILL)]
+INTERRUPTIONS.append(("export", signal.SIGTERM))  # what docker stop / systemd send: handled like Ctrl-C
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-@pytest.mark.parametrize("command", ["export", "compile", "deploy"])
+@pytest.mark.parametrize("command,sig", INTERRUPTIONS, ids=[f"{c}-{s.name}" for c, s in INTERRUPTIONS])
 def test_interruption_leaves_no_artifact_and_a_rerun_succeeds(tmp_path, sig, command):
     out = tmp_path / "out"
     out.mkdir()
@@ -299,12 +302,70 @@ def test_interruption_leaves_no_artifact_and_a_rerun_succeeds(tmp_path, sig, com
         target.mkdir()
     process = _interrupt(args, watch, sig)
     assert process.returncode != 0
+    if sig != signal.SIGKILL:
+        # 130 from our handler; CPython itself re-raises SIGINT at exit (-2) when it saw a KeyboardInterrupt escape
+        # some code it ran for a C extension, even though ours caught it (1 run in ~60 in a delay sweep).
+        assert process.returncode in (130, -signal.SIGINT), process.returncode
+        assert "interrupted" in process.stderr.read()
     if command == "export":
         assert not target.exists()
     if command == "compile":
         assert not (target / "manifest.json").exists()
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:
         assert not [p for p in watch.iterdir() if p.name.startswith(".mait-tmp")]
     rerun = cli(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert not [p for p in watch.iterdir() if p.name.startswith(".mait-tmp")], "stale temporaries were not swept"
+
+
+# A library may swallow the KeyboardInterrupt: torch.onnx.export catches Exception around each capture strategy and
+# falls back to the next one, so a Ctrl-C that reaches it as a torch error used to let the export finish and exit 0
+# (seen once in CI). These run the real CLI with torch.onnx.export raising SIGINT inside itself, deterministically.
+SWALLOWING_EXPORT = """
+import os, signal, sys, time
+import torch.onnx
+real_export = torch.onnx.export
+def export_that_swallows_ctrl_c(*args, **kwargs):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    except KeyboardInterrupt as err:
+        {handling}
+    return real_export(*args, **kwargs)
+torch.onnx.export = export_that_swallows_ctrl_c
+from mait_deploy.cli import app
+sys.argv = ["mait-deploy", *sys.argv[1:]]
+app()
+"""
+
+
+@pytest.mark.parametrize("handling", ["pass", "raise RuntimeError('capture strategy failed') from err"],
+                         ids=["swallowed", "turned-into-an-error"])
+def test_an_interrupt_a_library_swallows_still_stops_the_command(tmp_path, handling):
+    target = tmp_path / "m.onnx"
+    result = subprocess.run([sys.executable, "-c", SWALLOWING_EXPORT.format(handling=handling), "export", "-o",
+                             str(target)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "interrupted" in result.stderr and "error:" not in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "no artifact and no temporary may be left"
+
+
+def test_atomic_writers_do_not_commit_after_a_swallowed_interrupt(tmp_path):
+    from mait_deploy._interrupts import remember_interrupts
+    from mait_deploy._io import atomic_dir, atomic_path
+
+    for writer, final in ((atomic_path, tmp_path / "a.bin"), (atomic_dir, tmp_path / "folder")):
+        with remember_interrupts():
+            with pytest.raises(KeyboardInterrupt):
+                with writer(final) as temp:
+                    try:
+                        os.kill(os.getpid(), signal.SIGINT)
+                        time.sleep(1)
+                    except KeyboardInterrupt:
+                        pass  # what a careless library does
+                    (temp / "x" if temp.is_dir() else temp).write_bytes(b"complete")
+        assert list(tmp_path.iterdir()) == []
+    # Outside the guarded block (a library user who never opted in) nothing is remembered: commits go ahead.
+    with atomic_path(tmp_path / "b.bin") as temp:
+        temp.write_bytes(b"ok")
+    assert (tmp_path / "b.bin").read_bytes() == b"ok"
