@@ -35,14 +35,21 @@ MAX_CALIBRATION_BATCHES = 512
 
 @contextlib.contextmanager
 def _quiet() -> Any:
-    """litert-torch and TensorFlow's MLIR passes print progress and warnings; keep stdout clean for --json."""
+    """litert-torch and TensorFlow's MLIR passes print progress and warnings; keep stdout clean for --json and
+    the terminal to our own progress display (litert-torch's step log is ~30 lines per conversion)."""
+    from litert_torch import progress as litert_progress
+
+    console = litert_progress.console
+    was_quiet = console.quiet
     with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         previous = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)
+        console.quiet = True
         try:
             yield
         finally:
+            console.quiet = was_quiet
             logging.getLogger().setLevel(previous)
 
 
