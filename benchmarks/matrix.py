@@ -1,5 +1,5 @@
 """The full matrix: every target x precision through `deploy`, for the demo model (accuracy + speed) and
-mait_xxs24_224 (random weights, speed), plus INT8 speed-ups and throughput as a fraction of this CPU's FP32 peak.
+mait_xxs24_224 (random weights, speed), plus INT8 speed-ups (FP32 and INT8 bundles re-timed side by side) and throughput as a fraction of this CPU's FP32 peak.
 
     python -m benchmarks.matrix [--models demo,xxs24] [--iterations 50]
     # -> benchmarks/results/matrix.json, matrix.md (the README table), matrix.png (throughput),
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import RESULTS, benchmark_parser, write_result
+from benchmarks._common import RESULTS, benchmark_parser, side_by_side, write_result
 from mait_deploy.pipeline import DeployOptions, deploy
 
 
@@ -51,20 +51,39 @@ def run(name: str, checkpoint: str | None, out: Path, iterations: int, with_accu
             entry.setdefault("fraction_of_fp32_peak", {})[key] = flops * lat["throughput"] / 1e9 / peak
         rows.append(entry)
     speedups = {}
-    for target in {r["target"] for r in rows}:
-        fp32 = next((r for r in rows if r["target"] == target and r["precision"] == "fp32" and r["latency"]), None)
-        int8 = next((r for r in rows if r["target"] == target and r["precision"] == "int8" and r["latency"]), None)
+    for target in sorted({r.target for r in report.rows}):
+        fp32, int8 = (next((r for r in report.rows if r.target == target and r.precision == precision
+                            and r.latency), None) for precision in ("fp32", "int8"))
         if fp32 and int8:
-            speedups[target] = {k: fp32["latency"][k]["p50_ms"] / int8["latency"][k]["p50_ms"]
-                                for k in fp32["latency"] if k in int8["latency"]}
+            speedups[target] = int8_speedup_side_by_side(Path(fp32.bundle), Path(int8.bundle), iterations)
     return {"model": name, "gflops_per_image": flops / 1e9, "rows": rows, "int8_speedup_p50": speedups,
             "recommended": report.recommended, "seconds": report.seconds}
+
+
+def int8_speedup_side_by_side(fp32_bundle: Path, int8_bundle: Path, iterations: int) -> dict[str, float]:
+    """FP32 p50 / INT8 p50 with both bundles loaded and called round-robin. deploy profiles its rows one after
+    another, and this machine's speed drifts up to 2x within a minute, so a ratio of two rows can be mostly
+    drift (0.60x for the demo's ORT INT8 in one run); this one is not."""
+    import numpy as np
+
+    from mait_deploy.bundle.load import load_bundle
+
+    ratios = {}
+    with load_bundle(fp32_bundle) as fp32, load_bundle(int8_bundle) as int8:
+        batches = (1,) if fp32.fixed_batch or int8.fixed_batch else (1, 32)
+        for batch in batches:
+            x = np.random.default_rng(0).standard_normal((batch, *fp32.sample_shape)).astype(np.float32)
+            timed = side_by_side({"fp32": lambda: fp32.run(x), "int8": lambda: int8.run(x)},
+                                 iterations if batch == 1 else max(5, iterations // 4), batch=batch)
+            p50 = {label: stats["percentiles_ms"]["p50"] for label, stats in timed.items()}
+            ratios[f"batch_{batch}"] = p50["fp32"] / p50["int8"]
+    return ratios
 
 
 def markdown(output: dict) -> str:
     """The README table: one line per model x target x precision."""
     lines = ["| model | target | precision | status | top-1 | drop | b1 p50 / p99 ms | b32 p50 ms | b32 img/s | "
-             "b32 % of FP32 peak | INT8 speed-up b1 / b32 | size MB | process peak RSS MB |", "|" + "---|" * 13]
+             "b32 % of FP32 peak | INT8 speed-up b1 / b32 (side by side) | size MB | process peak RSS MB |", "|" + "---|" * 13]
     for model in output["models"]:
         short = model["model"].split(".")[0]
         for row in model["rows"]:
