@@ -1,5 +1,6 @@
 """The full matrix: every target x precision through `deploy`, for the demo model (accuracy + speed) and
-mait_xxs24_224 (random weights, speed), plus INT8 speed-ups (FP32 and INT8 bundles re-timed side by side) and throughput as a fraction of this CPU's FP32 peak.
+mait_xxs24_224 (random weights, speed), plus INT8 speed-ups (FP32 and INT8 bundles re-timed side by side) and
+throughput as a fraction of this CPU's FP32 peak.
 
     python -m benchmarks.matrix [--models demo,xxs24] [--iterations 50]
     # -> benchmarks/results/matrix.json, matrix.md (the README table), matrix.png (throughput),
@@ -83,7 +84,8 @@ def int8_speedup_side_by_side(fp32_bundle: Path, int8_bundle: Path, iterations: 
 def markdown(output: dict) -> str:
     """The README table: one line per model x target x precision."""
     lines = ["| model | target | precision | status | top-1 | drop | b1 p50 / p99 ms | b32 p50 ms | b32 img/s | "
-             "b32 % of FP32 peak | INT8 speed-up b1 / b32 (side by side) | size MB | process peak RSS MB |", "|" + "---|" * 13]
+             "b32 % of FP32 peak | INT8 speed-up b1 / b32 (side by side) | size MB | process peak RSS MB |",
+             "|" + "---|" * 13]
     for model in output["models"]:
         short = model["model"].split(".")[0]
         for row in model["rows"]:
