@@ -62,6 +62,11 @@ def test_runner_sets_f32_unless_asked(bundles):
         assert info["inference_precision_hint"] == "f32" and info["device"] == "CPU"
         x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
         f32 = runner.run(x)
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        # No BF16 on this CPU: asking for it is an error, not a silent f32 run.
+        with pytest.raises(UnsupportedOption, match="bf16 is not available"):
+            load_bundle(root / "fp32", RunnerOptions(extra={"inference_precision": "bf16"})).activate()
+        return
     with load_bundle(root / "fp32", RunnerOptions(extra={"inference_precision": "bf16"})) as runner:
         assert runner.runtime_info()["inference_precision_hint"] == "bf16"
         bf16 = runner.run(x)
@@ -162,3 +167,14 @@ def test_accuracy_controlled_quantization(tmp_path):
     quantization = result.manifest["build"]["quantization"]
     assert quantization["method"].startswith("nncf accuracy_control")
     assert result.gate["passed"] and result.manifest["build"]["ir"]["fake_quantize"] > 0
+
+
+def test_a_precision_the_device_cannot_compute_is_refused():
+    from mait_deploy.runtimes.openvino import check_precision_supported
+
+    with pytest.raises(UnsupportedOption, match="bf16 is not available on OpenVINO CPU"):
+        check_precision_supported("bf16", "CPU", ["FP32", "INT8"])
+    with pytest.raises(UnsupportedOption, match="f16 is not available"):
+        check_precision_supported("f16", "CPU", ["FP32", "BF16"])
+    check_precision_supported("bf16", "CPU", ["FP32", "BF16"])
+    check_precision_supported("f32", "CPU", ["FP32"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -27,6 +27,10 @@ class GateResult:
     max_drop: float
     passed: bool
     seconds: float = 0.0
+    # What computed the scored logits (runtime, version, int8 simulated or not) and on which CPU: a gate measures
+    # the device only where the two agree (see profiling/isa.py).
+    runtime: dict[str, Any] = field(default_factory=dict)
+    host_isa: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -43,7 +43,10 @@ class QdqOptions:
     compute_inputs_only: bool = False
     percentile: float = 99.999
     activation_type: str = "int8"  # or "uint8" (asymmetric only): ORT's u8s8 kernels on x86
-
+    # "int8" or "uint8". uint8 weights with uint8 activations (U8U8) use ORT's exact u8u8 kernels; u8s8 on x86
+    # without VNNI runs VPMADDUBSW, whose int16 pair sums saturate (see runtimes/isa.py).
+    weight_type: str = "int8"
+    reduce_range: bool = False  # 7-bit weights: the other documented remedy for that saturation
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -52,15 +55,18 @@ class QdqOptions:
             raise UnsupportedOption(f"percentile must be in (0, 100], got {self.percentile}")
         if self.activation_type not in ("int8", "uint8"):
             raise UnsupportedOption(f"activation type must be int8 or uint8, got {self.activation_type!r}")
+        if self.weight_type not in ("int8", "uint8"):
+            raise UnsupportedOption(f"weight type must be int8 or uint8, got {self.weight_type!r}")
         if self.activation_type == "uint8" and self.activation_symmetric:
             raise UnsupportedOption("uint8 activations are asymmetric; symmetric activations need int8")
 
     @classmethod
-    def onnxruntime(cls, method: str = "minmax") -> "QdqOptions":
+    def onnxruntime(cls, method: str = "minmax", weight_type: str = "int8") -> "QdqOptions":
         # Asymmetric uint8 activations hold the same 256 levels as asymmetric int8 (the zero point moves by 128),
         # so the outputs are identical, but ORT's x86 u8s8 kernels are faster: mait_xxs24_224 INT8 1.34x FP32 at
-        # batch 1 with uint8 vs 0.96x with int8 (measured side by side, /tmp probe, this machine).
-        return cls(method=method, activation_type="uint8")
+        # batch 1 with uint8 vs 0.96x with int8 (measured side by side, /tmp probe, VNNI machine).
+        # weight_type="uint8" gives U8U8, exact on x86 without VNNI (see runtimes/onnxruntime.u8s8_exact).
+        return cls(method=method, activation_type="uint8", weight_type=weight_type)
 
     @classmethod
     def tensorrt(cls, method: str = "minmax") -> "QdqOptions":
@@ -134,7 +140,9 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
             per_channel=options.per_channel,
             activation_type=quantization.QuantType.QUInt8 if options.activation_type == "uint8"
             else quantization.QuantType.QInt8,
-            weight_type=quantization.QuantType.QInt8, calibrate_method=method, extra_options=extra,
+            weight_type=quantization.QuantType.QUInt8 if options.weight_type == "uint8"
+            else quantization.QuantType.QInt8, reduce_range=options.reduce_range,
+            calibrate_method=method, extra_options=extra,
         )
     finally:
         root.setLevel(level)

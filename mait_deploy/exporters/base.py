@@ -23,6 +23,7 @@ from ..bundle.manifest import GOLDEN_FILE, Manifest, TensorSpec
 from ..calibration.data import Dataset
 from ..calibration.gate import DEFAULT_MAX_DROP, GateResult, accuracy_gate
 from ..errors import UnsupportedOption
+from ..profiling.isa import cpu_isa
 from ..runtimes import runner_class
 from ..runtimes.base import Runner, RunnerOptions
 from .source import ModelSource
@@ -168,6 +169,7 @@ class Target(abc.ABC):
                     started = time.perf_counter()
                     gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
                                          options.max_accuracy_drop)
+                    gate.runtime, gate.host_isa = runner.runtime_info(), cpu_isa()
                     seconds["gate"] = round(time.perf_counter() - started, 3)
                 golden = self._golden(staging, source, runner, evaluation, options.precision)
             manifest = self._manifest(staging, source, options, built, golden=golden,
@@ -187,7 +189,7 @@ class Target(abc.ABC):
             # While staging (gate not run yet) the golden entry is a placeholder; the final manifest replaces it.
             golden=golden or {"file": GOLDEN_FILE, "sha256": "", "count": 0, "tolerance": {}},
             accuracy=accuracy, source=source.describe(), tool_versions={**tool_versions(), **built.tool_versions},
-            build={**built.report, "options": _jsonable(asdict(options))},
+            build={**built.report, "options": _jsonable(asdict(options)), "host_isa": cpu_isa()},
         )
 
     def _golden(self, staging: Path, source: ModelSource, runner: Runner, evaluation: Dataset | None,

@@ -1,7 +1,15 @@
-"""ONNX Runtime runner (CPU by default; any execution provider ORT offers on the device)."""
+"""ONNX Runtime runner (CPU by default; any execution provider ORT offers on the device).
+
+``simulate_int8`` (runner option) runs a Q/DQ model with Q/DQ fusion disabled (``session.disable_quant_qdq``):
+QuantizeLinear and DequantizeLinear run as float ops and the compute ops in float on exactly the dequantized int8
+values. That is the int8 arithmetic of a device with int32 accumulation (TensorRT on a GPU, VNNI, Arm dot
+product), independent of this CPU's int8 kernels, which saturate on x86 without VNNI.
+"""
 
 from __future__ import annotations
 
+import base64
+import functools
 from typing import Any
 
 import numpy as np
@@ -17,6 +25,8 @@ class OnnxRuntimeRunner(Runner):
     def _load(self) -> None:
         ort = require("onnxruntime", extra="onnxruntime")
         options = ort.SessionOptions()
+        if self.options.extra.get("simulate_int8"):
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         if self.options.threads:
             options.intra_op_num_threads = self.options.threads
         providers = self.options.extra.get("providers") or ["CPUExecutionProvider"]
@@ -69,4 +79,32 @@ class OnnxRuntimeRunner(Runner):
 
         return {"runtime": self.runtime_name, "version": ort.__version__,
                 "providers": self._session.get_providers() if self.is_active else None,
-                "threads": self.options.threads}
+                "threads": self.options.threads, "simulate_int8": bool(self.options.extra.get("simulate_int8")),
+                "u8s8_exact": u8s8_exact(), "int8_warning": self.int8_warning()}
+
+    def int8_warning(self) -> str | None:
+        """Why this device may score a u8s8 bundle lower than its gate did (None when it should not)."""
+        if self.options.extra.get("int8_format") == "u8s8" and not self.options.extra.get("simulate_int8") \
+                and not u8s8_exact():
+            return ("this bundle is u8s8 and this CPU's u8s8 int8 kernels saturate (x86 without VNNI): expect a "
+                    "larger accuracy drop than at the gate; rebuild with -O int8_format=u8u8 for this device")
+        return None
+
+
+# MatMulInteger(uint8 [1, 64], int8 [64, 1]) -> int32, serialized (built with onnx.helper, opset 13): the device
+# side has no onnx package to build it with.
+_U8S8_PROBE = base64.b64decode(
+    "CAg6ZQoYCgFhCgFiEgF5Ig1NYXRNdWxJbnRlZ2VyEgp1OHM4X3Byb2JlWhMKAWESDgoMCAISCAoCCAEKAghAWhMKAWISDgoMCAMSCAoCCEAKAggB"
+    "YhMKAXkSDgoMCAYSCAoCCAEKAggBQgQKABAN")
+
+
+@functools.lru_cache(maxsize=1)
+def u8s8_exact() -> bool:
+    """Whether this machine's ONNX Runtime u8s8 int8 kernels are exact: 255 x 127 summed over 64 products
+    overflows an int16 pair sum, so a saturating kernel (x86 VPMADDUBSW without VNNI) returns less. A functional
+    test, not a flag lookup: it is right under emulators and hypervisors that mask CPU features."""
+    ort = require("onnxruntime", extra="onnxruntime")
+    session = ort.InferenceSession(_U8S8_PROBE, providers=["CPUExecutionProvider"])
+    a = np.full((1, 64), 255, dtype=np.uint8)
+    b = np.full((64, 1), 127, dtype=np.int8)
+    return int(session.run(None, {"a": a, "b": b})[0][0, 0]) == 255 * 127 * 64

@@ -30,6 +30,14 @@ def default_precision(bundle_precision: str, capabilities: list[str]) -> tuple[s
     return "f32", f"{bundle_precision.upper()} bundle: float parts in f32 (the CPU default would be bf16)"
 
 
+def check_precision_supported(precision: str, device: str, capabilities: list[str]) -> None:
+    """A bf16/f16 hint the device cannot compute would silently run f32: refuse it instead."""
+    needed = {"bf16": "BF16", "f16": "FP16"}.get(precision)
+    if needed and needed not in capabilities:
+        raise UnsupportedOption(f"inference precision {precision} is not available on OpenVINO {device} here "
+                                f"(its capabilities: {', '.join(capabilities)})")
+
+
 SHAPE_MODES = ("static", "dynamic")
 MAX_STATIC_MODELS = 2  # compiled static-batch models kept at once (each holds its own copy of the weights)
 
@@ -79,9 +87,12 @@ class OpenVinoRunner(Runner):
                                     f"{', '.join(available) or 'none'} (or AUTO)")
         config: dict[str, Any] = {"PERFORMANCE_HINT": wanted["performance_hint"]}
         precision, self._precision_reason = wanted["inference_precision"], "asked for"
-        if precision is None and not virtual:
+        if not virtual:
             capabilities = list(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
-            precision, self._precision_reason = default_precision(self.manifest.precision, capabilities)
+            if precision is None:
+                precision, self._precision_reason = default_precision(self.manifest.precision, capabilities)
+            else:
+                check_precision_supported(precision, device, capabilities)
         if precision is not None:
             config["INFERENCE_PRECISION_HINT"] = precision
         if self.options.threads:
