@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mait_deploy.profiling.stats import latency_stats
+from mait_deploy.device.profiling.stats import latency_stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -87,7 +87,7 @@ def benchmark_models(keys: str):
         elif key == "xxs24":
             import torch
 
-            from mait_deploy.model.mait import create_model
+            from mait_deploy.host.model.mait import create_model
 
             torch.manual_seed(0)
             yield "mait_xxs24_224", create_model("mait_xxs24_224").eval(), False

@@ -18,10 +18,10 @@ import torch.nn as nn
 
 from benchmarks._common import benchmark_parser, side_by_side, write_result
 
-from mait_deploy.exporters.onnx import ExportOptions, export_onnx
-from mait_deploy.model.checkpoint import load_checkpoint
-from mait_deploy.model.mait import MaiT, create_model
-from mait_deploy.model.zoo import resolve_checkpoint
+from mait_deploy.host.export.onnx import ExportOptions, export_onnx
+from mait_deploy.host.model.checkpoint import load_checkpoint
+from mait_deploy.host.model.mait import MaiT, create_model
+from mait_deploy.host.model.zoo import resolve_checkpoint
 
 
 class BiasAsInput(nn.Module):

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import RESULTS, benchmark_parser, side_by_side, write_result
-from mait_deploy.pipeline import DeployOptions, deploy
+from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
 
 
 def sgemm_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -67,7 +67,7 @@ def int8_speedup_side_by_side(fp32_bundle: Path, int8_bundle: Path, iterations: 
     drift (0.60x for the demo's ORT INT8 in one run); this one is not."""
     import numpy as np
 
-    from mait_deploy.bundle.load import load_bundle
+    from mait_deploy.device.bundle import load_bundle
 
     ratios = {}
     with load_bundle(fp32_bundle) as fp32, load_bundle(int8_bundle) as int8:
@@ -138,10 +138,10 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from mait_deploy.model.checkpoint import load_checkpoint, save_checkpoint
-    from mait_deploy.model.mait import create_model
-    from mait_deploy.model.stats import count_flops
-    from mait_deploy.model.zoo import resolve_checkpoint
+    from mait_deploy.host.model.checkpoint import load_checkpoint, save_checkpoint
+    from mait_deploy.host.model.mait import create_model
+    from mait_deploy.host.model.stats import count_flops
+    from mait_deploy.host.model.zoo import resolve_checkpoint
 
     peak = sgemm_peak_gflops()
     print(f"FP32 sgemm peak on this machine: {peak:.1f} GFLOP/s", flush=True)

@@ -17,9 +17,9 @@ import numpy as np
 
 from benchmarks._common import benchmark_models, benchmark_parser, side_by_side, write_result
 
-from mait_deploy.bundle.load import load_bundle
-from mait_deploy.compiler import compile_model
-from mait_deploy.exporters.base import CalibrationOptions, CompileOptions
+from mait_deploy.device.bundle import load_bundle
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 
 
 def bundle_size(folder: Path) -> int:

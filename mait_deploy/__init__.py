@@ -12,17 +12,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "export_onnx": "mait_deploy.exporters.onnx",
-    "quantize_qdq": "mait_deploy.calibration.quantize",
-    "compile_model": "mait_deploy.compiler",
-    "deploy": "mait_deploy.pipeline",
-    "load_bundle": "mait_deploy.bundle.load",
-    "verify_bundle": "mait_deploy.bundle.load",
-    "profile": "mait_deploy.profiling.measure",
-    "load_checkpoint": "mait_deploy.model.checkpoint",
-    "save_checkpoint": "mait_deploy.model.checkpoint",
-    "import_timm_cait": "mait_deploy.model.checkpoint",
-    "create_model": "mait_deploy.model.mait",
+    "export_onnx": "mait_deploy.host.export.onnx",
+    "quantize_qdq": "mait_deploy.host.compile.qdq",
+    "compile_model": "mait_deploy.host.compile.api",
+    "deploy": "mait_deploy.host.deploy.pipeline",
+    "load_bundle": "mait_deploy.device.bundle",
+    "verify_bundle": "mait_deploy.device.bundle",
+    "profile": "mait_deploy.device.profiling.measure",
+    "load_checkpoint": "mait_deploy.host.model.checkpoint",
+    "save_checkpoint": "mait_deploy.host.model.checkpoint",
+    "import_timm_cait": "mait_deploy.host.model.checkpoint",
+    "create_model": "mait_deploy.host.model.mait",
 }
 __all__ = sorted(_API) + ["__version__"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import MissingDependency
+from mait_deploy.errors import MissingDependency
 
 
 def require(module: str, extra: str) -> ModuleType:

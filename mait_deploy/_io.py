@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._interrupts import raise_if_interrupted
-from .errors import MaitDeployError
+from mait_deploy._interrupts import raise_if_interrupted
+from mait_deploy.errors import MaitDeployError
 
 TEMP_PREFIX = ".mait-tmp-"
 
@@ -149,3 +149,14 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def jsonable(value: Any) -> Any:
+    """Tuples to lists and numpy scalars to Python numbers, recursively, for json.dumps."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        return value.item()  # numpy scalar
+    return value

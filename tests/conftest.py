@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture
 def tiny_config():
-    from mait_deploy.model.config import MaiTConfig, MaskConfig, PreprocessConfig
+    from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
 
     return MaiTConfig(name="tiny", img_size=16, patch_size=4, in_chans=1, num_classes=5, embed_dim=32, depth=2,
                       num_heads=4, init_values=0.5, mask=MaskConfig(window=3),
@@ -19,8 +19,8 @@ def ort_fp32_bundle(tmp_path_factory):
     """The shipped checkpoint as an ONNX Runtime FP32 bundle (gate on 200 images), built once; tests only read it."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from mait_deploy.compiler import compile_model
-    from mait_deploy.exporters.base import CompileOptions
+    from mait_deploy.host.compile.api import compile_model
+    from mait_deploy.host.compile.target import CompileOptions
 
     folder = tmp_path_factory.mktemp("ort-fp32") / "bundle"
     compile_model(None, "onnxruntime", CompileOptions(precision="fp32"), folder, eval_count=200)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    from mait_deploy.pipeline import DeployOptions, deploy
+    from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
 
     out = tmp_path_factory.mktemp("deploy")
     report = deploy(None, out, DeployOptions(targets=("onnxruntime",), precisions=("fp32", "int8"), eval_count=500,
@@ -60,7 +60,7 @@ def test_example_refuses_a_tampered_bundle(deployed, tmp_path):
 
 
 def test_deploy_report_and_reuse(deployed):
-    from mait_deploy.pipeline import DeployOptions, deploy
+    from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
 
     out, report = deployed
     assert {r.status for r in report.rows} == {"ok"}

@@ -8,11 +8,11 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from mait_deploy.errors import MaitDeployError, UnsupportedOption, ValidationError  # noqa: E402
-from mait_deploy.exporters import graph  # noqa: E402
-from mait_deploy.exporters.onnx import ExportOptions, export_onnx, read_onnx_metadata  # noqa: E402
-from mait_deploy.exporters.verify import ParityTolerance, reference_inputs  # noqa: E402
-from mait_deploy.model.checkpoint import load_checkpoint  # noqa: E402
-from mait_deploy.model.zoo import resolve_checkpoint  # noqa: E402
+from mait_deploy.host.export import graph  # noqa: E402
+from mait_deploy.host.export.onnx import ExportOptions, export_onnx, read_onnx_metadata  # noqa: E402
+from mait_deploy.host.export.parity import ParityTolerance, reference_inputs  # noqa: E402
+from mait_deploy.host.model.checkpoint import load_checkpoint  # noqa: E402
+from mait_deploy.host.model.zoo import resolve_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

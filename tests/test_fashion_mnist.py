@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from mait_deploy.calibration import builtin, fashion_mnist
+from mait_deploy.device.data import builtin, fashion_mnist
 from mait_deploy.errors import DataError
 
 

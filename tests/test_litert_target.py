@@ -8,11 +8,11 @@ pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from mait_deploy.bundle.load import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.compiler import compile_model  # noqa: E402
+from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.errors import UnsupportedOption  # noqa: E402
-from mait_deploy.exporters.base import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.runtimes.base import RunnerOptions  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from mait_deploy.device.runner import RunnerOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_litert_errors(tmp_path, bundles):
     root, _ = bundles
     with pytest.raises(UnsupportedOption, match="static batch"):
         compile_model(None, "litert", CompileOptions(batch="dynamic"), tmp_path / "x")
-    from mait_deploy.exporters.onnx import export_onnx
+    from mait_deploy.host.export.onnx import export_onnx
 
     export_onnx(None, tmp_path / "m.onnx")
     with pytest.raises(UnsupportedOption, match="converts from PyTorch"):

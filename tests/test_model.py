@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from mait_deploy.errors import ConfigError
-from mait_deploy.model.config import MaiTConfig, MaskConfig
-from mait_deploy.model.masks import window_allowed
+from mait_deploy.config import MaiTConfig, MaskConfig
+from mait_deploy.host.model.masks import window_allowed
 
 torch = pytest.importorskip("torch")
-from mait_deploy.model.mait import VARIANTS, MaiT, MaskedSelfAttention, create_model, variant_config  # noqa: E402
+from mait_deploy.host.model.mait import VARIANTS, MaiT, MaskedSelfAttention, create_model, variant_config  # noqa: E402
 
 
 def _head_outputs(attn, x, bias):
@@ -136,7 +136,7 @@ def test_unknown_variant_and_bad_config():
 
 
 def test_counted_stats_match_cait_xxs24():
-    from mait_deploy.model.stats import model_stats
+    from mait_deploy.host.model.stats import model_stats
 
     stats = model_stats(variant_config("mait_xxs24_224"))
     # CaiT-XXS24 (224): 12.0 M params, 2.5 GMACs in the CaiT paper.

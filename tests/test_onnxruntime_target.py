@@ -9,12 +9,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy.bundle.load import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.bundle.manifest import read_manifest  # noqa: E402
-from mait_deploy.compiler import compile_model  # noqa: E402
+from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
+from mait_deploy.device.manifest import read_manifest  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.errors import BundleError, DataError, UnsupportedOption, ValidationError  # noqa: E402
-from mait_deploy.exporters import graph  # noqa: E402
-from mait_deploy.exporters.base import CalibrationOptions, CompileOptions, get_target  # noqa: E402
+from mait_deploy.host.export import graph  # noqa: E402
+from mait_deploy.backends import target as get_target  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 
 EVAL_COUNT = 1000
 
@@ -72,14 +73,16 @@ def test_int8_gate_and_quantization_structure(bundles):
 
 
 def test_qdq_option_checks():
-    from mait_deploy.calibration.quantize import QdqOptions
+    from mait_deploy.host.compile.qdq import QdqOptions
     from mait_deploy.errors import UnsupportedOption
 
     with pytest.raises(UnsupportedOption, match="symmetric activations need int8"):
         QdqOptions(activation_type="uint8", activation_symmetric=True)
     with pytest.raises(UnsupportedOption, match="int8 or uint8"):
         QdqOptions(activation_type="int4")
-    assert QdqOptions.tensorrt().activation_type == "int8"
+    from mait_deploy.backends.tensorrt.target import tensorrt_qdq_options
+
+    assert tensorrt_qdq_options().activation_type == "int8"
 
 
 def test_verify_and_predict_on_the_device_path(bundles):
@@ -142,7 +145,7 @@ def test_runner_input_checks(bundles):
 
 
 def test_gate_failure_leaves_no_bundle(monkeypatch, tmp_path):
-    import mait_deploy.exporters.base as base
+    import mait_deploy.host.compile.target as base
 
     def failing_gate(*args, **kwargs):
         raise ValidationError("accuracy gate failed: forced for the test")

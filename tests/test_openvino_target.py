@@ -12,11 +12,11 @@ ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 from mait_deploy._deps import require  # noqa: E402
-from mait_deploy.bundle.load import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.compiler import compile_model  # noqa: E402
+from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.errors import MissingDependency, UnsupportedOption  # noqa: E402
-from mait_deploy.exporters.base import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.runtimes.base import RunnerOptions  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from mait_deploy.device.runner import RunnerOptions  # noqa: E402
 
 EVAL_COUNT = 1000
 
@@ -92,7 +92,7 @@ def test_static_shapes_per_batch_match_dynamic(bundles):
 
 
 def test_profile_records_openvinos_own_latency(bundles):
-    from mait_deploy.profiling.measure import ProfileOptions, profile
+    from mait_deploy.device.profiling.measure import ProfileOptions, profile
 
     root, _ = bundles
     report = profile(root / "fp32", ProfileOptions(batches=(2,), warmup=2, iterations=30, end_to_end=False))
@@ -144,7 +144,7 @@ def test_openvino_bundle_runs_without_torch(bundles):
     root, _ = bundles
     from tests.test_torch_free import BLOCKER
 
-    code = BLOCKER + (f"from mait_deploy.bundle.load import verify_bundle\n"
+    code = BLOCKER + (f"from mait_deploy.device.bundle import verify_bundle\n"
                       f"import sys\nr = verify_bundle({str(root / 'int8')!r})\n"
                       f"assert 'torch' not in sys.modules\nprint(r.passed)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -170,7 +170,7 @@ def test_accuracy_controlled_quantization(tmp_path):
 
 
 def test_a_precision_the_device_cannot_compute_is_refused():
-    from mait_deploy.runtimes.openvino import check_precision_supported
+    from mait_deploy.backends.openvino.runner import check_precision_supported
 
     with pytest.raises(UnsupportedOption, match="bf16 is not available on OpenVINO CPU"):
         check_precision_supported("bf16", "CPU", ["FP32", "INT8"])

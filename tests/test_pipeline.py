@@ -7,11 +7,12 @@ import pytest
 pytest.importorskip("torch")
 
 from mait_deploy.errors import UnsupportedOption  # noqa: E402
-from mait_deploy.pipeline import DeployOptions, Row, deploy, pareto_front, recommend  # noqa: E402
+from mait_deploy.host.deploy.pipeline import DeployOptions, deploy  # noqa: E402
+from mait_deploy.host.deploy.report import Row, pareto_front, recommend  # noqa: E402
 
 
 def test_failures_are_rows_not_crashes(tmp_path, monkeypatch):
-    from mait_deploy.exporters.onnxruntime import OnnxRuntimeTarget
+    from mait_deploy.backends.onnxruntime.target import OnnxRuntimeTarget
 
     original = OnnxRuntimeTarget._build
 

@@ -10,8 +10,8 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from mait_deploy.errors import MaitDeployError  # noqa: E402
-from mait_deploy.profiling.measure import ProfileOptions, profile  # noqa: E402
-from mait_deploy.profiling.report import load_reports, plot_reports, save_reports  # noqa: E402
+from mait_deploy.device.profiling.measure import ProfileOptions, profile  # noqa: E402
+from mait_deploy.device.profiling.report import load_reports, plot_reports, save_reports  # noqa: E402
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_throughput_mode_uses_the_runtime_async_api(bundle):
 
 
 def test_failure_part_way_is_in_the_report(bundle, monkeypatch, tmp_path):
-    from mait_deploy.runtimes.onnxruntime import OnnxRuntimeRunner
+    from mait_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 
     calls = {"n": 0}
     original = OnnxRuntimeRunner._infer

@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from mait_deploy.compiler import compile_model  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.errors import MissingDependency, UnsupportedOption, ValidationError  # noqa: E402
-from mait_deploy.exporters.base import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.exporters.tensorrt import BuildPlan, check_explicit_quantization, trtexec_command  # noqa: E402
-from mait_deploy.runtimes import tensorrt as trt_runtime  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from mait_deploy.backends.tensorrt.target import BuildPlan, check_explicit_quantization, trtexec_command  # noqa: E402
+from mait_deploy.backends.tensorrt import runner as trt_runtime  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ class FakeTrt:
 
 
 def _manifest(root, name):
-    from mait_deploy.bundle.manifest import read_manifest
+    from mait_deploy.device.manifest import read_manifest
 
     return read_manifest(root / name)
 
@@ -280,7 +280,7 @@ def test_missing_tensorrt_is_a_one_line_error_naming_the_extra(bundles):
         pytest.skip("tensorrt is installed here")
     except ImportError:
         pass
-    from mait_deploy.bundle.load import load_bundle
+    from mait_deploy.device.bundle import load_bundle
 
     root, _ = bundles
     with pytest.raises(MissingDependency, match=r"mait-deploy\[tensorrt\]"):
@@ -290,7 +290,7 @@ def test_missing_tensorrt_is_a_one_line_error_naming_the_extra(bundles):
 @pytest.mark.gpu
 def test_real_engine_build_and_inference(bundles):
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA device)")
-    from mait_deploy.bundle.load import verify_bundle
+    from mait_deploy.device.bundle import verify_bundle
 
     root, _ = bundles
     assert trt.__version__

@@ -25,8 +25,8 @@ BLOCKER = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     pytest.importorskip("torch")
-    from mait_deploy.compiler import compile_model
-    from mait_deploy.exporters.base import CalibrationOptions, CompileOptions
+    from mait_deploy.host.compile.api import compile_model
+    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 
     folder = tmp_path_factory.mktemp("device") / "int8"
     compile_model(None, "onnxruntime", CompileOptions(precision="int8", calibration=CalibrationOptions(count=64)),
@@ -53,19 +53,22 @@ def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
     Image.fromarray(golden["images"][0]).save(image)
     result = run_blocked(f'''
         import json, sys
-        import mait_deploy.runtimes, mait_deploy.bundle, mait_deploy.profiling
-        import mait_deploy.runtimes.onnxruntime, mait_deploy.runtimes.preprocess, mait_deploy.runtimes.openvino
-        import mait_deploy.profiling.measure, mait_deploy.profiling.report, mait_deploy.profiling.device
-        from mait_deploy.profiling.measure import ProfileOptions, profile
-        from mait_deploy.bundle.load import load_bundle, verify_bundle
-        from mait_deploy.calibration.evaluate import evaluate_bundle
+        import importlib, pkgutil, mait_deploy.device, mait_deploy.backends
+        for module in pkgutil.walk_packages(mait_deploy.device.__path__, "mait_deploy.device."):
+            importlib.import_module(module.name)
+        for name in mait_deploy.backends.names():  # every backend's declaration and device side
+            mait_deploy.backends.runner_class(name)
+        import mait_deploy.device.profiling.measure, mait_deploy.device.profiling.report, mait_deploy.device.profiling.state
+        from mait_deploy.device.profiling.measure import ProfileOptions, profile
+        from mait_deploy.device.bundle import load_bundle, verify_bundle
+        from mait_deploy.device.evaluate import evaluate_bundle
         report = verify_bundle({str(bundle)!r})
         with load_bundle({str(bundle)!r}) as runner:
             prediction = runner.predict([{str(image)!r}])
         accuracy = evaluate_bundle({str(bundle)!r}, count=100)
         timing = profile({str(bundle)!r}, ProfileOptions(batches=(1,), warmup=1, iterations=5))
         assert timing.error is None
-        from mait_deploy.bundle.archive import pack_bundle, unpack_bundle
+        from mait_deploy.device.archive import pack_bundle, unpack_bundle
         archive = pack_bundle({str(bundle)!r}, {str(tmp_path / "b.tar.gz")!r})
         assert verify_bundle(unpack_bundle(archive, {str(tmp_path / "unpacked")!r})).passed
         assert "torch" not in sys.modules and "onnx" not in sys.modules

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mait_deploy.calibration.fashion_mnist import load_split  # noqa: E402
+from mait_deploy.device.data.fashion_mnist import load_split  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "mait_deploy" / "assets"
 

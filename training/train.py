@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mait_deploy.calibration.fashion_mnist import load_split  # noqa: E402
-from mait_deploy.model.checkpoint import save_checkpoint  # noqa: E402
-from mait_deploy.model.config import MaiTConfig  # noqa: E402
-from mait_deploy.model.mait import MaiT, variant_config  # noqa: E402
+from mait_deploy.device.data.fashion_mnist import load_split  # noqa: E402
+from mait_deploy.host.model.checkpoint import save_checkpoint  # noqa: E402
+from mait_deploy.config import MaiTConfig  # noqa: E402
+from mait_deploy.host.model.mait import MaiT, variant_config  # noqa: E402
 
 
 @dataclasses.dataclass

@@ -98,8 +98,8 @@ def test_pickle_checkpoint_never_runs(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     from mait_deploy.errors import CheckpointError
-    from mait_deploy.model.checkpoint import load_checkpoint
-    from mait_deploy.model.mait import variant_config
+    from mait_deploy.host.model.checkpoint import load_checkpoint
+    from mait_deploy.host.model.mait import variant_config
 
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_checkpoint(evil, config=variant_config("mait_demo_28"))
@@ -112,7 +112,7 @@ def test_unknown_variant_and_wrong_size_timm(tmp_path):
     import torch
 
     from mait_deploy.errors import CheckpointError, ConfigError
-    from mait_deploy.model.checkpoint import import_timm_cait
+    from mait_deploy.host.model.checkpoint import import_timm_cait
 
     with pytest.raises(ConfigError, match="unknown variant"):
         import_timm_cait({}, variant="mait_giant")

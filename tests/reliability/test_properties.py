@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mait_deploy.bundle.manifest import Manifest
+from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import BundleError, DataError
-from mait_deploy.model.config import PreprocessConfig
-from mait_deploy.runtimes.preprocess import preprocess
+from mait_deploy.config import PreprocessConfig
+from mait_deploy.device.preprocess import preprocess
 
 GREY = PreprocessConfig(input_size=28, channels=1, mean=(0.286,), std=(0.353,))
 RGB = PreprocessConfig(input_size=32, channels=3)

@@ -1,0 +1,107 @@
+"""The backend registry: one line per backend, everything else derived from it.
+
+A backend is a folder here: ``__init__.py`` declares a :class:`Backend` (cheap to import: names and strings only),
+``target.py`` builds bundles on the host (may import torch, onnx, converters) and ``runner.py`` runs them on the
+device (numpy + its one runtime). The CLI's choices, deploy's availability table, report lines and plot colours
+all come from these declarations; no other module names a backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mait_deploy._deps import is_available
+from mait_deploy.errors import UnsupportedOption
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mait_deploy.device.runner import Runner
+    from mait_deploy.host.compile.target import Target
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What the rest of mait-deploy knows about a backend."""
+
+    name: str
+    target: str  # "module:Class" of the host-side Target
+    runner: str  # "module:Class" of the device-side Runner
+    runtime_extra: str  # pip extra a device needs to run the bundle
+    compile_extra: str  # pip extra the host needs to build it
+    compile_modules: tuple[str, ...]  # importable modules the host needs to build (and gate) a bundle
+    gate_runtime: str  # the runner that scores the artifact at the accuracy gate (a registry name)
+    colour: str = "grey"  # in plots
+    summary: str = ""  # one line for help texts
+    cli: str = ""  # "module:function" that adds the backend's own commands to the typer app, if it has any
+
+    def missing_on_host(self) -> list[str]:
+        return [module for module in self.compile_modules if not is_available(module)]
+
+
+# name -> module that defines BACKEND. Imported only when asked for.
+REGISTRY: dict[str, str] = {
+    "onnxruntime": "mait_deploy.backends.onnxruntime",
+    "openvino": "mait_deploy.backends.openvino",
+    "litert": "mait_deploy.backends.litert",
+    "tensorrt": "mait_deploy.backends.tensorrt",
+}
+_registered: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> None:
+    """Add a backend at run time (a plug-in package, or a test's example backend)."""
+    _registered[backend.name] = backend
+    REGISTRY.setdefault(backend.name, "")
+
+
+def unregister(name: str) -> None:
+    _registered.pop(name, None)
+    if REGISTRY.get(name) == "":
+        del REGISTRY[name]
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def get(name: str) -> Backend:
+    if name not in REGISTRY:
+        raise UnsupportedOption(f"unknown target {name!r}; known: {', '.join(REGISTRY)}")
+    if name not in _registered:
+        _registered[name] = importlib.import_module(REGISTRY[name]).BACKEND
+    return _registered[name]
+
+
+def _load(spec: str) -> Any:
+    module, attribute = spec.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def target(name: str) -> "Target":
+    """The host-side compile target (imports the backend's host module)."""
+    return _load(get(name).target)()
+
+
+def runner_class(name: str) -> type["Runner"]:
+    """The device-side runner class (imports the backend's device module, not its runtime)."""
+    return _load(get(name).runner)
+
+
+def register_cli(app: Any) -> None:
+    """Let every backend that has its own commands add them to the CLI."""
+    for name in names():
+        spec = get(name).cli
+        if spec:
+            _load(spec)(app)
+
+
+def availability() -> dict[str, str]:
+    """name -> '' when this host can build the backend's bundles, else why not (the missing modules + extra)."""
+    result = {}
+    for name in names():
+        backend = get(name)
+        missing = backend.missing_on_host()
+        result[name] = (f"{', '.join(missing)} not installed (pip install 'mait-deploy[{backend.compile_extra}]')"
+                        if missing else "")
+    return result

@@ -1,0 +1,12 @@
+"""ONNX Runtime: the verified ONNX as it is (FP32), in FP16, or as an INT8 Q/DQ graph; CPU or any provider."""
+
+from mait_deploy.backends import Backend
+
+BACKEND = Backend(
+    name="onnxruntime",
+    target="mait_deploy.backends.onnxruntime.target:OnnxRuntimeTarget",
+    runner="mait_deploy.backends.onnxruntime.runner:OnnxRuntimeRunner",
+    runtime_extra="onnxruntime", compile_extra="export", compile_modules=("onnxruntime",),
+    gate_runtime="onnxruntime", colour="#4c72b0",
+    summary="ONNX Runtime (any CPU; fp32, fp16, int8 Q/DQ)",
+)

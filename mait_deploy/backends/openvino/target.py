@@ -1,0 +1,169 @@
+"""OpenVINO target: IR from the verified ONNX in FP32 (really FP32), FP16 (compressed weights) or INT8 (NNCF).
+
+INT8 uses NNCF post-training quantization with the transformer preset on real calibration images, or, with the
+``accuracy_control`` option, NNCF's accuracy-controlled quantization, which keeps the most sensitive layers in
+float until the drop on labelled calibration images is within ``--max-accuracy-drop`` (the accuracy gate still
+runs afterwards on held-out images).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mait_deploy._deps import require
+from mait_deploy.device.data.sources import Dataset
+from mait_deploy.errors import ExportError, UnsupportedOption
+from mait_deploy.host.compile.onnx_common import onnx_io_specs
+from mait_deploy.host.compile.source import ModelSource
+from mait_deploy.host.compile.target import (
+    BuiltArtifact,
+    CompileOptions,
+    Target,
+    TargetCapabilities,
+)
+
+ARTIFACT = "model.xml"
+WEIGHTS = "model.bin"
+_PASS_THROUGH = ("Convert",)  # FP16 IR: Constant(f16) -> Convert -> Add
+
+
+def _producer(node_input: Any) -> Any:
+    node = node_input.get_source_output().get_node()
+    while node.get_type_name() in _PASS_THROUGH:
+        node = node.input(0).get_source_output().get_node()
+    return node
+
+
+def _bias_inputs(op: Any) -> list[Any]:
+    """The inputs of ``op`` that can carry the attention bias: both sides of an Add feeding a Softmax, or the
+    attention-mask input of the ScaledDotProductAttention op that OpenVINO fuses the attention into."""
+    kind = op.get_type_name()
+    if kind == "ScaledDotProductAttention" and len(op.inputs()) > 3:
+        return [op.input(3)]
+    if kind == "Add" and any(t.get_node().get_type_name() == "Softmax" for t in op.output(0).get_target_inputs()):
+        return list(op.inputs())
+    return []
+
+
+def ir_report(model: Any) -> dict[str, Any]:
+    """Bias constants feeding the attention (by node identity), FakeQuantize count, compute layers left in float."""
+    ops = list(model.get_ordered_ops())
+    types = Counter(op.get_type_name() for op in ops)
+    bias_users: Counter[int] = Counter()
+    bias_info: dict[int, dict[str, Any]] = {}
+    for op in ops:
+        for node_input in _bias_inputs(op):
+            source = _producer(node_input)
+            if source.get_type_name() == "Constant" and int(np.prod(source.get_output_shape(0))) > 1:
+                key = source.get_instance_id()
+                bias_users[key] += 1
+                bias_info[key] = {"name": source.get_friendly_name(),
+                                  "shape": [int(d) for d in source.get_output_shape(0)],
+                                  "dtype": source.get_output_element_type(0).get_type_name()}
+    float_layers = []
+    for op in ops if types.get("FakeQuantize") else []:  # only meaningful in a quantized IR
+        if op.get_type_name() not in ("MatMul", "Convolution"):
+            continue
+        if not any(_producer(i).get_type_name() == "FakeQuantize" for i in op.inputs()):
+            float_layers.append(op.get_friendly_name())
+    return {
+        "ops": sum(types.values()), "fake_quantize": types.get("FakeQuantize", 0),
+        "fused_attention": types.get("ScaledDotProductAttention", 0),
+        "bias_constants": [{**bias_info[key], "consumers": count} for key, count in bias_users.items()],
+        "float_compute_layers": float_layers, "matmuls": types.get("MatMul", 0),
+    }
+
+
+class OpenVinoTarget(Target):
+    name = "openvino"
+    capabilities = TargetCapabilities(
+        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("CPU", "GPU", "NPU", "AUTO"),
+    )
+
+    def known_target_options(self) -> tuple[str, ...]:
+        return ("accuracy_control", "device", "subset_size", "fast_bias_correction")
+
+    def _check_options(self, options: CompileOptions) -> None:
+        if options.batch not in (None, "dynamic"):
+            raise UnsupportedOption("openvino bundles keep the dynamic batch axis; --batch is not supported")
+        if options.precision != "int8":
+            for key in ("accuracy_control", "subset_size", "fast_bias_correction"):
+                if key in options.target_options:
+                    raise UnsupportedOption(f"{key} applies to int8 only")
+        if options.calibration.method != "minmax":
+            raise UnsupportedOption("openvino int8 calibrates with NNCF's own statistics; --calib-method is "
+                                    "for the onnxruntime/tensorrt targets")
+
+    def _quantization_detail(self, build: dict[str, Any]) -> str:
+        ir = build.get("ir", {})
+        if "fake_quantize" not in ir:
+            return ""
+        return f"{ir['fake_quantize']} FakeQuantize, {len(ir['float_compute_layers'])} MatMul/Conv layers left in float"
+
+    def _build(self, source: ModelSource, options: CompileOptions, staging: Path, calibration: Dataset | None,
+               progress: Callable[[str], None]) -> BuiltArtifact:
+        ov = require("openvino", extra="openvino")
+        model = ov.convert_model(str(source.onnx_path))
+        report: dict[str, Any] = {}
+        if options.precision == "int8":
+            model, report["quantization"] = self._quantize(model, source, options, calibration, progress)
+        # save_model compresses weights to FP16 unless told not to: an FP32 bundle must really be FP32.
+        ov.save_model(model, str(staging / ARTIFACT), compress_to_fp16=options.precision == "fp16")
+        report["ir"] = ir_report(ov.Core().read_model(str(staging / ARTIFACT)))
+        masked = bool(source.config.mask.heads(source.config.num_heads))
+        if masked and len(report["ir"]["bias_constants"]) != 1:
+            raise ExportError(f"expected one shared bias constant in the IR, found "
+                              f"{len(report['ir']['bias_constants'])}")
+        inputs, outputs = onnx_io_specs(source.config)
+        device = str(options.target_options.get("device", "CPU"))
+        return BuiltArtifact(
+            artifact=ARTIFACT, side_files=[WEIGHTS], inputs=inputs, outputs=outputs, batch="dynamic",
+            runtime_options={"device": device},
+            report=report, tool_versions={"openvino": ov.get_version()},
+        )
+
+    def _quantize(self, model: Any, source: ModelSource, options: CompileOptions, calibration: Dataset,
+                  progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+        nncf = require("nncf", extra="nncf")
+        with contextlib.redirect_stdout(sys.stderr):  # NNCF draws progress bars on stdout; keep stdout for --json
+            return self._run_nncf(nncf, model, options, calibration, progress)
+
+    def _run_nncf(self, nncf: Any, model: Any, options: CompileOptions, calibration: Dataset,
+                  progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+        import time
+
+        started = time.perf_counter()
+        samples = [calibration.inputs[i:i + 1] for i in range(len(calibration))]
+        dataset = nncf.Dataset(samples)
+        subset = int(options.target_options.get("subset_size", len(samples)))
+        common = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=subset,
+                      fast_bias_correction=bool(options.target_options.get("fast_bias_correction", True)))
+        if options.target_options.get("accuracy_control"):
+            if calibration.labels is None:
+                raise UnsupportedOption("accuracy_control needs labelled calibration data")
+            progress(f"openvino int8: NNCF accuracy-controlled quantization (max drop "
+                     f"{options.max_accuracy_drop} points)")
+            validation = nncf.Dataset(list(zip(samples, calibration.labels)), lambda item: item[0])
+
+            def validate(compiled: Any, items: Any) -> float:
+                output = compiled.output(0)
+                hits = [int(np.argmax(compiled(image)[output]) == label) for image, label in items]
+                return float(np.mean(hits))
+
+            quantized = nncf.quantize_with_accuracy_control(
+                model, dataset, validation, validation_fn=validate, max_drop=options.max_accuracy_drop / 100,
+                drop_type=nncf.DropType.ABSOLUTE, **common)
+            mode = "accuracy_control"
+        else:
+            progress(f"openvino int8: NNCF post-training quantization on {len(samples)} images")
+            quantized = nncf.quantize(model, dataset, **common)
+            mode = "ptq"
+        return quantized, {"method": f"nncf {mode} (transformer preset)", "calibration_images": len(samples),
+                           "subset_size": subset, "calibration_data": calibration.origin,
+                           "seconds": round(time.perf_counter() - started, 2), "nncf": nncf.__version__}

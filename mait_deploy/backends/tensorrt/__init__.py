@@ -1,0 +1,14 @@
+"""TensorRT: an ONNX (INT8: explicit Q/DQ) and a build plan; the engine is built on the NVIDIA device."""
+
+from mait_deploy.backends import Backend
+
+BACKEND = Backend(
+    name="tensorrt",
+    target="mait_deploy.backends.tensorrt.target:TensorRtTarget",
+    runner="mait_deploy.backends.tensorrt.runner:TensorRtRunner",
+    # No GPU on the host: the accuracy gate scores the ONNX TensorRT builds from in ONNX Runtime.
+    runtime_extra="tensorrt", compile_extra="export", compile_modules=("onnxruntime",),
+    gate_runtime="onnxruntime", colour="#c44e52",
+    cli="mait_deploy.backends.tensorrt.cli:register",
+    summary="TensorRT (Jetson and NVIDIA GPUs; engine built on the device; fp32, fp16, int8 Q/DQ)",
+)

@@ -1,1 +1,0 @@
-"""mait_deploy.calibration"""

@@ -1,0 +1,10 @@
+"""The ``mait-deploy`` command. Each command is a few lines over one public library function; a backend may add
+its own commands (``Backend.cli``)."""
+
+from mait_deploy import backends
+from mait_deploy.cli import host_commands, device_commands  # noqa: F401, I001  (they register their commands, in help order)
+from mait_deploy.cli.app import app
+
+backends.register_cli(app)
+
+__all__ = ["app"]

@@ -1,0 +1,3 @@
+from mait_deploy.cli import app
+
+app(prog_name="mait-deploy")

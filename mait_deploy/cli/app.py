@@ -1,0 +1,101 @@
+"""The typer app, its error handling and the small parsers every command shares."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+
+from mait_deploy._interrupts import (
+    interrupt_requested,
+    raise_if_interrupted,
+    remember_interrupts,
+)
+from mait_deploy.errors import MaitDeployError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Take MaiT image transformers to embedded devices: export, compile, run, profile.")
+# Off a terminal (pipes, CI logs) rich would fold tables to 80 columns; give them room instead.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+_state = {"debug": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a MaitDeployError as one line and exit non-zero (a traceback only with --debug); exit 130 on Ctrl-C."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with remember_interrupts():
+                try:
+                    result = func(*args, **kwargs)
+                except BaseException as err:
+                    # A Ctrl-C a library turned into its own error (torch.onnx: "export failed") is an interrupt.
+                    if interrupt_requested() and not isinstance(err, KeyboardInterrupt) and not _state["debug"]:
+                        raise KeyboardInterrupt from err
+                    raise
+                raise_if_interrupted()  # one a library swallowed outright
+                return result
+        except MaitDeployError as err:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=err.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/] (no partial output was left behind)")
+            raise typer.Exit(code=130) from None
+        except OSError as err:  # a full disk, a read-only folder...: the atomic writers already cleaned up
+            if _state["debug"]:
+                raise
+            where = f": {err.filename}" if getattr(err, "filename", None) else ""
+            err_console.print(f"[bold red]error:[/] {err.strerror or err}{where}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper
+
+
+def parse_key_values(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict; values are JSON when they parse (true, 3, 0.5), else plain strings."""
+    from mait_deploy.errors import UnsupportedOption
+
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UnsupportedOption(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+def parse_batch(text: str | None) -> int | str | None:
+    """--batch: None, 'dynamic' or a positive integer."""
+    from mait_deploy.errors import UnsupportedOption
+
+    if text is None or text == "dynamic":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UnsupportedOption(f"--batch takes a positive integer or 'dynamic', got {text!r}") from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def status_spinner() -> Any:
+    """A spinner on stderr for long steps (stdout stays clean for --json)."""
+    return err_console.status("working", spinner="dots")

@@ -1,0 +1,164 @@
+"""Device commands: evaluate, predict, verify, pack, unpack, profile (numpy + the bundle's runtime)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mait_deploy.cli.app import app, console, handle_errors, print_json, status_spinner
+from mait_deploy.errors import MaitDeployError
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Optional[str] = typer.Argument(None, help="Bundle folder, checkpoint folder or shipped name (default: the shipped demo)."),
+    data: str = typer.Option("fashion-mnist", "--data", help="Labelled data: 'fashion-mnist' (test split), a folder with class sub-folders, or an .npz with labels."),
+    count: Optional[int] = typer.Option(None, "--count", help="Evaluate on N images drawn (stratified, seeded) from the data."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing --count images."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Top-1 accuracy of a bundle (device runtime) or a checkpoint (PyTorch) on labelled held-out data."""
+    from mait_deploy.host.evaluate import evaluate as evaluate_any
+
+    result = evaluate_any(model, data, count, seed)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(f"top-1 {result.top1 * 100:.2f}% ({result.correct}/{result.count}) of {result.model} on "
+                      f"{result.data} in {result.seconds:.1f} s", highlight=False)
+
+
+@app.command()
+@handle_errors
+def predict(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    images: list[Path] = typer.Argument(..., help="Image files (png/jpg/bmp)."),
+    top: int = typer.Option(1, "--top", min=1, help="Show the top K classes."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Classify images with a bundle (numpy + the bundle's runtime only)."""
+    from mait_deploy.device.bundle import load_bundle
+    from mait_deploy.device.runner import RunnerOptions
+
+    with load_bundle(bundle, RunnerOptions(threads=threads)) as runner:
+        prediction = runner.predict([str(p) for p in images])
+    rows = prediction.to_list(top=top)
+    if as_json:
+        print_json({"bundle": str(bundle), "inference_ms": prediction.inference_ms,
+                    "preprocess_ms": prediction.preprocess_ms,
+                    "predictions": [{"image": str(p), **row} for p, row in zip(images, rows)]})
+        return
+    table = Table(title=f"{bundle} ({prediction.inference_ms:.2f} ms inference, "
+                        f"{prediction.preprocess_ms:.2f} ms preprocessing)")
+    for column in ("image", "label", "score", f"top {top}"):
+        table.add_column(column)
+    for path, row in zip(images, rows):
+        table.add_row(str(path), row["label"], f"{row['score']:.3f}",
+                      ", ".join(f"{runner.labels[t['index']]} {t['probability']:.3f}" for t in row["top"]))
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def verify(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check a bundle on this device: file hashes, then the golden images against their recorded outputs."""
+    from mait_deploy.device.bundle import verify_bundle
+    from mait_deploy.device.runner import RunnerOptions
+
+    report = verify_bundle(bundle, RunnerOptions(threads=threads))
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(f"PASS {bundle}: {report.target} {report.precision}, {report.count} golden images, max |diff| "
+                  f"{report.max_abs_diff:.3g} (limit {report.tolerance['max_abs_diff']:g}), top-1 agreement "
+                  f"{report.top1_agreement * 100:.0f}%", highlight=False)
+
+
+@app.command()
+@handle_errors
+def pack(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    output: Path = typer.Option(..., "-o", "--output", help="Archive to write (.tar.gz)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
+) -> None:
+    """Pack a bundle (its files, hash-checked first) into one .tar.gz to copy to a device."""
+    from mait_deploy.device.archive import pack_bundle
+
+    path = pack_bundle(bundle, output, force=force)
+    console.print(f"packed {bundle} -> {path} ({path.stat().st_size / 1e6:.2f} MB)", highlight=False)
+
+
+@app.command()
+@handle_errors
+def unpack(
+    archive: Path = typer.Argument(..., help="Archive made by `mait-deploy pack`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to create."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
+) -> None:
+    """Unpack a bundle archive safely: links, absolute or ../ paths and unlisted files are refused; hashes checked."""
+    from mait_deploy.device.archive import unpack_bundle
+
+    path = unpack_bundle(archive, output, force=force)
+    console.print(f"unpacked {archive} -> {path} (hashes checked; run `mait-deploy verify {path}` next)",
+                  highlight=False)
+
+
+@app.command()
+@handle_errors
+def profile(
+    bundles: list[Path] = typer.Argument(None, help="Bundle folders to profile (or, with --compare, saved reports)."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes, e.g. 1,8,32."),
+    warmup: int = typer.Option(10, "--warmup", help="Warm-up iterations (reported apart)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Measured iterations (default 100)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Measure for S seconds instead of N iterations."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads."),
+    percentiles: str = typer.Option("50,90,95,99", "--percentiles", help="Percentiles to report."),
+    mode: str = typer.Option("latency", "--mode", help="latency (one call at a time) or throughput (the runtime's async API)."),
+    requests: Optional[int] = typer.Option(None, "--requests", help="Throughput mode: inferences in flight."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report(s) to this JSON file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
+    compare: bool = typer.Option(False, "--compare", help="Compare saved JSON reports (the arguments) instead of running."),
+) -> None:
+    """Measure bundles on this device: latency percentiles, throughput, memory, device state (no torch)."""
+    from mait_deploy.device.profiling.measure import (
+        ProfileOptions,
+        parse_list,
+        profile_many,
+    )
+    from mait_deploy.device.profiling.report import (
+        load_reports,
+        plot_reports,
+        print_summary,
+        save_reports,
+    )
+
+    if not bundles:
+        raise MaitDeployError("give at least one bundle (or saved reports with --compare)")
+    if compare:
+        reports = [report for path in bundles for report in load_reports(path)]
+    else:
+        options = ProfileOptions(
+            batches=parse_list(batch, int, "batch"), warmup=warmup,
+            iterations=iterations if iterations is not None or duration is not None else 100, duration_s=duration,
+            threads=threads, percentiles=parse_list(percentiles, float, "percentile"), mode=mode, requests=requests)
+        with status_spinner() as status:
+            reports = profile_many(bundles, options, progress=status.update)
+        if json_out:
+            save_reports(reports, json_out)
+    print_summary(reports, console)
+    if plot:
+        plot_reports(reports, plot)
+        console.print(f"plot written to {plot}")
+    failed = [r for r in reports if r.error]
+    if failed and not compare:
+        raise MaitDeployError(f"{len(failed)} of {len(reports)} profile run(s) failed"
+                              + (f"; the report was written to {json_out}" if json_out else ""))

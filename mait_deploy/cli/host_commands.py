@@ -1,0 +1,228 @@
+"""Host commands: models, info, export, compile, deploy (they need the host extras: torch, onnx, converters)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mait_deploy import backends
+from mait_deploy.cli.app import (
+    app,
+    console,
+    err_console,
+    handle_errors,
+    parse_batch,
+    parse_key_values,
+    print_json,
+    status_spinner,
+)
+from mait_deploy.errors import MaitDeployError
+
+
+@app.command()
+@handle_errors
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the registered MaiT variants with counted parameters and FLOPs."""
+    from mait_deploy.host.model.stats import variant_stats
+
+    stats = variant_stats()
+    if as_json:
+        print_json([s.to_dict() for s in stats])
+        return
+    table = Table(title="MaiT variants (FLOPs counted by torch at batch 1, 2 per multiply-add)")
+    for column in ("variant", "input", "tokens", "dim", "depth", "heads", "masked heads", "window", "params (M)",
+                   "GFLOPs", "GMACs"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for s in stats:
+        table.add_row(s.name, "x".join(map(str, s.input_shape)), str(s.tokens), str(s.embed_dim), str(s.depth),
+                      str(s.num_heads), ",".join(map(str, s.masked_heads)) or "-", f"{s.window}x{s.window}",
+                      f"{s.params / 1e6:.2f}", f"{s.gflops:.3f}", f"{s.gmacs:.3f}")
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def info(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe a checkpoint: architecture, masks, preprocessing, labels, size."""
+    from mait_deploy.host.model.info import checkpoint_info
+
+    details = checkpoint_info(checkpoint)
+    if as_json:
+        print_json(details)
+        return
+    table = Table(title=f"checkpoint {details['path']}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in details.items():
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def export(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the .onnx file (report: <output>.json)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset, 17 to 20."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (FP16 weights and compute)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Fix the batch size (default: dynamic batch axis)."),
+    no_simplify: bool = typer.Option(False, "--no-simplify", help="Skip onnxsim."),
+    fp16_io: bool = typer.Option(False, "--fp16-io", help="With --precision fp16: FP16 input/output too."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Export a checkpoint to ONNX: masks as one shared constant, simplified, verified against PyTorch."""
+    from mait_deploy.host.export.onnx import ExportOptions, export_onnx
+
+    options = ExportOptions(opset=opset, precision=precision, batch=batch, simplify=not no_simplify,
+                            fp16_io=fp16_io, force=force)
+    with status_spinner() as status:
+        result = export_onnx(checkpoint, output, options, progress=status.update)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_export_summary(result)
+
+
+def print_export_summary(result) -> None:
+    table = Table(title=f"exported {result.path}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    biases = result.graph["bias_initializers"]
+    parity = result.parity
+    rows = [
+        ("model", f"{result.model['name']} ({result.model['params'] / 1e6:.2f} M params)"),
+        ("file", f"{result.file_bytes / 1e6:.2f} MB, opset {result.opset}, {result.options['precision']}, "
+                 f"batch {result.options['batch']}"),
+        ("nodes", f"{result.nodes_exported} exported -> "
+                  f"{result.nodes_simplified if result.nodes_simplified is not None else '-'} after onnxsim"),
+        ("attention bias", ", ".join(f"{b['name']} {b['shape']} {b['dtype']} -> {b['consumers']} Adds" for b in biases)
+         or "none (unmasked model)"),
+        ("parity", "not run" if parity is None else
+         f"max |diff| {parity['max_abs_diff']:.2e}, mean {parity['mean_abs_diff']:.2e}, "
+         f"top-1 agreement {parity['top1_agreement'] * 100:.2f}%, batches {parity['batch_sizes_checked']}"),
+        ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.timings_s.items())),
+        ("report", result.report_path),
+    ] + [("note", note) for note in result.notes]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command(name="compile")
+@handle_errors
+def compile_command(
+    model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
+    target: str = typer.Option(backends.names()[0], "--target", "-t", help=f"Target: {', '.join(backends.names())}."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the target's measured best, see docs/targets.md)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
+    calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
+    calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
+    eval_data: str = typer.Option("fashion-mnist", "--eval", help="Held-out labelled data for the accuracy gate."),
+    eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
+    no_eval: bool = typer.Option(False, "--no-eval", help="Skip the accuracy gate (the manifest records it)."),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Fail when top-1 drops more than this many points."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="Batch size N (LiteRT: one file per batch size, default 1) or 'dynamic'."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing calibration images."),
+    target_option: list[str] = typer.Option([], "--target-option", "-O", help="Target-specific KEY=VALUE, e.g. -O accuracy_control=true -O device=GPU (openvino)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Compile a model for a target into a verified bundle (artifact + manifest + golden I/O)."""
+    from mait_deploy.host.compile.api import compile_model
+    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+
+    precision = precision or backends.target(target).capabilities.default_precision
+    options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
+                             calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed),
+                             target_options=parse_key_values(target_option))
+    with status_spinner() as status:
+        result = compile_model(model, target, options, output, calibration=calib,
+                               evaluation=None if no_eval else eval_data, eval_count=eval_count,
+                               progress=status.update)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_compile_summary(result)
+
+
+def print_compile_summary(result) -> None:
+    manifest = result.manifest
+    gate = result.gate
+    size = manifest["artifact"]["bytes"] + sum(f["bytes"] for f in manifest["files"])
+    table = Table(title=f"bundle {result.bundle}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    rows = [
+        ("target / precision", f"{result.target} / {result.precision}"),
+        ("artifact", f"{manifest['artifact']['path']} ({size / 1e6:.2f} MB), batch {manifest['batch']}"),
+        ("accuracy gate", "skipped (--no-eval)" if gate is None else
+         f"{'PASS' if gate['passed'] else 'FAIL'}: top-1 {gate['top1'] * 100:.2f}% vs FP32 "
+         f"{gate['reference_top1'] * 100:.2f}% (drop {gate['drop_points']:+.2f} points, limit "
+         f"{gate['max_drop']:g}); agreement {gate['top1_agreement'] * 100:.2f}%; {gate['count']} images"),
+        ("golden I/O", f"{manifest['golden']['count']} images, tolerance {manifest['golden']['tolerance']}"),
+        ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
+    ]
+    rows += backends.target(result.target).summary_lines(manifest)
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def deploy(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    output: Path = typer.Option(Path("mait-deploy-out"), "-o", "--output", help="Output folder (bundles, reports)."),
+    targets: Optional[str] = typer.Option(None, "--targets", help=f"Comma list of {','.join(backends.names())} (default: every target whose extra is installed)."),
+    precisions: str = typer.Option("fp32,fp16,int8", "--precisions", help="Comma list of fp32,fp16,int8."),
+    calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images for int8."),
+    calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
+    eval_data: str = typer.Option("fashion-mnist", "--eval", help="Held-out labelled images for the accuracy gate ('none' to skip)."),
+    eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
+    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Gate: max top-1 drop in points."),
+    profile_batches: str = typer.Option("1,32", "--profile-batches", help="Batch sizes to profile."),
+    iterations: int = typer.Option(50, "--iterations", min=1, help="Profiling iterations per batch size."),
+    force: bool = typer.Option(False, "--force", help="Redo every stage instead of reusing verified ones."),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
+) -> None:
+    """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mait_deploy.device.profiling.measure import parse_list
+    from mait_deploy.host.deploy.pipeline import DeployOptions
+    from mait_deploy.host.deploy.pipeline import deploy as run_deploy
+    from mait_deploy.host.deploy.report import markdown_table
+
+    options = DeployOptions(
+        targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None,
+        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), calibration=calib,
+        calibration_count=calib_count, evaluation=None if eval_data == "none" else eval_data, eval_count=eval_count,
+        max_accuracy_drop=max_accuracy_drop, profile_batches=parse_list(profile_batches, int, "batch"),
+        profile_iterations=iterations, force=force)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("deploy", total=1)
+
+        def update(message: str, done: int, total: int) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        report = run_deploy(checkpoint, output, options, progress=update)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(markdown_table(report), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"reports: {output / 'report.json'}, {output / 'report.md'}, {output / 'report.png'} "
+                  f"({report.seconds:.0f} s)", highlight=False)
+    failed = [r for r in report.rows if r.status in ("failed", "failed_gate")]
+    if failed:
+        raise MaitDeployError(f"{len(failed)} of {len(report.rows)} rows failed; see {output / 'report.md'}")

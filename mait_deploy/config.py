@@ -1,0 +1,217 @@
+"""Model, mask and preprocessing configuration (plain dataclasses, importable without torch).
+
+The config travels with the weights (checkpoint JSON), inside ONNX metadata and in bundle manifests,
+so the device side can preprocess images exactly as the model was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from mait_deploy.errors import ConfigError
+
+# -1e4 is finite in FP16 (max 65504), survives onnx/onnxsim/OpenVINO/LiteRT unchanged, and exp(-1e4) is
+# exactly 0 in FP32 and FP16, so masked keys get zero weight without the NaNs that -inf gives.
+DEFAULT_MASK_VALUE = -1.0e4
+FP16_MAX = 65504.0
+
+
+def _from_mapping(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Keep only known fields of dataclass ``cls``; unknown keys are an error, not silently dropped."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{what} has unknown keys: {', '.join(unknown)}")
+    return dict(data)
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Which attention heads see only a local window of patches.
+
+    window: odd side length of the square window on the patch grid (3 = Chebyshev radius 1).
+    masked_heads: head indices that are local in each masked block; None = the first half of the heads.
+    masked_blocks: self-attention block indices that carry masked heads; None = all of them.
+    enabled: False gives the identical network with every head global (the unmasked baseline).
+    """
+
+    window: int = 3
+    masked_heads: tuple[int, ...] | None = None
+    masked_blocks: tuple[int, ...] | None = None
+    mask_value: float = DEFAULT_MASK_VALUE
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1 or self.window % 2 == 0:
+            raise ConfigError(f"mask window must be a positive odd integer, got {self.window!r}")
+        if not math.isfinite(self.mask_value) or self.mask_value >= 0 or self.mask_value < -FP16_MAX:
+            raise ConfigError(
+                f"mask_value must be finite, negative and representable in FP16 (>= -{FP16_MAX:g}), "
+                f"got {self.mask_value!r}"
+            )
+        for name in ("masked_heads", "masked_blocks"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(int(v) for v in value))
+
+    def heads(self, num_heads: int) -> tuple[int, ...]:
+        """The masked head indices for a block with ``num_heads`` heads."""
+        if not self.enabled:
+            return ()
+        heads = tuple(range(num_heads // 2)) if self.masked_heads is None else self.masked_heads
+        bad = [h for h in heads if not 0 <= h < num_heads]
+        if bad:
+            raise ConfigError(f"masked_heads {bad} out of range for {num_heads} heads")
+        return tuple(sorted(set(heads)))
+
+    def blocks(self, depth: int) -> tuple[int, ...]:
+        """The self-attention block indices that use the mask."""
+        if not self.enabled:
+            return ()
+        blocks = tuple(range(depth)) if self.masked_blocks is None else self.masked_blocks
+        bad = [b for b in blocks if not 0 <= b < depth]
+        if bad:
+            raise ConfigError(f"masked_blocks {bad} out of range for depth {depth}")
+        return tuple(sorted(set(blocks)))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for name in ("masked_heads", "masked_blocks"):
+            if data[name] is not None:
+                data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MaskConfig":
+        return cls(**_from_mapping(cls, data, "mask config"))
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a raw image becomes the model input; applied in numpy by mait_deploy.device.preprocess."""
+
+    input_size: int = 224
+    channels: int = 3
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ConfigError(f"mean and std need {self.channels} values each")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError("std values must be positive")
+        if self.interpolation not in ("nearest", "bilinear", "bicubic"):
+            raise ConfigError(f"interpolation must be nearest, bilinear or bicubic, got {self.interpolation!r}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.input_size < 1:
+            raise ConfigError(f"input_size must be positive, got {self.input_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
+        return cls(**_from_mapping(cls, data, "preprocess config"))
+
+
+@dataclass(frozen=True)
+class MaiTConfig:
+    """The architecture of a MaiT network (CaiT layout: patch embed, L self-attention blocks, 2 class-attention
+    blocks, head) plus the mask geometry, preprocessing and labels that travel with the weights."""
+
+    name: str = "mait"
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 192
+    depth: int = 24
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    depth_token_only: int = 2
+    mlp_ratio_token_only: float = 4.0
+    qkv_bias: bool = True
+    init_values: float = 1e-5
+    talking_heads: bool = False
+    layer_norm_eps: float = 1e-6
+    drop_path_rate: float = 0.0
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        positive = ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.depth_token_only < 0:
+            raise ConfigError(f"depth_token_only must be >= 0, got {self.depth_token_only}")
+        if self.img_size % self.patch_size:
+            raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.labels and len(self.labels) != self.num_classes:
+            raise ConfigError(f"{len(self.labels)} labels given for {self.num_classes} classes")
+        if self.preprocess.channels != self.in_chans:
+            raise ConfigError(f"preprocess has {self.preprocess.channels} channels, the model {self.in_chans}")
+        if self.preprocess.input_size != self.img_size:
+            raise ConfigError(f"preprocess input_size {self.preprocess.input_size} != img_size {self.img_size}")
+        # Resolve now so a bad head/block index fails at config time, not deep inside a forward pass.
+        self.mask.heads(self.num_heads)
+        self.mask.blocks(self.depth)
+
+    @property
+    def grid_size(self) -> int:
+        return self.img_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.in_chans, self.img_size, self.img_size)
+
+    def label_names(self) -> tuple[str, ...]:
+        return self.labels or tuple(str(i) for i in range(self.num_classes))
+
+    def replace(self, **changes: Any) -> "MaiTConfig":
+        return dataclasses.replace(self, **changes)
+
+    def unmasked(self) -> "MaiTConfig":
+        return self.replace(mask=dataclasses.replace(self.mask, enabled=False))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["mask"] = self.mask.to_dict()
+        data["preprocess"] = self.preprocess.to_dict()
+        data["labels"] = list(self.labels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MaiTConfig":
+        values = _from_mapping(cls, data, "model config")
+        if "mask" in values:
+            values["mask"] = MaskConfig.from_dict(values["mask"])
+        if "preprocess" in values:
+            values["preprocess"] = PreprocessConfig.from_dict(values["preprocess"])
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise ConfigError(f"invalid model config: {err}") from err

@@ -1,0 +1,121 @@
+"""Pack a bundle into one .tar.gz for copying to a device, and unpack it there safely.
+
+An archive from elsewhere is untrusted: before anything is written, every member must be a plain file (or a
+folder) with a relative name that stays inside the bundle; links, devices, absolute names, ``..``, duplicate names
+and oversized contents are refused with the offending name. Extraction goes to a temporary folder beside the
+destination, the unpacked bundle's manifest and file hashes are checked, and only then is it renamed into place.
+numpy-free and torch-free (standard library only).
+"""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from mait_deploy._io import atomic_dir, atomic_path, check_output
+from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
+from mait_deploy.errors import BundleError
+
+MAX_UNPACKED_BYTES = 8 << 30  # a MaiT bundle is MBs to a few hundred MBs; refuse archive bombs well before disk-full
+
+
+def bundle_members(folder: Path) -> list[str]:
+    """The files a bundle consists of (manifest, artifact, extra files, golden outputs), checked against their
+    hashes: a tampered bundle is not packed. Caches built on the device (e.g. TensorRT engines) are left out."""
+    from mait_deploy.device.bundle import check_files
+
+    manifest = read_manifest(folder)
+    check_files(folder, manifest)
+    return _member_names(manifest)
+
+
+def _member_names(manifest: Manifest) -> list[str]:
+    names = [MANIFEST_FILE, manifest.artifact.path, *(entry.path for entry in manifest.files),
+             manifest.golden["file"]]
+    return sorted({str(PurePosixPath(name)) for name in names})
+
+
+def pack_bundle(bundle: str | Path, archive: str | Path, force: bool = False) -> Path:
+    """Write ``bundle`` as a gzip'd tar of its files (sorted, owner root, mode 0644, no timestamps)."""
+    folder, target = Path(bundle), Path(archive)
+    names = bundle_members(folder)
+    check_output(target, force)
+    with atomic_path(target, suffix=".tar.gz") as temp:
+        # gzip's header would carry the time of packing and the (temporary) file name: without both, the same
+        # bundle always gives the same bytes.
+        with open(temp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream, \
+                tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in names:
+                info = tarfile.TarInfo(name)
+                info.size = (folder / name).stat().st_size
+                info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
+                with open(folder / name, "rb") as handle:
+                    tar.addfile(info, handle)
+    return target
+
+
+def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
+    name = member.name
+    path = PurePosixPath(name)
+    if member.issym() or member.islnk():
+        raise BundleError(f"archive member {name!r} is a link (to {member.linkname!r}); bundles hold plain files")
+    if not (member.isfile() or member.isdir()):
+        raise BundleError(f"archive member {name!r} is not a regular file (device, fifo or other special file)")
+    if member.isdir() and name.strip("/") in ("", "."):
+        return  # the archive's own root ("./" from `tar -C bundle .`)
+    if not name or path.is_absolute() or name.startswith(("/", "\\")) or ":" in path.parts[0]:
+        raise BundleError(f"archive member {name!r} has an absolute path")
+    if ".." in path.parts or "\\" in name:
+        raise BundleError(f"archive member {name!r} escapes the bundle folder")
+    normalised = str(path)
+    if normalised in seen:
+        raise BundleError(f"archive member {name!r} appears twice")
+    seen.add(normalised)
+
+
+def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    """Check every member of ``archive``, extract it to ``out_dir`` and verify the bundle's hashes; on any
+    failure nothing is left at ``out_dir`` (and an existing bundle there stays as it was)."""
+    source, target = Path(archive), Path(out_dir)
+    if not source.is_file():
+        raise BundleError(f"archive not found: {source}")
+    check_output(target, force, kind="dir")
+    try:
+        tar = tarfile.open(source, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise BundleError(f"{source} is not a readable tar archive: {err}") from err
+    with tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise BundleError(f"{source} is truncated or corrupt: {err}") from err
+        seen: set[str] = set()
+        for member in members:
+            _check_member(member, seen)
+        total = sum(member.size for member in members if member.isfile())
+        if total > MAX_UNPACKED_BYTES:
+            raise BundleError(f"{source} would unpack to {total / 2**30:.1f} GiB (limit "
+                              f"{MAX_UNPACKED_BYTES / 2**30:.0f} GiB); refusing")
+        if MANIFEST_FILE not in seen:
+            raise BundleError(f"{source} has no {MANIFEST_FILE} at its top level: not a packed bundle")
+        with atomic_dir(target) as temp:
+            try:
+                # The "data" filter (Python >= 3.10.12 / 3.11.4) is a second line of defence behind the checks
+                # above; older Pythons on devices (e.g. 3.11.2) rely on those checks alone.
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(temp, members=members, filter="data")
+                else:
+                    tar.extractall(temp, members=members)
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+                raise BundleError(f"{source} could not be unpacked: {err}") from err
+            from mait_deploy.device.bundle import check_files
+
+            manifest = read_manifest(temp)
+            check_files(temp, manifest)
+            expected = set(_member_names(manifest))
+            extra = sorted(name for name in seen if (temp / name).is_file() and name not in expected)
+            if extra:
+                raise BundleError(f"{source} holds files its manifest does not list: {', '.join(extra[:5])}")
+    return target

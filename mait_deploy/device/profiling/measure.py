@@ -1,0 +1,279 @@
+"""profile(): latency percentiles, throughput, memory and device state of a bundle on this device (no torch).
+
+Model latency is timed with perf_counter_ns around the runtime call only (the runner's ``_infer``); the end-to-end
+figure times predict() on raw images (preprocessing + inference + softmax), with preprocessing also reported
+alone. Warm-up is measured and reported apart from the measurement.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import resource
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mait_deploy.device.profiling.state import device_state
+from mait_deploy.device.profiling.stats import DEFAULT_PERCENTILES, latency_stats
+from mait_deploy.device.runner import Runner, RunnerOptions
+from mait_deploy.errors import MaitDeployError, UnsupportedOption
+
+REPORT_SCHEMA_VERSION = 1
+MODES = ("latency", "throughput")
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 10
+    iterations: int | None = 100
+    duration_s: float | None = None  # instead of iterations: measure for this long
+    threads: int | None = None
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    mode: str = "latency"
+    requests: int | None = None  # throughput mode: inferences in flight (default: the runtime's choice)
+    end_to_end: bool = True
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.batches or any(not isinstance(b, int) or b < 1 for b in self.batches):
+            raise UnsupportedOption(f"batch sizes must be positive integers, got {list(self.batches)}")
+        if self.warmup < 0:
+            raise UnsupportedOption(f"warm-up must be >= 0, got {self.warmup}")
+        if (self.iterations is None) == (self.duration_s is None):
+            raise UnsupportedOption("give either a number of iterations or a duration, not both")
+        if self.iterations is not None and self.iterations < 1:
+            raise UnsupportedOption(f"iterations must be >= 1, got {self.iterations}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise UnsupportedOption(f"duration must be > 0 s, got {self.duration_s}")
+        bad = [p for p in self.percentiles if not 0 <= p <= 100]
+        if bad or not self.percentiles:
+            raise UnsupportedOption(f"percentiles must lie in [0, 100], got {list(self.percentiles)}")
+        if self.mode not in MODES:
+            raise UnsupportedOption(f"mode must be latency or throughput, got {self.mode!r}")
+        if self.threads is not None and self.threads < 1:
+            raise UnsupportedOption(f"threads must be >= 1, got {self.threads}")
+        if self.requests is not None and self.requests < 1:
+            raise UnsupportedOption(f"requests must be >= 1, got {self.requests}")
+
+
+@dataclass
+class BatchResult:
+    batch: int
+    mode: str
+    warmup: dict[str, float]  # count, total_ms, first_ms
+    model: dict[str, Any] | None = None  # LatencyStats of the runtime call
+    runtime_reported: dict[str, Any] | None = None  # LatencyStats of the runtime's own timing (OpenVINO)
+    end_to_end: dict[str, Any] | None = None  # LatencyStats of predict() on raw images
+    preprocess: dict[str, Any] | None = None
+    throughput: dict[str, Any] | None = None  # throughput mode: images/s, requests, wall time
+    samples_ms: list[float] = field(default_factory=list)  # per-iteration model times, for plots
+    error: str | None = None
+
+
+@dataclass
+class ProfileReport:
+    schema_version: int
+    created: str
+    bundle: dict[str, Any]
+    runtime: dict[str, Any]
+    options: dict[str, Any]
+    results: list[BatchResult]
+    memory: dict[str, Any]
+    device: dict[str, Any]
+    accuracy: dict[str, Any] | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProfileReport":
+        version = data.get("schema_version")
+        if version != REPORT_SCHEMA_VERSION:
+            raise MaitDeployError(f"profile report schema {version!r} is not supported (this version reads "
+                                  f"{REPORT_SCHEMA_VERSION})")
+        values = dict(data)
+        values["results"] = [BatchResult(**row) for row in data["results"]]
+        return cls(**values)
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _timed_loop(call: Callable[[], Any], iterations: int | None, duration_s: float | None,
+                after: Callable[[], Any] | None = None) -> list[int]:
+    """Per-call times in ns, for ``iterations`` calls or until ``duration_s`` has passed; ``after`` runs after
+    each call, outside the timed window."""
+    samples: list[int] = []
+    deadline = None if duration_s is None else time.perf_counter() + duration_s
+    while True:
+        started = time.perf_counter_ns()
+        call()
+        samples.append(time.perf_counter_ns() - started)
+        if after is not None:
+            after()
+        if deadline is None and len(samples) >= iterations:
+            return samples
+        if deadline is not None and time.perf_counter() >= deadline:
+            return samples
+
+
+def _raw_images(runner: Runner, count: int) -> Any:
+    """Real images for the end-to-end figure: the bundle's golden images, repeated up to ``count``."""
+    from mait_deploy.device.bundle import load_golden
+
+    golden = load_golden(runner.bundle_dir, runner.manifest)
+    key = "images" if "images" in golden else "inputs"
+    images = golden[key]
+    index = np.arange(count) % len(images)
+    return images[index] if key == "images" else None
+
+
+def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
+                   progress: Callable[[str], None]) -> BatchResult:
+    if runner.fixed_batch and batch != runner.fixed_batch:
+        raise UnsupportedOption(f"this bundle has a fixed batch of {runner.fixed_batch}; profile --batch "
+                                f"{runner.fixed_batch}")
+    rng = np.random.default_rng(batch)
+    inputs = rng.standard_normal((batch, *runner.sample_shape)).astype(np.float32)
+    warm = []
+    for _ in range(options.warmup):
+        started = time.perf_counter_ns()
+        runner._infer(inputs)
+        warm.append(time.perf_counter_ns() - started)
+    warmup = {"count": len(warm), "total_ms": sum(warm) / 1e6, "first_ms": warm[0] / 1e6 if warm else None}
+    result = BatchResult(batch=batch, mode=options.mode, warmup=warmup)
+    if options.mode == "throughput":
+        progress(f"batch {batch}: throughput")
+        iterations = options.iterations or max(1, int(options.duration_s * 1000 / max(1e-3, (
+            np.median(warm) / 1e6 if warm else 10.0))))
+        elapsed, requests = runner.throughput_run(inputs, iterations, options.requests)
+        result.throughput = {"images_per_s": iterations * batch * 1e9 / elapsed, "inferences": iterations,
+                             "requests_in_flight": requests, "wall_s": elapsed / 1e9}
+        return result
+    progress(f"batch {batch}: model latency")
+    reported: list[float] = []
+    keeps_own_time = runner.runtime_latency_ms is not None  # warm-up has run, so a runtime that keeps one has it
+    samples = _timed_loop(lambda: runner._infer(inputs), options.iterations, options.duration_s,
+                          after=(lambda: reported.append(runner.runtime_latency_ms)) if keeps_own_time else None)
+    stats = latency_stats(samples, batch=batch, percentiles=options.percentiles)
+    result.model = stats.to_dict()
+    if reported:
+        result.runtime_reported = latency_stats(np.asarray(reported) * 1e6, batch=batch,
+                                                percentiles=options.percentiles).to_dict()
+    result.samples_ms = [s / 1e6 for s in samples]
+    if options.end_to_end:
+        images = _raw_images(runner, batch)
+        if images is not None:
+            progress(f"batch {batch}: end to end")
+            pre: list[float] = []
+
+            def call() -> None:
+                pre.append(runner.predict(images).preprocess_ms)
+
+            # Half the model iterations (or duration): enough for stable end-to-end percentiles.
+            e2e = _timed_loop(call, max(1, (options.iterations or 2) // 2),
+                              None if options.duration_s is None else options.duration_s / 2)
+            result.end_to_end = latency_stats(e2e, batch=batch, percentiles=options.percentiles).to_dict()
+            result.preprocess = latency_stats(np.asarray(pre) * 1e6, batch=batch,
+                                              percentiles=options.percentiles).to_dict()
+    return result
+
+
+def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | None = None,
+            progress: Callable[[str], None] | None = None) -> ProfileReport:
+    """Profile one bundle. A failure part-way is recorded in the report (``error``) instead of losing the
+    results measured so far; the caller decides whether to exit non-zero."""
+    from mait_deploy.device.bundle import load_bundle
+
+    options = options or ProfileOptions()
+    step = progress or (lambda message: None)
+    device_before = device_state()
+    rss_start = rss_mb()
+    if isinstance(bundle_or_runner, Runner):
+        runner = bundle_or_runner
+    else:
+        extra = dict(options.runtime_options)
+        if options.mode == "throughput":
+            extra.setdefault("performance_hint", "THROUGHPUT")
+        runner = load_bundle(bundle_or_runner, RunnerOptions(threads=options.threads, extra=extra))
+    manifest = runner.manifest
+    results: list[BatchResult] = []
+    error = None
+    memory: dict[str, Any] = {"rss_start_mb": rss_start}
+    try:
+        step("loading the runtime")
+        started = time.perf_counter_ns()
+        runner.activate()
+        memory["load_ms"] = (time.perf_counter_ns() - started) / 1e6
+        memory["rss_after_load_mb"] = rss_mb()
+        for batch in options.batches:
+            try:
+                results.append(_profile_batch(runner, batch, options, step))
+            except Exception as err:  # keep what was measured; record why this batch failed
+                message = str(err).splitlines()[0] if str(err) else type(err).__name__
+                results.append(BatchResult(batch=batch, mode=options.mode, warmup={}, error=message))
+                error = error or f"batch {batch}: {message}"
+        runtime = runner.runtime_info()
+    except Exception as err:
+        error = str(err).splitlines()[0] if str(err) else traceback.format_exc(limit=1)
+        runtime = {"runtime": manifest.runtime.get("name")}
+    finally:
+        memory["rss_end_mb"] = rss_mb()
+        memory["peak_rss_mb"] = peak_rss_mb()
+        if "rss_after_load_mb" in memory:
+            memory["load_increase_mb"] = memory["rss_after_load_mb"] - rss_start
+            memory["run_increase_mb"] = memory["rss_end_mb"] - memory["rss_after_load_mb"]
+        runner.close()
+    jetson = device_before.get("jetson")
+    if isinstance(jetson, dict) and isinstance(jetson.get("tegrastats"), dict):
+        memory["jetson_shared_ram_used_mb"] = jetson["tegrastats"].get("ram_used_mb")
+    size = manifest.artifact.bytes + sum(f.bytes for f in manifest.files)
+    return ProfileReport(
+        schema_version=REPORT_SCHEMA_VERSION,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        bundle={"path": str(runner.bundle_dir), "target": manifest.target, "precision": manifest.precision,
+                "model": manifest.model.get("name"), "artifact_bytes": size, "batch": manifest.batch},
+        runtime=runtime, options=_options_dict(options), results=results, memory=memory,
+        device={"before": device_before, "after": device_state()}, accuracy=manifest.accuracy, error=error,
+    )
+
+
+def _options_dict(options: ProfileOptions) -> dict[str, Any]:
+    data = asdict(options)
+    data["batches"] = list(options.batches)
+    data["percentiles"] = list(options.percentiles)
+    return data
+
+
+def parse_list(text: str, kind: type, what: str) -> tuple:
+    """'1,8,32' -> (1, 8, 32) with a one-line error on bad input."""
+    try:
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        raise UnsupportedOption(f"bad {what} list {text!r}: {err}") from err
+    if not values:
+        raise UnsupportedOption(f"empty {what} list")
+    return values
+
+
+def profile_many(bundles: Sequence[str | Path], options: ProfileOptions,
+                 progress: Callable[[str], None] | None = None) -> list[ProfileReport]:
+    return [profile(bundle, options, progress) for bundle in bundles]

@@ -1,0 +1,162 @@
+"""Profile reports: one versioned JSON schema, a terminal summary, and PNG plots (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from mait_deploy._io import write_json
+from mait_deploy._plots import pyplot, save_png
+from mait_deploy.device.profiling.measure import REPORT_SCHEMA_VERSION, ProfileReport
+from mait_deploy.errors import MaitDeployError
+
+FILE_SCHEMA = "mait-deploy/profile"
+
+
+def save_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
+    """Write reports to one JSON file: {"schema": ..., "schema_version": 1, "reports": [...]}."""
+    write_json(path, {"schema": FILE_SCHEMA, "schema_version": REPORT_SCHEMA_VERSION,
+                      "reports": [report.to_dict() for report in reports]})
+
+
+def load_reports(path: str | Path) -> list[ProfileReport]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise MaitDeployError(f"profile report not found: {path}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MaitDeployError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("schema") != FILE_SCHEMA:
+        raise MaitDeployError(f"{path} is not a mait-deploy profile report")
+    if data.get("schema_version") != REPORT_SCHEMA_VERSION:
+        raise MaitDeployError(f"{path} uses profile schema {data.get('schema_version')}; this version reads "
+                              f"{REPORT_SCHEMA_VERSION}")
+    try:
+        return [ProfileReport.from_dict(report) for report in data["reports"]]
+    except (KeyError, TypeError) as err:
+        raise MaitDeployError(f"{path} is malformed: {err}") from err
+
+
+def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, Any]]:
+    """One row per bundle and batch: the fixed summary block of the table and the comparison plots."""
+    rows = []
+    for report in reports:
+        for result in report.results:
+            row = {"bundle": Path(report.bundle["path"]).name, "target": report.bundle["target"],
+                   "precision": report.bundle["precision"], "batch": result.batch, "mode": result.mode,
+                   "device": report.device["before"]["cpu"]["model"] if isinstance(report.device["before"].get("cpu"), dict) else "?",
+                   "error": result.error}
+            if result.model:
+                row.update({f"model_{k}": v for k, v in result.model["percentiles_ms"].items()},
+                           model_mean=result.model["mean_ms"], model_std=result.model["std_ms"],
+                           model_min=result.model["min_ms"], model_max=result.model["max_ms"],
+                           count=result.model["count"], throughput=result.model["throughput"],
+                           drift=result.model["drift"])
+            if result.runtime_reported:
+                row["runtime_p50"] = result.runtime_reported["percentiles_ms"].get("p50")
+            if result.end_to_end:
+                row["e2e_p50"] = result.end_to_end["percentiles_ms"].get("p50")
+            if result.preprocess:
+                row["preprocess_p50"] = result.preprocess["percentiles_ms"].get("p50")
+            if result.throughput:
+                row["throughput"] = result.throughput["images_per_s"]
+                row["requests"] = result.throughput["requests_in_flight"]
+            row["warmup_first_ms"] = result.warmup.get("first_ms") if result.warmup else None
+            row["peak_rss_mb"] = report.memory.get("peak_rss_mb")
+            row["top1"] = report.accuracy.get("top1") if report.accuracy else None
+            rows.append(row)
+    return rows
+
+
+def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
+    from rich.table import Table
+
+    if not reports:
+        return
+    percentile_keys = [f"p{p:g}".replace(".", "_") for p in reports[0].options["percentiles"]]
+    table = Table(title="profile (model = runtime call only; own = the runtime's own timing where it keeps one; "
+                        "e2e = preprocess + inference + softmax)")
+    rows = summary_rows(reports)
+    own = any(row.get("runtime_p50") is not None for row in rows)  # the column only where a runtime times itself
+    columns = ["bundle", "target", "precision", "batch", "mode", *[f"{k} ms" for k in percentile_keys], "mean ms",
+               *(["own p50 ms"] if own else []), "img/s", "e2e p50 ms", "warm-up 1st ms", "drift", "peak RSS MB",
+               "top-1"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("bundle", "target", "precision", "mode") else "right")
+
+    def fmt(value: Any, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for row in rows:
+        if row["error"]:
+            table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
+                          f"[red]failed: {row['error']}[/]", *[""] * (len(columns) - 6))
+            continue
+        table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
+                      *[fmt(row.get(f"model_{k}")) for k in percentile_keys], fmt(row.get("model_mean")),
+                      *([fmt(row.get("runtime_p50"))] if own else []), fmt(row.get("throughput"), 1),
+                      fmt(row.get("e2e_p50")),
+                      fmt(row.get("warmup_first_ms")),
+                      fmt(row.get("drift"), 3), fmt(row.get("peak_rss_mb"), 0),
+                      "-" if row["top1"] is None else f"{row['top1'] * 100:.2f}%")
+    console.print(table)
+    report = reports[0]
+    cpu = report.device["before"].get("cpu", {})
+    console.print(f"device: {cpu.get('model', '?')} ({cpu.get('cores', '?')} cores, governors "
+                  f"{cpu.get('governors', '?')}), load {report.device['before'].get('load_avg')}; runtime "
+                  f"{report.runtime}", highlight=False, soft_wrap=True)
+    for report in reports:
+        if report.error:
+            console.print(f"[red]{report.bundle['path']}: {report.error}[/]")
+
+
+def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
+    """One bundle: latency histogram + per-iteration time series. Several: p50 with p90/p99 whiskers per bundle
+    and batch, plus accuracy vs latency when the bundles carry accuracy results."""
+    plt = pyplot()
+    measured = [(r, res) for r in reports for res in r.results if res.model]
+    if not measured:
+        raise MaitDeployError("nothing to plot: no latency measurements (throughput mode or failed runs)")
+    if len(measured) == 1:
+        report, result = measured[0]
+        fig, (hist, series) = plt.subplots(1, 2, figsize=(11, 4))
+        hist.hist(result.samples_ms, bins=min(50, max(10, len(result.samples_ms) // 5)), color="#4c72b0")
+        for key, style in (("p50", "-"), ("p99", "--")):
+            value = result.model["percentiles_ms"].get(key)
+            if value is not None:
+                hist.axvline(value, color="k", linestyle=style, label=f"{key} {value:.2f} ms")
+        hist.set(xlabel="latency (ms)", ylabel="iterations", title="latency histogram")
+        hist.legend()
+        series.plot(result.samples_ms, linewidth=0.8)
+        series.set(xlabel="iteration", ylabel="latency (ms)", title=f"time series (drift {result.model['drift']})")
+        fig.suptitle(f"{Path(report.bundle['path']).name} ({report.bundle['target']} {report.bundle['precision']}, "
+                     f"batch {result.batch})")
+    else:
+        with_accuracy = [(r, res) for r, res in measured if r.accuracy]
+        fig, axes = plt.subplots(1, 2 if with_accuracy else 1, figsize=(12 if with_accuracy else 7, 4.5),
+                                 squeeze=False)
+        bars = axes[0][0]
+        labels = [f"{r.bundle['target']}\n{r.bundle['precision']} b{res.batch}" for r, res in measured]
+        p50 = [res.model["percentiles_ms"]["p50"] for _, res in measured]
+        p90 = [res.model["percentiles_ms"].get("p90", p) for (_, res), p in zip(measured, p50)]
+        p99 = [res.model["percentiles_ms"].get("p99", p) for (_, res), p in zip(measured, p50)]
+        positions = range(len(measured))
+        bars.bar(positions, p50, color="#4c72b0", label="p50")
+        bars.errorbar(positions, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p90)]], fmt="none",
+                      ecolor="#dd8452", capsize=6, label="p90")
+        bars.errorbar(positions, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p99)]], fmt="none",
+                      ecolor="#c44e52", capsize=3, label="p99")
+        bars.set_xticks(list(positions), labels, fontsize=7)
+        bars.set(ylabel="latency per call (ms)", title="model latency")
+        bars.legend()
+        if with_accuracy:
+            scatter = axes[0][1]
+            for report, result in with_accuracy:
+                scatter.scatter(result.model["percentiles_ms"]["p50"], report.accuracy["top1"] * 100,
+                                s=max(20, report.bundle["artifact_bytes"] / 2e4))
+                scatter.annotate(f"{report.bundle['target']} {report.bundle['precision']} b{result.batch}",
+                                 (result.model["percentiles_ms"]["p50"], report.accuracy["top1"] * 100), fontsize=7)
+            scatter.set(xlabel="p50 latency (ms)", ylabel="top-1 (%)", title="accuracy vs latency (area = size)")
+    save_png(fig, path)

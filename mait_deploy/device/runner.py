@@ -1,0 +1,177 @@
+"""The runner interface (after Polygraphy's runners): a context manager that checks inputs against the bundle's
+metadata, runs one backend, and records inference time. numpy only; each backend is one module.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mait_deploy.config import PreprocessConfig
+from mait_deploy.device.manifest import Manifest
+from mait_deploy.device.preprocess import preprocess
+from mait_deploy.errors import DataError, MaitDeployError, UnsupportedOption
+
+MAX_BATCH_DEFAULT = 1024  # larger requests are split into chunks of this size
+
+
+@dataclass
+class Prediction:
+    """What ``predict`` returns: one entry per image."""
+
+    labels: list[str]
+    indices: np.ndarray  # int64 [N]
+    scores: np.ndarray  # float32 [N]: softmax probability of the top class
+    logits: np.ndarray  # float32 [N, classes]
+    inference_ms: float  # model time only, all chunks
+    preprocess_ms: float
+
+    def to_list(self, top: int = 1) -> list[dict[str, Any]]:
+        probabilities = softmax(self.logits)
+        rows = []
+        for i in range(len(self.indices)):
+            order = np.argsort(-probabilities[i])[:top]
+            rows.append({"label": self.labels[i], "index": int(self.indices[i]), "score": float(self.scores[i]),
+                         "top": [{"index": int(j), "probability": float(probabilities[i, j])} for j in order]})
+        return rows
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class RunnerOptions:
+    """Options every runner understands; backends add their own through ``extra``."""
+
+    threads: int | None = None
+    max_batch: int = MAX_BATCH_DEFAULT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(abc.ABC):
+    """Runs one bundle's artifact. Subclasses implement ``_load``, ``_infer`` and ``_close`` only."""
+
+    runtime_name = "base"
+
+    def __init__(self, bundle_dir: str | Path, manifest: Manifest, options: RunnerOptions | None = None) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest = manifest
+        self.options = options or RunnerOptions()
+        if self.options.threads is not None and self.options.threads < 1:
+            raise MaitDeployError(f"threads must be positive, got {self.options.threads}")
+        self.preprocess_config = PreprocessConfig.from_dict(manifest.preprocess)
+        spec = manifest.inputs[0]
+        self.input_name = spec.name
+        self.sample_shape = tuple(int(d) for d in spec.shape[1:])
+        self.fixed_batch = manifest.batch if isinstance(manifest.batch, int) else None
+        self.labels = manifest.labels
+        self.last_inference_ms = 0.0
+        self._active = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def activate(self) -> "Runner":
+        if not self._active:
+            self._load()
+            self._active = True
+        return self
+
+    def close(self) -> None:
+        if self._active:
+            self._close()
+            self._active = False
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    # -- backend hooks ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _load(self) -> None:
+        """Create the backend session/interpreter/engine."""
+
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """Float32 [B, C, H, W] (B = the fixed batch when the artifact has one) -> float32 logits [B, classes], in
+        a new array (run() hands it to the caller, so never a view of a buffer the backend reuses)."""
+
+    def _close(self) -> None:
+        """Release the backend (default: drop references)."""
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What actually runs (versions, device, precision); backends extend it."""
+        return {"runtime": self.runtime_name}
+
+    @property
+    def runtime_latency_ms(self) -> float | None:
+        """The runtime's own timing of the last inference where it keeps one (None otherwise)."""
+        return None
+
+    def throughput_run(self, batch: np.ndarray, iterations: int, requests: int | None) -> tuple[int, int]:
+        """Keep ``requests`` inferences in flight with the runtime's own async machinery until ``iterations``
+        have completed; returns (wall time in ns, requests used). Backends without one raise UnsupportedOption."""
+        raise UnsupportedOption(f"throughput mode is not available for the {self.runtime_name} runtime")
+
+    # -- public API ------------------------------------------------------------------------------------------
+    def check_input(self, batch: np.ndarray) -> np.ndarray:
+        if not isinstance(batch, np.ndarray):
+            raise DataError(f"model input must be a numpy array, got {type(batch).__name__}")
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.sample_shape:
+            raise DataError(f"model input must have shape [N, {', '.join(map(str, self.sample_shape))}], "
+                            f"got {list(batch.shape)}")
+        if batch.shape[0] == 0:
+            raise DataError("empty batch: no images given")
+        if batch.dtype != np.float32:
+            raise DataError(f"model input must be float32, got {batch.dtype} (use predict() for raw images)")
+        if not np.isfinite(batch).all():
+            raise DataError("model input contains NaN or Inf")
+        return np.ascontiguousarray(batch)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a preprocessed float32 [N, C, H, W] batch of any size (chunked/padded as the artifact needs)."""
+        if not self._active:
+            self.activate()
+        batch = self.check_input(batch)
+        chunk = self.fixed_batch or self.options.max_batch
+        outputs, elapsed = [], 0
+        for start in range(0, len(batch), chunk):
+            part = batch[start:start + chunk]
+            count = len(part)
+            if self.fixed_batch and count < self.fixed_batch:
+                pad = np.zeros((self.fixed_batch - count, *part.shape[1:]), dtype=part.dtype)
+                part = np.concatenate([part, pad])
+            started = time.perf_counter_ns()
+            logits = self._infer(part)
+            elapsed += time.perf_counter_ns() - started
+            outputs.append(np.asarray(logits, dtype=np.float32)[:count])
+        self.last_inference_ms = elapsed / 1e6
+        # One chunk (the usual case) needs no copy: _infer returns a new array.
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def preprocess(self, images: Any) -> np.ndarray:
+        return preprocess(images, self.preprocess_config)
+
+    def predict(self, images: Any) -> Prediction:
+        """Labels, top-class scores and raw logits for file paths, PIL images or uint8/float arrays."""
+        started = time.perf_counter_ns()
+        batch = self.preprocess(images)
+        preprocess_ms = (time.perf_counter_ns() - started) / 1e6
+        logits = self.run(batch)
+        indices = logits.argmax(axis=-1)
+        scores = softmax(logits)[np.arange(len(indices)), indices].astype(np.float32)
+        return Prediction(labels=[self.labels[i] for i in indices], indices=indices, scores=scores, logits=logits,
+                          inference_ms=self.last_inference_ms, preprocess_ms=preprocess_ms)

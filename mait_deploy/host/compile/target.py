@@ -1,0 +1,243 @@
+"""Targets as plug-ins: one small interface, a lazy registry, and the compile template.
+
+``Target.compile`` (the template, as in Olive's passes) checks options, stages the bundle in a temporary folder
+beside the output, calls the plug-in's ``_build``, runs the accuracy gate and the golden outputs through the
+device runner, writes the manifest and renames the folder into place. A plug-in implements ``_build`` (and may
+override ``_check_options`` and ``gate_runner``); it never touches bundle bookkeeping.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mait_deploy import backends
+from mait_deploy._io import atomic_dir, check_output, jsonable
+from mait_deploy.backends import Backend
+from mait_deploy.device.data.sources import Dataset
+from mait_deploy.device.golden import (
+    GOLDEN_TOLERANCE,
+    choose_golden,
+    golden_arrays,
+    make_manifest,
+    write_golden,
+)
+from mait_deploy.device.manifest import GOLDEN_FILE, Manifest, TensorSpec
+from mait_deploy.device.profiling.isa import cpu_isa
+from mait_deploy.device.runner import Runner, RunnerOptions
+from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, GateResult, accuracy_gate
+from mait_deploy.host.compile.source import ModelSource
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class TargetCapabilities:
+    precisions: tuple[str, ...]
+    dynamic_batch: bool
+    devices: tuple[str, ...]
+    needs_torch_model: bool = False  # converts from PyTorch rather than ONNX (LiteRT)
+    default_batch: int | None = None  # None: dynamic
+    default_precision: str = "fp32"  # what `compile` builds when no precision is given (measured, see README)
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    method: str = "minmax"  # minmax | entropy | percentile (target-dependent)
+    count: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mait_deploy.host.compile.qdq import METHODS
+
+        if self.method not in METHODS:
+            raise UnsupportedOption(f"unknown calibration method {self.method!r}; use {', '.join(METHODS)}")
+        if self.count < 1:
+            raise UnsupportedOption(f"the calibration count must be positive, got {self.count}")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    precision: str = "fp32"
+    batch: int | str | None = None  # None: the target's default (dynamic where it can); "dynamic" asks for it
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
+    max_accuracy_drop: float = DEFAULT_MAX_DROP
+    force: bool = False
+    target_options: dict[str, Any] = field(default_factory=dict)  # validated by the target
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.batch is not None and self.batch != "dynamic" and (
+                isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
+            raise UnsupportedOption(f"batch must be a positive integer or 'dynamic', got {self.batch!r}")
+        if self.max_accuracy_drop < 0:
+            raise UnsupportedOption(f"--max-accuracy-drop must be >= 0, got {self.max_accuracy_drop}")
+
+
+@dataclass
+class BuiltArtifact:
+    """What a plug-in's ``_build`` leaves in the staging folder."""
+
+    artifact: str  # file name in the staging folder
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    batch: int | str
+    runtime_options: dict[str, Any]  # defaults for the device runner (RunnerOptions.extra)
+    side_files: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+    tool_versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CompileResult:
+    bundle: str
+    target: str
+    precision: str
+    manifest: dict[str, Any]
+    gate: dict[str, Any] | None
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Target(abc.ABC):
+    name: str = "base"
+    capabilities: TargetCapabilities
+
+    # -- hooks for plug-ins -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _build(self, source: ModelSource, options: CompileOptions, staging: Path, calibration: Dataset | None,
+               progress: Callable[[str], None]) -> BuiltArtifact:
+        """Write the artifact (and side files) into ``staging``."""
+
+    def _check_options(self, options: CompileOptions) -> None:
+        """Target-specific option checks (raise UnsupportedOption)."""
+
+    def gate_options(self, manifest: Manifest) -> dict[str, Any]:
+        """Options for the gate's runner (the backend's ``gate_runtime``) beyond the bundle's own defaults."""
+        return {}
+
+    def summary_lines(self, manifest: dict[str, Any]) -> list[tuple[str, str]]:
+        """(field, value) lines about what this backend built, for `compile`'s summary table."""
+        quantization = manifest["build"].get("quantization")
+        if not quantization:
+            return []
+        detail = quantization["method"]
+        if "calibration_images" in quantization:
+            detail += f" on {quantization['calibration_images']} images"
+        extra = self._quantization_detail(manifest["build"])
+        return [("quantization", detail + (f"; {extra}" if extra else ""))]
+
+    def _quantization_detail(self, build: dict[str, Any]) -> str:
+        """What a backend adds to the quantization line (which ops are INT8, what stays float)."""
+        return ""
+
+    @property
+    def backend(self) -> Backend:
+        return backends.get(self.name)
+
+    def host_can_run(self) -> tuple[bool, str]:
+        """Whether this machine can run the artifact (for profiling); TensorRT says no without a GPU."""
+        return True, ""
+
+    # -- template -----------------------------------------------------------------------------------------
+    def check_options(self, options: CompileOptions) -> None:
+        caps = self.capabilities
+        if options.precision not in caps.precisions:
+            raise UnsupportedOption(f"target {self.name} does not support precision {options.precision}; "
+                                    f"use {', '.join(caps.precisions)}")
+        unknown = sorted(set(options.target_options) - set(self.known_target_options()))
+        if unknown:
+            raise UnsupportedOption(f"target {self.name} has no option(s) {', '.join(unknown)}")
+        self._check_options(options)
+
+    def known_target_options(self) -> tuple[str, ...]:
+        return ()
+
+    def needs_calibration(self, options: CompileOptions) -> bool:
+        return options.precision == "int8"
+
+    def compile(self, source: ModelSource, options: CompileOptions, out_dir: str | Path,
+                calibration: Dataset | None = None, evaluation: Dataset | None = None,
+                progress: Callable[[str], None] | None = None) -> CompileResult:
+        """Build a verified bundle at ``out_dir``; nothing is left there when any step fails."""
+        step = progress or (lambda message: None)
+        self.check_options(options)
+        if self.needs_calibration(options) and calibration is None:
+            raise UnsupportedOption(f"{options.precision} for {self.name} needs calibration data (--calib)")
+        if self.capabilities.needs_torch_model and source.torch_model is None:
+            raise UnsupportedOption(f"target {self.name} converts from PyTorch: give the checkpoint, not an ONNX file")
+        out_dir = Path(out_dir)
+        check_output(out_dir, options.force, kind="dir")
+        seconds: dict[str, float] = {}
+        with atomic_dir(out_dir) as staging:
+            started = time.perf_counter()
+            step(f"{self.name} {options.precision}: building")
+            built = self._build(source, options, staging, calibration, step)
+            seconds["build"] = round(time.perf_counter() - started, 3)
+            manifest = self._manifest(staging, source, options, built, golden=None, accuracy=None)
+            runner = self._gate_runner(staging, manifest)
+            gate: GateResult | None = None
+            with runner:
+                if evaluation is not None:
+                    step(f"{self.name} {options.precision}: accuracy gate on {len(evaluation)} images")
+                    started = time.perf_counter()
+                    gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
+                                         options.max_accuracy_drop)
+                    gate.runtime, gate.host_isa = runner.runtime_info(), cpu_isa()
+                    seconds["gate"] = round(time.perf_counter() - started, 3)
+                golden = self._golden(staging, source, runner, evaluation, options.precision)
+            manifest = self._manifest(staging, source, options, built, golden=golden,
+                                      accuracy=gate.to_dict() if gate else None)
+            manifest.write(staging)
+        return CompileResult(bundle=str(out_dir), target=self.name, precision=options.precision,
+                             manifest=manifest.to_dict(), gate=gate.to_dict() if gate else None, seconds=seconds)
+
+    def _gate_runner(self, staging: Path, manifest: Manifest) -> Runner:
+        """The device runner by default; a backend without its runtime here names another (``gate_runtime``)."""
+        gate_runtime = self.backend.gate_runtime
+        defaults = dict(manifest.runtime["options"]) if gate_runtime == self.name else {}
+        options = RunnerOptions(extra={**defaults, **self.gate_options(manifest)})
+        return backends.runner_class(gate_runtime)(staging, manifest, options)
+
+    def _manifest(self, staging: Path, source: ModelSource, options: CompileOptions, built: BuiltArtifact,
+                  golden: dict[str, Any] | None, accuracy: dict[str, Any] | None) -> Manifest:
+        from mait_deploy.host.export.onnx import tool_versions
+
+        return make_manifest(
+            staging, config=source.config.to_dict(), target=self.name, precision=options.precision,
+            artifact=built.artifact, side_files=built.side_files, inputs=built.inputs, outputs=built.outputs,
+            batch=built.batch,
+            runtime={"name": self.name, "extra": self.backend.runtime_extra, "options": built.runtime_options},
+            # While staging (gate not run yet) the golden entry is a placeholder; the final manifest replaces it.
+            golden=golden or {"file": GOLDEN_FILE, "sha256": "", "count": 0, "tolerance": {}},
+            accuracy=accuracy, source=source.describe(), tool_versions={**tool_versions(), **built.tool_versions},
+            build={**built.report, "options": jsonable(asdict(options)), "host_isa": cpu_isa()},
+        )
+
+    def _golden(self, staging: Path, source: ModelSource, runner: Runner, evaluation: Dataset | None,
+                precision: str) -> dict[str, Any]:
+        """Record a few confidently classified images and this artifact's outputs for them (run through the
+        same preprocessing + runner a device uses), for ``mait-deploy verify`` on the device."""
+        from mait_deploy.device.data.builtin import load_sample
+        from mait_deploy.device.preprocess import preprocess_uint8_batch
+
+        if evaluation is not None:
+            raw, inputs = evaluation.raw, evaluation.inputs
+        else:
+            sample = load_sample("test")
+            raw = sample.images[:256]
+            inputs = preprocess_uint8_batch(raw, source.config.preprocess)
+        reference = source.reference_logits(inputs)
+        index = choose_golden(raw, inputs, reference)
+        arrays = golden_arrays(raw, inputs, index)
+        logits = runner.predict(arrays["images"]).logits if "images" in arrays else runner.run(arrays["inputs"])
+        entry = write_golden(staging, {**arrays, "logits": logits, "reference_logits": reference[index]})
+        return {"file": entry.path, "sha256": entry.sha256, "count": int(len(index)),
+                "tolerance": GOLDEN_TOLERANCE[precision]}

@@ -1,0 +1,250 @@
+"""deploy(): checkpoint -> export -> compile (each target x precision) -> accuracy gate -> verify -> profile, one report.
+
+Every row ends as ok, failed the accuracy gate (with the numbers), failed (with the reason) or skipped (with the
+reason): one failure never stops the run. Finished, verified stages are reused when their inputs (hashed: the
+checkpoint, the tools, the options and the content of the data) are unchanged; ``force`` redoes everything.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from mait_deploy import __version__, backends
+from mait_deploy._io import jsonable, sha256_file, write_json
+from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.host.deploy.report import (
+    REPORT_SCHEMA_VERSION,
+    DeployReport,
+    Row,
+    recommend,
+    write_deploy_report,
+)
+
+ALL_PRECISIONS = ("fp32", "fp16", "int8")
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    targets: tuple[str, ...] | None = None  # None: every target whose extras are installed
+    precisions: tuple[str, ...] = ALL_PRECISIONS
+    calibration: str = "fashion-mnist"
+    calibration_count: int = 256
+    evaluation: str | None = "fashion-mnist"  # None skips the accuracy gate
+    eval_count: int | None = None
+    max_accuracy_drop: float = 1.0
+    profile_batches: tuple[int, ...] = (1, 32)
+    profile_iterations: int = 50
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.targets is not None:
+            known = backends.names()
+            unknown = [t for t in self.targets if t not in known]
+            if unknown:
+                raise UnsupportedOption(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
+            if not self.targets:
+                raise UnsupportedOption("no targets given")
+        unknown = [p for p in self.precisions if p not in ALL_PRECISIONS]
+        if unknown or not self.precisions:
+            raise UnsupportedOption(f"unknown precision(s) {', '.join(unknown) or '(none)'}; use "
+                                    f"{', '.join(ALL_PRECISIONS)}")
+        if self.max_accuracy_drop < 0:
+            raise UnsupportedOption("--max-accuracy-drop must be >= 0")
+        if self.profile_iterations < 1 or any(b < 1 for b in self.profile_batches):
+            raise UnsupportedOption("profile iterations and batches must be positive")
+
+
+def _stage_key(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _checkpoint_identity(checkpoint: Any) -> tuple[Path, dict[str, Any]]:
+    from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+    from mait_deploy.host.model.zoo import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    folder = path if path.is_dir() else path.parent
+    weights = folder / WEIGHTS_FILE if path.is_dir() else path
+    config = folder / CONFIG_FILE
+    return path, {"path": str(path), "weights_sha256": sha256_file(weights),
+                  "config_sha256": sha256_file(config) if config.is_file() else None}
+
+
+class _State:
+    """What a previous run finished (stage -> key of its inputs), kept in ``state.json``."""
+
+    def __init__(self, out_dir: Path, fresh: bool) -> None:
+        self.path = out_dir / STATE_FILE
+        self.data: dict[str, Any] = {}
+        if not fresh and self.path.is_file():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                self.data = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self.data = {}  # unreadable: nothing is reused, everything is rebuilt
+
+    def bundle_key(self, name: str) -> str | None:
+        bundles = self.data.get("bundles")
+        return bundles.get(name) if isinstance(bundles, dict) else None
+
+    def set_bundle(self, name: str, key: str | None) -> None:
+        bundles = self.data.setdefault("bundles", {})
+        if key is None:
+            bundles.pop(name, None)
+        else:
+            bundles[name] = key
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+
+def _export(checkpoint_path: Path, identity: dict[str, Any], out_dir: Path, state: _State) -> tuple[Any, bool, str]:
+    """The verified FP32 ONNX in ``out_dir`` (reused when the checkpoint and the tools are unchanged)."""
+    from mait_deploy.host.compile.source import source_from_export
+    from mait_deploy.host.export.onnx import ExportOptions, export_onnx, tool_versions
+    from mait_deploy.host.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint_path)
+    onnx_path = out_dir / "model.onnx"
+    report_path = onnx_path.with_name(onnx_path.name + ".json")
+    key = _stage_key(stage="export", checkpoint=identity, version=__version__, tools=tool_versions())
+    reused = (state.data.get("export") == key and onnx_path.is_file() and report_path.is_file()
+              and state.data.get("export_sha256") == sha256_file(onnx_path))
+    if reused:
+        report = json.loads(report_path.read_text())
+    else:
+        report = export_onnx(model, onnx_path, ExportOptions(force=True)).to_dict()
+        state.data.update(export=key, export_sha256=sha256_file(onnx_path))
+        state.save()
+    return source_from_export(model, onnx_path, report), reused, key
+
+
+def _reusable(bundle: Path, state: _State, key: str) -> dict[str, Any] | None:
+    """The manifest of a finished bundle built from the same inputs, else None."""
+    from mait_deploy.device.bundle import check_files
+    from mait_deploy.device.manifest import read_manifest
+
+    if state.bundle_key(bundle.name) != key or not bundle.is_dir():
+        return None
+    try:
+        manifest = read_manifest(bundle)
+        check_files(bundle, manifest)
+    except MaitDeployError:
+        return None
+    return manifest.to_dict()
+
+
+def _build_row(target_name: str, precision: str, bundle: Path, key: str, context: dict[str, Any],
+               options: DeployOptions, state: _State, why_not: str) -> Row:
+    """Compile (or reuse), verify and profile one bundle; every outcome is a row."""
+    from mait_deploy.device.bundle import verify_bundle
+    from mait_deploy.device.profiling.measure import ProfileOptions, profile
+    from mait_deploy.host.compile.gate import AccuracyGateFailed
+    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+
+    started = time.perf_counter()
+    row = Row(target=target_name, precision=precision, status="skipped", reason=why_not)
+    if why_not:
+        return row
+    target = backends.target(target_name)
+    if precision not in target.capabilities.precisions:
+        row.reason = f"{target_name} has no {precision}"
+        return row
+    try:
+        manifest = _reusable(bundle, state, key)
+        row.reused = manifest is not None
+        if manifest is None:
+            state.set_bundle(bundle.name, None)
+            compile_options = CompileOptions(precision=precision, max_accuracy_drop=options.max_accuracy_drop,
+                                             calibration=CalibrationOptions(count=options.calibration_count),
+                                             force=True)
+            manifest = target.compile(context["source"], compile_options, bundle, context["calibration"],
+                                      context["evaluation"]).manifest
+        row.bundle = str(bundle)
+        row.size_bytes = manifest["artifact"]["bytes"] + sum(f["bytes"] for f in manifest["files"])
+        row.take_gate(manifest.get("accuracy"))
+        runnable, why = target.host_can_run()
+        if runnable:
+            row.verify = verify_bundle(bundle).to_dict()
+            # A fixed-batch bundle (LiteRT) is profiled at its own batch size only.
+            batches = options.profile_batches if manifest["batch"] == "dynamic" else (int(manifest["batch"]),)
+            report = profile(bundle, ProfileOptions(batches=batches, warmup=5, iterations=options.profile_iterations,
+                                                    end_to_end=False))
+            if report.error:
+                raise MaitDeployError(f"profiling failed: {report.error}")
+            row.take_profile(report)
+            row.status = "ok"
+        else:
+            row.reason = f"bundle built; {why}"
+        state.set_bundle(bundle.name, key)  # only a bundle that was built, verified and profiled is reused
+    except AccuracyGateFailed as err:
+        row.status, row.reason = "failed_gate", str(err)
+        row.take_gate(err.result.to_dict())
+    except MaitDeployError as err:
+        row.status, row.reason = "failed", str(err)
+    except Exception as err:  # a converter crash must not stop the other rows
+        row.status, row.reason = "failed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    finally:
+        row.seconds = round(time.perf_counter() - started, 1)
+    return row
+
+
+def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOptions | None = None,
+           progress: Callable[[str, int, int], None] | None = None) -> DeployReport:
+    """Run the whole pipeline into ``out_dir`` and write report.json, report.md and report.png there."""
+    from mait_deploy.device.profiling.isa import cpu_isa
+    from mait_deploy.device.profiling.state import cpu_state
+    from mait_deploy.host.compile.api import load_data
+    from mait_deploy.host.compile.target import CalibrationOptions
+
+    options = options or DeployOptions()
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = _State(out_dir, fresh=options.force)
+    availability = backends.availability()
+    targets = options.targets or tuple(t for t in backends.names() if not availability[t])
+    plan = [(t, p) for t in targets for p in options.precisions]
+    total = len(plan) + 1
+    step = progress or (lambda message, done, total: None)
+
+    step("export", 0, total)
+    checkpoint_path, identity = _checkpoint_identity(checkpoint)
+    source, reused_export, export_key = _export(checkpoint_path, identity, out_dir, state)
+    calibration, evaluation = load_data(
+        source, options.calibration if any(p == "int8" for _, p in plan) else None,
+        CalibrationOptions(count=options.calibration_count), options.evaluation, options.eval_count)
+    context = {"source": source, "calibration": calibration, "evaluation": evaluation}
+    data_key = {"calibration": calibration.content_sha256() if calibration else None,
+                "evaluation": evaluation.content_sha256() if evaluation else None}
+
+    rows: list[Row] = []
+    for index, (target_name, precision) in enumerate(plan, start=1):
+        step(f"{target_name} {precision}", index, total)
+        key = _stage_key(stage="bundle", checkpoint=identity, target=target_name, precision=precision,
+                         data=data_key, calibration_count=options.calibration_count,
+                         max_drop=options.max_accuracy_drop, export=export_key)
+        bundle = out_dir / "bundles" / f"{target_name}-{precision}"
+        rows.append(_build_row(target_name, precision, bundle, key, context, options, state,
+                               availability.get(target_name, "")))
+    step("report", total, total)
+    report = DeployReport(
+        schema_version=REPORT_SCHEMA_VERSION,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        checkpoint=identity, options=jsonable(asdict(options)),
+        export={"path": str(source.onnx_path), "reused": reused_export, "parity": source.export_report.get("parity"),
+                "bias_initializers": source.export_report.get("graph", {}).get("bias_initializers")},
+        rows=rows, recommended=recommend(rows), machine={"cpu": cpu_state(), "isa": cpu_isa()},
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    write_deploy_report(report, out_dir)
+    return report

@@ -1,0 +1,38 @@
+"""Describe and evaluate checkpoints (the library functions behind ``mait-deploy info`` / ``evaluate``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mait_deploy._io import sha256_file
+from mait_deploy.host.model.checkpoint import WEIGHTS_FILE, load_checkpoint
+from mait_deploy.host.model.zoo import resolve_checkpoint
+
+
+def checkpoint_info(checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Architecture, mask geometry, preprocessing, labels and file facts of a checkpoint."""
+    from mait_deploy.host.model.stats import model_stats
+
+    path = resolve_checkpoint(checkpoint)
+    model = load_checkpoint(path)
+    config = model.config
+    weights = path / WEIGHTS_FILE if path.is_dir() else path
+    stats = model_stats(model)
+    return {
+        "path": str(path),
+        "variant": config.name,
+        "params": stats.params,
+        "gflops": round(stats.gflops, 4),
+        "input": list(config.input_shape),
+        "tokens": config.num_patches,
+        "embed_dim / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
+        "mask": config.mask.to_dict(),
+        "masked heads": list(config.mask.heads(config.num_heads)),
+        "masked blocks": list(config.mask.blocks(config.depth)),
+        "talking_heads": config.talking_heads,
+        "preprocess": config.preprocess.to_dict(),
+        "labels": list(config.label_names()),
+        "weights_bytes": weights.stat().st_size,
+        "weights_sha256": sha256_file(weights),
+    }

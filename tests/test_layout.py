@@ -1,0 +1,126 @@
+"""The layout keeps its promises, checked on the tree: the host/device line, one place per backend, small modules."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from mait_deploy import backends
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mait_deploy"
+MAX_LINES = 400
+# Calls whose string arguments are module or pip-extra names, not backend names.
+MODULE_NAME_CALLS = {"require", "is_available", "import_module", "package_versions"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def side(module: str) -> str:
+    """'host', 'device' (numpy + one runtime, common modules included) or 'cli'."""
+    parts = module.split(".")
+    if parts[1:2] == ["host"] or (parts[1:2] == ["backends"] and parts[-1] == "target"):
+        return "host"
+    if parts[1:2] == ["cli"] or (parts[1:2] == ["backends"] and parts[-1] == "cli"):
+        return "cli"
+    return "device"
+
+
+def _executed_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (never executed)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
+                continue
+            stack.append(child)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (lazy imports inside functions included)."""
+    found = set()
+    for node in _executed_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_module_is_over_the_size_limit():
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_device_side_never_imports_host_side():
+    known = modules()
+    broken = []
+    for name, path in known.items():
+        if side(name) != "device":
+            continue
+        for imported in imports(path):
+            if imported in known and side(imported) == "host":
+                broken.append(f"{name} imports {imported}")
+    assert not broken, broken
+
+
+def test_the_classification_sees_both_sides():
+    sides = {side(name) for name in modules()}
+    assert sides == {"host", "device", "cli"}
+    assert side("mait_deploy.backends.onnxruntime.target") == "host"
+    assert side("mait_deploy.backends.onnxruntime.runner") == "device"
+
+
+def _backend_names_in(path: Path, names: set[str]) -> list[str]:
+    tree = ast.parse(path.read_text())
+    allowed = set()  # string nodes that are module/extra names or docstrings
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = getattr(func, "id", None) or getattr(func, "attr", None)
+            if called in MODULE_NAME_CALLS:
+                allowed.update(id(arg) for arg in node.args)
+            allowed.update(id(k.value) for k in node.keywords if k.arg == "extra")
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body \
+                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            allowed.add(id(node.body[0].value))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in allowed \
+                and node.value in names:
+            found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.value!r}")
+    for imported in imports(path):
+        if any(imported.startswith(f"mait_deploy.backends.{name}") for name in names):
+            found.append(f"{path.relative_to(PACKAGE.parent)} imports {imported}")
+    return found
+
+
+def test_no_module_outside_a_backend_names_one():
+    names = set(backends.names())
+    offenders = []
+    for name, path in modules().items():
+        parts = name.split(".")
+        if parts[1:2] == ["backends"] and (len(parts) == 2 or parts[2] in names):
+            continue  # the registry and the backends' own files
+        offenders += _backend_names_in(path, names)
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("name", backends.names())
+def test_each_backend_declares_itself_and_its_parts_load(name):
+    backend = backends.get(name)
+    assert backend.name == name and backend.runtime_extra and backend.compile_extra
+    assert backend.gate_runtime in backends.names()
+    assert backends.runner_class(name).__name__.endswith("Runner")
+    if not backend.missing_on_host():
+        assert backends.target(name).name == name
