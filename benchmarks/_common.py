@@ -31,9 +31,11 @@ def machine() -> dict[str, Any]:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
         pass
+    from mait_deploy.device.profiling.isa import cpu_isa
+
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
             "avx512_vnni": "avx512_vnni" in flags, "avx512_bf16": "avx512_bf16" in flags,
-            "amx": "amx_tile" in flags, "load_avg": os.getloadavg()}
+            "amx": "amx_tile" in flags, "isa": cpu_isa(), "load_avg": os.getloadavg()}
 
 
 def side_by_side(runs: dict[str, Callable[[], Any]], iterations: int, warmup: int = 3, batch: int = 1,

@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 
 from benchmarks._common import benchmark_parser, side_by_side, write_result
-
 from mait_deploy.host.export.onnx import ExportOptions, export_onnx
 from mait_deploy.host.model.checkpoint import load_checkpoint
 from mait_deploy.host.model.mait import MaiT, create_model

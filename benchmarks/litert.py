@@ -11,12 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import benchmark_models, benchmark_parser, side_by_side, write_result
+from benchmarks._common import (
+    benchmark_models,
+    benchmark_parser,
+    side_by_side,
+    write_result,
+)
+from mait_deploy.backends.litert.runner import make_interpreter
 from mait_deploy.device.bundle import load_bundle
+from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
-from mait_deploy.device.runner import RunnerOptions
-from mait_deploy.backends.litert.runner import make_interpreter
 
 
 def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool, threads: int) -> dict:

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import benchmark_models, benchmark_parser, side_by_side, write_result
-
+from benchmarks._common import (
+    benchmark_models,
+    benchmark_parser,
+    side_by_side,
+    write_result,
+)
 from mait_deploy.device.bundle import load_bundle
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions

@@ -18,11 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import benchmark_models, benchmark_parser, side_by_side, write_result
+from benchmarks._common import (
+    benchmark_models,
+    benchmark_parser,
+    side_by_side,
+    write_result,
+)
 from mait_deploy.device.bundle import load_bundle
+from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
-from mait_deploy.device.runner import RunnerOptions
 
 # (label, bundle precision, inference precision hint)
 CONFIGS = (("fp32", "fp32", "f32"), ("bf16", "fp32", "bf16"), ("fp16", "fp16", None), ("int8", "int8", "f32"),

@@ -22,11 +22,11 @@ import numpy as np
 
 from benchmarks._common import benchmark_models, benchmark_parser, write_result
 from benchmarks.openvino import benchmark_app
+from mait_deploy.backends.litert.runner import make_interpreter
 from mait_deploy.device.manifest import read_manifest
+from mait_deploy.device.profiling.measure import ProfileOptions, profile
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.target import CompileOptions
-from mait_deploy.device.profiling.measure import ProfileOptions, profile
-from mait_deploy.backends.litert.runner import make_interpreter
 
 
 def _summary(rows: list[dict], ours: str, theirs: str) -> dict:

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from mait_deploy.device.bundle import load_bundle, verify_bundle
-from mait_deploy.errors import MaitDeployError
-from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.device.preprocess import IMAGE_SUFFIXES
+from mait_deploy.device.runner import RunnerOptions
+from mait_deploy.errors import MaitDeployError
 
 
 def images_in(folder: Path) -> list[Path]:

@@ -6,6 +6,7 @@ Nothing here ever installs a package.
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 
 from mait_deploy.errors import MissingDependency
@@ -45,3 +46,28 @@ def package_versions(*packages: str) -> dict[str, str]:
         except PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def extra_for(module: str) -> str | None:
+    """The pip extra that brings an optional top-level module, read from this package's own metadata (the
+    extras in pyproject.toml): the smallest extra listing a distribution of that name, None if none does."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        requirements = requires("mait-deploy") or []
+    except PackageNotFoundError:
+        return None
+    by_extra: dict[str, set[str]] = {}
+    for requirement in requirements:
+        match = re.match(r"\s*([A-Za-z0-9_.\-]+).*extra\s*==\s*['\"]([^'\"]+)['\"]", requirement)
+        if match:
+            by_extra.setdefault(match.group(2), set()).add(match.group(1).lower().replace("-", "_"))
+    candidates = [extra for extra, names in by_extra.items() if module.lower() in names]
+    return min(candidates, key=lambda extra: (len(by_extra[extra]), extra)) if candidates else None
+
+
+def as_missing_dependency(err: ImportError) -> MissingDependency | None:
+    """The one-line error for an optional module that a plain ``import`` found missing (None: not one of ours)."""
+    name = (getattr(err, "name", None) or "").split(".")[0]
+    extra = extra_for(name) if name else None
+    return MissingDependency(name, extra) if extra else None

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from mait_deploy._interrupts import raise_if_interrupted
 from mait_deploy.errors import MaitDeployError
@@ -76,8 +76,10 @@ def _check_parent(path: Path) -> None:
     sweep_stale_temps(parent)
 
 
-def check_output(path: Path, force: bool, kind: str = "file") -> None:
-    """Refuse to overwrite an existing output without ``force``, and a destination of the wrong kind."""
+def check_output(path: Path, force: bool, kind: str = "file", ours: Callable[[Path], str | None] | None = None,
+                 what: str = "output") -> None:
+    """Refuse to overwrite an existing output without ``force``, a destination of the wrong kind, and, with
+    ``force``, anything this tool did not write: ``ours(path)`` returns None for our own artifact, else why not."""
     if path.exists() or path.is_symlink():
         if kind == "file" and path.is_dir():
             raise MaitDeployError(f"output {path} is a folder, expected a file path")
@@ -85,12 +87,24 @@ def check_output(path: Path, force: bool, kind: str = "file") -> None:
             raise MaitDeployError(f"output {path} exists and is not a folder")
         if not force:
             raise MaitDeployError(f"output {path} exists; pass --force to overwrite it")
+        if path.is_symlink():
+            raise MaitDeployError(f"output {path} is a symbolic link; --force replaces only what mait-deploy wrote")
+        why = ours(path) if ours is not None else None
+        if why:
+            raise MaitDeployError(f"output {path} is not mait-deploy's own {what} ({why}); --force replaces only "
+                                  f"what mait-deploy wrote: remove it yourself or choose another output")
     _check_parent(path)
 
 
+def _appeared(final: Path) -> MaitDeployError:
+    return MaitDeployError(f"output {final} appeared while this command ran (another mait-deploy writing the same "
+                           f"output?); it was left as it is: pass --force to replace it")
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary file path beside ``path``; on success it replaces ``path`` atomically."""
+def atomic_path(path: str | os.PathLike[str], suffix: str = "", replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary file path beside ``path``; on success it replaces ``path`` atomically. With
+    ``replace=False`` a file that appeared at ``path`` meanwhile is an error and stays untouched."""
     final = Path(path)
     _check_parent(final)
     try:
@@ -105,16 +119,24 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         # mkstemp creates 0600; give the artifact the permissions a plain open() would have.
         if temp.exists():
             os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, final)
+        if replace:
+            os.replace(temp, final)
+        else:
+            try:
+                os.link(temp, final)  # atomic and never replaces
+            except FileExistsError:
+                raise _appeared(final) from None
+            temp.unlink()
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str], replace: bool = True) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` (an old folder is swapped out
-    and deleted only after the new one is in place)."""
+    and deleted only after the new one is in place). With ``replace=False`` a folder that appeared at ``path``
+    meanwhile is an error and stays untouched."""
     final = Path(path)
     _check_parent(final)
     try:
@@ -125,13 +147,20 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield temp
         raise_if_interrupted()
         os.chmod(temp, 0o777 & ~_umask())
-        if final.exists():
+        if final.exists() or final.is_symlink():
+            if not replace:
+                raise _appeared(final)
             old = Path(tempfile.mkdtemp(prefix=_temp_prefix() + "old-", dir=final.parent))
             os.replace(final, old / "previous")
             os.replace(temp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(temp, final)
+            try:
+                os.rename(temp, final)  # fails rather than replace a folder created since the check above
+            except OSError as err:
+                if final.exists():
+                    raise _appeared(final) from err
+                raise
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -160,3 +189,23 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
         return value.item()  # numpy scalar
     return value
+
+
+MAX_JSON_BYTES = 64 * 2**20  # manifests, configs and reports are kilobytes; a larger file is not one of ours
+
+
+def read_json(path: str | os.PathLike[str], error: type[MaitDeployError] = MaitDeployError,
+              what: str = "file") -> Any:
+    """Parse a JSON file; a missing, oversized, undecodable or invalid file is one ``error`` line."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise error(f"{path} is {size / 2**20:.0f} MB: too large for a {what}")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError as err:
+        raise error(f"{what} not found: {path}") from err
+    except IsADirectoryError as err:
+        raise error(f"{path} is a folder, not a {what}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise error(f"{path} is not valid JSON: {str(err).splitlines()[0][:200]}") from err

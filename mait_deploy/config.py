@@ -17,6 +17,11 @@ from mait_deploy.errors import ConfigError
 # exactly 0 in FP32 and FP16, so masked keys get zero weight without the NaNs that -inf gives.
 DEFAULT_MASK_VALUE = -1.0e4
 FP16_MAX = 65504.0
+# Sanity bounds on a config read from a file: far above any MaiT/DeiT/CaiT (ViT-H: 1280 wide, 256 tokens).
+MAX_EMBED_DIM = 8192
+MAX_ATTENTION_BYTES = 1 << 30
+CONFIG_LIMITS = {"img_size": 8192, "patch_size": 1024, "in_chans": 64, "num_classes": 1_000_000,
+                 "embed_dim": MAX_EMBED_DIM, "depth": 1024, "num_heads": 1024}
 
 
 def _from_mapping(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -28,6 +33,14 @@ def _from_mapping(cls: type, data: Mapping[str, Any], what: str) -> dict[str, An
     if unknown:
         raise ConfigError(f"{what} has unknown keys: {', '.join(unknown)}")
     return dict(data)
+
+
+def _construct(cls: type, values: dict[str, Any], what: str) -> Any:
+    """``cls(**values)``; a field of the wrong type (text for a number, a number for a list...) is a ConfigError."""
+    try:
+        return cls(**values)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ConfigError(f"invalid {what}: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -47,7 +60,8 @@ class MaskConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1 or self.window % 2 == 0:
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or not 1 <= self.window <= 2 * 8192 \
+                or self.window % 2 == 0:
             raise ConfigError(f"mask window must be a positive odd integer, got {self.window!r}")
         if not math.isfinite(self.mask_value) or self.mask_value >= 0 or self.mask_value < -FP16_MAX:
             raise ConfigError(
@@ -88,7 +102,7 @@ class MaskConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MaskConfig":
-        return cls(**_from_mapping(cls, data, "mask config"))
+        return _construct(cls, _from_mapping(cls, data, "mask config"), "mask config")
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
-        return cls(**_from_mapping(cls, data, "preprocess config"))
+        return _construct(cls, _from_mapping(cls, data, "preprocess config"), "preprocess config")
 
 
 @dataclass(frozen=True)
@@ -155,17 +169,33 @@ class MaiTConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
-        positive = ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads")
-        for name in positive:
+        for name, limit in CONFIG_LIMITS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.depth_token_only < 0:
-            raise ConfigError(f"depth_token_only must be >= 0, got {self.depth_token_only}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ConfigError(f"{name} must be an integer from 1 to {limit}, got {value!r}")
+        for name in ("mlp_ratio", "mlp_ratio_token_only", "init_values", "layer_norm_eps", "drop_path_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        for name in ("qkv_bias", "talking_heads"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string, got {self.name!r}")
+        if isinstance(self.depth_token_only, bool) or not isinstance(self.depth_token_only, int) \
+                or not 0 <= self.depth_token_only <= CONFIG_LIMITS["depth"]:
+            raise ConfigError(f"depth_token_only must be an integer from 0 to {CONFIG_LIMITS['depth']}, "
+                              f"got {self.depth_token_only!r}")
         if self.img_size % self.patch_size:
             raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        # Checked before anything is built: a small config must not make the model allocate gigabytes.
+        bias_bytes = self.num_heads * (self.num_patches + 1) ** 2 * 4
+        if bias_bytes > MAX_ATTENTION_BYTES:
+            raise ConfigError(f"config too large: {self.num_patches} tokens x {self.num_heads} heads is "
+                              f"{bias_bytes / 2**30:.1f} GiB of attention per image (limit "
+                              f"{MAX_ATTENTION_BYTES / 2**30:.0f} GiB)")
         if self.labels and len(self.labels) != self.num_classes:
             raise ConfigError(f"{len(self.labels)} labels given for {self.num_classes} classes")
         if self.preprocess.channels != self.in_chans:
@@ -211,7 +241,4 @@ class MaiTConfig:
             values["mask"] = MaskConfig.from_dict(values["mask"])
         if "preprocess" in values:
             values["preprocess"] = PreprocessConfig.from_dict(values["preprocess"])
-        try:
-            return cls(**values)
-        except TypeError as err:
-            raise ConfigError(f"invalid model config: {err}") from err
+        return _construct(cls, values, "model config")

@@ -70,8 +70,8 @@ def test_export_cli_errors(tmp_path, args, message):
 
 
 def test_compile_verify_predict_evaluate_cli(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     bundle = tmp_path / "bundle"
     result = run_cli("compile", "--target", "onnxruntime", "--precision", "int8", "--calib-count", "64",

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.data.sources import check_disjoint, load_dataset
 from mait_deploy.errors import DataError
-from mait_deploy.config import PreprocessConfig
 
 GREY = PreprocessConfig(input_size=28, channels=1, mean=(0.286,), std=(0.353,))
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -42,8 +42,8 @@ def test_device_install_has_no_torch(device):
 
 
 def test_verify_predict_profile_in_the_device_venv(device, tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     venv, bundle = device
     image = tmp_path / "item.png"

@@ -7,10 +7,11 @@ pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from mait_deploy.device.compare import Tolerance  # noqa: E402
 from mait_deploy.errors import MaitDeployError, UnsupportedOption, ValidationError  # noqa: E402
 from mait_deploy.host.export import graph  # noqa: E402
 from mait_deploy.host.export.onnx import ExportOptions, export_onnx, read_onnx_metadata  # noqa: E402
-from mait_deploy.host.export.parity import ParityTolerance, reference_inputs  # noqa: E402
+from mait_deploy.host.export.parity import reference_inputs  # noqa: E402
 from mait_deploy.host.model.checkpoint import load_checkpoint  # noqa: E402
 from mait_deploy.host.model.zoo import resolve_checkpoint  # noqa: E402
 
@@ -95,7 +96,7 @@ def test_unmasked_twin_exports_without_bias(tmp_path, demo_model):
 
 def test_failed_verification_leaves_nothing_behind(tmp_path, demo_model):
     out = tmp_path / "strict.onnx"
-    impossible = ExportOptions(tolerance=ParityTolerance(max_abs_diff=0.0, min_top1_agreement=1.0))
+    impossible = ExportOptions(tolerance=Tolerance(max_abs_diff=0.0, min_top1_agreement=1.0))
     with pytest.raises(ValidationError, match="max \\|diff\\|"):
         export_onnx(demo_model, out, impossible)
     assert list(tmp_path.iterdir()) == []

@@ -9,10 +9,10 @@ pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
 from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.errors import UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 from mait_deploy.device.runner import RunnerOptions  # noqa: E402
+from mait_deploy.errors import UnsupportedOption  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mait_deploy.errors import ConfigError
 from mait_deploy.config import MaskConfig
+from mait_deploy.errors import ConfigError
 from mait_deploy.host.model.masks import attention_bias, locality_bias, window_allowed
 
 torch = pytest.importorskip("torch")

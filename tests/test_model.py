@@ -1,12 +1,18 @@
 import numpy as np
 import pytest
 
-from mait_deploy.errors import ConfigError
 from mait_deploy.config import MaiTConfig, MaskConfig
+from mait_deploy.errors import ConfigError
 from mait_deploy.host.model.masks import window_allowed
 
 torch = pytest.importorskip("torch")
-from mait_deploy.host.model.mait import VARIANTS, MaiT, MaskedSelfAttention, create_model, variant_config  # noqa: E402
+from mait_deploy.host.model.mait import (  # noqa: E402
+    VARIANTS,
+    MaiT,
+    MaskedSelfAttention,
+    create_model,
+    variant_config,
+)
 
 
 def _head_outputs(attn, x, bias):

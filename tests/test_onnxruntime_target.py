@@ -9,13 +9,18 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from mait_deploy.backends import target as get_target  # noqa: E402
 from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
 from mait_deploy.device.manifest import read_manifest  # noqa: E402
+from mait_deploy.errors import (  # noqa: E402
+    BundleError,
+    DataError,
+    UnsupportedOption,
+    ValidationError,
+)
 from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.errors import BundleError, DataError, UnsupportedOption, ValidationError  # noqa: E402
-from mait_deploy.host.export import graph  # noqa: E402
-from mait_deploy.backends import target as get_target  # noqa: E402
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from mait_deploy.host.export import graph  # noqa: E402
 
 EVAL_COUNT = 1000
 
@@ -39,9 +44,9 @@ def test_bundle_layout_and_manifest(bundles):
         assert manifest.target == "onnxruntime" and manifest.precision == precision
         assert manifest.batch == "dynamic" and manifest.inputs[0].shape == ["batch", 1, 28, 28]
         assert manifest.model["name"] == "mait_demo_28" and manifest.labels[1] == "Trouser"
-        assert manifest.accuracy["count"] == EVAL_COUNT and manifest.accuracy["passed"]
-        assert "test" in manifest.accuracy["data"]
-        assert manifest.golden["count"] == 8
+        assert manifest.accuracy.count == EVAL_COUNT and manifest.accuracy.passed
+        assert "test" in manifest.accuracy.data
+        assert manifest.golden.count == 8 and manifest.golden.kind == "images"
         assert manifest.tool_versions["onnxruntime"]
     assert not [p for p in root.iterdir() if p.name.startswith(".mait-tmp")]
 
@@ -73,8 +78,8 @@ def test_int8_gate_and_quantization_structure(bundles):
 
 
 def test_qdq_option_checks():
-    from mait_deploy.host.compile.qdq import QdqOptions
     from mait_deploy.errors import UnsupportedOption
+    from mait_deploy.host.compile.qdq import QdqOptions
 
     with pytest.raises(UnsupportedOption, match="symmetric activations need int8"):
         QdqOptions(activation_type="uint8", activation_symmetric=True)

@@ -13,10 +13,10 @@ pytest.importorskip("nncf")
 
 from mait_deploy._deps import require  # noqa: E402
 from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.errors import MissingDependency, UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 from mait_deploy.device.runner import RunnerOptions  # noqa: E402
+from mait_deploy.errors import MissingDependency, UnsupportedOption  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 
 EVAL_COUNT = 1000
 

@@ -3,10 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mait_deploy.errors import UnsupportedOption
 from mait_deploy.device.profiling import state as device
 from mait_deploy.device.profiling.measure import ProfileOptions, parse_list
 from mait_deploy.device.profiling.stats import drift_ratio, latency_stats
+from mait_deploy.errors import UnsupportedOption
 
 FIXTURES = Path(__file__).parent / "fixtures" / "device"
 

@@ -12,11 +12,15 @@ import pytest
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.errors import MissingDependency, UnsupportedOption, ValidationError  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.backends.tensorrt.target import BuildPlan, check_explicit_quantization, trtexec_command  # noqa: E402
 from mait_deploy.backends.tensorrt import runner as trt_runtime  # noqa: E402
+from mait_deploy.backends.tensorrt.target import (  # noqa: E402
+    BuildPlan,
+    check_explicit_quantization,
+    trtexec_command,
+)
+from mait_deploy.errors import MissingDependency, UnsupportedOption, ValidationError  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,8 @@ def test_blocker_really_blocks():
 
 
 def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     golden = np.load(bundle / "golden.npz")
     image = tmp_path / "shirt.png"
@@ -83,8 +83,8 @@ def test_device_cli_commands_without_torch(bundle):
     for args in (["verify", str(bundle)], ["predict", str(bundle), "--json",
                                            str(bundle.parent / "x.png")]):
         if args[0] == "predict":
-            from PIL import Image
             import numpy as np
+            from PIL import Image
 
             Image.fromarray(np.load(bundle / "golden.npz")["images"][1]).save(args[-1])
         result = run_blocked(f'''

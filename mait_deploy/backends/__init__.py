@@ -47,6 +47,20 @@ REGISTRY: dict[str, str] = {
     "tensorrt": "mait_deploy.backends.tensorrt",
 }
 _registered: dict[str, Backend] = {}
+ENTRY_POINT_GROUP = "mait_deploy.backends"  # installed plug-ins: name = "package.module" holding BACKEND
+_discovered = False
+
+
+def _discover() -> None:
+    """Add installed plug-in backends (entry points) to the registry, once."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        REGISTRY.setdefault(entry.name, entry.value)
 
 
 def register(backend: Backend) -> None:
@@ -62,10 +76,12 @@ def unregister(name: str) -> None:
 
 
 def names() -> tuple[str, ...]:
+    _discover()
     return tuple(REGISTRY)
 
 
 def get(name: str) -> Backend:
+    _discover()
     if name not in REGISTRY:
         raise UnsupportedOption(f"unknown target {name!r}; known: {', '.join(REGISTRY)}")
     if name not in _registered:

@@ -2,7 +2,10 @@
 its own commands (``Backend.cli``)."""
 
 from mait_deploy import backends
-from mait_deploy.cli import host_commands, device_commands  # noqa: F401, I001  (they register their commands, in help order)
+
+# isort: off
+from mait_deploy.cli import host_commands, device_commands  # noqa: F401  (they register their commands, in help order)
+# isort: on
 from mait_deploy.cli.app import app
 
 backends.register_cli(app)

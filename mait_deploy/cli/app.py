@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from mait_deploy._deps import as_missing_dependency
 from mait_deploy._interrupts import (
     interrupt_requested,
     raise_if_interrupted,
@@ -20,9 +22,17 @@ from mait_deploy.errors import MaitDeployError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Take MaiT image transformers to embedded devices: export, compile, run, profile.")
 # Off a terminal (pipes, CI logs) rich would fold tables to 80 columns; give them room instead.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# markup=False everywhere: file names, labels and error messages are the user's text and may contain "[...]".
+console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160, markup=False)
+
+
 _state = {"debug": False}
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, the message printed as it is (no markup)."""
+    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -49,16 +59,22 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except MaitDeployError as err:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            print_error(str(err))
             raise typer.Exit(code=err.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/] (no partial output was left behind)")
+            err_console.print(Text.assemble(("interrupted", "bold red"), " (no partial output was left behind)"))
             raise typer.Exit(code=130) from None
+        except ImportError as err:  # a plain import of an optional tool this install lacks (e.g. torch)
+            missing = as_missing_dependency(err)
+            if missing is None or _state["debug"]:
+                raise
+            print_error(str(missing))
+            raise typer.Exit(code=missing.exit_code) from None
         except OSError as err:  # a full disk, a read-only folder...: the atomic writers already cleaned up
             if _state["debug"]:
                 raise
             where = f": {err.filename}" if getattr(err, "filename", None) else ""
-            err_console.print(f"[bold red]error:[/] {err.strerror or err}{where}", highlight=False, soft_wrap=True)
+            print_error(f"{err.strerror or err}{where}")
             raise typer.Exit(code=1) from None
 
     return wrapper

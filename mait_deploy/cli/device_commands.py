@@ -15,13 +15,13 @@ from mait_deploy.errors import MaitDeployError
 @app.command()
 @handle_errors
 def evaluate(
-    model: Optional[str] = typer.Argument(None, help="Bundle folder, checkpoint folder or shipped name (default: the shipped demo)."),
+    model: Optional[str] = typer.Argument(None, help="Bundle folder, exported .onnx, checkpoint folder or shipped name (default: the shipped demo)."),
     data: str = typer.Option("fashion-mnist", "--data", help="Labelled data: 'fashion-mnist' (test split), a folder with class sub-folders, or an .npz with labels."),
     count: Optional[int] = typer.Option(None, "--count", help="Evaluate on N images drawn (stratified, seeded) from the data."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing --count images."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Top-1 accuracy of a bundle (device runtime) or a checkpoint (PyTorch) on labelled held-out data."""
+    """Top-1 accuracy of a bundle (device runtime), an .onnx (ONNX Runtime) or a checkpoint (PyTorch) on labelled data."""
     from mait_deploy.host.evaluate import evaluate as evaluate_any
 
     result = evaluate_any(model, data, count, seed)

@@ -47,10 +47,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
 @app.command()
 @handle_errors
 def info(
-    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, shipped name or exported .onnx (default: the shipped demo)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Describe a checkpoint: architecture, masks, preprocessing, labels, size."""
+    """Describe a checkpoint (or an exported .onnx): architecture, masks, preprocessing, labels, size."""
     from mait_deploy.host.model.info import checkpoint_info
 
     details = checkpoint_info(checkpoint)
@@ -208,7 +208,7 @@ def deploy(
         calibration_count=calib_count, evaluation=None if eval_data == "none" else eval_data, eval_count=eval_count,
         max_accuracy_drop=max_accuracy_drop, profile_batches=parse_list(profile_batches, int, "batch"),
         profile_iterations=iterations, force=force)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("deploy", total=1)

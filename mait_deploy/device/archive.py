@@ -10,13 +10,14 @@ numpy-free and torch-free (standard library only).
 from __future__ import annotations
 
 import gzip
+import json
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from mait_deploy._io import atomic_dir, atomic_path, check_output
+from mait_deploy._io import MAX_JSON_BYTES, atomic_dir, atomic_path, check_output
 from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
-from mait_deploy.errors import BundleError
+from mait_deploy.errors import BundleError, MaitDeployError
 
 MAX_UNPACKED_BYTES = 8 << 30  # a MaiT bundle is MBs to a few hundred MBs; refuse archive bombs well before disk-full
 
@@ -32,8 +33,7 @@ def bundle_members(folder: Path) -> list[str]:
 
 
 def _member_names(manifest: Manifest) -> list[str]:
-    names = [MANIFEST_FILE, manifest.artifact.path, *(entry.path for entry in manifest.files),
-             manifest.golden["file"]]
+    names = [MANIFEST_FILE, *(path for path, _ in manifest.entries())]
     return sorted({str(PurePosixPath(name)) for name in names})
 
 
@@ -41,8 +41,8 @@ def pack_bundle(bundle: str | Path, archive: str | Path, force: bool = False) ->
     """Write ``bundle`` as a gzip'd tar of its files (sorted, owner root, mode 0644, no timestamps)."""
     folder, target = Path(bundle), Path(archive)
     names = bundle_members(folder)
-    check_output(target, force)
-    with atomic_path(target, suffix=".tar.gz") as temp:
+    check_output(target, force, ours=archive_ownership, what="bundle archive")
+    with atomic_path(target, suffix=".tar.gz", replace=force) as temp:
         # gzip's header would carry the time of packing and the (temporary) file name: without both, the same
         # bundle always gives the same bytes.
         with open(temp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as stream, \
@@ -75,13 +75,67 @@ def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
     seen.add(normalised)
 
 
+def _check_against_manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo], source: Path) -> None:
+    """Read the packed manifest first and refuse members it does not list, or larger than it says."""
+    entry = next(m for m in members if str(PurePosixPath(m.name)) == MANIFEST_FILE)
+    if not entry.isfile() or entry.size > MAX_JSON_BYTES:
+        raise BundleError(f"{source}: {MANIFEST_FILE} is not a plain file of a manifest's size")
+    handle = tar.extractfile(entry)
+    try:
+        data = json.loads(handle.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise BundleError(f"{source}: {MANIFEST_FILE} is unreadable: {str(err)[:200]}") from err
+    manifest = Manifest.from_dict(data, f"{source}: {MANIFEST_FILE}")
+    sizes = {str(PurePosixPath(e.path)): e.bytes for e in (manifest.artifact, *manifest.files)}
+    listed = set(_member_names(manifest))
+    for member in members:
+        name = str(PurePosixPath(member.name))
+        if not member.isfile() or name == MANIFEST_FILE:
+            continue
+        if name not in listed:
+            raise BundleError(f"{source} holds a file its manifest does not list: {name}")
+        if name in sizes and member.size > sizes[name]:  # a smaller one fails its sha256 after extraction
+            raise BundleError(f"{source}: {name} is {member.size} bytes, its manifest says {sizes[name]}")
+
+
+def bundle_ownership(folder: Path) -> str | None:
+    """None when ``folder`` is a bundle mait-deploy wrote (a readable manifest, no file it does not list, apart
+    from the engine cache a device adds), else why not: ``--force`` replaces only such folders."""
+    from mait_deploy.backends import runner_class
+
+    try:
+        manifest = read_manifest(folder)
+        caches = set(runner_class(manifest.runtime.name).cache_dirs)
+    except MaitDeployError:
+        return "no readable manifest.json of a known runtime"
+    listed = set(_member_names(manifest))
+    for path in sorted(Path(folder).rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            continue
+        if name not in listed and name.split("/")[0] not in caches:
+            return f"it holds {name}, which its manifest does not list"
+    return None
+
+
+def archive_ownership(path: Path) -> str | None:
+    """None when ``path`` is a bundle archive (a tar whose top level holds a manifest), else why not."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            if any(str(PurePosixPath(m.name)) == MANIFEST_FILE for m in tar):
+                return None
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        return "not a tar archive"
+    return "an archive without a bundle manifest"
+
+
 def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False) -> Path:
     """Check every member of ``archive``, extract it to ``out_dir`` and verify the bundle's hashes; on any
     failure nothing is left at ``out_dir`` (and an existing bundle there stays as it was)."""
     source, target = Path(archive), Path(out_dir)
     if not source.is_file():
         raise BundleError(f"archive not found: {source}")
-    check_output(target, force, kind="dir")
+    check_output(target, force, kind="dir", ours=bundle_ownership, what="bundle")
     try:
         tar = tarfile.open(source, "r:*")
     except (tarfile.TarError, OSError, EOFError) as err:
@@ -100,7 +154,8 @@ def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False)
                               f"{MAX_UNPACKED_BYTES / 2**30:.0f} GiB); refusing")
         if MANIFEST_FILE not in seen:
             raise BundleError(f"{source} has no {MANIFEST_FILE} at its top level: not a packed bundle")
-        with atomic_dir(target) as temp:
+        _check_against_manifest(tar, members, source)  # before anything is written
+        with atomic_dir(target, replace=force) as temp:
             try:
                 # The "data" filter (Python >= 3.10.12 / 3.11.4) is a second line of defence behind the checks
                 # above; older Pythons on devices (e.g. 3.11.2) rely on those checks alone.

@@ -5,25 +5,27 @@ Imports numpy and the chosen runtime only.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mait_deploy._io import sha256_file
 from mait_deploy.backends import runner_class
+from mait_deploy.device.compare import compare_logits
+from mait_deploy.device.golden import GoldenSet
 from mait_deploy.device.manifest import Manifest, read_manifest
+from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions
 from mait_deploy.errors import BundleError, ValidationError
 
 
 def check_files(folder: Path, manifest: Manifest) -> None:
     """Every file the manifest names exists and has its recorded sha256 (a tampered or truncated file is refused)."""
-    entries = [manifest.artifact, *manifest.files]
-    golden = manifest.golden
-    for entry_path, digest in [(e.path, e.sha256) for e in entries] + [(golden["file"], golden["sha256"])]:
+    root = Path(folder).resolve()
+    for entry_path, digest in manifest.entries():
         path = folder / entry_path
+        if root not in path.resolve().parents:  # a symbolic link anywhere on the path, not only the last part
+            raise BundleError(f"{folder}: {entry_path} leads outside the bundle folder (a symbolic link)")
         if not path.is_file():
             raise BundleError(f"{folder}: {entry_path} is missing")
         if path.is_symlink():
@@ -40,16 +42,15 @@ def load_bundle(path: str | Path, options: RunnerOptions | None = None, check_ha
     manifest = read_manifest(folder)
     if check_hashes:
         check_files(folder, manifest)
-    cls = runner_class(manifest.runtime["name"])
+    cls = runner_class(manifest.runtime.name)
     merged = options or RunnerOptions()
-    defaults = dict(manifest.runtime.get("options", {}))
+    defaults = dict(manifest.runtime.options)
     merged.extra = {**defaults, **merged.extra}
     return cls(folder, manifest, merged)
 
 
-def load_golden(folder: Path, manifest: Manifest) -> dict[str, np.ndarray]:
-    with np.load(folder / manifest.golden["file"], allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+def load_golden(folder: Path, manifest: Manifest) -> GoldenSet:
+    return GoldenSet.read(Path(folder) / manifest.golden.file, manifest.golden.kind)
 
 
 @dataclass
@@ -63,6 +64,9 @@ class VerifyReport:
     tolerance: dict[str, float]
     passed: bool
     runtime: dict[str, Any]
+    golden_kind: str = "images"  # raw images through preprocessing, or preprocessed inputs
+    device_isa: dict[str, Any] = field(default_factory=dict)  # this device's CPU, beside the build host's in
+    # the manifest (build.host_isa): int8 results can differ between ISA classes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,19 +79,17 @@ def verify_bundle(path: str | Path, options: RunnerOptions | None = None) -> Ver
     runner = load_bundle(folder, options)
     golden = load_golden(folder, runner.manifest)
     with runner:
-        prediction = runner.predict(golden["images"])
+        logits = golden.outputs(runner)
         info = runner.runtime_info()
-    expected = golden["logits"]
-    diff = float(np.abs(prediction.logits - expected).max())
-    agreement = float((prediction.indices == expected.argmax(-1)).mean())
-    tolerance = runner.manifest.golden["tolerance"]
+    tolerance = runner.manifest.golden.tolerance
+    comparison = compare_logits(logits, golden.logits)
     report = VerifyReport(
         bundle=str(folder), target=runner.manifest.target, precision=runner.manifest.precision,
-        count=len(expected), max_abs_diff=diff, top1_agreement=agreement, tolerance=tolerance,
-        passed=diff <= tolerance["max_abs_diff"] and agreement >= tolerance["min_top1_agreement"], runtime=info,
+        count=comparison.count, max_abs_diff=comparison.max_abs_diff, top1_agreement=comparison.top1_agreement,
+        tolerance=tolerance.to_dict(), passed=comparison.within(tolerance), runtime=info, golden_kind=golden.kind,
+        device_isa=cpu_isa(),
     )
     if not report.passed:
-        raise ValidationError(f"{folder}: golden outputs do not match on this device: max |diff| {diff:.3g} "
-                              f"(limit {tolerance['max_abs_diff']:g}), top-1 agreement {agreement * 100:.1f}% "
-                              f"(limit {tolerance['min_top1_agreement'] * 100:.0f}%)")
+        raise ValidationError(f"{folder}: golden outputs do not match on this device: "
+                              f"{comparison.describe(tolerance)}")
     return report

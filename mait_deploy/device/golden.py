@@ -1,39 +1,85 @@
-"""Assemble a bundle folder: artifact files, golden I/O and the manifest (with every file's sha256)."""
+"""The golden set: a few images and the outputs this artifact gave for them on the build host, so that ``verify``
+on a device checks its whole path (preprocessing + runtime) against the build.
+
+A golden set holds either raw uint8 images (``kind="images"``: the device runs its own preprocessing on them,
+as it will on camera frames) or, when the evaluation data had no uniform raw array (an image folder of mixed
+sizes, float arrays), the preprocessed float32 inputs (``kind="inputs"``). ``GoldenSet.outputs`` runs either.
+"""
 
 from __future__ import annotations
 
-import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mait_deploy._io import sha256_file
-from mait_deploy.device.manifest import (
-    GOLDEN_FILE,
-    SCHEMA_VERSION,
-    FileEntry,
-    Manifest,
-    TensorSpec,
-)
+from mait_deploy._io import atomic_path
+from mait_deploy.device.compare import Tolerance
+from mait_deploy.errors import BundleError
 
+GOLDEN_FILE = "golden.npz"
 GOLDEN_COUNT = 8
+KINDS = ("images", "inputs")
 # How far a device may differ from the host's outputs of the same artifact on the golden images.
 GOLDEN_TOLERANCE = {
-    "fp32": {"max_abs_diff": 1e-3, "min_top1_agreement": 1.0},
-    "fp16": {"max_abs_diff": 5e-2, "min_top1_agreement": 1.0},
-    "bf16": {"max_abs_diff": 1e-1, "min_top1_agreement": 1.0},
-    "int8": {"max_abs_diff": 5e-1, "min_top1_agreement": 1.0},
+    "fp32": Tolerance(max_abs_diff=1e-3, min_top1_agreement=1.0),
+    "fp16": Tolerance(max_abs_diff=5e-2, min_top1_agreement=1.0),
+    "bf16": Tolerance(max_abs_diff=1e-1, min_top1_agreement=1.0),
+    "int8": Tolerance(max_abs_diff=5e-1, min_top1_agreement=1.0),
 }
 
 
-def file_entry(folder: Path, name: str) -> FileEntry:
-    path = folder / name
-    return FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size)
+@dataclass
+class GoldenSet:
+    kind: str  # "images" or "inputs"
+    samples: np.ndarray  # uint8 raw images, or float32 [N, C, H, W] model inputs
+    logits: np.ndarray  # this artifact's outputs on the build host
+    reference_logits: np.ndarray  # the FP32 reference's outputs
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BundleError(f"golden set kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not len(self.samples) == len(self.logits) == len(self.reference_logits):
+            raise BundleError("golden set: samples, logits and reference logits differ in length")
+
+    @classmethod
+    def from_evaluation(cls, raw_images: Any, inputs: np.ndarray, index: np.ndarray, logits: np.ndarray,
+                        reference_logits: np.ndarray) -> "GoldenSet":
+        """Raw pixels when the source kept a uniform uint8 array (so verify exercises preprocessing too), else
+        the preprocessed inputs. ``logits``/``reference_logits`` are for the chosen ``index`` only."""
+        if isinstance(raw_images, np.ndarray) and raw_images.dtype == np.uint8:
+            return cls("images", raw_images[index], logits, reference_logits)
+        return cls("inputs", inputs[index], logits, reference_logits)
+
+    def outputs(self, runner: Any) -> np.ndarray:
+        """This device's logits for the golden samples, through the path the kind calls for."""
+        return runner.predict(self.samples).logits if self.kind == "images" else runner.run(self.samples)
+
+    def write(self, folder: Path) -> Path:
+        path = Path(folder) / GOLDEN_FILE
+        with atomic_path(path, suffix=".npz") as temp:
+            with open(temp, "wb") as handle:
+                np.savez_compressed(handle, **{self.kind: self.samples, "logits": self.logits,
+                                               "reference_logits": self.reference_logits})
+        return path
+
+    @classmethod
+    def read(cls, path: Path, kind: str | None = None) -> "GoldenSet":
+        """``kind`` from the manifest; None (schema-1 bundles) takes it from the file's arrays."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as err:
+            raise BundleError(f"{path}: unreadable golden set ({err})") from err
+        kind = kind or next((k for k in KINDS if k in arrays), None)
+        missing = [key for key in (kind, "logits", "reference_logits") if key not in arrays]
+        if kind is None or missing:
+            raise BundleError(f"{path}: golden set lacks {', '.join(map(str, missing or KINDS))}")
+        return cls(kind, arrays[kind], arrays["logits"], arrays["reference_logits"])
 
 
-def choose_golden(raw_images: Any, inputs: np.ndarray, reference_logits: np.ndarray,
-                  count: int = GOLDEN_COUNT) -> np.ndarray:
+def choose_golden(reference_logits: np.ndarray, count: int = GOLDEN_COUNT) -> np.ndarray:
     """Indices of images the reference classifies with the widest margins, spread over classes: a device's
     small numeric differences must not flip their labels."""
     top2 = np.sort(reference_logits, axis=-1)[:, -2:]
@@ -47,30 +93,3 @@ def choose_golden(raw_images: Any, inputs: np.ndarray, reference_logits: np.ndar
     chosen = sorted(chosen, key=lambda i: -margin[i])[:count]
     chosen += rest[: count - len(chosen)]
     return np.array(sorted(chosen))
-
-
-def golden_arrays(raw_images: Any, inputs: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
-    """The golden images: raw pixels when the source kept a uniform uint8 array (so verify exercises
-    preprocessing too), else the preprocessed inputs."""
-    if isinstance(raw_images, np.ndarray) and raw_images.dtype == np.uint8:
-        return {"images": raw_images[index]}
-    return {"inputs": inputs[index]}
-
-
-def write_golden(folder: Path, arrays: dict[str, np.ndarray]) -> FileEntry:
-    np.savez_compressed(folder / GOLDEN_FILE, **arrays)
-    return file_entry(folder, GOLDEN_FILE)
-
-
-def make_manifest(folder: Path, *, config: dict[str, Any], target: str, precision: str, artifact: str,
-                  side_files: list[str], inputs: list[TensorSpec], outputs: list[TensorSpec], batch: int | str,
-                  runtime: dict[str, Any], golden: dict[str, Any], accuracy: dict[str, Any] | None,
-                  source: dict[str, Any], tool_versions: dict[str, str], build: dict[str, Any]) -> Manifest:
-    return Manifest(
-        schema_version=SCHEMA_VERSION,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        model=config, target=target, precision=precision, artifact=file_entry(folder, artifact),
-        inputs=inputs, outputs=outputs, batch=batch, runtime=runtime, golden=golden, accuracy=accuracy,
-        files=[file_entry(folder, name) for name in side_files], source=source, tool_versions=tool_versions,
-        build=build,
-    )

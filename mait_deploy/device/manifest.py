@@ -1,20 +1,27 @@
 """The bundle manifest: schema, JSON round trip, validation. numpy-free and torch-free.
 
-A bundle is a folder holding the artifact (and any side files), ``golden.npz`` and ``manifest.json``.
+A bundle is a folder holding the artifact (and any side files), the golden set and ``manifest.json``. The
+manifest is typed: the runtime spec, the golden entry (with its tolerance) and the accuracy gate result are
+dataclasses with one reader (``Manifest.from_dict``) and one writer (``Manifest.write``).
+
+Schema 2 added ``golden.kind`` (raw images or preprocessed inputs); schema-1 bundles are still read (the kind is
+then taken from the golden file).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from mait_deploy._io import read_json, sha256_file
+from mait_deploy.device.compare import GateResult, Tolerance
 from mait_deploy.errors import BundleError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
-GOLDEN_FILE = "golden.npz"
 
 
 @dataclass
@@ -23,12 +30,40 @@ class FileEntry:
     sha256: str
     bytes: int
 
+    @classmethod
+    def of(cls, folder: Path, name: str) -> "FileEntry":
+        path = Path(folder) / name
+        return cls(path=name, sha256=sha256_file(path), bytes=path.stat().st_size)
+
 
 @dataclass
 class TensorSpec:
     name: str
     shape: list[int | str]  # "batch" for a dynamic axis
     dtype: str
+
+
+@dataclass
+class RuntimeSpec:
+    """Which runner runs the artifact, the pip extra it needs, and its default options (RunnerOptions.extra)."""
+
+    name: str
+    extra: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GoldenEntry:
+    file: str
+    sha256: str
+    count: int
+    tolerance: Tolerance
+    kind: str | None = None  # "images" | "inputs"; None in schema-1 bundles (read from the file)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tolerance"] = self.tolerance.to_dict()
+        return data
 
 
 @dataclass
@@ -42,9 +77,9 @@ class Manifest:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     batch: int | str  # "dynamic" or a fixed size
-    runtime: dict[str, Any]  # which runtime runs it and how: {"name", "extra", "options": {...}}
-    golden: dict[str, Any]  # {"file", "sha256", "count", "tolerance": {...}}
-    accuracy: dict[str, Any] | None = None  # accuracy gate results
+    runtime: RuntimeSpec
+    golden: GoldenEntry
+    accuracy: GateResult | None = None  # accuracy gate results (None: compiled with --no-eval)
     files: list[FileEntry] = field(default_factory=list)  # side files (OpenVINO .bin, ...)
     source: dict[str, Any] = field(default_factory=dict)  # ONNX it was built from / checked against
     tool_versions: dict[str, str] = field(default_factory=dict)
@@ -58,11 +93,27 @@ class Manifest:
     def preprocess(self) -> dict[str, Any]:
         return self.model["preprocess"]
 
+    def entries(self) -> list[tuple[str, str]]:
+        """(relative path, sha256) of every file the bundle holds besides the manifest."""
+        return [(e.path, e.sha256) for e in (self.artifact, *self.files)] + [(self.golden.file, self.golden.sha256)]
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["golden"] = self.golden.to_dict()
+        data["accuracy"] = self.accuracy.to_dict() if self.accuracy else None
+        return data
 
     def write(self, folder: Path) -> None:
         (Path(folder) / MANIFEST_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def create(cls, folder: Path, **values: Any) -> "Manifest":
+        """A new manifest for the files in ``folder``: hashes the artifact and side files, stamps schema and time."""
+        artifact = FileEntry.of(folder, values.pop("artifact"))
+        files = [FileEntry.of(folder, name) for name in values.pop("side_files", [])]
+        return cls(schema_version=SCHEMA_VERSION,
+                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   artifact=artifact, files=files, **values)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str = "manifest") -> "Manifest":
@@ -87,8 +138,8 @@ class Manifest:
             raise BundleError(f"{origin} has unknown fields: {', '.join(unknown)}")
         for key, kind in (("model", Mapping), ("artifact", Mapping), ("runtime", Mapping), ("golden", Mapping),
                           ("inputs", list), ("outputs", list), ("target", str), ("precision", str),
-                          ("created", str)):
-            if not isinstance(data[key], kind):
+                          ("created", str), ("source", Mapping), ("tool_versions", Mapping), ("build", Mapping)):
+            if key in data and not isinstance(data[key], kind):
                 raise BundleError(f"{origin}: {key} has the wrong type ({type(data[key]).__name__})")
         try:
             values = dict(data)
@@ -96,6 +147,10 @@ class Manifest:
             values["files"] = [_file_entry(entry) for entry in data.get("files") or []]
             values["inputs"] = [_tensor_spec(spec) for spec in data["inputs"]]
             values["outputs"] = [_tensor_spec(spec) for spec in data["outputs"]]
+            values["runtime"] = _runtime_spec(data["runtime"])
+            values["golden"] = _golden_entry(data["golden"], origin)
+            accuracy = data.get("accuracy")
+            values["accuracy"] = None if accuracy is None else GateResult.from_dict(accuracy, f"{origin}: accuracy")
             manifest = cls(**values)
             manifest._check(origin)
         except BundleError:
@@ -105,25 +160,18 @@ class Manifest:
         return manifest
 
     def _check(self, origin: str) -> None:
-        golden = self.golden
-        if not isinstance(golden.get("file"), str) or not isinstance(golden.get("sha256"), str) \
-                or not isinstance(golden.get("tolerance", {}), Mapping):
-            raise BundleError(f"{origin}: golden needs a file name, a sha256 and a tolerance")
         if not isinstance(self.model.get("preprocess"), Mapping):
             raise BundleError(f"{origin}: model.preprocess is missing")
         for key in ("num_classes", "preprocess", "img_size", "in_chans"):
-            if not isinstance(self.model, Mapping) or key not in self.model:
+            if key not in self.model:
                 raise BundleError(f"{origin}: model.{key} is missing")
         if not self.inputs or not self.outputs:
             raise BundleError(f"{origin}: inputs and outputs must not be empty")
-        if not (self.batch == "dynamic" or (isinstance(self.batch, int) and self.batch >= 1)):
+        if not (self.batch == "dynamic" or (isinstance(self.batch, int) and not isinstance(self.batch, bool)
+                                            and self.batch >= 1)):
             raise BundleError(f"{origin}: batch must be 'dynamic' or a positive integer, got {self.batch!r}")
-        for entry in [self.artifact, *self.files]:
-            _check_relative(entry.path, origin)
-        if "file" in self.golden:
-            _check_relative(self.golden["file"], origin)
-        if not isinstance(self.runtime, Mapping) or "name" not in self.runtime:
-            raise BundleError(f"{origin}: runtime.name is missing")
+        for path, _ in self.entries():
+            _check_relative(path, origin)
 
 
 def _file_entry(entry: Any) -> FileEntry:
@@ -146,6 +194,26 @@ def _tensor_spec(spec: Any) -> TensorSpec:
     return item
 
 
+def _runtime_spec(spec: Mapping[str, Any]) -> RuntimeSpec:
+    item = RuntimeSpec(**spec)
+    if not isinstance(item.name, str) or not item.name or not isinstance(item.extra, str) \
+            or not isinstance(item.options, Mapping):
+        raise TypeError("runtime needs name (str), extra (str) and options (object)")
+    return item
+
+
+def _golden_entry(entry: Mapping[str, Any], origin: str) -> GoldenEntry:
+    values = dict(entry)
+    if not isinstance(values.get("tolerance"), Mapping):
+        raise BundleError(f"{origin}: golden needs a file name, a sha256 and a tolerance")
+    values["tolerance"] = Tolerance.from_dict(values["tolerance"], f"{origin}: golden.tolerance")
+    item = GoldenEntry(**values)
+    if not isinstance(item.file, str) or not isinstance(item.sha256, str) or not isinstance(item.count, int) \
+            or item.kind not in (None, "images", "inputs"):
+        raise BundleError(f"{origin}: golden needs a file name, a sha256, a count and a kind (images or inputs)")
+    return item
+
+
 def _check_relative(path: str, origin: str) -> None:
     """Bundle file names must stay inside the bundle folder."""
     if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
@@ -161,8 +229,4 @@ def read_manifest(folder: str | Path) -> Manifest:
     path = folder / MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"{folder} has no {MANIFEST_FILE}: not a bundle")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"{path} is not valid JSON: {err}") from err
-    return Manifest.from_dict(data, str(path))
+    return Manifest.from_dict(read_json(path, BundleError, "manifest"), str(path))

@@ -33,6 +33,11 @@ def _pil():
     return Image
 
 
+# A classifier's input is a few hundred pixels wide; 40 MP covers every camera still while a small, highly
+# compressed file cannot make predict decode gigabytes (a 13000x13000 16-bit PNG of 328 KB took 4.4 GB).
+MAX_IMAGE_PIXELS = 40_000_000
+
+
 def load_image(path: str | os.PathLike[str]) -> Any:
     """Open an image file fully (so a truncated file fails here, with its name)."""
     Image = _pil()
@@ -41,6 +46,10 @@ def load_image(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
+            width, height = image.size  # read from the header: nothing is decoded yet
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"image {path} is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is "
+                                f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP: downscale it first")
             image.load()
             return image.copy()
     except (OSError, ValueError, Image.DecompressionBombError) as err:
@@ -51,7 +60,7 @@ def _to_mode(image: Any, channels: int) -> Any:
     """Convert any PIL mode (16-bit, CMYK, RGBA, palette, ...) to 'L' or 'RGB'."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit integer greys: rescale to 8 bits by the type's range rather than clipping at 255.
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image, dtype=np.float32)
         peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         image = _pil().fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "F":

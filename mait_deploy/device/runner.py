@@ -60,6 +60,7 @@ class Runner(abc.ABC):
     """Runs one bundle's artifact. Subclasses implement ``_load``, ``_infer`` and ``_close`` only."""
 
     runtime_name = "base"
+    cache_dirs: tuple[str, ...] = ()  # folders the runtime adds inside a bundle on the device (not in the manifest)
 
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, options: RunnerOptions | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
@@ -141,12 +142,40 @@ class Runner(abc.ABC):
             raise DataError("model input contains NaN or Inf")
         return np.ascontiguousarray(batch)
 
+    @property
+    def batch_limit(self) -> int:
+        """The most samples one runtime call takes: the artifact's fixed batch, else the backend's own limit
+        (e.g. a TensorRT optimization profile's max) capped by ``RunnerOptions.max_batch``."""
+        if self.fixed_batch:
+            return self.fixed_batch
+        backend = self._backend_batch_limit()
+        return min(self.options.max_batch, backend) if backend else self.options.max_batch
+
+    def _backend_batch_limit(self) -> int | None:
+        """The backend's own limit on one call's batch (None: none beyond memory)."""
+        return None
+
+    def timed_call(self, batch: np.ndarray) -> tuple[np.ndarray, int]:
+        """One runtime call on a batch the artifact takes as it is, and its duration in ns: the profiler's unit.
+        No chunking and no padding: a fixed-batch artifact takes exactly its batch, any other at most
+        ``batch_limit``; anything else is a one-line error."""
+        count = len(batch)
+        if self.fixed_batch and count != self.fixed_batch:
+            raise UnsupportedOption(f"this bundle has a fixed batch of {self.fixed_batch}; got {count}")
+        if count > self.batch_limit:
+            raise UnsupportedOption(f"batch {count} is above this bundle's limit of {self.batch_limit} per call")
+        if not self._active:
+            self.activate()
+        started = time.perf_counter_ns()
+        logits = self._infer(batch)
+        return logits, time.perf_counter_ns() - started
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a preprocessed float32 [N, C, H, W] batch of any size (chunked/padded as the artifact needs)."""
         if not self._active:
             self.activate()
         batch = self.check_input(batch)
-        chunk = self.fixed_batch or self.options.max_batch
+        chunk = self.batch_limit
         outputs, elapsed = [], 0
         for start in range(0, len(batch), chunk):
             part = batch[start:start + chunk]
@@ -154,9 +183,8 @@ class Runner(abc.ABC):
             if self.fixed_batch and count < self.fixed_batch:
                 pad = np.zeros((self.fixed_batch - count, *part.shape[1:]), dtype=part.dtype)
                 part = np.concatenate([part, pad])
-            started = time.perf_counter_ns()
-            logits = self._infer(part)
-            elapsed += time.perf_counter_ns() - started
+            logits, took = self.timed_call(part)
+            elapsed += took
             outputs.append(np.asarray(logits, dtype=np.float32)[:count])
         self.last_inference_ms = elapsed / 1e6
         # One chunk (the usual case) needs no copy: _infer returns a new array.

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from mait_deploy.config import MaiTConfig, PreprocessConfig
 from mait_deploy.device.manifest import Manifest
-from mait_deploy.errors import BundleError, DataError
-from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.preprocess import preprocess
+from mait_deploy.errors import BundleError, ConfigError, DataError
 
 GREY = PreprocessConfig(input_size=28, channels=1, mean=(0.286,), std=(0.353,))
 RGB = PreprocessConfig(input_size=32, channels=3)
@@ -25,7 +25,8 @@ VALID = {
     "inputs": [{"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32"}],
     "outputs": [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}],
     "batch": "dynamic", "runtime": {"name": "onnxruntime"},
-    "golden": {"file": "golden.npz", "sha256": "0" * 64, "count": 8, "tolerance": {}},
+    "golden": {"file": "golden.npz", "sha256": "0" * 64, "count": 8,
+               "tolerance": {"max_abs_diff": 1e-3, "min_top1_agreement": 1.0}, "kind": "images"},
 }
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -91,3 +92,25 @@ def test_known_layouts():
         preprocess(np.full((28, 28), 7.0, np.float32), GREY)
     with pytest.raises(DataError, match="empty"):
         preprocess(np.zeros((0, 28, 28), np.uint8), GREY)
+
+
+def test_the_valid_manifest_parses():
+    assert Manifest.from_dict(json.loads(json.dumps(VALID))).golden.tolerance.max_abs_diff == 1e-3
+
+
+CONFIG = MaiTConfig(name="tiny", img_size=16, patch_size=4, in_chans=1, num_classes=5, embed_dim=32, depth=2,
+                    num_heads=4, preprocess=PreprocessConfig(input_size=16, channels=1, mean=(0.5,), std=(0.25,)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(CONFIG.to_dict())), json_values)
+def test_one_wrong_config_field_is_a_config_error_or_harmless(key, value):
+    """A config.json field of any JSON type or value: a ConfigError naming it, or a config that is sound."""
+    data = CONFIG.to_dict()
+    data[key] = value
+    try:
+        config = MaiTConfig.from_dict(data)
+    except ConfigError:
+        return
+    assert config.num_patches >= 1 and config.embed_dim % config.num_heads == 0
+    config.mask.heads(config.num_heads)  # resolvable

@@ -86,8 +86,8 @@ class LiteRtTarget(Target):
         default_precision="int8",
     )
 
-    def known_target_options(self) -> tuple[str, ...]:
-        return ("xnnpack",)
+    def known_target_options(self) -> dict[str, type]:
+        return {"xnnpack": bool}
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch == "dynamic":

@@ -49,8 +49,8 @@ class OnnxRuntimeTarget(Target):
         precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cpu",),
     )
 
-    def known_target_options(self) -> tuple[str, ...]:
-        return ("per_channel", "int8_format")
+    def known_target_options(self) -> dict[str, type]:
+        return {"per_channel": bool, "int8_format": str}
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):
@@ -62,9 +62,6 @@ class OnnxRuntimeTarget(Target):
             raise UnsupportedOption(f"int8_format {int8_format!r}: use {', '.join(INT8_FORMATS)}")
         if options.precision != "int8" and "int8_format" in options.target_options:
             raise UnsupportedOption("int8_format applies to int8 only")
-        per_channel = options.target_options.get("per_channel", True)
-        if not isinstance(per_channel, bool):
-            raise UnsupportedOption(f"per_channel takes true or false, got {per_channel!r}")
 
     def _quantization_detail(self, build: dict) -> str:
         fmt = build.get("int8_format", {}).get("format")

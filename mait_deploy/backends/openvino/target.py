@@ -86,12 +86,14 @@ class OpenVinoTarget(Target):
         precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("CPU", "GPU", "NPU", "AUTO"),
     )
 
-    def known_target_options(self) -> tuple[str, ...]:
-        return ("accuracy_control", "device", "subset_size", "fast_bias_correction")
+    def known_target_options(self) -> dict[str, type]:
+        return {"accuracy_control": bool, "device": str, "subset_size": int, "fast_bias_correction": bool}
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("openvino bundles keep the dynamic batch axis; --batch is not supported")
+        if options.target_options.get("subset_size", 1) < 1:
+            raise UnsupportedOption("-O subset_size must be >= 1")
         if options.precision != "int8":
             for key in ("accuracy_control", "subset_size", "fast_bias_correction"):
                 if key in options.target_options:

@@ -130,7 +130,7 @@ def build_engine(trt: Any, onnx_path: Path, plan: dict[str, Any], timing_cache: 
 def ensure_engine(bundle_dir: Path, manifest: Any, trt: Any, gpu: GpuInfo, force: bool = False) -> tuple[Path, bool]:
     """The cached engine for this bundle on this device, building it when missing, stale or foreign.
     Returns (engine path, whether it was built now)."""
-    plan = manifest.runtime["options"]["plan"]
+    plan = manifest.runtime.options["plan"]
     identity = {"gpu": gpu.name, "compute_capability": gpu.compute_capability, "tensorrt": trt.__version__,
                 "onnx_sha256": manifest.artifact.sha256, "precision": manifest.precision, "plan": plan}
     key = cache_key(gpu, trt.__version__, manifest.artifact.sha256, plan)
@@ -152,6 +152,7 @@ def ensure_engine(bundle_dir: Path, manifest: Any, trt: Any, gpu: GpuInfo, force
 
 class TensorRtRunner(Runner):
     runtime_name = "tensorrt"
+    cache_dirs = (CACHE_DIR,)
 
     def _load(self) -> None:
         trt = require("tensorrt", extra="tensorrt")
@@ -165,9 +166,8 @@ class TensorRtRunner(Runner):
             raise MaitDeployError(f"TensorRT could not load {self._engine_path}; delete it to rebuild")
         self._context = self._engine.create_execution_context()
         self._stream = _check(cudart.cudaStreamCreate())
-        plan = self.manifest.runtime["options"]["plan"]
+        plan = self.manifest.runtime.options["plan"]
         self._max_batch = int(plan["max_batch"])
-        self.options.max_batch = min(self.options.max_batch, self._max_batch)
         classes = int(self.manifest.model["num_classes"])
         self._in_bytes = self._max_batch * int(np.prod(self.sample_shape)) * 4
         self._out_bytes = self._max_batch * classes * 4
@@ -175,6 +175,10 @@ class TensorRtRunner(Runner):
         self._d_out = _check(cudart.cudaMalloc(self._out_bytes))
         self._output_name = self.manifest.outputs[0].name
         self._gpu = gpu
+
+    def _backend_batch_limit(self) -> int:
+        # The optimization profile's max (the device buffers are sized for it); known before the engine loads.
+        return int(self.manifest.runtime.options["plan"]["max_batch"])
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         cudart = self._cudart

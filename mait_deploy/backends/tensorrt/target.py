@@ -36,6 +36,7 @@ from mait_deploy.host.compile.target import (
     Target,
     TargetCapabilities,
 )
+from mait_deploy.host.export import graph
 from mait_deploy.host.export.onnx import INPUT_NAME, convert_onnx_fp16
 
 ARTIFACT = "model.onnx"
@@ -128,11 +129,8 @@ def check_explicit_quantization(model: Any) -> dict[str, Any]:
     if opset < 13:
         problems.append(f"opset {opset} < 13")
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    produced_by = {out: node for node in model.graph.node for out in node.output}
-    users: dict[str, list[Any]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    produced_by = graph.producers(model)
+    users = graph.consumers(model)
     weights = activations = 0
     for node in model.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
@@ -196,9 +194,9 @@ class TensorRtTarget(Target):
         precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cuda", "dla"),
     )
 
-    def known_target_options(self) -> tuple[str, ...]:
-        return ("min_batch", "opt_batch", "max_batch", "workspace_mb", "builder_optimization_level", "dla_core",
-                "gpu_fallback", "timing_cache")
+    def known_target_options(self) -> dict[str, type]:
+        return {"min_batch": int, "opt_batch": int, "max_batch": int, "workspace_mb": int,
+                "builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool, "timing_cache": bool}
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):

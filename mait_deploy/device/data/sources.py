@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from mait_deploy.config import PreprocessConfig
+from mait_deploy.device.data.arrays import ArrayFile
 from mait_deploy.device.data.builtin import BUILTIN_NAMES, load_builtin
 from mait_deploy.device.preprocess import (
     IMAGE_SUFFIXES,
@@ -128,34 +129,22 @@ def _folder(path: Path, config: PreprocessConfig, labels: Sequence[str] | None, 
 
 
 def _array_file(path: Path, config: PreprocessConfig, count: int | None, seed: int, strict: bool) -> Dataset:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read {path}: {err}") from err
-    labels = None
-    if isinstance(loaded, np.ndarray):
-        images = loaded
-    else:
-        with loaded:
-            keys = set(loaded.files)
-            image_key = next((k for k in ("images", "x", "inputs") if k in keys), None)
-            if image_key is None:
-                raise DataError(f"{path} has no 'images' array (found: {', '.join(sorted(keys))})")
-            images = loaded[image_key]
-            label_key = next((k for k in ("labels", "y") if k in keys), None)
-            labels = loaded[label_key] if label_key else None
-    if images.ndim not in (3, 4) or len(images) == 0:
-        raise DataError(f"{path}: expected images [N, H, W(, C)] or [N, C, H, W], got shape {images.shape}")
-    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
-        raise DataError(f"{path}: images must be uint8 (0-255) or float (0-1), got {images.dtype}")
-    if labels is not None:
-        if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"{path}: labels must be integers [N] matching {len(images)} images, "
-                            f"got {labels.dtype} {labels.shape}")
-        labels = labels.astype(np.int64)
-    chosen = _sample_indices(len(images), count, labels, seed, strict, str(path))
-    images = images[chosen]
+    with ArrayFile(path) as arrays:
+        shape, dtype, labels = arrays.shape, arrays.dtype, arrays.labels
+        if len(shape) not in (3, 4) or shape[0] == 0:
+            raise DataError(f"{path}: expected images [N, H, W(, C)] or [N, C, H, W], got shape {list(shape)}")
+        if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+            raise DataError(f"{path}: images must be uint8 (0-255) or float (0-1), got {dtype}")
+        if labels is not None:
+            if labels.ndim != 1 or len(labels) != shape[0] or not np.issubdtype(labels.dtype, np.integer):
+                raise DataError(f"{path}: labels must be integers [N] matching {shape[0]} images, "
+                                f"got {labels.dtype} {list(labels.shape)}")
+            labels = labels.astype(np.int64)
+        chosen = _sample_indices(shape[0], count, labels, seed, strict, str(path))
+        images = arrays.rows(chosen)
     labels = labels[chosen] if labels is not None else None
+    if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+        raise DataError(f"{path}: images contain NaN or Inf")
     inputs = preprocess_uint8_batch(images, config) if images.dtype == np.uint8 else preprocess(images, config)
     return Dataset(inputs, labels, f"{path} ({len(images)} images)", images)
 

@@ -1,6 +1,6 @@
 """profile(): latency percentiles, throughput, memory and device state of a bundle on this device (no torch).
 
-Model latency is timed with perf_counter_ns around the runtime call only (the runner's ``_infer``); the end-to-end
+Model latency is timed with perf_counter_ns around the runtime call only (the runner's ``timed_call``); the end-to-end
 figure times predict() on raw images (preprocessing + inference + softmax), with preprocessing also reported
 alone. Warm-up is measured and reported apart from the measurement.
 """
@@ -117,16 +117,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def _timed_loop(call: Callable[[], Any], iterations: int | None, duration_s: float | None,
+def _timed_loop(timed_call: Callable[[], int], iterations: int | None, duration_s: float | None,
                 after: Callable[[], Any] | None = None) -> list[int]:
-    """Per-call times in ns, for ``iterations`` calls or until ``duration_s`` has passed; ``after`` runs after
-    each call, outside the timed window."""
+    """Per-call times in ns (each ``timed_call`` returns its own), for ``iterations`` calls or until
+    ``duration_s`` has passed; ``after`` runs after each call, outside the timed window."""
     samples: list[int] = []
     deadline = None if duration_s is None else time.perf_counter() + duration_s
     while True:
-        started = time.perf_counter_ns()
-        call()
-        samples.append(time.perf_counter_ns() - started)
+        samples.append(timed_call())
         if after is not None:
             after()
         if deadline is None and len(samples) >= iterations:
@@ -140,10 +138,9 @@ def _raw_images(runner: Runner, count: int) -> Any:
     from mait_deploy.device.bundle import load_golden
 
     golden = load_golden(runner.bundle_dir, runner.manifest)
-    key = "images" if "images" in golden else "inputs"
-    images = golden[key]
-    index = np.arange(count) % len(images)
-    return images[index] if key == "images" else None
+    if golden.kind != "images":
+        return None
+    return golden.samples[np.arange(count) % len(golden.samples)]
 
 
 def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
@@ -151,13 +148,14 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
     if runner.fixed_batch and batch != runner.fixed_batch:
         raise UnsupportedOption(f"this bundle has a fixed batch of {runner.fixed_batch}; profile --batch "
                                 f"{runner.fixed_batch}")
+    if batch > runner.batch_limit:
+        raise UnsupportedOption(f"batch {batch} is above this bundle's limit of {runner.batch_limit} per call; "
+                                f"profile --batch {runner.batch_limit} or less")
     rng = np.random.default_rng(batch)
     inputs = rng.standard_normal((batch, *runner.sample_shape)).astype(np.float32)
     warm = []
     for _ in range(options.warmup):
-        started = time.perf_counter_ns()
-        runner._infer(inputs)
-        warm.append(time.perf_counter_ns() - started)
+        warm.append(runner.timed_call(inputs)[1])
     warmup = {"count": len(warm), "total_ms": sum(warm) / 1e6, "first_ms": warm[0] / 1e6 if warm else None}
     result = BatchResult(batch=batch, mode=options.mode, warmup=warmup)
     if options.mode == "throughput":
@@ -171,7 +169,7 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
     progress(f"batch {batch}: model latency")
     reported: list[float] = []
     keeps_own_time = runner.runtime_latency_ms is not None  # warm-up has run, so a runtime that keeps one has it
-    samples = _timed_loop(lambda: runner._infer(inputs), options.iterations, options.duration_s,
+    samples = _timed_loop(lambda: runner.timed_call(inputs)[1], options.iterations, options.duration_s,
                           after=(lambda: reported.append(runner.runtime_latency_ms)) if keeps_own_time else None)
     stats = latency_stats(samples, batch=batch, percentiles=options.percentiles)
     result.model = stats.to_dict()
@@ -185,8 +183,10 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
             progress(f"batch {batch}: end to end")
             pre: list[float] = []
 
-            def call() -> None:
+            def call() -> int:
+                started = time.perf_counter_ns()
                 pre.append(runner.predict(images).preprocess_ms)
+                return time.perf_counter_ns() - started
 
             # Half the model iterations (or duration): enough for stable end-to-end percentiles.
             e2e = _timed_loop(call, max(1, (options.iterations or 2) // 2),
@@ -234,7 +234,7 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
         runtime = runner.runtime_info()
     except Exception as err:
         error = str(err).splitlines()[0] if str(err) else traceback.format_exc(limit=1)
-        runtime = {"runtime": manifest.runtime.get("name")}
+        runtime = {"runtime": manifest.runtime.name}
     finally:
         memory["rss_end_mb"] = rss_mb()
         memory["peak_rss_mb"] = peak_rss_mb()
@@ -252,7 +252,7 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
         bundle={"path": str(runner.bundle_dir), "target": manifest.target, "precision": manifest.precision,
                 "model": manifest.model.get("name"), "artifact_bytes": size, "batch": manifest.batch},
         runtime=runtime, options=_options_dict(options), results=results, memory=memory,
-        device={"before": device_before, "after": device_state()}, accuracy=manifest.accuracy, error=error,
+        device={"before": device_before, "after": device_state()}, accuracy=manifest.accuracy.to_dict() if manifest.accuracy else None, error=error,
     )
 
 
@@ -276,4 +276,24 @@ def parse_list(text: str, kind: type, what: str) -> tuple:
 
 def profile_many(bundles: Sequence[str | Path], options: ProfileOptions,
                  progress: Callable[[str], None] | None = None) -> list[ProfileReport]:
-    return [profile(bundle, options, progress) for bundle in bundles]
+    """One report per bundle; a bundle that cannot even be opened (missing, tampered) gets a report holding the
+    error, so the others' results are still written."""
+    reports = []
+    for bundle in bundles:
+        try:
+            reports.append(profile(bundle, options, progress))
+        except MaitDeployError as err:
+            reports.append(_unopened_report(bundle, options, str(err)))
+    return reports
+
+
+def _unopened_report(bundle: str | Path, options: ProfileOptions, error: str) -> ProfileReport:
+    state = device_state()
+    return ProfileReport(
+        schema_version=REPORT_SCHEMA_VERSION,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        bundle={"path": str(bundle), "target": "?", "precision": "?", "model": None, "artifact_bytes": 0,
+                "batch": None},
+        runtime={}, options=_options_dict(options), results=[], memory={},
+        device={"before": state, "after": state}, accuracy=None, error=error,
+    )

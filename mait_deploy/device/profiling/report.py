@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from mait_deploy._io import write_json
+from rich.text import Text
+
+from mait_deploy._io import read_json, write_json
 from mait_deploy._plots import pyplot, save_png
 from mait_deploy.device.profiling.measure import REPORT_SCHEMA_VERSION, ProfileReport
 from mait_deploy.errors import MaitDeployError
@@ -22,12 +23,7 @@ def save_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
 
 def load_reports(path: str | Path) -> list[ProfileReport]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise MaitDeployError(f"profile report not found: {path}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MaitDeployError(f"{path} is not valid JSON: {err}") from err
+    data = read_json(path, MaitDeployError, "profile report")
     if not isinstance(data, dict) or data.get("schema") != FILE_SCHEMA:
         raise MaitDeployError(f"{path} is not a mait-deploy profile report")
     if data.get("schema_version") != REPORT_SCHEMA_VERSION:
@@ -35,7 +31,7 @@ def load_reports(path: str | Path) -> list[ProfileReport]:
                               f"{REPORT_SCHEMA_VERSION}")
     try:
         return [ProfileReport.from_dict(report) for report in data["reports"]]
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise MaitDeployError(f"{path} is malformed: {err}") from err
 
 
@@ -92,7 +88,7 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
     for row in rows:
         if row["error"]:
             table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
-                          f"[red]failed: {row['error']}[/]", *[""] * (len(columns) - 6))
+                          Text(f"failed: {row['error']}", style="red"), *[""] * (len(columns) - 6))
             continue
         table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
                       *[fmt(row.get(f"model_{k}")) for k in percentile_keys], fmt(row.get("model_mean")),
@@ -109,7 +105,7 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
                   f"{report.runtime}", highlight=False, soft_wrap=True)
     for report in reports:
         if report.error:
-            console.print(f"[red]{report.bundle['path']}: {report.error}[/]")
+            console.print(Text(f"{report.bundle['path']}: {report.error}", style="red"))
 
 
 def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:

@@ -224,5 +224,7 @@ def raspberry_pi_state(run: Runner = run_tool) -> dict[str, Any] | str:
 
 def device_state() -> dict[str, Any]:
     """Everything above, each part "not available" where it cannot be read."""
-    return {"cpu": cpu_state(), "thermal": thermal_zones(), "memory": memory_state(), "load_avg": load_average(),
-            "jetson": jetson_state(), "raspberry_pi": raspberry_pi_state()}
+    from mait_deploy.device.profiling.isa import cpu_isa
+
+    return {"cpu": cpu_state(), "isa": cpu_isa(), "thermal": thermal_zones(), "memory": memory_state(),
+            "load_avg": load_average(), "jetson": jetson_state(), "raspberry_pi": raspberry_pi_state()}

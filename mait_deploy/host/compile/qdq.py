@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -20,6 +22,7 @@ import numpy as np
 
 from mait_deploy._deps import require
 from mait_deploy.errors import UnsupportedOption, ValidationError
+from mait_deploy.host.export import graph
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv")
@@ -95,7 +98,6 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
     """Write an INT8 QDQ model calibrated on ``calibration_inputs`` (float32 [N, C, H, W])."""
     onnx = require("onnx", extra="export")
     quantization = require("onnxruntime.quantization", extra="onnxruntime")
-    from mait_deploy.host.export import graph
 
     if len(calibration_inputs) == 0:
         raise UnsupportedOption("no calibration images")
@@ -119,9 +121,14 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    # quantize_static writes "<model>-inferred.onnx" beside its input: give it a private copy in the system temp
+    # folder, never the user's file (a read-only folder, or two compiles from one ONNX at once, broke it there).
+    private = tempfile.TemporaryDirectory(prefix="mait-deploy-qdq-")
+    source_copy = Path(private.name) / "model.onnx"
+    shutil.copyfile(fp32_onnx, source_copy)
     try:
         quantization.quantize_static(
-            str(fp32_onnx), str(temp_out), _Reader(input_name, calibration_inputs),
+            str(source_copy), str(temp_out), _Reader(input_name, calibration_inputs),
             quant_format=quantization.QuantFormat.QDQ, op_types_to_quantize=list(options.op_types),
             per_channel=options.per_channel,
             activation_type=quantization.QuantType.QUInt8 if options.activation_type == "uint8"
@@ -132,6 +139,7 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
         )
     finally:
         root.setLevel(level)
+        private.cleanup()
     quantized = onnx.load(str(temp_out))
     if options.compute_inputs_only:
         restrict_to_compute_inputs(quantized)
@@ -160,7 +168,7 @@ def restrict_to_compute_inputs(model: Any) -> int:
     """Rewire consumers of activation DQs that are neither compute nor layout ops to the float tensor, then drop
     Q/DQ nodes nobody reads. Returns how many consumer inputs were rewired."""
     initializers = {init.name for init in model.graph.initializer}
-    produced_by = {out: node for node in model.graph.node for out in node.output}
+    produced_by = graph.producers(model)
     allowed = set(DEFAULT_OP_TYPES) | set(LAYOUT_OPS)
     rewired = 0
     for node in model.graph.node:
@@ -195,7 +203,7 @@ def structure(model: Any) -> dict[str, Any]:
     """Counts of Q/DQ nodes, of compute ops fed by DQ (quantized) and of ops that stay float."""
     from onnx import numpy_helper
 
-    produced_by = {out: node for node in model.graph.node for out in node.output}
+    produced_by = graph.producers(model)
     initializers = {init.name: init for init in model.graph.initializer}
     ops = Counter(node.op_type for node in model.graph.node)
     quantized, floats = Counter(), Counter()
@@ -216,12 +224,11 @@ def structure(model: Any) -> dict[str, Any]:
 
 def check_bias_not_quantized(model: Any) -> None:
     """The attention-bias Add must not consume a quantized tensor (see the module docstring)."""
-    produced_by = {out: node for node in model.graph.node for out in node.output}
-    from mait_deploy.host.export.graph import _consumers, _feeds_softmax
+    produced_by = graph.producers(model)
 
-    users = _consumers(model)
+    users = graph.consumers(model)
     for node in model.graph.node:
-        if node.op_type == "Add" and _feeds_softmax(node.output[0], users):
+        if node.op_type == "Add" and graph.feeds_softmax(node.output[0], users):
             for name in node.input:
                 source = produced_by.get(name)
                 if source is not None and source.op_type == "DequantizeLinear" and source.input[0] in {

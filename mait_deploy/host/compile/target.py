@@ -14,22 +14,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from mait_deploy import backends
-from mait_deploy._io import atomic_dir, check_output, jsonable
+from mait_deploy._io import atomic_dir, check_output, jsonable, sha256_file
 from mait_deploy.backends import Backend
+from mait_deploy.device.archive import bundle_ownership
+from mait_deploy.device.compare import GateResult
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.golden import (
+    GOLDEN_FILE,
     GOLDEN_TOLERANCE,
+    GoldenSet,
     choose_golden,
-    golden_arrays,
-    make_manifest,
-    write_golden,
 )
-from mait_deploy.device.manifest import GOLDEN_FILE, Manifest, TensorSpec
+from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec, TensorSpec
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions
 from mait_deploy.errors import UnsupportedOption
-from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, GateResult, accuracy_gate
+from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, accuracy_gate
 from mait_deploy.host.compile.source import ModelSource
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -152,13 +155,23 @@ class Target(abc.ABC):
         if options.precision not in caps.precisions:
             raise UnsupportedOption(f"target {self.name} does not support precision {options.precision}; "
                                     f"use {', '.join(caps.precisions)}")
-        unknown = sorted(set(options.target_options) - set(self.known_target_options()))
+        known = self.known_target_options()
+        unknown = sorted(set(options.target_options) - set(known))
         if unknown:
             raise UnsupportedOption(f"target {self.name} has no option(s) {', '.join(unknown)}")
+        for key, value in options.target_options.items():
+            kinds = known[key] if isinstance(known[key], tuple) else (known[key],)
+            # bool is an int in Python; an option typed int must not take true/false, nor a bool take 1.
+            if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
+                names = " or ".join("true/false" if k is bool else k.__name__ for k in kinds)
+                raise UnsupportedOption(f"-O {key}={value!r}: {key} takes {names}")
+            if kinds == (int,) and value < 0:
+                raise UnsupportedOption(f"-O {key}={value!r}: {key} must be >= 0")
         self._check_options(options)
 
-    def known_target_options(self) -> tuple[str, ...]:
-        return ()
+    def known_target_options(self) -> dict[str, type | tuple[type, ...]]:
+        """The ``-O KEY=VALUE`` options this target takes, with their types (checked before any work)."""
+        return {}
 
     def needs_calibration(self, options: CompileOptions) -> bool:
         return options.precision == "int8"
@@ -174,9 +187,9 @@ class Target(abc.ABC):
         if self.capabilities.needs_torch_model and source.torch_model is None:
             raise UnsupportedOption(f"target {self.name} converts from PyTorch: give the checkpoint, not an ONNX file")
         out_dir = Path(out_dir)
-        check_output(out_dir, options.force, kind="dir")
+        check_output(out_dir, options.force, kind="dir", ours=bundle_ownership, what="bundle")
         seconds: dict[str, float] = {}
-        with atomic_dir(out_dir) as staging:
+        with atomic_dir(out_dir, replace=options.force) as staging:
             started = time.perf_counter()
             step(f"{self.name} {options.precision}: building")
             built = self._build(source, options, staging, calibration, step)
@@ -193,8 +206,7 @@ class Target(abc.ABC):
                     gate.runtime, gate.host_isa = runner.runtime_info(), cpu_isa()
                     seconds["gate"] = round(time.perf_counter() - started, 3)
                 golden = self._golden(staging, source, runner, evaluation, options.precision)
-            manifest = self._manifest(staging, source, options, built, golden=golden,
-                                      accuracy=gate.to_dict() if gate else None)
+            manifest = self._manifest(staging, source, options, built, golden=golden, accuracy=gate)
             manifest.write(staging)
         return CompileResult(bundle=str(out_dir), target=self.name, precision=options.precision,
                              manifest=manifest.to_dict(), gate=gate.to_dict() if gate else None, seconds=seconds)
@@ -202,27 +214,27 @@ class Target(abc.ABC):
     def _gate_runner(self, staging: Path, manifest: Manifest) -> Runner:
         """The device runner by default; a backend without its runtime here names another (``gate_runtime``)."""
         gate_runtime = self.backend.gate_runtime
-        defaults = dict(manifest.runtime["options"]) if gate_runtime == self.name else {}
+        defaults = dict(manifest.runtime.options) if gate_runtime == self.name else {}
         options = RunnerOptions(extra={**defaults, **self.gate_options(manifest)})
         return backends.runner_class(gate_runtime)(staging, manifest, options)
 
     def _manifest(self, staging: Path, source: ModelSource, options: CompileOptions, built: BuiltArtifact,
-                  golden: dict[str, Any] | None, accuracy: dict[str, Any] | None) -> Manifest:
+                  golden: GoldenEntry | None, accuracy: GateResult | None) -> Manifest:
         from mait_deploy.host.export.onnx import tool_versions
 
-        return make_manifest(
-            staging, config=source.config.to_dict(), target=self.name, precision=options.precision,
+        return Manifest.create(
+            staging, model=source.config.to_dict(), target=self.name, precision=options.precision,
             artifact=built.artifact, side_files=built.side_files, inputs=built.inputs, outputs=built.outputs,
             batch=built.batch,
-            runtime={"name": self.name, "extra": self.backend.runtime_extra, "options": built.runtime_options},
+            runtime=RuntimeSpec(name=self.name, extra=self.backend.runtime_extra, options=built.runtime_options),
             # While staging (gate not run yet) the golden entry is a placeholder; the final manifest replaces it.
-            golden=golden or {"file": GOLDEN_FILE, "sha256": "", "count": 0, "tolerance": {}},
+            golden=golden or GoldenEntry(GOLDEN_FILE, "", 0, GOLDEN_TOLERANCE[options.precision]),
             accuracy=accuracy, source=source.describe(), tool_versions={**tool_versions(), **built.tool_versions},
             build={**built.report, "options": jsonable(asdict(options)), "host_isa": cpu_isa()},
         )
 
     def _golden(self, staging: Path, source: ModelSource, runner: Runner, evaluation: Dataset | None,
-                precision: str) -> dict[str, Any]:
+                precision: str) -> GoldenEntry:
         """Record a few confidently classified images and this artifact's outputs for them (run through the
         same preprocessing + runner a device uses), for ``mait-deploy verify`` on the device."""
         from mait_deploy.device.data.builtin import load_sample
@@ -235,9 +247,9 @@ class Target(abc.ABC):
             raw = sample.images[:256]
             inputs = preprocess_uint8_batch(raw, source.config.preprocess)
         reference = source.reference_logits(inputs)
-        index = choose_golden(raw, inputs, reference)
-        arrays = golden_arrays(raw, inputs, index)
-        logits = runner.predict(arrays["images"]).logits if "images" in arrays else runner.run(arrays["inputs"])
-        entry = write_golden(staging, {**arrays, "logits": logits, "reference_logits": reference[index]})
-        return {"file": entry.path, "sha256": entry.sha256, "count": int(len(index)),
-                "tolerance": GOLDEN_TOLERANCE[precision]}
+        index = choose_golden(reference)
+        golden = GoldenSet.from_evaluation(raw, inputs, index, np.empty((len(index), 0)), reference[index])
+        golden.logits = golden.outputs(runner)
+        path = golden.write(staging)
+        return GoldenEntry(file=path.name, sha256=sha256_file(path), count=len(index),
+                           tolerance=GOLDEN_TOLERANCE[precision], kind=golden.kind)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mait_deploy import __version__, backends
-from mait_deploy._io import jsonable, sha256_file, write_json
+from mait_deploy._io import jsonable, read_json, sha256_file, write_json
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
@@ -86,9 +86,9 @@ class _State:
         self.data: dict[str, Any] = {}
         if not fresh and self.path.is_file():
             try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                loaded = read_json(self.path, what="deploy state")
                 self.data = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
+            except (OSError, MaitDeployError):
                 self.data = {}  # unreadable: nothing is reused, everything is rebuilt
 
     def bundle_key(self, name: str) -> str | None:
@@ -120,7 +120,7 @@ def _export(checkpoint_path: Path, identity: dict[str, Any], out_dir: Path, stat
     reused = (state.data.get("export") == key and onnx_path.is_file() and report_path.is_file()
               and state.data.get("export_sha256") == sha256_file(onnx_path))
     if reused:
-        report = json.loads(report_path.read_text())
+        report = read_json(report_path, what="export report")
     else:
         report = export_onnx(model, onnx_path, ExportOptions(force=True)).to_dict()
         state.data.update(export=key, export_sha256=sha256_file(onnx_path))

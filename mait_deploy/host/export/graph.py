@@ -60,7 +60,13 @@ def _initializer_arrays(model: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _consumers(model: Any) -> dict[str, list[Any]]:
+def producers(model: Any) -> dict[str, Any]:
+    """Tensor name -> the node that writes it."""
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def consumers(model: Any) -> dict[str, list[Any]]:
+    """Tensor name -> the nodes that read it."""
     users: dict[str, list[Any]] = defaultdict(list)
     for node in model.graph.node:
         for name in node.input:
@@ -68,12 +74,12 @@ def _consumers(model: Any) -> dict[str, list[Any]]:
     return users
 
 
-def _feeds_softmax(output: str, users: Mapping[str, list[Any]], depth: int = 2) -> bool:
+def feeds_softmax(output: str, users: Mapping[str, list[Any]], depth: int = 2) -> bool:
     """True when ``output`` reaches a Softmax directly or through a Cast (an FP16 graph may insert one)."""
     for node in users.get(output, []):
         if node.op_type == "Softmax":
             return True
-        if depth > 0 and node.op_type == "Cast" and _feeds_softmax(node.output[0], users, depth - 1):
+        if depth > 0 and node.op_type == "Cast" and feeds_softmax(node.output[0], users, depth - 1):
             return True
     return False
 
@@ -82,12 +88,12 @@ def analyze(model: Any) -> GraphReport:
     """Count nodes, find the attention-bias constants (constant inputs of Adds that feed a Softmax), and check
     that no initializer is non-finite or out of FP16 range and that no mask-building operator remains."""
     arrays = _initializer_arrays(model)
-    users = _consumers(model)
+    users = consumers(model)
     op_counts = Counter(node.op_type for node in model.graph.node)
     bias_users: Counter[str] = Counter()
     bias_adds = 0
     for node in model.graph.node:
-        if node.op_type != "Add" or not _feeds_softmax(node.output[0], users):
+        if node.op_type != "Add" or not feeds_softmax(node.output[0], users):
             continue
         constant_inputs = [name for name in node.input if name in arrays and arrays[name].size > 1]
         if constant_inputs:

@@ -20,8 +20,8 @@ from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.export import graph
 from mait_deploy.host.export.parity import (
     ParityReport,
-    ParityTolerance,
     ReferenceInputs,
+    Tolerance,
     fixed_batch,
     ort_predictor,
     reference_inputs,
@@ -46,7 +46,7 @@ class ExportOptions:
     simplify: bool = True
     fp16_io: bool = False  # FP16 export only: also make the input/output FP16
     verify: bool = True
-    tolerance: ParityTolerance | None = None
+    tolerance: Tolerance | None = None
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -191,7 +191,7 @@ def export_onnx(model_or_checkpoint: Any, out_path: str | os.PathLike[str], opti
     options = options or ExportOptions()
     out_path = Path(out_path)
     report_path = out_path.with_name(out_path.name + ".json")
-    check_output(out_path, options.force)
+    check_output(out_path, options.force, ours=onnx_ownership, what="exported ONNX")
     step = progress or (lambda message: None)
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -233,7 +233,7 @@ def export_onnx(model_or_checkpoint: Any, out_path: str | os.PathLike[str], opti
         raise ExportError(f"onnx.checker rejected the graph: {str(err).splitlines()[0]}") from err
 
     parity: ParityReport | None = None
-    with atomic_path(out_path, suffix=".onnx") as temp:
+    with atomic_path(out_path, suffix=".onnx", replace=options.force) as temp:
         onnx.save_model(proto, str(temp))
         if options.verify:
             step("verifying against PyTorch in ONNX Runtime")
@@ -281,6 +281,14 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as err:
         raise ExportError(f"cannot read ONNX file {path}: {err}") from err
     return graph.get_metadata(proto)
+
+
+def onnx_ownership(path: Path) -> str | None:
+    """None when ``path`` is an ONNX file mait-deploy exported (it carries our metadata), else why not."""
+    try:
+        return None if "model" in read_onnx_metadata(path) else "an ONNX file without mait-deploy's metadata"
+    except ExportError:
+        return "not an ONNX file"
 
 
 __all__ = ["ExportOptions", "ExportResult", "export_onnx", "read_onnx_metadata"]

@@ -9,21 +9,17 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy.config import MaiTConfig
+from mait_deploy.device.compare import Tolerance, compare_logits
 from mait_deploy.errors import ValidationError
 
 
-@dataclass(frozen=True)
-class ParityTolerance:
-    max_abs_diff: float
-    min_top1_agreement: float
-
-    @classmethod
-    def for_precision(cls, precision: str) -> "ParityTolerance":
-        if precision == "fp32":
-            return cls(max_abs_diff=1e-4, min_top1_agreement=1.0)
-        if precision == "fp16":
-            return cls(max_abs_diff=1e-2, min_top1_agreement=0.995)
-        raise ValueError(f"no default parity tolerance for precision {precision!r}")
+def parity_tolerance(precision: str) -> Tolerance:
+    """How close an export must be to PyTorch: FP32 to float rounding, FP16 to its 10-bit mantissa."""
+    if precision == "fp32":
+        return Tolerance(max_abs_diff=1e-4, min_top1_agreement=1.0)
+    if precision == "fp16":
+        return Tolerance(max_abs_diff=1e-2, min_top1_agreement=0.995)
+    raise ValueError(f"no default parity tolerance for precision {precision!r}")
 
 
 @dataclass
@@ -86,36 +82,31 @@ def torch_logits(model: Any, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(outputs)
 
 
-def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerance: ParityTolerance,
-                   refs: ReferenceInputs) -> ParityReport:
+def parity_report(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
+                  refs: ReferenceInputs) -> ParityReport:
     """Parity numbers of candidate vs reference logits; ``passed`` says whether the tolerance holds."""
-    non_finite = int((~np.isfinite(candidate)).any(axis=-1).sum())
-    diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
-    finite_diff = np.where(np.isfinite(diff), diff, np.inf)
-    agreement = float((candidate.argmax(-1) == reference.argmax(-1)).mean())
-    max_diff = float(finite_diff.max())
-    passed = non_finite == 0 and max_diff <= tolerance.max_abs_diff and agreement >= tolerance.min_top1_agreement
+    comparison = compare_logits(candidate, reference)
     return ParityReport(
-        max_abs_diff=max_diff, mean_abs_diff=float(np.nanmean(np.where(np.isfinite(diff), diff, np.nan))),
-        top1_agreement=agreement, real_images=refs.real, random_inputs=refs.random, data=refs.data,
-        tolerance=asdict(tolerance), passed=passed, non_finite_outputs=non_finite,
+        max_abs_diff=comparison.max_abs_diff, mean_abs_diff=comparison.mean_abs_diff,
+        top1_agreement=comparison.top1_agreement, real_images=refs.real, random_inputs=refs.random, data=refs.data,
+        tolerance=tolerance.to_dict(), passed=comparison.within(tolerance), non_finite_outputs=comparison.non_finite,
     )
 
 
 def verify_outputs(predict: Callable[[np.ndarray], np.ndarray], reference_model: Any, precision: str = "fp32",
-                   tolerance: ParityTolerance | None = None, refs: ReferenceInputs | None = None,
+                   tolerance: Tolerance | None = None, refs: ReferenceInputs | None = None,
                    batch: int = 32, what: str = "artifact") -> ParityReport:
     """Compare ``predict`` (any backend, batch in -> logits out) with the PyTorch model on the same inputs.
 
     Raises ValidationError with the numbers when the tolerance does not hold.
     """
     started = time.perf_counter()
-    tolerance = tolerance or ParityTolerance.for_precision(precision)
+    tolerance = tolerance or parity_tolerance(precision)
     refs = refs or reference_inputs(reference_model.config)
     expected = torch_logits(reference_model, refs.inputs)
     got = np.concatenate([np.asarray(predict(refs.inputs[i:i + batch]), dtype=np.float32)
                           for i in range(0, len(refs.inputs), batch)])
-    report = compare_logits(expected, got, tolerance, refs)
+    report = parity_report(expected, got, tolerance, refs)
     report.seconds = round(time.perf_counter() - started, 3)
     if not report.passed:
         detail = f"; {report.non_finite_outputs} outputs are NaN/Inf" if report.non_finite_outputs else ""
@@ -151,7 +142,7 @@ def fixed_batch(predict: Callable[[np.ndarray], np.ndarray], size: int) -> Calla
 
 
 def verify_onnx(onnx_path: str, reference_model: Any, precision: str = "fp32",
-                tolerance: ParityTolerance | None = None, refs: ReferenceInputs | None = None,
+                tolerance: Tolerance | None = None, refs: ReferenceInputs | None = None,
                 batch: int | None = None) -> ParityReport:
     """ONNX Runtime vs PyTorch on real images plus random inputs.
 

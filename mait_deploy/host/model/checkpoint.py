@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
-from mait_deploy._io import atomic_dir
+from mait_deploy._io import atomic_dir, read_json
 from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
 from mait_deploy.errors import CheckpointError, ConfigError
 from mait_deploy.host.model.mait import MaiT, variant_config
@@ -44,10 +44,7 @@ def read_config(folder: str | os.PathLike[str]) -> MaiTConfig:
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    data = read_json(path, CheckpointError, "checkpoint config")
     if not isinstance(data, dict) or "model" not in data:
         raise CheckpointError(f"{path} has no 'model' section")
     if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
@@ -110,9 +107,10 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
 
 def apply_state_dict(config: MaiTConfig, state: Mapping[str, torch.Tensor], origin: str) -> MaiT:
-    """Build a MaiT from ``config`` and load ``state``; any missing/unexpected key or shape mismatch is named."""
-    model = MaiT(config)
-    expected = model.state_dict()
+    """Build a MaiT from ``config`` and load ``state``; any missing/unexpected key or shape mismatch is named.
+    Shapes are compared on a model without storage (the meta device) before the real one is allocated."""
+    with torch.device("meta"):
+        expected = MaiT(config).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [
@@ -128,6 +126,7 @@ def apply_state_dict(config: MaiTConfig, state: Mapping[str, torch.Tensor], orig
         problems.append(f"unexpected keys {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
     if problems:
         raise CheckpointError(f"{origin} does not match its config ({config.name}): " + " | ".join(problems))
+    model = MaiT(config)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return model.eval()
 

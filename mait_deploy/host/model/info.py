@@ -11,9 +11,12 @@ from mait_deploy.host.model.zoo import resolve_checkpoint
 
 
 def checkpoint_info(checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Architecture, mask geometry, preprocessing, labels and file facts of a checkpoint."""
+    """Architecture, mask geometry, preprocessing, labels and file facts of a checkpoint (or of an exported
+    ``.onnx``, whose config travels in its metadata)."""
     from mait_deploy.host.model.stats import model_stats
 
+    if checkpoint is not None and str(checkpoint).lower().endswith(".onnx"):
+        return onnx_info(checkpoint)
     path = resolve_checkpoint(checkpoint)
     model = load_checkpoint(path)
     config = model.config
@@ -35,4 +38,30 @@ def checkpoint_info(checkpoint: str | os.PathLike[str] | None = None) -> dict[st
         "labels": list(config.label_names()),
         "weights_bytes": weights.stat().st_size,
         "weights_sha256": sha256_file(weights),
+    }
+
+
+def onnx_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config an exported ONNX carries in its metadata, and its file facts."""
+    from pathlib import Path
+
+    from mait_deploy.host.compile.source import source_from_onnx
+    from mait_deploy.host.export.onnx import read_onnx_metadata
+
+    source = source_from_onnx(path)  # checks: our metadata, FP32, dynamic batch
+    config, meta = source.config, read_onnx_metadata(path)
+    return {
+        "path": str(path),
+        "variant": config.name,
+        "input": list(config.input_shape),
+        "tokens": config.num_patches,
+        "embed_dim / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
+        "mask": config.mask.to_dict(),
+        "masked heads": list(config.mask.heads(config.num_heads)),
+        "masked blocks": list(config.mask.blocks(config.depth)),
+        "precision": meta.get("precision", "fp32"),
+        "preprocess": config.preprocess.to_dict(),
+        "labels": list(config.label_names()),
+        "onnx_bytes": Path(path).stat().st_size,
+        "onnx_sha256": sha256_file(path),
     }

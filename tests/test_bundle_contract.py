@@ -1,0 +1,112 @@
+"""The typed bundle contract: a bundle gated on the user's own data (an image folder, a float .npz) verifies like
+one gated on the built-in set; schema-1 bundles still load; batch limits are enforced by the runner."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
+from mait_deploy.device.data.builtin import load_sample  # noqa: E402
+from mait_deploy.device.manifest import MANIFEST_FILE, read_manifest  # noqa: E402
+from mait_deploy.device.runner import RunnerOptions  # noqa: E402
+from mait_deploy.errors import UnsupportedOption  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
+from mait_deploy.host.compile.target import CompileOptions  # noqa: E402
+
+LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from mait_deploy.host.export.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(None, path)
+    return path
+
+
+def _image_folder(root, count_per_class=6):
+    """The user's own labelled images: RGB, 40x40 (not the model's 28x28 grey), one sub-folder per class (by index:
+    a label with '/' cannot be a folder name)."""
+    from PIL import Image
+
+    sample = load_sample("test")
+    for index in range(len(LABELS)):
+        folder = root / str(index)
+        folder.mkdir(parents=True)
+        for n, i in enumerate(np.flatnonzero(sample.labels == index)[:count_per_class]):
+            Image.fromarray(sample.images[i]).convert("RGB").resize((40, 40)).save(folder / f"{n}.png")
+    return root
+
+
+def _float_npz(path, count=60):
+    sample = load_sample("test")
+    np.savez(path, images=sample.images[-count:].astype(np.float32) / 255.0, labels=sample.labels[-count:])
+    return path
+
+
+@pytest.mark.parametrize("source", ["folder", "float-npz", "builtin"])
+def test_a_bundle_gated_on_any_data_source_verifies(exported, tmp_path, source):
+    data = {"folder": lambda: _image_folder(tmp_path / "images"), "float-npz": lambda: _float_npz(tmp_path / "e.npz"),
+            "builtin": lambda: "fashion-mnist"}[source]()
+    bundle = tmp_path / "bundle"
+    result = compile_model(exported, "onnxruntime", CompileOptions(precision="fp32"), bundle, evaluation=data,
+                           eval_count=None if source != "builtin" else 60)
+    manifest = read_manifest(bundle)
+    assert manifest.golden.kind == ("images" if source == "builtin" else "inputs")
+    assert result.gate["passed"] and manifest.accuracy.count == 60
+    report = verify_bundle(bundle)
+    assert report.passed and report.golden_kind == manifest.golden.kind and report.max_abs_diff <= 1e-3
+    if source == "folder":  # the user's own files also classify through the device path
+        with load_bundle(bundle) as runner:
+            prediction = runner.predict(sorted(str(p) for p in (tmp_path / "images").rglob("*.png"))[:4])
+        assert len(prediction.labels) == 4
+
+
+def test_schema_1_bundles_still_load_and_verify(ort_fp32_bundle, tmp_path):
+    import shutil
+
+    old = tmp_path / "v1"
+    shutil.copytree(ort_fp32_bundle, old)
+    data = json.loads((old / MANIFEST_FILE).read_text())
+    data["schema_version"] = 1
+    del data["golden"]["kind"]  # schema 1 had no kind: it is read from the golden file
+    for key in ("runtime", "host_isa"):  # schema-1 gate results had neither
+        data["accuracy"].pop(key)
+    (old / MANIFEST_FILE).write_text(json.dumps(data))
+    manifest = read_manifest(old)
+    assert manifest.schema_version == 1 and manifest.golden.kind is None
+    assert verify_bundle(old).golden_kind == "images"
+
+
+def test_a_batch_above_the_limit_is_chunked_by_run_and_refused_by_a_timed_call(ort_fp32_bundle):
+    from mait_deploy.device.profiling.measure import ProfileOptions, profile
+
+    x = np.random.default_rng(0).standard_normal((10, 1, 28, 28)).astype(np.float32)
+    with load_bundle(ort_fp32_bundle, RunnerOptions(max_batch=4)) as runner:
+        assert runner.batch_limit == 4
+        assert runner.run(x).shape == (10, 10)  # three calls of 4, 4 and 2
+        with pytest.raises(UnsupportedOption, match="batch 8 is above this bundle's limit of 4"):
+            runner.timed_call(x[:8])
+    report = profile(load_bundle(ort_fp32_bundle, RunnerOptions(max_batch=4)),
+                     ProfileOptions(batches=(1, 8), warmup=1, iterations=3))
+    assert report.results[0].model is not None
+    assert "batch 8 is above this bundle's limit of 4" in report.results[1].error
+
+
+def test_the_tensorrt_runner_knows_its_profile_limit_before_any_gpu_is_touched(ort_fp32_bundle, tmp_path):
+    """profile --batch 64 on a bundle with max_batch=32 is refused in one line (it used to write 64 samples into
+    a device buffer sized for 32)."""
+    from mait_deploy import backends
+
+    manifest = read_manifest(ort_fp32_bundle)
+    manifest.runtime.options = {"plan": {"max_batch": 32}}
+    runner = backends.runner_class("tensorrt")(ort_fp32_bundle, manifest, RunnerOptions())
+    assert runner.batch_limit == 32
+    with pytest.raises(UnsupportedOption, match="batch 64 is above this bundle's limit of 32"):
+        runner.timed_call(np.zeros((64, 1, 28, 28), np.float32))
+    assert not runner.is_active
