@@ -44,17 +44,20 @@ class GoldenSet:
             raise BundleError("golden set: samples, logits and reference logits differ in length")
 
     @classmethod
-    def from_evaluation(cls, raw_images: Any, inputs: np.ndarray, index: np.ndarray, logits: np.ndarray,
-                        reference_logits: np.ndarray) -> "GoldenSet":
-        """Raw pixels when the source kept a uniform uint8 array (so verify exercises preprocessing too), else
-        the preprocessed inputs. ``logits``/``reference_logits`` are for the chosen ``index`` only."""
+    def record(cls, runner: Any, raw_images: Any, inputs: np.ndarray, index: np.ndarray,
+               reference_logits: np.ndarray) -> "GoldenSet":
+        """The golden set of evaluation rows ``index``, with ``runner``'s outputs for them: raw pixels when the
+        source kept a uniform uint8 array (so verify exercises preprocessing too), else the preprocessed inputs.
+        ``reference_logits`` are the FP32 reference's for the same rows."""
         if isinstance(raw_images, np.ndarray) and raw_images.dtype == np.uint8:
-            return cls("images", raw_images[index], logits, reference_logits)
-        return cls("inputs", inputs[index], logits, reference_logits)
+            kind, samples = "images", raw_images[index]
+        else:
+            kind, samples = "inputs", inputs[index]
+        return cls(kind, samples, run_golden(runner, kind, samples), reference_logits)
 
     def outputs(self, runner: Any) -> np.ndarray:
         """This device's logits for the golden samples, through the path the kind calls for."""
-        return runner.predict(self.samples).logits if self.kind == "images" else runner.run(self.samples)
+        return run_golden(runner, self.kind, self.samples)
 
     def write(self, folder: Path) -> Path:
         path = Path(folder) / GOLDEN_FILE
@@ -77,6 +80,11 @@ class GoldenSet:
         if kind is None or missing:
             raise BundleError(f"{path}: golden set lacks {', '.join(map(str, missing or KINDS))}")
         return cls(kind, arrays[kind], arrays["logits"], arrays["reference_logits"])
+
+
+def run_golden(runner: Any, kind: str, samples: np.ndarray) -> np.ndarray:
+    """Raw images go through the device's preprocessing (``predict``), model inputs straight to ``run``."""
+    return runner.predict(samples).logits if kind == "images" else runner.run(samples)
 
 
 def choose_golden(reference_logits: np.ndarray, count: int = GOLDEN_COUNT) -> np.ndarray:

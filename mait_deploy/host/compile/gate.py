@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from mait_deploy.device.compare import GateResult, compare_logits
 from mait_deploy.device.data.sources import Dataset, require_labels
 from mait_deploy.device.evaluate import batched_logits
+from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.errors import ValidationError
 
 DEFAULT_MAX_DROP = 1.0  # points of top-1
@@ -16,8 +17,10 @@ DEFAULT_MAX_DROP = 1.0  # points of top-1
 
 def accuracy_gate(predict: Callable[[np.ndarray], np.ndarray], reference_logits: np.ndarray, data: Dataset,
                   max_drop: float = DEFAULT_MAX_DROP, batch: int = 256, raise_on_failure: bool = True,
-                  progress: Callable[[int], None] | None = None) -> GateResult:
-    """Score ``predict`` on ``data`` against the reference logits of the same images."""
+                  progress: Callable[[int], None] | None = None,
+                  measured_with: dict[str, Any] | None = None) -> GateResult:
+    """Score ``predict`` on ``data`` against the reference logits of the same images. ``measured_with`` (the
+    runner's runtime_info) and this host's ISA are recorded in the result, passed or failed."""
     import time
 
     require_labels(data)
@@ -35,6 +38,7 @@ def accuracy_gate(predict: Callable[[np.ndarray], np.ndarray], reference_logits:
         top1_agreement=comparison.top1_agreement, max_abs_diff=comparison.max_abs_diff,
         mean_abs_diff=comparison.mean_abs_diff, count=len(labels), data=data.origin, max_drop=max_drop,
         passed=comparison.non_finite == 0 and drop <= max_drop, seconds=round(time.perf_counter() - started, 2),
+        runtime=measured_with or {}, host_isa=cpu_isa(),
     )
     if raise_on_failure and not result.passed:
         raise AccuracyGateFailed(result)

@@ -1,9 +1,11 @@
-"""Targets as plug-ins: one small interface, a lazy registry, and the compile template.
+"""The host side of a backend: the ``Target`` interface and the compile template (backends register in
+``mait_deploy.backends``).
 
 ``Target.compile`` (the template, as in Olive's passes) checks options, stages the bundle in a temporary folder
 beside the output, calls the plug-in's ``_build``, runs the accuracy gate and the golden outputs through the
-device runner, writes the manifest and renames the folder into place. A plug-in implements ``_build`` (and may
-override ``_check_options`` and ``gate_runner``); it never touches bundle bookkeeping.
+gate runtime's runner, writes the manifest and renames the folder into place. A plug-in implements ``_build``
+(and may override ``known_target_options``, ``_check_options``, ``gate_options``, ``host_can_run`` and
+``_quantization_detail``); it never touches bundle bookkeeping.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
-import numpy as np
 
 from mait_deploy import backends
 from mait_deploy._io import atomic_dir, check_output, jsonable, sha256_file
@@ -202,8 +202,7 @@ class Target(abc.ABC):
                     step(f"{self.name} {options.precision}: accuracy gate on {len(evaluation)} images")
                     started = time.perf_counter()
                     gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
-                                         options.max_accuracy_drop)
-                    gate.runtime, gate.host_isa = runner.runtime_info(), cpu_isa()
+                                         options.max_accuracy_drop, measured_with=runner.runtime_info())
                     seconds["gate"] = round(time.perf_counter() - started, 3)
                 golden = self._golden(staging, source, runner, evaluation, options.precision)
             manifest = self._manifest(staging, source, options, built, golden=golden, accuracy=gate)
@@ -248,8 +247,7 @@ class Target(abc.ABC):
             inputs = preprocess_uint8_batch(raw, source.config.preprocess)
         reference = source.reference_logits(inputs)
         index = choose_golden(reference)
-        golden = GoldenSet.from_evaluation(raw, inputs, index, np.empty((len(index), 0)), reference[index])
-        golden.logits = golden.outputs(runner)
+        golden = GoldenSet.record(runner, raw, inputs, index, reference[index])
         path = golden.write(staging)
         return GoldenEntry(file=path.name, sha256=sha256_file(path), count=len(index),
                            tolerance=GOLDEN_TOLERANCE[precision], kind=golden.kind)
