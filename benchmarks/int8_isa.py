@@ -1,7 +1,8 @@
 """INT8 accuracy by CPU ISA: the same INT8 bundles scored on this CPU and on an x86 CPU without VNNI.
 
 A CPU without VNNI runs ONNX Runtime's u8s8 int8 kernels with VPMADDUBSW, whose int16 pair sums saturate. This
-script builds the demo model's INT8 bundles here (ONNX Runtime u8s8 and u8u8, TensorRT's symmetric Q/DQ model)
+script builds the demo model's INT8 bundles here (ONNX Runtime u8s8 and u8u8, TensorRT's symmetric Q/DQ model,
+OpenVINO (NNCF) and LiteRT)
 and scores each on the same Fashion-MNIST test images with the device runtime: natively, and under
 ``qemu-x86_64 -cpu max`` (user-mode emulation: AVX2, no AVX-512, no VNNI; its CPUID is what ONNX Runtime's
 kernel dispatch reads, so the emulated process really runs the saturating kernels; the functional probe
@@ -24,12 +25,14 @@ from benchmarks._common import benchmark_parser, write_result
 
 BUNDLES = {"onnxruntime-u8s8": ("onnxruntime", {"int8_format": "u8s8"}),
            "onnxruntime-u8u8": ("onnxruntime", {"int8_format": "u8u8"}),
-           "tensorrt-qdq": ("tensorrt", {})}
+           "tensorrt-qdq": ("tensorrt", {}),
+           "openvino-int8": ("openvino", {}),
+           "litert-int8": ("litert", {})}
 
 
 def score(bundle: Path, count: int, simulate: bool) -> dict:
-    """Top-1 of a bundle's ONNX through ONNX Runtime (the device runtime of these bundles; TensorRT's model is
-    the ONNX its engine is built from) on ``count`` test images, and what this process's kernels are."""
+    """Top-1 of a bundle through its device runtime (TensorRT's through ONNX Runtime on the ONNX its engine is
+    built from) on ``count`` test images, and what this process's int8 kernels are."""
     from mait_deploy import backends
     from mait_deploy.backends.onnxruntime.runner import u8s8_exact
     from mait_deploy.config import PreprocessConfig
@@ -40,7 +43,13 @@ def score(bundle: Path, count: int, simulate: bool) -> dict:
     manifest = read_manifest(bundle)
     data = load_dataset("fashion-mnist", "evaluation", PreprocessConfig.from_dict(manifest.preprocess),
                         manifest.labels, count=count, seed=0, num_classes=manifest.model["num_classes"])
-    runner = backends.runner_class("onnxruntime")(bundle, manifest, RunnerOptions(extra={"simulate_int8": simulate}))
+    if manifest.target == "tensorrt":
+        options = RunnerOptions(extra={"simulate_int8": simulate})
+        runner = backends.runner_class("onnxruntime")(bundle, manifest, options)
+    else:
+        from mait_deploy.device.bundle import load_bundle
+
+        runner = load_bundle(bundle)
     with runner:
         logits = runner.run(data.inputs)
     return {"top1": float((logits.argmax(-1) == data.labels).mean()), "count": len(data),
@@ -70,7 +79,8 @@ def main() -> None:
         export_onnx(None, root / "fp32.onnx")
         results["fp32_top1"] = evaluate_onnx(root / "fp32.onnx", count=args.count).top1
         for name, (target, options) in BUNDLES.items():
-            compile_model(root / "fp32.onnx", target, CompileOptions(
+            source = None if target == "litert" else root / "fp32.onnx"  # LiteRT converts from PyTorch
+            compile_model(source, target, CompileOptions(
                 precision="int8", calibration=CalibrationOptions(count=256), target_options=options),
                 root / name, evaluation=None)
             row = {}
