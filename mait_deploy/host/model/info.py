@@ -23,21 +23,23 @@ def checkpoint_info(checkpoint: str | os.PathLike[str] | None = None) -> dict[st
     weights = path / WEIGHTS_FILE if path.is_dir() else path
     stats = model_stats(model)
     return {
-        "path": str(path),
+        "path": str(path), **_architecture(config), "params": stats.params, "gflops": round(stats.gflops, 4),
+        "talking_heads": config.talking_heads,
+        "weights_bytes": weights.stat().st_size, "weights_sha256": sha256_file(weights),
+    }
+
+
+def _architecture(config: Any) -> dict[str, Any]:
+    return {
         "variant": config.name,
-        "params": stats.params,
-        "gflops": round(stats.gflops, 4),
         "input": list(config.input_shape),
         "tokens": config.num_patches,
         "embed_dim / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
         "mask": config.mask.to_dict(),
         "masked heads": list(config.mask.heads(config.num_heads)),
         "masked blocks": list(config.mask.blocks(config.depth)),
-        "talking_heads": config.talking_heads,
         "preprocess": config.preprocess.to_dict(),
         "labels": list(config.label_names()),
-        "weights_bytes": weights.stat().st_size,
-        "weights_sha256": sha256_file(weights),
     }
 
 
@@ -51,17 +53,6 @@ def onnx_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     source = source_from_onnx(path)  # checks: our metadata, FP32, dynamic batch
     config, meta = source.config, read_onnx_metadata(path)
     return {
-        "path": str(path),
-        "variant": config.name,
-        "input": list(config.input_shape),
-        "tokens": config.num_patches,
-        "embed_dim / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
-        "mask": config.mask.to_dict(),
-        "masked heads": list(config.mask.heads(config.num_heads)),
-        "masked blocks": list(config.mask.blocks(config.depth)),
-        "precision": meta.get("precision", "fp32"),
-        "preprocess": config.preprocess.to_dict(),
-        "labels": list(config.label_names()),
-        "onnx_bytes": Path(path).stat().st_size,
-        "onnx_sha256": sha256_file(path),
+        "path": str(path), **_architecture(config), "precision": meta.get("precision", "fp32"),
+        "onnx_bytes": Path(path).stat().st_size, "onnx_sha256": sha256_file(path),
     }
