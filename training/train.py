@@ -84,7 +84,7 @@ def augment(images: torch.Tensor, shift: int, flip: bool, generator: torch.Gener
 
 
 def to_input(images: np.ndarray, config: MaiTConfig) -> torch.Tensor:
-    """uint8 [N, 28, 28] -> normalised float [N, 1, 28, 28]: the same arithmetic as runtimes.preprocess."""
+    """uint8 [N, 28, 28] -> normalised float [N, 1, 28, 28]: the same arithmetic as mait_deploy.device.preprocess."""
     x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
     mean, std = config.preprocess.mean[0], config.preprocess.std[0]
     return (x - mean) / std
