@@ -23,6 +23,16 @@ def test_models_json_lists_variants_with_counted_stats():
     assert rows["mait_demo_28"]["flops"] > 0
 
 
+def test_targets_come_from_the_registry():
+    from mait_deploy import backends
+
+    result = run_cli("targets", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["target"] for row in rows] == list(backends.names())
+    assert all(row["summary"] and row["device_extra"] for row in rows)
+
+
 def test_info_of_shipped_checkpoint():
     result = run_cli("info", "--json", check=True)
     details = json.loads(result.stdout)

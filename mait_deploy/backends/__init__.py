@@ -32,7 +32,7 @@ class Backend:
     compile_modules: tuple[str, ...]  # importable modules the host needs to build (and gate) a bundle
     gate_runtime: str  # the runner that scores the artifact at the accuracy gate (a registry name)
     colour: str = "grey"  # in plots
-    summary: str = ""  # one line for help texts
+    summary: str = ""  # one line for `mait-deploy targets`
     cli: str = ""  # "module:function" that adds the backend's own commands to the typer app, if it has any
 
     def missing_on_host(self) -> list[str]:

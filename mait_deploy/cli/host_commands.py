@@ -25,6 +25,25 @@ from mait_deploy.errors import MaitDeployError
 
 @app.command()
 @handle_errors
+def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the registered targets, the extras they need, and whether this host can build them."""
+    available = backends.availability()
+    rows = [{"target": name, "summary": backends.get(name).summary, "device_extra": backends.get(name).runtime_extra,
+             "host_extra": backends.get(name).compile_extra, "on_this_host": available[name] or "ok"}
+            for name in backends.names()]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="targets (add one: docs/architecture.md)")
+    for column in ("target", "what", "device extra", "host extra", "on this host"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+
+
+@app.command()
+@handle_errors
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the registered MaiT variants with counted parameters and FLOPs."""
     from mait_deploy.host.model.stats import variant_stats
