@@ -110,3 +110,22 @@ def test_the_tensorrt_runner_knows_its_profile_limit_before_any_gpu_is_touched(o
     with pytest.raises(UnsupportedOption, match="batch 64 is above this bundle's limit of 32"):
         runner.timed_call(np.zeros((64, 1, 28, 28), np.float32))
     assert not runner.is_active
+
+
+def test_verify_says_when_an_int8_bundle_runs_on_another_int8_class_than_its_gate(ort_fp32_bundle):
+    from mait_deploy.device.bundle import isa_difference
+    from mait_deploy.device.profiling.isa import cpu_isa, int8_class
+
+    manifest = read_manifest(ort_fp32_bundle)
+    here = cpu_isa()
+    assert isa_difference(manifest, here) is None  # FP32: nothing int8 to differ
+    manifest.precision = "int8"
+    manifest.accuracy.host_isa = {**here}
+    assert isa_difference(manifest, here) is None  # gated on this very CPU class
+    manifest.accuracy.host_isa = {"int8_class": "x86-avx2", "model": "AMD EPYC 7763"}
+    device = {**here, "int8_class": "x86-vnni"}
+    note = isa_difference(manifest, device)
+    assert "gated on x86-avx2 (AMD EPYC 7763) and runs here on x86-vnni" in note
+    assert int8_class("aarch64", {"asimd", "asimddp"}) == "arm64-dotprod"
+    assert int8_class("x86_64", {"avx2", "avx512bw"}) == "x86-avx512"
+    assert int8_class("x86_64", {"avx2", "avx512_vnni"}) == "x86-vnni"

@@ -53,6 +53,17 @@ def load_golden(folder: Path, manifest: Manifest) -> GoldenSet:
     return GoldenSet.read(Path(folder) / manifest.golden.file, manifest.golden.kind)
 
 
+def isa_difference(manifest: Manifest, device_isa: dict[str, Any]) -> str | None:
+    """A note when an INT8 bundle runs on a CPU of another int8 class than its accuracy gate ran on (u8s8 kernels
+    saturate on x86 without VNNI, Arm dot products do not...): the gate's numbers may not hold here."""
+    gate_isa = manifest.accuracy.host_isa if manifest.accuracy else {}
+    gated, here = gate_isa.get("int8_class"), device_isa.get("int8_class")
+    if manifest.precision != "int8" or not gated or not here or gated == here:
+        return None
+    return (f"this INT8 bundle was gated on {gated} ({gate_isa.get('model', '?')}) and runs here on {here}: its "
+            f"accuracy here may differ from the gate's; measure it with `mait-deploy evaluate` on this device")
+
+
 @dataclass
 class VerifyReport:
     bundle: str
@@ -67,6 +78,7 @@ class VerifyReport:
     golden_kind: str = "images"  # raw images through preprocessing, or preprocessed inputs
     device_isa: dict[str, Any] = field(default_factory=dict)  # this device's CPU, beside the build host's in
     # the manifest (build.host_isa): int8 results can differ between ISA classes
+    isa_note: str | None = None  # set when this device's int8 class differs from the one the gate ran on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +101,7 @@ def verify_bundle(path: str | Path, options: RunnerOptions | None = None) -> Ver
         tolerance=tolerance.to_dict(), passed=comparison.within(tolerance), runtime=info, golden_kind=golden.kind,
         device_isa=cpu_isa(),
     )
+    report.isa_note = isa_difference(runner.manifest, report.device_isa)
     if not report.passed:
         raise ValidationError(f"{folder}: golden outputs do not match on this device: "
                               f"{comparison.describe(tolerance)}")
