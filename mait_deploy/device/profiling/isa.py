@@ -59,16 +59,13 @@ def int8_class(machine: str, flags: set[str]) -> str:
     return "other"
 
 
-def u8s8_saturates(cls: str) -> bool:
-    """Whether x86 u8s8 int8 kernels of this class use VPMADDUBSW (int16 pair sums that saturate)."""
-    return cls in ("x86-avx512", "x86-avx2")
-
-
 def cpu_isa(root: str | Path = "/") -> dict[str, Any]:
-    """The CPU model, the relevant flags, the int8 class and whether u8s8 kernels saturate here."""
+    """The CPU model, the relevant flags and the int8 class, as the CPU reports them. Whether a runtime's int8
+    kernels really saturate is a runtime's own functional probe (ONNX Runtime: ``u8s8_exact`` in its runner):
+    emulators and hypervisors can report flags the kernels do not get."""
     model, flags = parse_cpuinfo(_cpuinfo(root))
     machine = platform.machine()
     cls = int8_class(machine, flags)
     return {"model": model or "unknown", "machine": machine,
             "flags": sorted(flags & set(RELEVANT_FLAGS)), "int8_class": cls,
-            "u8s8_saturates": u8s8_saturates(cls), "bf16": bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})}
+            "bf16": bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})}

@@ -40,13 +40,9 @@ def run_tool(command: list[str], timeout: float = 5.0) -> str | None:
 
 def cpu_state(root: str = "/") -> dict[str, Any]:
     base = Path(root)
-    model = NOT_AVAILABLE
-    cpuinfo = _read(base / "proc/cpuinfo") or ""
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        match = re.search(rf"^{key}\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-        if match:
-            model = match.group(1).strip()
-            break
+    from mait_deploy.device.profiling.isa import parse_cpuinfo
+
+    model = parse_cpuinfo(_read(base / "proc/cpuinfo") or "")[0] or NOT_AVAILABLE
     governors, frequencies = set(), []
     for cpu in sorted((base / "sys/devices/system/cpu").glob("cpu[0-9]*")):
         governor = _read(cpu / "cpufreq/scaling_governor")
