@@ -34,7 +34,7 @@ class BiasAsInput(nn.Module):
         m = self.model
         x = m.patch_embed(x) + m.pos_embed
         for index, block in enumerate(m.blocks):
-            x = block(x, bias if index in m.masked_blocks else None)
+            x = block(x, bias if m.block_patterns[index] is not None else None)
         cls_token = m.cls_token.expand(x.shape[0], -1, -1)
         for block in m.blocks_token_only:
             cls_token = block(x, cls_token)
@@ -45,7 +45,7 @@ def export_bias_input(model: MaiT, path: Path) -> None:
     import onnxsim
     from torch.export import Dim
 
-    example = (torch.zeros(2, *model.config.input_shape), model.attn_bias.clone())
+    example = (torch.zeros(2, *model.config.input_shape), model.attn_masks[0].clone())
     program = torch.onnx.export(BiasAsInput(model).eval(), example, None, dynamo=True, opset_version=17,
                                 dynamic_shapes={"x": {0: Dim("batch")}, "bias": None},
                                 input_names=["input", "bias"], output_names=["logits"])
@@ -69,12 +69,12 @@ def bench_model(name: str, model: MaiT, iterations: int, folder: Path) -> dict:
         result = export_onnx(source, paths[key], ExportOptions(force=True))
         results["exports"][key] = {
             "seconds": result.timings_s, "file_bytes": result.file_bytes, "nodes_exported": result.nodes_exported,
-            "nodes_simplified": result.nodes_simplified, "bias_initializers": result.graph["bias_initializers"],
+            "nodes_simplified": result.nodes_simplified, "mask_constants": result.graph["mask_constants"],
             "parity": {k: result.parity[k] for k in ("max_abs_diff", "mean_abs_diff", "top1_agreement")},
         }
     export_bias_input(model, paths["masked_bias_input"])
     sessions = {key: session(path) for key, path in paths.items()}
-    bias = model.attn_bias.numpy()
+    bias = model.attn_masks[0].numpy()
     latency = {}
     for batch in (1, 32):
         x = np.random.default_rng(0).standard_normal((batch, *model.config.input_shape)).astype(np.float32)

@@ -22,6 +22,7 @@ _API = {
     "load_checkpoint": "mait_deploy.host.model.checkpoint",
     "save_checkpoint": "mait_deploy.host.model.checkpoint",
     "import_timm_cait": "mait_deploy.host.model.checkpoint",
+    "import_timm_deit": "mait_deploy.host.model.timm_import",
     "create_model": "mait_deploy.host.model.mait",
 }
 __all__ = sorted(_API) + ["__version__"]

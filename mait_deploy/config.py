@@ -43,38 +43,113 @@ def _construct(cls: type, values: dict[str, Any], what: str) -> Any:
         raise ConfigError(f"invalid {what}: {err}") from err
 
 
+MASK_MODES = ("additive", "multiplicative")
+MASK_PATTERNS = ("window", "random")
+BACKBONES = ("cait", "deit")
+SCHEDULE_PRESETS = ("uniform:K", "mixed", "none")
+
+
+def _odd_side(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= 2 * 8192 and value % 2 == 1
+
+
 @dataclass(frozen=True)
 class MaskConfig:
-    """Which attention heads see only a local window of patches.
+    """Which attention heads of which blocks see only a local window of patches, and how the mask is applied.
 
-    window: odd side length of the square window on the patch grid (3 = Chebyshev radius 1).
-    masked_heads: head indices that are local in each masked block; None = the first half of the heads.
-    masked_blocks: self-attention block indices that carry masked heads; None = all of them.
+    mode: ``additive`` adds ``mask_value`` (-1e4) to the scaled products outside the window (a hard mask: those
+      keys get zero weight); ``multiplicative`` is the paper's Eq. 2, Softmax((M * QK^T) / sqrt(d)) with a binary
+      M, so a masked-out key still gets weight e^0/Z and the head can bypass locality.
+    window: odd side of the window on the patch grid: an int (square, 3 = Chebyshev radius 1) or [rows, cols].
+    schedule: the masked heads per self-attention block: ``"uniform:K"`` (heads 0..K-1 in every block),
+      ``"mixed"`` (all heads in the first third of the blocks, one head in the middle third, none in the last),
+      ``"none"``, or an explicit list with one list of head indices per block. None = the legacy fields below.
+    masked_heads / masked_blocks: the legacy uniform schedule (None = the first half of the heads / every block).
+    pattern: ``window`` or ``random``: a fixed random pattern (``seed``) keeping as many keys per query as the
+      window does (the paper's control experiment).
     enabled: False gives the identical network with every head global (the unmasked baseline).
+    Class and distillation tokens attend to, and are attended by, every token in every mode.
     """
 
-    window: int = 3
+    window: int | tuple[int, int] = 3
     masked_heads: tuple[int, ...] | None = None
     masked_blocks: tuple[int, ...] | None = None
     mask_value: float = DEFAULT_MASK_VALUE
     enabled: bool = True
+    mode: str = "additive"
+    schedule: str | tuple[tuple[int, ...], ...] | None = None
+    pattern: str = "window"
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or not 1 <= self.window <= 2 * 8192 \
-                or self.window % 2 == 0:
-            raise ConfigError(f"mask window must be a positive odd integer, got {self.window!r}")
-        if not math.isfinite(self.mask_value) or self.mask_value >= 0 or self.mask_value < -FP16_MAX:
+        window = self.window
+        if isinstance(window, (list, tuple)):
+            if len(window) != 2 or not all(_odd_side(side) for side in window):
+                raise ConfigError(f"mask window must be an odd integer or two odd integers [rows, cols], got {window!r}")
+            window = int(window[0]) if window[0] == window[1] else (int(window[0]), int(window[1]))
+            object.__setattr__(self, "window", window)
+        elif not _odd_side(window):
+            raise ConfigError(f"mask window must be a positive odd integer, got {window!r}")
+        if isinstance(self.mask_value, bool) or not isinstance(self.mask_value, (int, float)) \
+                or not math.isfinite(self.mask_value) or self.mask_value >= 0 or self.mask_value < -FP16_MAX:
             raise ConfigError(
                 f"mask_value must be finite, negative and representable in FP16 (>= -{FP16_MAX:g}), "
                 f"got {self.mask_value!r}"
             )
+        if self.mode not in MASK_MODES:
+            raise ConfigError(f"mask mode must be one of {', '.join(MASK_MODES)}, got {self.mode!r}")
+        if self.pattern not in MASK_PATTERNS:
+            raise ConfigError(f"mask pattern must be one of {', '.join(MASK_PATTERNS)}, got {self.pattern!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"mask seed must be an integer from 0 to 2**32-1, got {self.seed!r}")
         for name in ("masked_heads", "masked_blocks"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, tuple(int(v) for v in value))
+                object.__setattr__(self, name, _int_tuple(value, f"mask {name}"))
+        schedule = self.schedule
+        if schedule is not None:
+            if self.masked_heads is not None or self.masked_blocks is not None:
+                raise ConfigError("give the mask schedule or masked_heads/masked_blocks, not both")
+            if isinstance(schedule, str):
+                _check_preset(schedule)  # ranges are checked against the model
+            elif isinstance(schedule, (list, tuple)):
+                object.__setattr__(self, "schedule", tuple(_int_tuple(heads, "mask schedule entry")
+                                                           for heads in schedule))
+            else:
+                raise ConfigError(f"mask schedule must be a preset ({', '.join(SCHEDULE_PRESETS)}) or a list of "
+                                  f"head lists, got {schedule!r}")
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the window on the patch grid."""
+        return (self.window, self.window) if isinstance(self.window, int) else self.window
+
+    @property
+    def window_label(self) -> str:
+        rows, cols = self.window_shape
+        return f"{rows}x{cols}"
+
+    def layer_heads(self, depth: int, num_heads: int) -> tuple[tuple[int, ...], ...]:
+        """The masked head indices of every self-attention block (an empty tuple = a global block)."""
+        if not self.enabled:
+            return ((),) * depth
+        if self.schedule is None:
+            heads, blocks = self.heads(num_heads), set(self.blocks(depth))
+            return tuple(heads if block in blocks else () for block in range(depth))
+        if isinstance(self.schedule, str):
+            return _preset_heads(self.schedule, depth, num_heads)
+        if len(self.schedule) != depth:
+            raise ConfigError(f"mask schedule lists {len(self.schedule)} blocks, the model has {depth}")
+        result = []
+        for heads in self.schedule:
+            bad = [h for h in heads if not 0 <= h < num_heads]
+            if bad:
+                raise ConfigError(f"mask schedule heads {bad} out of range for {num_heads} heads")
+            result.append(tuple(sorted(set(heads))))
+        return tuple(result)
 
     def heads(self, num_heads: int) -> tuple[int, ...]:
-        """The masked head indices for a block with ``num_heads`` heads."""
+        """The legacy uniform schedule's masked heads (see ``layer_heads`` for the general case)."""
         if not self.enabled:
             return ()
         heads = tuple(range(num_heads // 2)) if self.masked_heads is None else self.masked_heads
@@ -84,7 +159,7 @@ class MaskConfig:
         return tuple(sorted(set(heads)))
 
     def blocks(self, depth: int) -> tuple[int, ...]:
-        """The self-attention block indices that use the mask."""
+        """The legacy uniform schedule's masked blocks (see ``layer_heads`` for the general case)."""
         if not self.enabled:
             return ()
         blocks = tuple(range(depth)) if self.masked_blocks is None else self.masked_blocks
@@ -98,11 +173,45 @@ class MaskConfig:
         for name in ("masked_heads", "masked_blocks"):
             if data[name] is not None:
                 data[name] = list(data[name])
+        if isinstance(self.window, tuple):
+            data["window"] = list(self.window)
+        if isinstance(self.schedule, tuple):
+            data["schedule"] = [list(heads) for heads in self.schedule]
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MaskConfig":
         return _construct(cls, _from_mapping(cls, data, "mask config"), "mask config")
+
+
+def _int_tuple(values: Any, what: str) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) \
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ConfigError(f"{what} must be a list of integers, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
+def _check_preset(preset: str) -> None:
+    kind, _, count = preset.partition(":")
+    if preset not in ("none", "mixed") and not (kind == "uniform" and count.isdigit() and len(count) <= 6):
+        raise ConfigError(f"unknown mask schedule {preset!r}; use {', '.join(SCHEDULE_PRESETS)} or a list per block")
+
+
+def _preset_heads(preset: str, depth: int, num_heads: int) -> tuple[tuple[int, ...], ...]:
+    """Expand a schedule preset (``uniform:K``, ``mixed``, ``none``) for a model's depth and heads."""
+    if preset == "none":
+        return ((),) * depth
+    if preset == "mixed":
+        first, second = round(depth / 3), round(2 * depth / 3)
+        return tuple(tuple(range(num_heads)) if block < first else (0,) if block < second else ()
+                     for block in range(depth))
+    kind, _, count = preset.partition(":")
+    if kind == "uniform" and count.isdigit():
+        k = int(count)
+        if k > num_heads:
+            raise ConfigError(f"mask schedule {preset!r} masks {k} heads, the model has {num_heads}")
+        return (tuple(range(k)),) * depth
+    raise ConfigError(f"unknown mask schedule {preset!r}; use {', '.join(SCHEDULE_PRESETS)} or a list per block")
 
 
 @dataclass(frozen=True)
@@ -144,8 +253,13 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class MaiTConfig:
-    """The architecture of a MaiT network (CaiT layout: patch embed, L self-attention blocks, 2 class-attention
-    blocks, head) plus the mask geometry, preprocessing and labels that travel with the weights."""
+    """The architecture of a MaiT network plus the mask geometry, preprocessing and labels that travel with the
+    weights.
+
+    backbone ``deit`` (the paper's: timm's VisionTransformer, the class token - and with ``distilled`` a
+    distillation token - inside the token sequence of every block, LayerScale only when ``init_values`` is set)
+    or ``cait`` (patch-only self-attention blocks, then ``depth_token_only`` class-attention blocks; LayerScale).
+    """
 
     name: str = "mait"
     img_size: int = 224
@@ -156,28 +270,36 @@ class MaiTConfig:
     depth: int = 24
     num_heads: int = 4
     mlp_ratio: float = 4.0
-    depth_token_only: int = 2
+    depth_token_only: int | None = None  # None: 2 for cait, 0 for deit
     mlp_ratio_token_only: float = 4.0
     qkv_bias: bool = True
-    init_values: float = 1e-5
+    init_values: float | None = 1e-5  # LayerScale init; None = no LayerScale (deit only)
     talking_heads: bool = False
     layer_norm_eps: float = 1e-6
     drop_path_rate: float = 0.0
     mask: MaskConfig = field(default_factory=MaskConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     labels: tuple[str, ...] = ()
+    backbone: str = "cait"
+    distilled: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.depth_token_only is None:
+            object.__setattr__(self, "depth_token_only", 2 if self.backbone == "cait" else 0)
         for name, limit in CONFIG_LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
                 raise ConfigError(f"{name} must be an integer from 1 to {limit}, got {value!r}")
         for name in ("mlp_ratio", "mlp_ratio_token_only", "init_values", "layer_norm_eps", "drop_path_rate"):
             value = getattr(self, name)
+            if value is None and name == "init_values" and self.backbone == "deit":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        for name in ("qkv_bias", "talking_heads"):
+        for name in ("qkv_bias", "talking_heads", "distilled"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.name, str):
@@ -186,12 +308,22 @@ class MaiTConfig:
                 or not 0 <= self.depth_token_only <= CONFIG_LIMITS["depth"]:
             raise ConfigError(f"depth_token_only must be an integer from 0 to {CONFIG_LIMITS['depth']}, "
                               f"got {self.depth_token_only!r}")
+        if self.backbone == "deit":
+            if self.depth_token_only:
+                raise ConfigError("the deit backbone has no class-attention blocks: depth_token_only must be 0")
+            if self.talking_heads:
+                raise ConfigError("talking heads belong to the cait backbone, not deit")
+        elif self.distilled:
+            raise ConfigError("a distillation token needs the deit backbone")
+        if self.talking_heads and self.mask.mode == "multiplicative":
+            raise ConfigError("multiplicative masks cannot be combined with talking heads (the head mixing comes "
+                              "between the products and the softmax); use additive masks")
         if self.img_size % self.patch_size:
             raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         # Checked before anything is built: a small config must not make the model allocate gigabytes.
-        bias_bytes = self.num_heads * (self.num_patches + 1) ** 2 * 4
+        bias_bytes = self.num_heads * (self.num_patches + 2) ** 2 * 4
         if bias_bytes > MAX_ATTENTION_BYTES:
             raise ConfigError(f"config too large: {self.num_patches} tokens x {self.num_heads} heads is "
                               f"{bias_bytes / 2**30:.1f} GiB of attention per image (limit "
@@ -203,8 +335,8 @@ class MaiTConfig:
         if self.preprocess.input_size != self.img_size:
             raise ConfigError(f"preprocess input_size {self.preprocess.input_size} != img_size {self.img_size}")
         # Resolve now so a bad head/block index fails at config time, not deep inside a forward pass.
-        self.mask.heads(self.num_heads)
-        self.mask.blocks(self.depth)
+        self.mask.layer_heads(self.depth, self.num_heads)
+
 
     @property
     def grid_size(self) -> int:
@@ -213,6 +345,20 @@ class MaiTConfig:
     @property
     def num_patches(self) -> int:
         return self.grid_size**2
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches in the self-attention blocks: class (+ distillation) token for deit."""
+        return (1 + int(self.distilled)) if self.backbone == "deit" else 0
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens a self-attention block sees (the size of its attention matrix)."""
+        return self.num_patches + self.num_prefix_tokens
+
+    def layer_heads(self) -> tuple[tuple[int, ...], ...]:
+        """The masked heads of every self-attention block."""
+        return self.mask.layer_heads(self.depth, self.num_heads)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

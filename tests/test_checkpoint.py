@@ -147,7 +147,7 @@ def test_timm_cait_import_maps_every_key(tmp_path):
     model = import_timm_cait({"model": {"module." + k: v for k, v in sd.items()}})
     for key, value in sd.items():
         assert torch.equal(model.state_dict()[key], value), key
-    assert model.attn_bias is not None and model.config.mask.enabled
+    assert model.attn_masks and model.config.mask.enabled
     path = tmp_path / "cait.pth"
     torch.save(sd, path)
     assert torch.equal(import_timm_cait(path).head.weight, sd["head.weight"])

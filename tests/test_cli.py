@@ -37,7 +37,7 @@ def test_info_of_shipped_checkpoint():
     result = run_cli("info", "--json", check=True)
     details = json.loads(result.stdout)
     assert details["variant"] == "mait_demo_28" and len(details["labels"]) == 10
-    assert details["masked heads"] == [0, 1]
+    assert details["masked heads per block"] == [[0, 1]] * 6
 
 
 @pytest.mark.parametrize("args,message", [

@@ -31,18 +31,18 @@ def test_one_shared_bias_no_inf_no_mask_ops(exported, demo_model):
     result, path = exported
     model = onnx.load(str(path))
     report = graph.analyze(model)
-    assert len(report.bias_initializers) == 1
-    bias = report.bias_initializers[0]
-    assert bias.shape == [4, 49, 49] and bias.consumers == demo_model.config.depth
+    assert len(report.mask_constants) == 1
+    bias = report.mask_constants[0]
+    assert bias.shape == [1, 4, 49, 49] and bias.consumers == demo_model.config.depth
     assert bias.min_value == -1e4
     assert report.mask_building_ops == {}
     assert report.non_finite_initializers == [] and report.fp16_unsafe_initializers == []
     # The bias values in the file are the model's mask.
     array = onnx.numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == bias.name))
-    assert np.array_equal(array, demo_model.attn_bias.numpy())
+    assert np.array_equal(array, demo_model.attn_masks[0].numpy())
     # And the report beside the file says the same.
     on_disk = json.loads(path.with_name(path.name + ".json").read_text())
-    assert on_disk["graph"]["bias_initializers"][0]["consumers"] == demo_model.config.depth
+    assert on_disk["graph"]["mask_constants"][0]["consumers"] == demo_model.config.depth
     assert on_disk["nodes_exported"] > 0 and on_disk["nodes_simplified"] > 0
     assert on_disk["tool_versions"]["onnxsim"] != "not installed"
 
@@ -76,7 +76,7 @@ def test_fp16_export_has_no_nan_and_keeps_fp32_io(tmp_path, demo_model):
     model = onnx.load(str(tmp_path / "half.onnx"))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     report = graph.analyze(model)
-    assert len(report.bias_initializers) == 1 and report.bias_initializers[0].dtype == "float16"
+    assert len(report.mask_constants) == 1 and report.mask_constants[0].dtype == "float16"
     assert result.parity["non_finite_outputs"] == 0
     assert result.parity["max_abs_diff"] <= 1e-2 and result.parity["top1_agreement"] >= 0.995
 
@@ -91,7 +91,7 @@ def test_fixed_batch_and_opset_20(tmp_path, demo_model):
 
 def test_unmasked_twin_exports_without_bias(tmp_path, demo_model):
     export_onnx(demo_model.unmasked(), tmp_path / "plain.onnx")
-    assert graph.analyze(onnx.load(str(tmp_path / "plain.onnx"))).bias_initializers == []
+    assert graph.analyze(onnx.load(str(tmp_path / "plain.onnx"))).mask_constants == []
 
 
 def test_failed_verification_leaves_nothing_behind(tmp_path, demo_model):
@@ -129,14 +129,14 @@ def test_unwritable_folder_and_missing_checkpoint(tmp_path, demo_model):
 def test_deduplicate_merges_copies_of_the_bias(exported):
     _, path = exported
     model = onnx.load(str(path))
-    bias = next(i for i in model.graph.initializer if i.name == "attn_bias")
+    bias = next(i for i in model.graph.initializer if i.name == "attn_mask_0")
     copy = onnx.TensorProto()
     copy.CopyFrom(bias)
-    copy.name = "attn_bias_copy"
+    copy.name = "attn_mask_0_copy"
     model.graph.initializer.append(copy)
-    first_user = next(n for n in model.graph.node if "attn_bias" in n.input)
-    first_user.input[list(first_user.input).index("attn_bias")] = "attn_bias_copy"
-    assert len(graph.analyze(model).bias_initializers) == 2
+    first_user = next(n for n in model.graph.node if "attn_mask_0" in n.input)
+    first_user.input[list(first_user.input).index("attn_mask_0")] = "attn_mask_0_copy"
+    assert len(graph.analyze(model).mask_constants) == 2
     assert graph.deduplicate_initializers(model) == 1
     report = graph.analyze(model)
-    assert len(report.bias_initializers) == 1 and report.bias_initializers[0].consumers == 6
+    assert len(report.mask_constants) == 1 and report.mask_constants[0].consumers == 6

@@ -6,10 +6,10 @@ from mait_deploy.errors import ConfigError
 from mait_deploy.host.model.masks import window_allowed
 
 torch = pytest.importorskip("torch")
+from mait_deploy.host.model.layers import MaskedSelfAttention  # noqa: E402
 from mait_deploy.host.model.mait import (  # noqa: E402
     VARIANTS,
     MaiT,
-    MaskedSelfAttention,
     create_model,
     variant_config,
 )
@@ -34,10 +34,10 @@ def test_masked_head_is_local_and_global_head_is_not(tiny_config, talking_heads)
     query = 0  # corner patch (0, 0)
     far = grid * grid - 1  # patch (3, 3): outside a 3x3 window around (0, 0)
     assert not window_allowed(grid, 3)[query, far]
-    before = _head_outputs(attn, x, model.attn_bias)
+    before = _head_outputs(attn, x, model.attn_masks[0])
     x2 = x.clone()
     x2[0, far] += 5.0
-    after = _head_outputs(attn, x2, model.attn_bias)
+    after = _head_outputs(attn, x2, model.attn_masks[0])
     masked, global_ = tiny_config.mask.heads(4), [h for h in range(4) if h not in tiny_config.mask.heads(4)]
     for head in masked:
         assert torch.equal(before[query, head], after[query, head]), "masked head saw a patch outside its window"
@@ -47,22 +47,22 @@ def test_masked_head_is_local_and_global_head_is_not(tiny_config, talking_heads)
     near = 1
     x3 = x.clone()
     x3[0, near] += 5.0
-    inside = _head_outputs(attn, x3, model.attn_bias)
+    inside = _head_outputs(attn, x3, model.attn_masks[0])
     assert not torch.allclose(before[query, masked[0]], inside[query, masked[0]])
 
 
 def test_bias_is_one_shared_buffer(tiny_config):
     model = MaiT(tiny_config)
     buffers = dict(model.named_buffers())
-    assert list(buffers) == ["attn_bias"]
+    assert list(buffers) == ["attn_mask_0"]
     # Not in the state dict: it is derived from the config, so a checkpoint cannot carry a stale mask.
-    assert "attn_bias" not in model.state_dict()
+    assert "attn_mask_0" not in model.state_dict()
     seen = []
     for block in model.blocks:
         block.attn.register_forward_hook(lambda mod, args, out: seen.append(args[1]))
     model(torch.zeros(2, 1, 16, 16))
     assert len(seen) == tiny_config.depth
-    assert all(b is model.attn_bias for b in seen)
+    assert all(b is model.attn_masks[0] for b in seen)
 
 
 def test_masked_blocks_option(tiny_config):
@@ -71,14 +71,14 @@ def test_masked_blocks_option(tiny_config):
     for block in model.blocks:
         block.attn.register_forward_hook(lambda mod, args, out: seen.append(args[1]))
     model(torch.zeros(1, 1, 16, 16))
-    assert seen[0] is None and seen[1] is model.attn_bias
+    assert seen[0] is None and seen[1] is model.attn_masks[0]
 
 
 def test_unmasked_twin_shares_weights_and_differs_only_by_masks(tiny_config):
     torch.manual_seed(0)
     model = MaiT(tiny_config).eval()
     twin = model.unmasked().eval()
-    assert twin.attn_bias is None and not twin.config.mask.enabled
+    assert twin.attn_masks == [] and not twin.config.mask.enabled
     x = torch.randn(3, 1, 16, 16)
     for (name, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items()):
         assert torch.equal(a, b), name

@@ -62,8 +62,8 @@ def test_int8_gate_and_quantization_structure(bundles):
 
     model = onnx.load(str(root / "int8" / "model.onnx"))
     report = graph.analyze(model)
-    assert len(report.bias_initializers) == 1 and report.bias_initializers[0].consumers == 6
-    assert report.bias_initializers[0].dtype == "float32"
+    assert len(report.mask_constants) == 1 and report.mask_constants[0].consumers == 6
+    assert report.mask_constants[0].dtype == "float32"
     assert (root / "int8" / "model.onnx").stat().st_size < 0.5 * (root / "fp32" / "model.onnx").stat().st_size
     # ORT's fast x86 path: uint8 activations, int8 weights (zero point 0).
     initializers = {init.name: init for init in model.graph.initializer}

@@ -37,9 +37,9 @@ def test_ir_files_and_precisions(bundles):
         names = sorted(p.name for p in (root / precision).iterdir())
         assert names == ["golden.npz", "manifest.json", "model.bin", "model.xml"]
         ir = results[precision].manifest["build"]["ir"]
-        assert len(ir["bias_constants"]) == 1 and ir["bias_constants"][0]["consumers"] == 6
-    assert results["fp32"].manifest["build"]["ir"]["bias_constants"][0]["dtype"] == "f32"
-    assert results["fp16"].manifest["build"]["ir"]["bias_constants"][0]["dtype"] == "f16"
+        assert len(ir["mask_constants"]) == 1 and ir["mask_constants"][0]["consumers"] == 6
+    assert results["fp32"].manifest["build"]["ir"]["mask_constants"][0]["dtype"] == "f32"
+    assert results["fp16"].manifest["build"]["ir"]["mask_constants"][0]["dtype"] == "f16"
     params = 1_335_178
     fp32_bin = (root / "fp32" / "model.bin").stat().st_size
     assert fp32_bin >= 4 * params * 0.98, "the FP32 IR was compressed to FP16"

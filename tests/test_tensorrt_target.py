@@ -45,7 +45,7 @@ def test_qdq_onnx_follows_tensorrt_placement_rules(bundles):
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             assert np.all(inits[node.input[2]] == 0) and inits[node.input[2]].dtype == np.int8
             assert np.all(inits[node.input[1]] > 0) and np.all(np.isfinite(inits[node.input[1]]))
-    assert results["int8"].manifest["build"]["graph"]["bias_initializers"][0]["consumers"] == 6
+    assert results["int8"].manifest["build"]["graph"]["mask_constants"][0]["consumers"] == 6
 
 
 def test_qdq_onnx_passes_the_gate_in_onnxruntime(bundles):

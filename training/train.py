@@ -1,4 +1,4 @@
-"""Train the demo MaiT on Fashion-MNIST (CPU, seeded, resumable).
+"""Train a MaiT on Fashion-MNIST (CPU, seeded, resumable).
 
     python training/train.py --run-dir ~/.cache/mait-train/demo --epochs 30
     python training/train.py --run-dir ~/.cache/mait-train/demo --epochs 30 --resume
@@ -48,6 +48,9 @@ class TrainOptions:
     seed: int = 0
     bf16: bool = True  # autocast matmuls to bf16 (AVX-512 BF16 here: ~1.5x faster); weights stay FP32
     unmasked: bool = False
+    mask_mode: str | None = None  # additive | multiplicative (default: the variant's)
+    schedule: str | None = None  # a preset (uniform:K, mixed, none) or a JSON list of head lists per block
+    pattern: str | None = None  # window | random (the control: same density, random positions)
     embed_dim: int | None = None
     depth: int | None = None
     train_subset: int | None = None
@@ -62,6 +65,16 @@ def model_config(opts: TrainOptions) -> MaiTConfig:
         overrides["embed_dim"] = opts.embed_dim
     if opts.depth:
         overrides["depth"] = opts.depth
+    mask_changes: dict[str, object] = {}
+    if opts.mask_mode:
+        mask_changes["mode"] = opts.mask_mode
+    if opts.schedule:
+        schedule = json.loads(opts.schedule) if opts.schedule.lstrip().startswith("[") else opts.schedule
+        mask_changes.update(schedule=schedule, masked_heads=None, masked_blocks=None)
+    if opts.pattern:
+        mask_changes.update(pattern=opts.pattern, seed=opts.seed)
+    if mask_changes:
+        overrides["mask"] = dataclasses.replace(variant_config(opts.variant).mask, **mask_changes)
     config = variant_config(opts.variant, **overrides)
     return config.unmasked() if opts.unmasked else config
 
@@ -150,7 +163,8 @@ def train(opts: TrainOptions, log=print) -> dict:
         log(f"resumed from epoch {start_epoch} ({state_path})")
 
     params = sum(p.numel() for p in model.parameters())
-    log(f"{config.name} masked={config.mask.enabled} params={params:,} train={len(x_train)} "
+    log(f"{config.name} backbone={config.backbone} mask={config.mask.mode}/{config.mask.pattern} "
+        f"heads={[len(h) for h in config.layer_heads()]} params={params:,} train={len(x_train)} "
         f"epochs={opts.epochs} steps/epoch={steps_per_epoch} threads={torch.get_num_threads()} bf16={opts.bf16}")
     for epoch in range(start_epoch, opts.epochs):
         model.train()
@@ -209,7 +223,8 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
-            kind = {"embed_dim": int, "depth": int, "train_subset": int, "threads": int, "data_dir": str}.get(
+            kind = {"embed_dim": int, "depth": int, "train_subset": int, "threads": int, "data_dir": str,
+                    "mask_mode": str, "schedule": str, "pattern": str}.get(
                 field.name, type(default))
             parser.add_argument(flag, type=kind, default=default)
     return TrainOptions(**vars(parser.parse_args(argv)))

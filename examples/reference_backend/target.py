@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from mait_deploy.host.compile.onnx_common import check_single_bias, onnx_io_specs
+from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
 from mait_deploy.host.compile.target import BuiltArtifact, Target, TargetCapabilities
 
 ARTIFACT = "model.onnx"
@@ -21,5 +21,5 @@ class ReferenceTarget(Target):
         shutil.copyfile(source.onnx_path, staging / ARTIFACT)
         inputs, outputs = onnx_io_specs(source.config)
         return BuiltArtifact(artifact=ARTIFACT, inputs=inputs, outputs=outputs, batch="dynamic",
-                             runtime_options={}, report={"graph": check_single_bias(staging / ARTIFACT,
+                             runtime_options={}, report={"graph": check_mask_constants(staging / ARTIFACT,
                                                                                     source.config)})

@@ -52,15 +52,27 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     if as_json:
         print_json([s.to_dict() for s in stats])
         return
-    table = Table(title="MaiT variants (FLOPs counted by torch at batch 1, 2 per multiply-add)")
-    for column in ("variant", "input", "tokens", "dim", "depth", "heads", "masked heads", "window", "params (M)",
-                   "GFLOPs", "GMACs"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
+    table = Table(title="MaiT variants (counted by torch at batch 1; GMACs = multiply-adds, the paper's 'GFLOPs')")
+    for column in ("variant", "backbone", "input", "tokens", "dim", "depth", "heads", "masked heads per block",
+                   "mask", "params (M)", "GMACs", "paper: params / GMACs / top-1"):
+        table.add_column(column, justify="left" if column in ("variant", "backbone", "mask") else "right")
     for s in stats:
-        table.add_row(s.name, "x".join(map(str, s.input_shape)), str(s.tokens), str(s.embed_dim), str(s.depth),
-                      str(s.num_heads), ",".join(map(str, s.masked_heads)) or "-", f"{s.window}x{s.window}",
-                      f"{s.params / 1e6:.2f}", f"{s.gflops:.3f}", f"{s.gmacs:.3f}")
+        paper = "-" if s.paper is None else f"{s.paper['params_m']} M / {s.paper['gmacs']} / {s.paper['top1']}%"
+        table.add_row(s.name, s.backbone, "x".join(map(str, s.input_shape)), str(s.tokens), str(s.embed_dim),
+                      str(s.depth), str(s.num_heads), _run_lengths(s.masked_heads_per_block),
+                      f"{s.mask_mode} {s.window}", f"{s.params / 1e6:.2f}", f"{s.gmacs:.3f}", paper)
     console.print(table)
+
+
+def _run_lengths(values: tuple[int, ...]) -> str:
+    """(4, 4, 1, 1, 0) -> '4x2 1x2 0x1': a schedule on one line."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    return " ".join(f"{value}x{count}" for value, count in runs)
 
 
 @app.command()
@@ -114,7 +126,7 @@ def print_export_summary(result) -> None:
     table = Table(title=f"exported {result.path}", show_header=False)
     table.add_column("field")
     table.add_column("value")
-    biases = result.graph["bias_initializers"]
+    masks = result.graph["mask_constants"]
     parity = result.parity
     rows = [
         ("model", f"{result.model['name']} ({result.model['params'] / 1e6:.2f} M params)"),
@@ -122,8 +134,8 @@ def print_export_summary(result) -> None:
                  f"batch {result.options['batch']}"),
         ("nodes", f"{result.nodes_exported} exported -> "
                   f"{result.nodes_simplified if result.nodes_simplified is not None else '-'} after onnxsim"),
-        ("attention bias", ", ".join(f"{b['name']} {b['shape']} {b['dtype']} -> {b['consumers']} Adds" for b in biases)
-         or "none (unmasked model)"),
+        ("attention masks", ", ".join(f"{m['name']} {m['shape']} {m['dtype']} -> {m['consumers']} {m['op']}s"
+                                      for m in masks) or "none (unmasked model)"),
         ("parity", "not run" if parity is None else
          f"max |diff| {parity['max_abs_diff']:.2e}, mean {parity['mean_abs_diff']:.2e}, "
          f"top-1 agreement {parity['top1_agreement'] * 100:.2f}%, batches {parity['batch_sizes_checked']}"),
@@ -245,3 +257,44 @@ def deploy(
     failed = [r for r in report.rows if r.status in ("failed", "failed_gate")]
     if failed:
         raise MaitDeployError(f"{len(failed)} of {len(report.rows)} rows failed; see {output / 'report.md'}")
+
+
+@app.command()
+@handle_errors
+def locality(
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped model)."),
+    data: str = typer.Option("fashion-mnist", "--data", help="Images: 'fashion-mnist' (test split), a folder or an .npz."),
+    count: int = typer.Option(500, "--count", min=1, help="Images to average over."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing --count images."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the block x head heat map (PNG) here."),
+    suggest: bool = typer.Option(False, "--suggest", help="Print the schedule the paper's section 4.2 rule gives."),
+    all_above: float = typer.Option(0.75, "--all-heads-above", help="--suggest: mask every head of a block whose probe-head ALS is at least this."),
+    none_below: float = typer.Option(0.35, "--no-heads-below", help="--suggest: mask no head of a block whose probe-head ALS is at most this."),
+    probe_head: int = typer.Option(0, "--probe-head", min=0, help="--suggest: the head whose ALS decides (the paper masks head 0)."),
+) -> None:
+    """Attention Locality Score (the paper's Eq. 3) of every head on real images, and the schedule it suggests."""
+    from mait_deploy.host.model.locality import SuggestRule, locality_report, plot_locality, write_report
+
+    rule = SuggestRule(all_above, none_below, probe_head) if suggest else None
+    with status_spinner() as status:
+        report = locality_report(checkpoint, data, count, seed, rule,
+                                 progress=lambda done, total: status.update(f"attention of {done}/{total} images"))
+    if json_out:
+        write_report(report, json_out)
+    if plot:
+        plot_locality(report, plot)
+    table = Table(title=f"ALS of {report.model} on {report.images} images ({report.window} window, "
+                        f"{report.mask_mode}; uniform attention = {report.uniform_baseline:.2f}; * = masked)")
+    table.add_column("block", justify="right")
+    for head in range(len(report.scores[0]) if report.scores else 0):
+        table.add_column(f"head {head}", justify="right")
+    for block, row in enumerate(report.scores):
+        table.add_row(str(block), *(f"{value:.3f}{'*' if head in report.masked[block] else ''}"
+                                    for head, value in enumerate(row)))
+    console.print(table)
+    for note in report.notes:
+        err_console.print(f"note: {note}", highlight=False)
+    if report.suggested_schedule is not None:
+        console.print("suggested schedule (MaskConfig.schedule): " + json.dumps(report.suggested_schedule),
+                      highlight=False)

@@ -9,7 +9,7 @@ from typing import Callable
 from mait_deploy._deps import require
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import UnsupportedOption
-from mait_deploy.host.compile.onnx_common import check_single_bias, onnx_io_specs
+from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
 from mait_deploy.host.compile.qdq import QdqOptions, describe_qdq, quantize_qdq
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.target import (
@@ -89,7 +89,7 @@ class OnnxRuntimeTarget(Target):
                                                   calibration.origin).to_dict()
             report["int8_format"] = {"format": int8_format, "why": why}
             runtime_options["int8_format"] = int8_format
-        report["graph"] = check_single_bias(out, source.config)
+        report["graph"] = check_mask_constants(out, source.config)
         inputs, outputs = onnx_io_specs(source.config)
         import onnxruntime
 

@@ -20,6 +20,7 @@ from mait_deploy._deps import require
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.onnx_common import onnx_io_specs
+from mait_deploy.host.model.masks import check_constants
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
@@ -40,14 +41,15 @@ def _producer(node_input: Any) -> Any:
     return node
 
 
-def _bias_inputs(op: Any) -> list[Any]:
-    """The inputs of ``op`` that can carry the attention bias: both sides of an Add feeding a Softmax, or the
-    attention-mask input of the ScaledDotProductAttention op that OpenVINO fuses the attention into."""
+def _mask_inputs(op: Any) -> list[tuple[str, Any]]:
+    """(op, input) pairs that can carry an attention mask: both sides of an Add or Mul feeding a Softmax, or the
+    attention-mask input of the ScaledDotProductAttention op that OpenVINO fuses additive attention into."""
     kind = op.get_type_name()
     if kind == "ScaledDotProductAttention" and len(op.inputs()) > 3:
-        return [op.input(3)]
-    if kind == "Add" and any(t.get_node().get_type_name() == "Softmax" for t in op.output(0).get_target_inputs()):
-        return list(op.inputs())
+        return [("Add", op.input(3))]
+    if kind in ("Add", "Multiply") and any(t.get_node().get_type_name() == "Softmax"
+                                           for t in op.output(0).get_target_inputs()):
+        return [("Add" if kind == "Add" else "Mul", node_input) for node_input in op.inputs()]
     return []
 
 
@@ -55,17 +57,18 @@ def ir_report(model: Any) -> dict[str, Any]:
     """Bias constants feeding the attention (by node identity), FakeQuantize count, compute layers left in float."""
     ops = list(model.get_ordered_ops())
     types = Counter(op.get_type_name() for op in ops)
-    bias_users: Counter[int] = Counter()
-    bias_info: dict[int, dict[str, Any]] = {}
+    mask_users: Counter[int] = Counter()
+    mask_info: dict[int, dict[str, Any]] = {}
     for op in ops:
-        for node_input in _bias_inputs(op):
+        for kind, node_input in _mask_inputs(op):
             source = _producer(node_input)
             if source.get_type_name() == "Constant" and int(np.prod(source.get_output_shape(0))) > 1:
                 key = source.get_instance_id()
-                bias_users[key] += 1
-                bias_info[key] = {"name": source.get_friendly_name(),
+                mask_users[key] += 1
+                mask_info[key] = {"name": source.get_friendly_name(), "op": kind,
                                   "shape": [int(d) for d in source.get_output_shape(0)],
-                                  "dtype": source.get_output_element_type(0).get_type_name()}
+                                  "dtype": source.get_output_element_type(0).get_type_name(),
+                                  "values": np.asarray(source.get_data())}
     float_layers = []
     for op in ops if types.get("FakeQuantize") else []:  # only meaningful in a quantized IR
         if op.get_type_name() not in ("MatMul", "Convolution"):
@@ -75,7 +78,7 @@ def ir_report(model: Any) -> dict[str, Any]:
     return {
         "ops": sum(types.values()), "fake_quantize": types.get("FakeQuantize", 0),
         "fused_attention": types.get("ScaledDotProductAttention", 0),
-        "bias_constants": [{**bias_info[key], "consumers": count} for key, count in bias_users.items()],
+        "mask_constants": [{**mask_info[key], "consumers": count} for key, count in mask_users.items()],
         "float_compute_layers": float_layers, "matmuls": types.get("MatMul", 0),
     }
 
@@ -118,10 +121,10 @@ class OpenVinoTarget(Target):
         # save_model compresses weights to FP16 unless told not to: an FP32 bundle must really be FP32.
         ov.save_model(model, str(staging / ARTIFACT), compress_to_fp16=options.precision == "fp16")
         report["ir"] = ir_report(ov.Core().read_model(str(staging / ARTIFACT)))
-        masked = bool(source.config.mask.heads(source.config.num_heads))
-        if masked and len(report["ir"]["bias_constants"]) != 1:
-            raise ExportError(f"expected one shared bias constant in the IR, found "
-                              f"{len(report['ir']['bias_constants'])}")
+        constants = report["ir"]["mask_constants"]
+        problems = check_constants([(c["op"], c.pop("values"), c["consumers"]) for c in constants], source.config)
+        if problems:
+            raise ExportError(f"OpenVINO IR: {'; '.join(problems)}")
         inputs, outputs = onnx_io_specs(source.config)
         device = str(options.target_options.get("device", "CPU"))
         return BuiltArtifact(

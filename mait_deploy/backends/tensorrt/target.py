@@ -21,7 +21,7 @@ from mait_deploy._deps import require
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import UnsupportedOption, ValidationError
-from mait_deploy.host.compile.onnx_common import check_single_bias, onnx_io_specs
+from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
 from mait_deploy.host.compile.qdq import (
     DEFAULT_OP_TYPES,
     LAYOUT_OPS,
@@ -248,7 +248,7 @@ class TensorRtTarget(Target):
             if options.precision == "fp16":
                 convert_onnx_fp16(source.onnx_path, staging / FP16_TYPED)
                 side_files.append(FP16_TYPED)
-        report["graph"] = check_single_bias(out, source.config)
+        report["graph"] = check_mask_constants(out, source.config)
         report["trtexec"] = trtexec_command(plan)
         inputs, outputs = onnx_io_specs(source.config)
         return BuiltArtifact(

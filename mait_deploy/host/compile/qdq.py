@@ -222,18 +222,18 @@ def structure(model: Any) -> dict[str, Any]:
             "per_channel_weights": per_channel}
 
 
-def check_bias_not_quantized(model: Any) -> None:
-    """The attention-bias Add must not consume a quantized tensor (see the module docstring)."""
+def check_mask_not_quantized(model: Any) -> None:
+    """The attention-mask Add or Mul must not consume a quantized constant (see the module docstring)."""
     produced_by = graph.producers(model)
 
     users = graph.consumers(model)
     for node in model.graph.node:
-        if node.op_type == "Add" and graph.feeds_softmax(node.output[0], users):
+        if node.op_type in ("Add", "Mul") and graph.feeds_softmax(node.output[0], users):
             for name in node.input:
                 source = produced_by.get(name)
                 if source is not None and source.op_type == "DequantizeLinear" and source.input[0] in {
                         i.name for i in model.graph.initializer}:
-                    raise ValidationError("the attention bias was quantized; it must stay in float")
+                    raise ValidationError("an attention mask constant was quantized; it must stay in float")
 
 
 def describe_qdq(report: dict[str, Any]) -> str:

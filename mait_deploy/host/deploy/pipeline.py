@@ -242,7 +242,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         checkpoint=identity, options=jsonable(asdict(options)),
         export={"path": str(source.onnx_path), "reused": reused_export, "parity": source.export_report.get("parity"),
-                "bias_initializers": source.export_report.get("graph", {}).get("bias_initializers")},
+                "mask_constants": source.export_report.get("graph", {}).get("mask_constants")},
         rows=rows, recommended=recommend(rows), machine={"cpu": cpu_state(), "isa": cpu_isa()},
         seconds=round(time.perf_counter() - started, 1),
     )

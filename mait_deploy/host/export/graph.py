@@ -1,4 +1,4 @@
-"""Checks and edits on ONNX graphs: the shared attention bias, finiteness, metadata, de-duplication.
+"""Checks and edits on ONNX graphs: the shared attention-mask constants, finiteness, metadata, de-duplication.
 
 These read the written file, not the exporter's intentions: a report says what is in the graph.
 """
@@ -23,13 +23,21 @@ METADATA_PREFIX = "mait."
 
 
 @dataclass
-class BiasInitializer:
+class MaskConstant:
+    """A constant applied to the attention products right before a Softmax: an additive bias (``Add``) or a
+    multiplicative mask with the scale folded in (``Mul``)."""
+
     name: str
     shape: list[int]
     dtype: str
-    consumers: int  # Add nodes that take it and feed a Softmax
+    op: str  # "Add" or "Mul"
+    consumers: int  # nodes of that op that take it and feed a Softmax
     min_value: float
-    masked_fraction: float  # share of entries at the mask value (<= -1000)
+    masked_fraction: float  # share of entries that mask: <= -1000 for Add, exactly 0 for Mul
+    array: Any = field(default=None, repr=False, compare=False)  # the values (not serialized)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if key != "array"}
 
 
 @dataclass
@@ -37,14 +45,16 @@ class GraphReport:
     node_count: int
     op_counts: dict[str, int]
     initializer_count: int
-    bias_initializers: list[BiasInitializer] = field(default_factory=list)
-    bias_adds: int = 0
+    mask_constants: list[MaskConstant] = field(default_factory=list)
+    mask_ops: int = 0
     mask_building_ops: dict[str, int] = field(default_factory=dict)
     non_finite_initializers: list[str] = field(default_factory=list)
     fp16_unsafe_initializers: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["mask_constants"] = [constant.to_dict() for constant in self.mask_constants]
+        return data
 
 
 def _initializer_arrays(model: Any) -> dict[str, np.ndarray]:
@@ -85,26 +95,28 @@ def feeds_softmax(output: str, users: Mapping[str, list[Any]], depth: int = 2) -
 
 
 def analyze(model: Any) -> GraphReport:
-    """Count nodes, find the attention-bias constants (constant inputs of Adds that feed a Softmax), and check
-    that no initializer is non-finite or out of FP16 range and that no mask-building operator remains."""
+    """Count nodes, find the attention-mask constants (non-scalar constant inputs of Adds or Muls that feed a
+    Softmax), and check that no initializer is non-finite or out of FP16 range and that no mask-building operator
+    remains."""
     arrays = _initializer_arrays(model)
     users = consumers(model)
     op_counts = Counter(node.op_type for node in model.graph.node)
-    bias_users: Counter[str] = Counter()
-    bias_adds = 0
+    mask_users: Counter[tuple[str, str]] = Counter()
+    mask_ops = 0
     for node in model.graph.node:
-        if node.op_type != "Add" or not feeds_softmax(node.output[0], users):
+        if node.op_type not in ("Add", "Mul") or not feeds_softmax(node.output[0], users):
             continue
         constant_inputs = [name for name in node.input if name in arrays and arrays[name].size > 1]
         if constant_inputs:
-            bias_adds += 1
-            bias_users.update(constant_inputs)
-    biases = []
-    for name, count in sorted(bias_users.items()):
+            mask_ops += 1
+            mask_users.update((name, node.op_type) for name in constant_inputs)
+    constants = []
+    for (name, op), count in sorted(mask_users.items()):
         array = arrays[name]
-        biases.append(BiasInitializer(
-            name=name, shape=list(array.shape), dtype=str(array.dtype), consumers=count,
-            min_value=float(array.min()), masked_fraction=round(float((array <= -1000).mean()), 4),
+        masked = array <= -1000 if op == "Add" else array == 0
+        constants.append(MaskConstant(
+            name=name, shape=list(array.shape), dtype=str(array.dtype), op=op, consumers=count,
+            min_value=float(array.min()), masked_fraction=round(float(masked.mean()), 4), array=array,
         ))
     non_finite, fp16_unsafe = [], []
     for name, array in arrays.items():
@@ -116,7 +128,7 @@ def analyze(model: Any) -> GraphReport:
             fp16_unsafe.append(name)
     return GraphReport(
         node_count=len(model.graph.node), op_counts=dict(sorted(op_counts.items())),
-        initializer_count=len(model.graph.initializer), bias_initializers=biases, bias_adds=bias_adds,
+        initializer_count=len(model.graph.initializer), mask_constants=constants, mask_ops=mask_ops,
         mask_building_ops={op: n for op, n in op_counts.items() if op in MASK_BUILDING_OPS},
         non_finite_initializers=non_finite, fp16_unsafe_initializers=fp16_unsafe,
     )

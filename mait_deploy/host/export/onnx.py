@@ -153,16 +153,9 @@ def _simplify(model_proto: Any) -> Any:
 
 def _check_graph(report: graph.GraphReport, config: Any) -> list[str]:
     """Problems that make an export unacceptable (empty list = fine)."""
-    problems = []
-    expected_adds = len(config.mask.blocks(config.depth)) if config.mask.heads(config.num_heads) else 0
-    if expected_adds:
-        if len(report.bias_initializers) != 1:
-            problems.append(f"expected one shared bias constant, found {len(report.bias_initializers)}")
-        elif report.bias_initializers[0].consumers != expected_adds:
-            problems.append(f"bias feeds {report.bias_initializers[0].consumers} attention Adds, "
-                            f"expected {expected_adds}")
-    elif report.bias_initializers:
-        problems.append(f"an unmasked model has {len(report.bias_initializers)} bias constants")
+    from mait_deploy.host.model.masks import check_constants
+
+    problems = check_constants([(c.op, c.array, c.consumers) for c in report.mask_constants], config)
     if report.mask_building_ops:
         problems.append(f"mask-building operators remain: {report.mask_building_ops}")
     if report.non_finite_initializers:

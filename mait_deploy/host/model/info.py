@@ -33,11 +33,11 @@ def _architecture(config: Any) -> dict[str, Any]:
     return {
         "variant": config.name,
         "input": list(config.input_shape),
-        "tokens": config.num_patches,
+        "backbone": config.backbone + (" (distilled)" if config.distilled else ""),
+        "tokens": config.num_tokens,
         "embed_dim / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
         "mask": config.mask.to_dict(),
-        "masked heads": list(config.mask.heads(config.num_heads)),
-        "masked blocks": list(config.mask.blocks(config.depth)),
+        "masked heads per block": [list(heads) for heads in config.layer_heads()],
         "preprocess": config.preprocess.to_dict(),
         "labels": list(config.label_names()),
     }

@@ -1,46 +1,135 @@
-"""Locality masks as additive attention biases (numpy; the model turns the result into one buffer).
+"""Locality masks as constants on the attention products (numpy; the model turns each into one buffer).
 
-A masked head at query patch (r, c) may attend to key patch (r', c') only when
-max(|r - r'|, |c - c'|) <= window // 2 (the Chebyshev ball of the window on the 2-D patch grid).
-Allowed positions get 0 and the rest a large finite negative value, so the bias is a plain constant Add
-before the softmax: no new operator, any backend runs it.
+A masked head at query patch (r, c) keeps key patch (r', c') when |r - r'| <= rows // 2 and |c - c'| <= cols // 2
+(the window on the 2-D patch grid). Class and distillation tokens are kept in every row and column.
+
+Two modes, both a plain constant before the softmax (no new operator, any backend runs it):
+- additive: 0 where kept, ``mask_value`` (-1e4, FP16-safe) elsewhere, added to the scaled products (hard mask);
+- multiplicative (the paper's Eq. 2): the binary mask with the 1/sqrt(d) scale folded in, so a block computes
+  Softmax((Q K^T) * C): a masked-out product becomes 0, not -inf, and its key keeps weight e^0/Z.
+Every distinct set of masked heads is one pattern: one constant shared by all the blocks that use it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from mait_deploy.config import MaiTConfig
 
 
-def window_allowed(grid_size: int, window: int) -> np.ndarray:
+def _window_shape(window: int | tuple[int, int]) -> tuple[int, int]:
+    rows, cols = (window, window) if isinstance(window, int) else window
+    if rows < 1 or cols < 1 or rows % 2 == 0 or cols % 2 == 0:
+        raise ValueError(f"window sides must be positive odd integers, got {window}")
+    return rows, cols
+
+
+def window_allowed(grid_size: int, window: int | tuple[int, int]) -> np.ndarray:
     """Boolean [N, N] matrix (N = grid_size**2, row-major patches): True where the key lies in the query's window."""
     if grid_size < 1:
         raise ValueError(f"grid_size must be positive, got {grid_size}")
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd integer, got {window}")
+    rows_w, cols_w = _window_shape(window)
     rows, cols = np.divmod(np.arange(grid_size * grid_size), grid_size)
-    chebyshev = np.maximum(np.abs(rows[:, None] - rows[None, :]), np.abs(cols[:, None] - cols[None, :]))
-    return chebyshev <= window // 2
+    return (np.abs(rows[:, None] - rows[None, :]) <= rows_w // 2) & \
+        (np.abs(cols[:, None] - cols[None, :]) <= cols_w // 2)
 
 
-def locality_bias(grid_size: int, window: int, mask_value: float) -> np.ndarray:
+def random_allowed(grid_size: int, window: int | tuple[int, int], seed: int) -> np.ndarray:
+    """The control pattern: every query keeps as many keys as its window holds, chosen at random (fixed seed)."""
+    counts = window_allowed(grid_size, window).sum(axis=1)
+    rng = np.random.default_rng(seed)
+    n = grid_size * grid_size
+    allowed = np.zeros((n, n), dtype=bool)
+    for query, count in enumerate(counts):
+        allowed[query, rng.choice(n, size=int(count), replace=False)] = True
+    return allowed
+
+
+def locality_bias(grid_size: int, window: int | tuple[int, int], mask_value: float) -> np.ndarray:
     """Float32 [N, N] additive bias: 0 inside the window, ``mask_value`` outside."""
     allowed = window_allowed(grid_size, window)
     return np.where(allowed, np.float32(0.0), np.float32(mask_value)).astype(np.float32)
 
 
-def attention_bias(config: MaiTConfig) -> np.ndarray | None:
-    """Float32 [num_heads, N, N] bias for a masked self-attention block, or None when nothing is masked.
+def token_keep(config: MaiTConfig, pattern: str | None = None) -> np.ndarray:
+    """Boolean [T, T] keep-matrix over a self-attention block's tokens (prefix tokens first, then patches), for
+    the config's pattern or the one named (``window`` is what the locality score measures)."""
+    mask = config.mask
+    if (pattern or mask.pattern) == "random":
+        patches = random_allowed(config.grid_size, mask.window_shape, mask.seed)
+    else:
+        patches = window_allowed(config.grid_size, mask.window_shape)
+    prefix = config.num_prefix_tokens
+    keep = np.ones((config.num_tokens, config.num_tokens), dtype=bool)
+    keep[prefix:, prefix:] = patches
+    return keep
 
-    Masked heads carry the locality bias; global heads carry zeros, so one Add serves the whole block.
+
+@dataclass(frozen=True)
+class MaskPattern:
+    """One distinct set of masked heads, the blocks that use it and the constant they share."""
+
+    heads: tuple[int, ...]
+    blocks: tuple[int, ...]
+    # float32 [1, heads, T, T]: the additive bias or the scaled multiplicative mask. 4-D, the rank of the products
+    # it meets: with a 3-D constant OpenVINO's converter unsqueezes it once per consumer, one copy per block.
+    constant: np.ndarray
+
+
+def mask_patterns(config: MaiTConfig) -> list[MaskPattern]:
+    """The config's distinct masking patterns, in order of first use (an unmasked model has none)."""
+    by_heads: dict[tuple[int, ...], list[int]] = {}
+    for block, heads in enumerate(config.layer_heads()):
+        if heads:
+            by_heads.setdefault(heads, []).append(block)
+    if not by_heads:
+        return []
+    keep = token_keep(config)
+    scale = np.float32((config.embed_dim // config.num_heads) ** -0.5)
+    patterns = []
+    for heads, blocks in by_heads.items():
+        if config.mask.mode == "multiplicative":
+            constant = np.full((config.num_heads, *keep.shape), scale, dtype=np.float32)
+            constant[list(heads)] = np.where(keep, scale, np.float32(0.0))
+        else:
+            constant = np.zeros((config.num_heads, *keep.shape), dtype=np.float32)
+            constant[list(heads)] = np.where(keep, np.float32(0.0), np.float32(config.mask.mask_value))
+        patterns.append(MaskPattern(heads=heads, blocks=tuple(blocks), constant=constant[None]))
+    return patterns
+
+
+def attention_bias(config: MaiTConfig) -> np.ndarray | None:
+    """The [heads, T, T] constant of a single-pattern config (None when nothing is masked)."""
+    patterns = mask_patterns(config)
+    if len(patterns) > 1:
+        raise ValueError(f"the config has {len(patterns)} masking patterns; use mask_patterns()")
+    return patterns[0].constant[0] if patterns else None
+
+
+def check_constants(found: list[tuple[str, np.ndarray, int]], config: MaiTConfig) -> list[str]:
+    """Problems with the mask constants found in a converted graph (empty = fine).
+
+    ``found`` holds (op, values, consumers) per constant that feeds a Softmax (any shape of the same size). There must be exactly one per
+    pattern of the config, of the config's op (Add for additive, Mul for multiplicative), holding the pattern's
+    values (to FP16 precision) and feeding as many blocks as use the pattern.
     """
-    heads = config.mask.heads(config.num_heads)
-    if not heads or not config.mask.blocks(config.depth):
-        return None
-    n = config.num_patches
-    bias = np.zeros((config.num_heads, n, n), dtype=np.float32)
-    local = locality_bias(config.grid_size, config.mask.window, config.mask.mask_value)
-    for head in heads:
-        bias[head] = local
-    return bias
+    expected = mask_patterns(config)
+    op = "Mul" if config.mask.mode == "multiplicative" else "Add"
+    if len(found) != len(expected):
+        return [f"expected {len(expected)} mask constant(s), one per masking pattern, found {len(found)}"]
+    problems = []
+    unmatched = list(found)
+    for index, pattern in enumerate(expected):
+        match = next((item for item in unmatched if item[0] == op and item[1].size == pattern.constant.size
+                      and np.allclose(item[1].astype(np.float32).reshape(pattern.constant.shape), pattern.constant,
+                                      rtol=1e-3, atol=1e-3)), None)
+        if match is None:
+            problems.append(f"no {op} constant holds masking pattern {index} (heads {list(pattern.heads)})")
+            continue
+        unmatched.remove(match)
+        if match[2] != len(pattern.blocks):
+            problems.append(f"masking pattern {index} feeds {match[2]} attention {op}s, expected "
+                            f"{len(pattern.blocks)} (blocks {list(pattern.blocks)})")
+    return problems
