@@ -1,0 +1,91 @@
+"""timm DeiT/ViT weights into the deit backbone: parity against timm's own VisionTransformer (masks off), then the
+mask schedule on top.
+
+timm needs a torchvision that imports; PyPI's torchvision is a CUDA build that does not import beside the CPU
+torch 2.13.0 wheel, so timm runs in its own venv (torch 2.14.1 + torchvision 0.29.1, ~5.5 GB, ~1.5 min from the
+local wheel cache) or in the Python named by MAIT_TIMM_PYTHON. The reference outputs come from
+tests/fixtures/timm_reference.py run there; the comparison runs here, without timm.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from mait_deploy.config import MaskConfig  # noqa: E402
+from mait_deploy.errors import CheckpointError  # noqa: E402
+from mait_deploy.host.model.mait import MaiT, variant_config  # noqa: E402
+from mait_deploy.host.model.timm_import import import_timm_deit  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _timm_python(tmp_path_factory) -> str:
+    configured = os.environ.get("MAIT_TIMM_PYTHON")
+    if configured:
+        return configured
+    venv = tmp_path_factory.mktemp("timm") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = [str(venv / "bin" / "pip"), "install", "-q"]
+    for args in (["torch==2.14.1", "torchvision==0.29.1"], ["--no-deps", "timm==1.0.31"], ["pyyaml", "numpy"]):
+        result = subprocess.run(pip + args, capture_output=True, text=True, timeout=1800)
+        if result.returncode:
+            pytest.skip(f"cannot install timm's venv ({' '.join(args)}): {result.stderr.strip().splitlines()[-1:]}")
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    out = tmp_path_factory.mktemp("timm-ref")
+    subprocess.run([_timm_python(tmp_path_factory), str(FIXTURES / "timm_reference.py"), str(out)], check=True,
+                   timeout=900)
+    loaded = {}
+    for path in out.glob("*.npz"):
+        with np.load(path) as data:
+            loaded[path.stem] = {
+                "state": {k.removeprefix("state/"): torch.from_numpy(data[k]) for k in data if k.startswith("state/")},
+                "input": torch.from_numpy(data["input"]), "output": data["output"],
+            }
+    return loaded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["deit_tiny", "deit_tiny_distilled", "deit_tiny_layerscale"])
+def test_deit_backbone_matches_timm_with_masks_off(references, name):
+    ref = references[name]
+    model = import_timm_deit(ref["state"])
+    assert model.config.backbone == "deit" and model.config.num_heads == 3 and model.mask_names == []
+    assert model.config.distilled == (name == "deit_tiny_distilled")
+    with torch.no_grad():
+        ours = model(ref["input"]).numpy()
+    assert np.abs(ours - ref["output"]).max() < 1e-5
+    # The same weights with the paper's masks: same parameters, a different function (random weights keep the
+    # difference small, but far above the parity error).
+    masked = import_timm_deit(ref["state"], mask=MaskConfig(mode="multiplicative", schedule="mixed"))
+    assert masked.mask_names == ["attn_mask_0", "attn_mask_1"]
+    with torch.no_grad():
+        assert np.abs(masked(ref["input"]).numpy() - ref["output"]).max() > 2e-5
+
+
+@pytest.mark.slow
+def test_vit_with_positions_outside_the_class_token_is_refused(references):
+    with pytest.raises(CheckpointError, match="square grid"):
+        import_timm_deit(references["deit3_small"]["state"])
+
+
+def test_import_infers_the_architecture_and_fits_a_variant():
+    config = variant_config("mait_t_patch16_224").replace(depth=2)
+    state = MaiT(config).state_dict()
+    model = import_timm_deit(state)
+    assert (model.config.embed_dim, model.config.depth, model.config.num_heads) == (192, 2, 3)
+    assert model.config.preprocess.crop_pct == 0.875 and model.mask_names == []
+    with pytest.raises(CheckpointError, match="does not match"):
+        import_timm_deit(state, variant="mait_t_patch16_224")  # 24 blocks expected, 2 given
+    with pytest.raises(CheckpointError, match="register tokens"):
+        import_timm_deit({**state, "reg_token": torch.zeros(1, 4, 192)})
+    with pytest.raises(CheckpointError, match="missing"):
+        import_timm_deit({"head.weight": torch.zeros(2, 2)})
