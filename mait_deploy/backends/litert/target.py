@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy._deps import package_versions, require
+from mait_deploy.backends.litert.graph import mask_constants
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import TensorSpec
 from mait_deploy.errors import ExportError, UnsupportedOption
@@ -33,6 +34,7 @@ from mait_deploy.host.compile.target import (
     TargetCapabilities,
 )
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
+from mait_deploy.host.model.masks import check_constants
 
 ARTIFACT = "model.tflite"
 MAX_CALIBRATION_BATCHES = 512
@@ -115,6 +117,11 @@ class LiteRtTarget(Target):
                 if options.precision == "fp16":
                     report["quantization"] = self._weights_to_fp16(out)
         report["interpreter_check"] = check_tflite(out, batch, source.config.input_shape)
+        constants = mask_constants(out)
+        problems = check_constants([(c["op"], c.pop("values"), c["consumers"]) for c in constants], source.config)
+        if problems:
+            raise ExportError(f"LiteRT model: {'; '.join(problems)}")
+        report["mask_constants"] = constants
         shape = [batch, *source.config.input_shape]
         return BuiltArtifact(
             artifact=ARTIFACT, inputs=[TensorSpec(INPUT_NAME, shape, "float32")],
