@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mait_deploy.device.profiling.side_by_side import side_by_side as _side_by_side
 from mait_deploy.device.profiling.stats import latency_stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,32 +40,22 @@ def machine() -> dict[str, Any]:
 
 
 def side_by_side(runs: dict[str, Callable[[], Any]], iterations: int, warmup: int = 3, batch: int = 1,
-                 min_seconds: float = 0.0) -> dict[str, dict[str, Any]]:
-    """Time several callables round-robin (one call of each per round) so that machine noise hits all alike.
+                 min_seconds: float = 0.0, block: int = 8) -> dict[str, dict[str, Any]]:
+    """Time several callables side by side with the library's block method (mait_deploy.device.profiling.
+    side_by_side: blocks of consecutive calls, first call of each block dropped, order reversed every round).
 
-    Returns per-name latency statistics (ms) plus the warm-up time.
+    Returns per-name latency statistics (ms) of the kept calls (about ``iterations`` each), plus
+    ``ratio_vs_first``: median/min/max of the per-round speed ratios against the first callable.
     """
-    warm = {}
-    for name, run in runs.items():
-        started = time.perf_counter_ns()
-        for _ in range(warmup):
-            run()
-        warm[name] = (time.perf_counter_ns() - started) / 1e6
-    samples: dict[str, list[int]] = {name: [] for name in runs}
-    deadline = time.perf_counter() + min_seconds
-    rounds = 0
-    while rounds < iterations or time.perf_counter() < deadline:
-        for name, run in runs.items():
-            started = time.perf_counter_ns()
-            run()
-            samples[name].append(time.perf_counter_ns() - started)
-        rounds += 1
-    result = {}
-    for name, values in samples.items():
-        stats = latency_stats(values, batch=batch).to_dict()
-        stats["warmup_ms_total"] = warm[name]
-        result[name] = stats
-    return result
+    rounds = max(2, -(-iterations // (block - 1)))
+    result = _side_by_side(runs, rounds=rounds, block=block, warmup=warmup, min_seconds=min_seconds)
+    stats = {}
+    for name, values in result.timings_ms.items():
+        entry = latency_stats(np.asarray(values) * 1e6, batch=batch).to_dict()
+        entry["ratio_vs_first"] = result.ratio[name]
+        entry["rounds"] = result.rounds
+        stats[name] = entry
+    return stats
 
 
 def benchmark_parser(doc: str | None, iterations: int | None = None,
