@@ -27,10 +27,16 @@ class SideBySide:
     ratio: dict[str, dict[str, float]]  # name -> median/min/max of per-round (baseline time / name's time)
     samples: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, list[float]] = field(default_factory=dict, repr=False)  # every kept call, in order
+    round_medians_ms: list[dict[str, float]] = field(default_factory=list)  # per round, per candidate
 
     def speedup(self, name: str) -> float:
         """How many times faster ``name`` is than the baseline (median of the per-round ratios)."""
         return self.ratio[name]["median"]
+
+    def ratio_between(self, fast: str, slow: str) -> dict[str, float]:
+        """How many times faster ``fast`` is than ``slow``: median/min/max over the rounds."""
+        values = np.array([r[slow] / r[fast] for r in self.round_medians_ms])
+        return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -72,10 +78,9 @@ def side_by_side(candidates: Mapping[str, Callable[[], Any]], baseline: str | No
             medians[name] = float(np.median(steady))
         per_round.append(medians)
         done += 1
-    ratio = {}
-    for name in names:
-        values = np.array([r[baseline] / r[name] for r in per_round])
-        ratio[name] = {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
-    return SideBySide(baseline=baseline, rounds=done, block=block,
-                      median_ms={name: float(np.median(values)) for name, values in kept.items()},
-                      ratio=ratio, samples={name: len(values) for name, values in kept.items()}, timings_ms=kept)
+    result = SideBySide(baseline=baseline, rounds=done, block=block,
+                        median_ms={name: float(np.median(values)) for name, values in kept.items()},
+                        ratio={}, samples={name: len(values) for name, values in kept.items()}, timings_ms=kept,
+                        round_medians_ms=per_round)
+    result.ratio = {name: result.ratio_between(name, baseline) for name in names}
+    return result

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from mait_deploy import __version__, backends
 from mait_deploy._io import jsonable, read_json, sha256_file, write_json
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.host.deploy.race import race, recommend_from_race
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
     DeployReport,
@@ -236,14 +237,17 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
         bundle = out_dir / "bundles" / f"{target_name}-{precision}"
         rows.append(_build_row(target_name, precision, bundle, key, context, options, state,
                                availability.get(target_name, "")))
-    step("report", total, total)
+    step("timing the bundles side by side", total, total)
+    timing = race(rows)
+    recommended = recommend_from_race(rows, timing) if timing is not None else recommend(rows)
     report = DeployReport(
         schema_version=REPORT_SCHEMA_VERSION,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         checkpoint=identity, options=jsonable(asdict(options)),
         export={"path": str(source.onnx_path), "reused": reused_export, "parity": source.export_report.get("parity"),
                 "mask_constants": source.export_report.get("graph", {}).get("mask_constants")},
-        rows=rows, recommended=recommend(rows), machine={"cpu": cpu_state(), "isa": cpu_isa()},
+        rows=rows, recommended=recommended, machine={"cpu": cpu_state(), "isa": cpu_isa()},
+        side_by_side=None if timing is None else timing.to_dict(),
         seconds=round(time.perf_counter() - started, 1),
     )
     write_deploy_report(report, out_dir)

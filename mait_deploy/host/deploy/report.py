@@ -55,6 +55,7 @@ class DeployReport:
     recommended: dict[str, Any] | None
     machine: dict[str, Any]
     seconds: float
+    side_by_side: dict[str, Any] | None = None  # the race the recommendation comes from (race.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +74,8 @@ def pareto_front(rows: Sequence[Row], batch_key: str = "batch_1") -> list[int]:
 
 
 def recommend(rows: Sequence[Row]) -> dict[str, Any] | None:
-    """The fastest bundle at batch 1 among those that passed the gate and ran on this machine."""
+    """The fastest bundle at batch 1 among those that passed the gate and ran on this machine, from their own
+    profiles (used only when fewer than two bundles can be timed side by side: see race.py)."""
     candidates = [r for r in rows if r.status == "ok" and "batch_1" in r.latency]
     if not candidates:
         return None
@@ -114,6 +116,8 @@ def markdown_table(report: DeployReport) -> str:
         text += (f"\nRecommended for this machine: **{report.recommended['target']} "
                  f"{report.recommended['precision']}** ({report.recommended['bundle']}): "
                  f"{report.recommended['reason']}.\n")
+        for name, why in (report.recommended.get("not_recommended") or {}).items():
+            text += f"- Not recommended: {name}: {why}.\n"
     return text
 
 

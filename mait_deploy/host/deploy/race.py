@@ -1,0 +1,67 @@
+"""The deploy recommendation's timing: every bundle that passed its gate and runs here, timed side by side in one
+process at batch 1 (mait_deploy.device.profiling.side_by_side), so a ratio never compares runs made minutes
+apart on a shared machine. A reduced precision is eligible only where it beats its own target's FP32 in that
+race: INT8 that is not faster is never recommended, and the report says by how much it lost."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from mait_deploy.device.profiling.side_by_side import SideBySide, side_by_side
+from mait_deploy.host.deploy.report import Row
+
+
+def _name(row: Row) -> str:
+    return f"{row.target} {row.precision}"
+
+
+def race(rows: Sequence[Row], rounds: int = 12, block: int = 8) -> SideBySide | None:
+    """Time every ok row's bundle at batch 1, side by side; None when fewer than two can run here."""
+    from mait_deploy.device.bundle import load_bundle
+
+    candidates = [row for row in rows if row.status == "ok" and "batch_1" in row.latency]
+    if len(candidates) < 2:
+        return None
+    rng = np.random.default_rng(0)
+    with contextlib.ExitStack() as stack:
+        calls = {}
+        for row in candidates:
+            runner = stack.enter_context(load_bundle(row.bundle))
+            batch = rng.standard_normal((1, *runner.sample_shape)).astype(np.float32)
+            calls[_name(row)] = lambda runner=runner, batch=batch: runner.run(batch)
+        return side_by_side(calls, rounds=rounds, block=block)
+
+
+def recommend_from_race(rows: Sequence[Row], timing: SideBySide) -> dict[str, Any] | None:
+    """The fastest eligible bundle in the race, with the reason and what was ruled out."""
+    by_name = {_name(row): row for row in rows if _name(row) in timing.median_ms}
+    excluded = {}
+    for name, row in by_name.items():
+        fp32 = f"{row.target} fp32"
+        if row.precision != "fp32" and fp32 in by_name:
+            ratio = timing.ratio_between(name, fp32)
+            if ratio["median"] <= 1.0:
+                excluded[name] = (f"not faster than {fp32} side by side: {ratio['median']:.2f}x "
+                                  f"(rounds {ratio['min']:.2f}-{ratio['max']:.2f}x)")
+    eligible = [name for name in by_name if name not in excluded]
+    if not eligible:
+        return None
+    best_name = min(eligible, key=lambda name: timing.median_ms[name])
+    best = by_name[best_name]
+    reason = (f"fastest at batch 1 timed side by side with {len(by_name) - 1} other bundle(s) in one process "
+              f"({timing.median_ms[best_name]:.2f} ms median, {timing.rounds} rounds)")
+    fp32 = f"{best.target} fp32"
+    if best.precision != "fp32" and fp32 in by_name:
+        ratio = timing.ratio_between(best_name, fp32)
+        reason += f"; {ratio['median']:.2f}x {fp32} (rounds {ratio['min']:.2f}-{ratio['max']:.2f}x)"
+    runner_up = min((n for n in eligible if n != best_name), key=lambda n: timing.median_ms[n], default=None)
+    if runner_up is not None:
+        ratio = timing.ratio_between(best_name, runner_up)
+        reason += f"; {ratio['median']:.2f}x the next, {runner_up}"
+    if best.drop_points is not None:
+        reason += f"; top-1 drop {best.drop_points:+.2f} points vs FP32"
+    return {"target": best.target, "precision": best.precision, "bundle": best.bundle, "reason": reason,
+            "not_recommended": excluded}
