@@ -11,6 +11,7 @@ from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
 from mait_deploy.host.compile.qdq import QdqOptions, describe_qdq, quantize_qdq
+from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
@@ -46,7 +47,7 @@ def choose_int8_format(asked: str) -> tuple[str, str]:
 class OnnxRuntimeTarget(Target):
     name = "onnxruntime"
     capabilities = TargetCapabilities(
-        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cpu",),
+        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cpu",), layer_fallback=True,
     )
 
     def known_target_options(self) -> dict[str, type]:
@@ -68,6 +69,15 @@ class OnnxRuntimeTarget(Target):
         return "; ".join(part for part in (f"{fmt} ({build['int8_format']['why']})" if fmt else "",
                                            describe_qdq(build["quantization"])) if part)
 
+    @staticmethod
+    def _qdq_options(options: CompileOptions, int8_format: str, float_nodes: tuple[str, ...] = ()) -> QdqOptions:
+        return QdqOptions(method=options.calibration.method, activation_type="uint8",
+                          weight_type=WEIGHT_TYPES[int8_format], nodes_to_exclude=float_nodes,
+                          per_channel=options.target_options.get("per_channel", True))
+
+    def sensitivity_preset(self, options: CompileOptions) -> QdqOptions:
+        return self._qdq_options(options, choose_int8_format(options.target_options.get("int8_format", "auto"))[0])
+
     def _build(self, source: ModelSource, options: CompileOptions, staging: Path, calibration: Dataset | None,
                progress: Callable[[str], None]) -> BuiltArtifact:
         require("onnxruntime", extra="onnxruntime")
@@ -82,9 +92,8 @@ class OnnxRuntimeTarget(Target):
             int8_format, why = choose_int8_format(options.target_options.get("int8_format", "auto"))
             progress(f"onnxruntime int8 ({int8_format}): calibrating on {len(calibration)} images "
                      f"({options.calibration.method})")
-            qdq = QdqOptions(method=options.calibration.method, activation_type="uint8",
-                             weight_type=WEIGHT_TYPES[int8_format],
-                             per_channel=options.target_options.get("per_channel", True))
+            qdq = self._qdq_options(options, int8_format,
+                                    tuple(nodes_for_layers(source.onnx_path, options.float_layers)))
             report["quantization"] = quantize_qdq(source.onnx_path, out, calibration.inputs, qdq,
                                                   calibration.origin).to_dict()
             report["int8_format"] = {"format": int8_format, "why": why}

@@ -10,6 +10,7 @@ the gate measures the model, not this host's int8 kernels.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from mait_deploy.host.compile.qdq import (
     describe_qdq,
     quantize_qdq,
 )
+from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
@@ -191,7 +193,7 @@ def _output_channel_axis(consumer: Any, ndim: int) -> int:
 class TensorRtTarget(Target):
     name = "tensorrt"
     capabilities = TargetCapabilities(
-        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cuda", "dla"),
+        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cuda", "dla"), layer_fallback=True,
     )
 
     def known_target_options(self) -> dict[str, type]:
@@ -230,6 +232,9 @@ class TensorRtTarget(Target):
     def _quantization_detail(self, build: dict[str, Any]) -> str:
         return describe_qdq(build["quantization"])
 
+    def sensitivity_preset(self, options: CompileOptions) -> QdqOptions:
+        return tensorrt_qdq_options(options.calibration.method)
+
     def _build(self, source: ModelSource, options: CompileOptions, staging: Path, calibration: Dataset | None,
                progress: Callable[[str], None]) -> BuiltArtifact:
         onnx = require("onnx", extra="export")
@@ -239,7 +244,9 @@ class TensorRtTarget(Target):
         side_files: list[str] = []
         if options.precision == "int8":
             progress(f"tensorrt int8: Q/DQ calibration on {len(calibration)} images (symmetric)")
-            qdq = tensorrt_qdq_options(options.calibration.method)
+            qdq = dataclasses.replace(tensorrt_qdq_options(options.calibration.method),
+                                      nodes_to_exclude=tuple(nodes_for_layers(source.onnx_path,
+                                                                              options.float_layers)))
             report["quantization"] = quantize_qdq(source.onnx_path, out, calibration.inputs, qdq,
                                                   calibration.origin).to_dict()
             report["explicit_quantization"] = check_explicit_quantization(onnx.load(str(out)))

@@ -49,6 +49,9 @@ class QdqOptions:
     # without VNNI runs VPMADDUBSW, whose int16 pair sums saturate (see device/profiling/isa.py).
     weight_type: str = "int8"
     reduce_range: bool = False  # 7-bit weights: the other documented remedy for that saturation
+    # ONNX node names kept in float (per-layer fallback) / the only nodes quantized (per-layer sensitivity).
+    nodes_to_exclude: tuple[str, ...] = ()
+    nodes_to_quantize: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -135,6 +138,8 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
             else quantization.QuantType.QInt8,
             weight_type=quantization.QuantType.QUInt8 if options.weight_type == "uint8"
             else quantization.QuantType.QInt8, reduce_range=options.reduce_range,
+            nodes_to_exclude=list(options.nodes_to_exclude),
+            nodes_to_quantize=None if options.nodes_to_quantize is None else list(options.nodes_to_quantize),
             calibrate_method=method, extra_options=extra,
         )
     finally:

@@ -32,7 +32,7 @@ from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec, Tens
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions
 from mait_deploy.errors import UnsupportedOption
-from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, accuracy_gate
+from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, AccuracyGateFailed, accuracy_gate
 from mait_deploy.host.compile.source import ModelSource
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -46,6 +46,7 @@ class TargetCapabilities:
     needs_torch_model: bool = False  # converts from PyTorch rather than ONNX (LiteRT)
     default_batch: int | None = None  # None: dynamic
     default_precision: str = "fp32"  # what `compile` builds when no precision is given (measured, see README)
+    layer_fallback: bool = False  # INT8 can keep named layers in float (``sensitivity_preset`` ranks them)
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,15 @@ class CompileOptions:
     max_accuracy_drop: float = DEFAULT_MAX_DROP
     force: bool = False
     target_options: dict[str, Any] = field(default_factory=dict)  # validated by the target
+    # INT8: layers kept in float (sensitivity.py names them); when the gate fails and this is empty, the most
+    # sensitive layers are kept in float, 1, 2, 4, ... until it passes (``layer_fallback``).
+    float_layers: tuple[str, ...] = ()
+    layer_fallback: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "float_layers", tuple(self.float_layers))
+        if self.float_layers and self.precision != "int8":
+            raise UnsupportedOption("--float-layers applies to int8 only")
         if self.precision not in PRECISIONS:
             raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
         if self.batch is not None and self.batch != "dynamic" and (
@@ -122,6 +130,11 @@ class Target(abc.ABC):
     def _check_options(self, options: CompileOptions) -> None:
         """Target-specific option checks (raise UnsupportedOption)."""
 
+    def sensitivity_preset(self, options: CompileOptions) -> Any:
+        """The Q/DQ options (qdq.QdqOptions) whose per-layer sensitivity ranks this target's layers for the INT8
+        fallback; None when the target cannot keep layers in float."""
+        return None
+
     def gate_options(self, manifest: Manifest) -> dict[str, Any]:
         """Options for the gate's runner (the backend's ``gate_runtime``) beyond the bundle's own defaults."""
         return {}
@@ -155,6 +168,8 @@ class Target(abc.ABC):
         if options.precision not in caps.precisions:
             raise UnsupportedOption(f"target {self.name} does not support precision {options.precision}; "
                                     f"use {', '.join(caps.precisions)}")
+        if options.float_layers and not caps.layer_fallback:
+            raise UnsupportedOption(f"target {self.name} cannot keep layers in float (--float-layers)")
         known = self.known_target_options()
         unknown = sorted(set(options.target_options) - set(known))
         if unknown:
@@ -190,25 +205,76 @@ class Target(abc.ABC):
         check_output(out_dir, options.force, kind="dir", ours=bundle_ownership, what="bundle")
         seconds: dict[str, float] = {}
         with atomic_dir(out_dir, replace=options.force) as staging:
-            started = time.perf_counter()
-            step(f"{self.name} {options.precision}: building")
-            built = self._build(source, options, staging, calibration, step)
-            seconds["build"] = round(time.perf_counter() - started, 3)
-            manifest = self._manifest(staging, source, options, built, golden=None, accuracy=None)
-            runner = self._gate_runner(staging, manifest)
-            gate: GateResult | None = None
-            with runner:
-                if evaluation is not None:
-                    step(f"{self.name} {options.precision}: accuracy gate on {len(evaluation)} images")
-                    started = time.perf_counter()
-                    gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
-                                         options.max_accuracy_drop, measured_with=runner.runtime_info())
-                    seconds["gate"] = round(time.perf_counter() - started, 3)
-                golden = self._golden(staging, source, runner, evaluation, options.precision)
+            built, gate, golden = self._build_and_gate(source, options, staging, calibration, evaluation, step,
+                                                       seconds)
+            if gate is not None and not gate.passed:
+                preset = self.sensitivity_preset(options) if options.precision == "int8" and \
+                    options.layer_fallback and not options.float_layers else None
+                if preset is None:
+                    raise AccuracyGateFailed(gate)
+                options, built, gate, golden = self._layer_fallback(source, options, staging, calibration,
+                                                                    evaluation, step, seconds, preset, gate)
             manifest = self._manifest(staging, source, options, built, golden=golden, accuracy=gate)
             manifest.write(staging)
         return CompileResult(bundle=str(out_dir), target=self.name, precision=options.precision,
                              manifest=manifest.to_dict(), gate=gate.to_dict() if gate else None, seconds=seconds)
+
+    def _build_and_gate(self, source: ModelSource, options: CompileOptions, staging: Path,
+                        calibration: Dataset | None, evaluation: Dataset | None, step: Callable[[str], None],
+                        seconds: dict[str, float]) -> tuple[BuiltArtifact, GateResult | None, GoldenEntry | None]:
+        """Build into ``staging`` and score it; the golden set is recorded only when the gate passed."""
+        started = time.perf_counter()
+        step(f"{self.name} {options.precision}: building")
+        built = self._build(source, options, staging, calibration, step)
+        seconds["build"] = round(seconds.get("build", 0.0) + time.perf_counter() - started, 3)
+        manifest = self._manifest(staging, source, options, built, golden=None, accuracy=None)
+        gate: GateResult | None = None
+        golden = None
+        with self._gate_runner(staging, manifest) as runner:
+            if evaluation is not None:
+                step(f"{self.name} {options.precision}: accuracy gate on {len(evaluation)} images")
+                started = time.perf_counter()
+                gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
+                                     options.max_accuracy_drop, raise_on_failure=False,
+                                     measured_with=runner.runtime_info())
+                seconds["gate"] = round(seconds.get("gate", 0.0) + time.perf_counter() - started, 3)
+            if gate is None or gate.passed:
+                golden = self._golden(staging, source, runner, evaluation, options.precision)
+        return built, gate, golden
+
+    def _layer_fallback(self, source: ModelSource, options: CompileOptions, staging: Path,
+                        calibration: Dataset, evaluation: Dataset, step: Callable[[str], None],
+                        seconds: dict[str, float], preset: Any, first_gate: GateResult) -> tuple[Any, ...]:
+        """Keep the 1, 2, 4, ... most INT8-sensitive layers in float until the gate passes (sensitivity.py)."""
+        import dataclasses
+        import shutil
+
+        from mait_deploy.host.compile.sensitivity import fallback_sizes, layer_sensitivity
+
+        step(f"{self.name} int8: gate failed ({first_gate.summary()}); ranking layers by INT8 sensitivity")
+        started = time.perf_counter()
+        ranking = layer_sensitivity(source.onnx_path, calibration.inputs, preset,
+                                    progress=lambda done, total: step(f"sensitivity: layer {done}/{total}"))
+        seconds["sensitivity"] = round(time.perf_counter() - started, 3)
+        attempts = []
+        for count in fallback_sizes(len(ranking)):
+            kept = tuple(item.layer for item in ranking[:count])
+            for entry in staging.iterdir():  # the previous attempt's files
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            attempt = dataclasses.replace(options, float_layers=kept)
+            step(f"{self.name} int8: rebuilding with {count} layer(s) in float")
+            built, gate, golden = self._build_and_gate(source, attempt, staging, calibration, evaluation, step,
+                                                       seconds)
+            attempts.append({"float_layers": count, "drop_points": gate.drop_points, "passed": gate.passed})
+            if gate.passed:
+                built.report["layer_fallback"] = {
+                    "why": f"the full INT8 model failed the gate: {first_gate.summary()}",
+                    "kept_float": list(kept), "attempts": attempts, "first_gate": first_gate.to_dict(),
+                    "sensitivity": [item.to_dict() for item in ranking],
+                    "measured_with": "ONNX Runtime, only the named layer in INT8 with this target's Q/DQ preset",
+                }
+                return attempt, built, gate, golden
+        raise AccuracyGateFailed(gate)
 
     def _gate_runner(self, staging: Path, manifest: Manifest) -> Runner:
         """The device runner by default; a backend without its runtime here names another (``gate_runtime``)."""

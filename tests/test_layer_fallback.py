@@ -1,0 +1,60 @@
+"""Per-layer INT8 fallback: a layer made INT8-hostile (same FP32 function) is found and kept in float."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from mait_deploy.errors import UnsupportedOption  # noqa: E402
+from mait_deploy.host.compile.api import compile_model  # noqa: E402
+from mait_deploy.host.compile.gate import AccuracyGateFailed  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from tests.small_models import small_config, train_small  # noqa: E402
+
+HOSTILE = "head"
+
+
+@pytest.fixture(scope="module")
+def hostile_model():
+    """A trained small model whose classifier head breaks in INT8: its input feature 0 is scaled down 1000x by the
+    final LayerNorm and the head's weights for that feature up 1000x, so FP32 computes the same function while
+    that column dominates every per-channel weight scale (the other columns round to 0)."""
+    model = train_small(small_config("hostile", backbone="deit", init_values=None))
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        before = model(x)
+        model.norm.weight[0] /= 1000
+        model.norm.bias[0] /= 1000
+        model.head.weight[:, 0] *= 1000
+        assert torch.allclose(model(x), before, atol=1e-3)
+    return model
+
+
+def test_fallback_finds_the_hostile_layer_and_keeps_it_in_float(hostile_model, tmp_path):
+    options = CompileOptions(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128))
+    result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "int8", eval_count=1000)
+    fallback = result.manifest["build"]["layer_fallback"]
+    assert fallback["first_gate"]["drop_points"] > 1.0  # full INT8 really broke
+    assert fallback["sensitivity"][0]["layer"] == HOSTILE  # ranked most sensitive
+    assert HOSTILE in fallback["kept_float"] and len(fallback["kept_float"]) <= 2
+    assert result.gate["passed"] and result.gate["drop_points"] <= 1.0
+    assert result.manifest["build"]["options"]["float_layers"] == fallback["kept_float"]
+    assert result.manifest["build"]["quantization"]["quantized_ops"]  # the rest is still INT8
+
+
+def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_model, tmp_path):
+    base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128))
+    with pytest.raises(AccuracyGateFailed):
+        compile_model(hostile_model, "onnxruntime", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
+                      eval_count=1000)
+    assert not (tmp_path / "a").exists()
+    result = compile_model(hostile_model, "tensorrt", CompileOptions(**base, float_layers=(HOSTILE,)),
+                           tmp_path / "b", eval_count=1000)
+    assert result.gate["passed"] and "layer_fallback" not in result.manifest["build"]
+    with pytest.raises(UnsupportedOption, match="unknown layer"):
+        compile_model(hostile_model, "onnxruntime", CompileOptions(**base, float_layers=("blocks.9.nope",)),
+                      tmp_path / "c", eval_count=100)
+    with pytest.raises(UnsupportedOption, match="int8 only"):
+        CompileOptions(precision="fp32", float_layers=(HOSTILE,))
+    np.testing.assert_equal((tmp_path / "c").exists(), False)
