@@ -164,6 +164,9 @@ def compile_command(
     batch: Optional[str] = typer.Option(None, "--batch", help="Batch size N (LiteRT: one file per batch size, default 1) or 'dynamic'."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing calibration images."),
     target_option: list[str] = typer.Option([], "--target-option", "-O", help="Target-specific KEY=VALUE, e.g. -O accuracy_control=true -O device=GPU (openvino)."),
+    float_layers: Optional[str] = typer.Option(None, "--float-layers", help="int8: comma-separated layers to keep in float (e.g. head,blocks.3.mlp.fc1)."),
+    layer_fallback: bool = typer.Option(True, "--layer-fallback/--no-layer-fallback", help="int8: when the gate fails, keep the most sensitive layers in float until it passes (onnxruntime, tensorrt)."),
+    sensitivity_plot: Optional[Path] = typer.Option(None, "--sensitivity-plot", help="Write the per-layer sensitivity chart here when the fallback ran."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -174,11 +177,17 @@ def compile_command(
     precision = precision or backends.target(target).capabilities.default_precision
     options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
                              calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed),
-                             target_options=parse_key_values(target_option))
+                             target_options=parse_key_values(target_option), layer_fallback=layer_fallback,
+                             float_layers=tuple(name.strip() for name in (float_layers or "").split(",") if name.strip()))
     with status_spinner() as status:
         result = compile_model(model, target, options, output, calibration=calib,
                                evaluation=None if no_eval else eval_data, eval_count=eval_count,
                                progress=status.update)
+    fallback = result.manifest["build"].get("layer_fallback")
+    if sensitivity_plot and fallback:
+        from mait_deploy.host.compile.sensitivity import plot_sensitivity
+
+        plot_sensitivity(fallback["sensitivity"], fallback["kept_float"], sensitivity_plot)
     if as_json:
         print_json(result.to_dict())
         return
@@ -203,6 +212,11 @@ def print_compile_summary(result) -> None:
         ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
     ]
     rows += backends.target(result.target).summary_lines(manifest)
+    kept = manifest["build"].get("options", {}).get("float_layers")
+    if kept:
+        fallback = manifest["build"].get("layer_fallback")
+        rows.append(("kept in float", ", ".join(kept) + (f" (per-layer fallback: {fallback['why']})" if fallback
+                                                          else " (--float-layers)")))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
