@@ -58,3 +58,33 @@ def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_mod
     with pytest.raises(UnsupportedOption, match="int8 only"):
         CompileOptions(precision="fp32", float_layers=(HOSTILE,))
     np.testing.assert_equal((tmp_path / "c").exists(), False)
+
+
+def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_model, tmp_path):
+    from mait_deploy.device.bundle import verify_bundle
+
+    options = CompileOptions(precision="auto", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128),
+                             layer_fallback=False)  # so INT8 fails its gate here: one candidate ruled out by it
+    result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "auto", eval_count=500)
+    choice = result.manifest["build"]["precision_choice"]
+    timing = choice["side_by_side"]
+    assert result.precision == choice["chosen"] == result.manifest["precision"]
+    assert set(timing["median_ms"]) | set(choice["not_chosen"]) == {"fp32", "fp16", "int8"}
+    assert "side by side" in choice["why"]
+    assert "failed the accuracy gate" in choice["not_chosen"]["int8"]
+    for precision, why in choice["not_chosen"].items():
+        assert "gate" in why or "not faster than fp32" in why
+    if result.precision != "fp32":  # a reduced precision only where it beat FP32 in the race
+        assert timing["ratio"][result.precision]["median"] > 1.0
+    assert verify_bundle(tmp_path / "auto").passed
+    assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["golden.npz", "manifest.json", "model.onnx"]
+    assert [p.name for p in tmp_path.iterdir()] == ["auto"]  # no candidate left behind
+
+
+def test_precision_auto_refuses_what_it_cannot_time(hostile_model, tmp_path):
+    with pytest.raises(UnsupportedOption, match="cannot run tensorrt"):
+        compile_model(hostile_model, "tensorrt", CompileOptions(precision="auto"), tmp_path / "a", eval_count=100)
+    with pytest.raises(UnsupportedOption, match="needs the accuracy gate"):
+        compile_model(hostile_model, "onnxruntime", CompileOptions(precision="auto"), tmp_path / "b", evaluation=None)
+    with pytest.raises(UnsupportedOption, match="int8 only"):
+        CompileOptions(precision="auto", float_layers=("head",))

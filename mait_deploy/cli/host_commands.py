@@ -152,7 +152,7 @@ def print_export_summary(result) -> None:
 def compile_command(
     model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
     target: str = typer.Option(backends.names()[0], "--target", "-t", help=f"Target: {', '.join(backends.names())}."),
-    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16 or int8 (default: the target's measured best, see docs/targets.md)."),
+    precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16, int8, or auto: build each, time those that pass the gate side by side here and keep the fastest (default: the target's, see docs/targets.md)."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
     calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
     calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
@@ -212,6 +212,10 @@ def print_compile_summary(result) -> None:
         ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
     ]
     rows += backends.target(result.target).summary_lines(manifest)
+    choice = manifest["build"].get("precision_choice")
+    if choice:
+        rows.append(("precision choice", f"{choice['chosen']}: {choice['why']}" + "".join(
+            f"; not {p}: {why}" for p, why in choice["not_chosen"].items())))
     kept = manifest["build"].get("options", {}).get("float_layers")
     if kept:
         fallback = manifest["build"].get("layer_fallback")

@@ -3,19 +3,23 @@ preparation that ``compile`` and ``deploy`` share."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from mait_deploy import backends
-from mait_deploy._io import _temp_prefix
+from mait_deploy._io import _temp_prefix, atomic_dir, check_output, read_json
+from mait_deploy.device.archive import bundle_ownership
 from mait_deploy.device.data.sources import (
     Dataset,
     check_disjoint,
     load_dataset,
     require_labels,
 )
+from mait_deploy.device.manifest import MANIFEST_FILE
+from mait_deploy.errors import UnsupportedOption, ValidationError
 from mait_deploy.host.compile.source import ModelSource, prepare_source
 from mait_deploy.host.compile.target import (
     CalibrationOptions,
@@ -69,13 +73,73 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
     """
     step = progress or (lambda message: None)
     plugin = backends.target(target)
-    plugin.check_options(options)  # fail on an impossible option before any slow work
+    auto = options.precision == "auto"
+    candidates = [dataclasses.replace(options, precision=p) for p in plugin.capabilities.precisions] if auto \
+        else [options]
+    for candidate in candidates:
+        plugin.check_options(candidate)  # fail on an impossible option before any slow work
+    if auto:
+        can_run, why = plugin.host_can_run()
+        if not can_run:
+            raise UnsupportedOption(f"--precision auto times every precision on this machine, which cannot run "
+                                    f"{target} ({why}); choose the precision, then profile on the device")
+        if evaluation is None:
+            raise UnsupportedOption("--precision auto needs the accuracy gate (--eval): it chooses among the "
+                                    "precisions that pass it")
+        check_output(Path(out_dir), options.force, kind="dir", ours=bundle_ownership, what="bundle")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=_temp_prefix() + "work-", dir=out_dir.parent) as work:
         step("preparing the model source")
         source = prepare_source(model, Path(work), step)
-        needs = plugin.needs_calibration(options)
+        needs = any(plugin.needs_calibration(candidate) for candidate in candidates)
         calib, evals = load_data(source, (calibration or DEFAULT_DATA) if needs else None, options.calibration,
                                  evaluation, eval_count, step)
+        if auto:
+            return _compile_fastest(plugin, source, candidates, out_dir, Path(work), calib, evals, step)
         return plugin.compile(source, options, out_dir, calib, evals, step)
+
+
+def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileOptions], out_dir: Path, work: Path,
+                     calibration: Dataset | None, evaluation: Dataset, step: Callable[[str], None]) -> CompileResult:
+    """--precision auto: build every precision, time those that pass the gate side by side on this machine, and
+    keep the fastest; a reduced precision only where it beats FP32 there (host/deploy/race.py)."""
+    from mait_deploy.device.manifest import Manifest
+    from mait_deploy.host.compile.gate import AccuracyGateFailed
+    from mait_deploy.host.deploy.race import faster_than_fp32, race_bundles
+
+    built: dict[str, CompileResult] = {}
+    rejected: dict[str, str] = {}
+    for options in candidates:
+        try:
+            built[options.precision] = plugin.compile(source, dataclasses.replace(options, force=False),
+                                                      work / options.precision, calibration, evaluation, step)
+        except AccuracyGateFailed as err:
+            rejected[options.precision] = f"failed the accuracy gate: {err.result.summary()}"
+    if "fp32" not in built:
+        raise ValidationError(f"--precision auto: FP32 itself did not pass ({rejected.get('fp32')})")
+    step(f"timing {', '.join(built)} side by side")
+    timing = race_bundles({p: result.bundle for p, result in built.items()}, baseline="fp32")
+    for precision in built:
+        if precision != "fp32":
+            faster, figures = faster_than_fp32(timing, precision, "fp32")
+            if not faster:
+                rejected[precision] = f"not faster than fp32 side by side: {figures}"
+    chosen = min((p for p in built if p not in rejected), key=lambda p: timing.median_ms[p])
+    why = (f"fastest of the precisions that passed the gate, timed side by side at batch 1 on this machine "
+           f"({timing.median_ms[chosen]:.3f} ms median, {timing.rounds} rounds)")
+    if chosen != "fp32":
+        why += f": {faster_than_fp32(timing, chosen, 'fp32')[1]}"
+    folder = work / chosen
+    manifest = Manifest.from_dict(read_json(folder / MANIFEST_FILE), str(folder))
+    manifest.build["precision_choice"] = {"chosen": chosen, "why": why, "not_chosen": rejected,
+                                          "side_by_side": timing.to_dict()}
+    manifest.write(folder)
+    options = candidates[0]
+    check_output(out_dir, options.force, kind="dir", ours=bundle_ownership, what="bundle")
+    with atomic_dir(out_dir, replace=options.force) as staging:
+        for entry in folder.iterdir():
+            os.replace(entry, staging / entry.name)
+    result = built[chosen]
+    result.bundle, result.manifest = str(out_dir), manifest.to_dict()
+    return result

@@ -80,9 +80,9 @@ class CompileOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "float_layers", tuple(self.float_layers))
         if self.float_layers and self.precision != "int8":
-            raise UnsupportedOption("--float-layers applies to int8 only")
-        if self.precision not in PRECISIONS:
-            raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+            raise UnsupportedOption("--float-layers applies to int8 only (not to fp32, fp16 or auto)")
+        if self.precision not in (*PRECISIONS, "auto"):
+            raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)} or auto")
         if self.batch is not None and self.batch != "dynamic" and (
                 isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
             raise UnsupportedOption(f"batch must be a positive integer or 'dynamic', got {self.batch!r}")

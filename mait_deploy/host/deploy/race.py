@@ -6,7 +6,8 @@ race: INT8 that is not faster is never recommended, and the report says by how m
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -18,21 +19,33 @@ def _name(row: Row) -> str:
     return f"{row.target} {row.precision}"
 
 
-def race(rows: Sequence[Row], rounds: int = 12, block: int = 8) -> SideBySide | None:
-    """Time every ok row's bundle at batch 1, side by side; None when fewer than two can run here."""
+def race_bundles(bundles: Mapping[str, str | Path], baseline: str | None = None, rounds: int = 12,
+                 block: int = 8) -> SideBySide:
+    """Time bundles (name -> folder) at batch 1 side by side in this process, each with its device runner."""
     from mait_deploy.device.bundle import load_bundle
 
-    candidates = [row for row in rows if row.status == "ok" and "batch_1" in row.latency]
-    if len(candidates) < 2:
-        return None
     rng = np.random.default_rng(0)
     with contextlib.ExitStack() as stack:
         calls = {}
-        for row in candidates:
-            runner = stack.enter_context(load_bundle(row.bundle))
+        for name, folder in bundles.items():
+            runner = stack.enter_context(load_bundle(folder))
             batch = rng.standard_normal((1, *runner.sample_shape)).astype(np.float32)
-            calls[_name(row)] = lambda runner=runner, batch=batch: runner.run(batch)
-        return side_by_side(calls, rounds=rounds, block=block)
+            calls[name] = lambda runner=runner, batch=batch: runner.run(batch)
+        return side_by_side(calls, baseline=baseline, rounds=rounds, block=block)
+
+
+def race(rows: Sequence[Row], rounds: int = 12, block: int = 8) -> SideBySide | None:
+    """Time every ok row's bundle at batch 1, side by side; None when fewer than two can run here."""
+    candidates = [row for row in rows if row.status == "ok" and "batch_1" in row.latency]
+    if len(candidates) < 2:
+        return None
+    return race_bundles({_name(row): row.bundle for row in candidates}, rounds=rounds, block=block)
+
+
+def faster_than_fp32(timing: SideBySide, name: str, fp32: str) -> tuple[bool, str]:
+    """Whether ``name`` beat ``fp32`` in the race (median of the per-round ratios above 1), and the figures."""
+    ratio = timing.ratio_between(name, fp32)
+    return ratio["median"] > 1.0, f"{ratio['median']:.2f}x {fp32} (rounds {ratio['min']:.2f}-{ratio['max']:.2f}x)"
 
 
 def recommend_from_race(rows: Sequence[Row], timing: SideBySide) -> dict[str, Any] | None:
@@ -42,10 +55,9 @@ def recommend_from_race(rows: Sequence[Row], timing: SideBySide) -> dict[str, An
     for name, row in by_name.items():
         fp32 = f"{row.target} fp32"
         if row.precision != "fp32" and fp32 in by_name:
-            ratio = timing.ratio_between(name, fp32)
-            if ratio["median"] <= 1.0:
-                excluded[name] = (f"not faster than {fp32} side by side: {ratio['median']:.2f}x "
-                                  f"(rounds {ratio['min']:.2f}-{ratio['max']:.2f}x)")
+            faster, figures = faster_than_fp32(timing, name, fp32)
+            if not faster:
+                excluded[name] = f"not faster than {fp32} side by side: {figures}"
     eligible = [name for name in by_name if name not in excluded]
     if not eligible:
         return None
@@ -55,8 +67,7 @@ def recommend_from_race(rows: Sequence[Row], timing: SideBySide) -> dict[str, An
               f"({timing.median_ms[best_name]:.2f} ms median, {timing.rounds} rounds)")
     fp32 = f"{best.target} fp32"
     if best.precision != "fp32" and fp32 in by_name:
-        ratio = timing.ratio_between(best_name, fp32)
-        reason += f"; {ratio['median']:.2f}x {fp32} (rounds {ratio['min']:.2f}-{ratio['max']:.2f}x)"
+        reason += f"; {faster_than_fp32(timing, best_name, fp32)[1]}"
     runner_up = min((n for n in eligible if n != best_name), key=lambda n: timing.median_ms[n], default=None)
     if runner_up is not None:
         ratio = timing.ratio_between(best_name, runner_up)
