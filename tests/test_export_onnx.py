@@ -33,7 +33,7 @@ def test_one_shared_bias_no_inf_no_mask_ops(exported, demo_model):
     report = graph.analyze(model)
     assert len(report.mask_constants) == 1
     bias = report.mask_constants[0]
-    assert bias.shape == [1, 4, 49, 49] and bias.consumers == demo_model.config.depth
+    assert bias.shape == [4, 49, 49] and bias.consumers == demo_model.config.depth
     assert bias.min_value == -1e4
     assert report.mask_building_ops == {}
     assert report.non_finite_initializers == [] and report.fp16_unsafe_initializers == []

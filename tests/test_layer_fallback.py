@@ -88,3 +88,16 @@ def test_precision_auto_refuses_what_it_cannot_time(hostile_model, tmp_path):
         compile_model(hostile_model, "onnxruntime", CompileOptions(precision="auto"), tmp_path / "b", evaluation=None)
     with pytest.raises(UnsupportedOption, match="int8 only"):
         CompileOptions(precision="auto", float_layers=("head",))
+
+
+def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp_path):
+    pytest.importorskip("nncf")
+    base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128))
+    with pytest.raises(AccuracyGateFailed):
+        compile_model(hostile_model, "openvino", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
+                      eval_count=1000)
+    result = compile_model(hostile_model, "openvino", CompileOptions(**base, float_layers=(HOSTILE,)),
+                           tmp_path / "b", eval_count=1000)
+    quantization = result.manifest["build"]["quantization"]
+    assert result.gate["passed"] and len(quantization["ignored_scope"]) == 1
+    assert quantization["ignored_scope"][0] in result.manifest["build"]["ir"]["float_compute_layers"]

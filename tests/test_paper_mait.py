@@ -83,7 +83,7 @@ def test_multiplicative_constant_is_the_scaled_binary_mask_and_prefix_tokens_are
     scale = np.float32(8 ** -0.5)
     keep = token_keep(config)
     assert keep[0].all() and keep[:, 0].all()  # the class token sees and is seen by everything
-    assert pattern.constant.shape == (1, 4, 17, 17)
+    assert pattern.constant.shape == (1, 4, 17, 17)  # multiplicative: 4-D (masks.py says why)
     assert np.array_equal(pattern.constant[0, 0], np.where(keep, scale, 0).astype(np.float32))
     assert (pattern.constant[0, 1:] == scale).all()
     assert set(np.unique(pattern.constant)) == {0.0, scale}  # FP16-safe: 0 and 1/sqrt(d)

@@ -21,6 +21,8 @@ from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.onnx_common import onnx_io_specs
 from mait_deploy.host.model.masks import check_constants
+from mait_deploy.host.compile.qdq import QdqOptions
+from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
@@ -83,10 +85,23 @@ def ir_report(model: Any) -> dict[str, Any]:
     }
 
 
+def float_layer_ops(model: Any, onnx_nodes: list[str]) -> list[str]:
+    """The IR's MatMul/Convolution ops for ONNX compute nodes: OpenVINO names them after the node, with
+    ``/WithoutBiases`` where it split a Gemm or Conv bias off."""
+    wanted = set(onnx_nodes) | {f"{node}/WithoutBiases" for node in onnx_nodes}
+    found = [op.get_friendly_name() for op in model.get_ordered_ops()
+             if op.get_type_name() in ("MatMul", "Convolution") and op.get_friendly_name() in wanted]
+    missing = [node for node in onnx_nodes if node not in found and f"{node}/WithoutBiases" not in found]
+    if missing:
+        raise ExportError(f"OpenVINO IR has no compute op for ONNX node(s) {', '.join(missing)}")
+    return found
+
+
 class OpenVinoTarget(Target):
     name = "openvino"
     capabilities = TargetCapabilities(
         precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("CPU", "GPU", "NPU", "AUTO"),
+        layer_fallback=True,
     )
 
     def known_target_options(self) -> dict[str, type]:
@@ -136,11 +151,17 @@ class OpenVinoTarget(Target):
     def _quantize(self, model: Any, source: ModelSource, options: CompileOptions, calibration: Dataset,
                   progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
         nncf = require("nncf", extra="nncf")
+        ignored = float_layer_ops(model, nodes_for_layers(source.onnx_path, options.float_layers))
         with contextlib.redirect_stdout(sys.stderr):  # NNCF draws progress bars on stdout; keep stdout for --json
-            return self._run_nncf(nncf, model, options, calibration, progress)
+            return self._run_nncf(nncf, model, options, calibration, progress, ignored)
+
+    def sensitivity_preset(self, options: CompileOptions) -> QdqOptions:
+        # A proxy for NNCF's CPU INT8 (symmetric per-channel weights, symmetric activations) in ONNX Runtime:
+        # which layers are fragile is a property of their weights and activations more than of the runtime.
+        return QdqOptions(method=options.calibration.method, activation_symmetric=True, weight_symmetric=True)
 
     def _run_nncf(self, nncf: Any, model: Any, options: CompileOptions, calibration: Dataset,
-                  progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+                  progress: Callable[[str], None], ignored: list[str]) -> tuple[Any, dict[str, Any]]:
         import time
 
         started = time.perf_counter()
@@ -149,6 +170,8 @@ class OpenVinoTarget(Target):
         subset = int(options.target_options.get("subset_size", len(samples)))
         common = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=subset,
                       fast_bias_correction=bool(options.target_options.get("fast_bias_correction", True)))
+        if ignored:
+            common["ignored_scope"] = nncf.IgnoredScope(names=ignored)
         if options.target_options.get("accuracy_control"):
             if calibration.labels is None:
                 raise UnsupportedOption("accuracy_control needs labelled calibration data")
@@ -170,5 +193,5 @@ class OpenVinoTarget(Target):
             quantized = nncf.quantize(model, dataset, **common)
             mode = "ptq"
         return quantized, {"method": f"nncf {mode} (transformer preset)", "calibration_images": len(samples),
-                           "subset_size": subset, "calibration_data": calibration.origin,
+                           "subset_size": subset, "calibration_data": calibration.origin, "ignored_scope": ignored,
                            "seconds": round(time.perf_counter() - started, 2), "nncf": nncf.__version__}

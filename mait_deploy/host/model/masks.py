@@ -73,8 +73,9 @@ class MaskPattern:
 
     heads: tuple[int, ...]
     blocks: tuple[int, ...]
-    # float32 [1, heads, T, T]: the additive bias or the scaled multiplicative mask. 4-D, the rank of the products
-    # it meets: with a 3-D constant OpenVINO's converter unsqueezes it once per consumer, one copy per block.
+    # float32: the additive bias [heads, T, T] or the scaled multiplicative mask [1, heads, T, T]. The ranks are
+    # what keeps one shared constant through OpenVINO's converter: it fuses an additive-masked attention into
+    # ScaledDotProductAttention, squeezing a 4-D mask once per block, and unsqueezes a 3-D Mul operand per block.
     constant: np.ndarray
 
 
@@ -96,7 +97,9 @@ def mask_patterns(config: MaiTConfig) -> list[MaskPattern]:
         else:
             constant = np.zeros((config.num_heads, *keep.shape), dtype=np.float32)
             constant[list(heads)] = np.where(keep, np.float32(0.0), np.float32(config.mask.mask_value))
-        patterns.append(MaskPattern(heads=heads, blocks=tuple(blocks), constant=constant[None]))
+        if config.mask.mode == "multiplicative":
+            constant = constant[None]
+        patterns.append(MaskPattern(heads=heads, blocks=tuple(blocks), constant=constant))
     return patterns
 
 
@@ -105,7 +108,7 @@ def attention_bias(config: MaiTConfig) -> np.ndarray | None:
     patterns = mask_patterns(config)
     if len(patterns) > 1:
         raise ValueError(f"the config has {len(patterns)} masking patterns; use mask_patterns()")
-    return patterns[0].constant[0] if patterns else None
+    return patterns[0].constant.reshape(patterns[0].constant.shape[-3:]) if patterns else None
 
 
 def check_constants(found: list[tuple[str, np.ndarray, int]], config: MaiTConfig) -> list[str]:
