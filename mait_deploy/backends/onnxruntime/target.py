@@ -31,14 +31,24 @@ INT8_FORMATS = ("auto", "u8s8", "u8u8")
 WEIGHT_TYPES = {"u8s8": "int8", "u8u8": "uint8"}
 
 
-def choose_int8_format(asked: str) -> tuple[str, str]:
+# int8 classes (device/profiling/isa.py) whose u8s8 kernels are exact: VNNI/AMX dot products, and Arm (sdot/udot
+# or widening multiplies). x86 without VNNI runs VPMADDUBSW, whose int16 pair sums saturate.
+U8S8_EXACT_CLASSES = ("x86-vnni", "x86-amx", "arm64-dotprod", "arm64")
+U8S8_SATURATING_CLASSES = ("x86-avx512", "x86-avx2", "x86")
+
+
+def choose_int8_format(asked: str, device_isa: str | None = None) -> tuple[str, str]:
     """(activation/weight format, why). u8s8 (uint8 activations, int8 weights) runs ONNX Runtime's fastest x86
     kernels, but without VNNI they saturate (VPMADDUBSW); u8u8 is exact on every CPU. ``auto`` keeps u8s8 only
-    where this machine's kernels are exact."""
+    where the device's kernels are exact: the named device int8 class, or this machine's, probed."""
     from mait_deploy.backends.onnxruntime.runner import u8s8_exact
 
     if asked != "auto":
         return asked, "asked for"
+    if device_isa is not None:
+        if device_isa in U8S8_EXACT_CLASSES:
+            return "u8s8", f"the device's int8 class {device_isa} (-O device_isa) has exact u8s8 kernels"
+        return "u8u8", f"the device's int8 class {device_isa} (-O device_isa) saturates u8s8: u8u8 is exact there"
     if u8s8_exact():
         return "u8s8", "this CPU's u8s8 kernels are exact (VNNI, AMX or Arm dot product)"
     return "u8u8", "this CPU's u8s8 kernels saturate (x86 without VNNI): u8u8 is exact here"
@@ -51,7 +61,7 @@ class OnnxRuntimeTarget(Target):
     )
 
     def known_target_options(self) -> dict[str, type]:
-        return {"per_channel": bool, "int8_format": str}
+        return {"per_channel": bool, "int8_format": str, "device_isa": str}
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):
@@ -63,6 +73,13 @@ class OnnxRuntimeTarget(Target):
             raise UnsupportedOption(f"int8_format {int8_format!r}: use {', '.join(INT8_FORMATS)}")
         if options.precision != "int8" and "int8_format" in options.target_options:
             raise UnsupportedOption("int8_format applies to int8 only")
+        device_isa = options.target_options.get("device_isa")
+        if device_isa is not None and device_isa not in U8S8_EXACT_CLASSES + U8S8_SATURATING_CLASSES:
+            raise UnsupportedOption(f"device_isa {device_isa!r}: use one of "
+                                    f"{', '.join(U8S8_EXACT_CLASSES + U8S8_SATURATING_CLASSES)} "
+                                    f"(`mait-deploy verify` or `profile` on the device prints its int8 class)")
+        if device_isa is not None and int8_format != "auto":
+            raise UnsupportedOption("device_isa chooses the int8 format; it cannot be combined with int8_format")
 
     def _quantization_detail(self, build: dict) -> str:
         fmt = build.get("int8_format", {}).get("format")
@@ -76,7 +93,8 @@ class OnnxRuntimeTarget(Target):
                           per_channel=options.target_options.get("per_channel", True))
 
     def sensitivity_preset(self, options: CompileOptions) -> QdqOptions:
-        return self._qdq_options(options, choose_int8_format(options.target_options.get("int8_format", "auto"))[0])
+        return self._qdq_options(options, choose_int8_format(options.target_options.get("int8_format", "auto"),
+                                                             options.target_options.get("device_isa"))[0])
 
     def _build(self, source: ModelSource, options: CompileOptions, staging: Path, calibration: Dataset | None,
                progress: Callable[[str], None]) -> BuiltArtifact:
@@ -89,7 +107,8 @@ class OnnxRuntimeTarget(Target):
         elif options.precision == "fp16":
             convert_onnx_fp16(source.onnx_path, out)
         else:
-            int8_format, why = choose_int8_format(options.target_options.get("int8_format", "auto"))
+            int8_format, why = choose_int8_format(options.target_options.get("int8_format", "auto"),
+                                                  options.target_options.get("device_isa"))
             progress(f"onnxruntime int8 ({int8_format}): calibrating on {len(calibration)} images "
                      f"({options.calibration.method})")
             qdq = self._qdq_options(options, int8_format,
