@@ -18,7 +18,9 @@ from mait_deploy.host.model.zoo import resolve_checkpoint  # noqa: E402
 
 @pytest.fixture(scope="module")
 def demo_model():
-    return load_checkpoint(resolve_checkpoint(None))
+    # The first release's CaiT/additive checkpoint, still shipped by name (the default, deit/multiplicative, is
+    # exported by every target test).
+    return load_checkpoint(resolve_checkpoint("mait_demo_28.fmnist"))
 
 
 @pytest.fixture(scope="module")

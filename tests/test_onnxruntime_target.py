@@ -21,6 +21,7 @@ from mait_deploy.errors import (  # noqa: E402
 from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 from mait_deploy.host.export import graph  # noqa: E402
+from tests.shipped import default_checkpoint  # noqa: E402
 
 EVAL_COUNT = 1000
 
@@ -43,7 +44,7 @@ def test_bundle_layout_and_manifest(bundles):
         manifest = read_manifest(folder)
         assert manifest.target == "onnxruntime" and manifest.precision == precision
         assert manifest.batch == "dynamic" and manifest.inputs[0].shape == ["batch", 1, 28, 28]
-        assert manifest.model["name"] == "mait_demo_28" and manifest.labels[1] == "Trouser"
+        assert manifest.model["name"] == default_checkpoint().name and manifest.labels[1] == "Trouser"
         assert manifest.accuracy.count == EVAL_COUNT and manifest.accuracy.passed
         assert "test" in manifest.accuracy.data
         assert manifest.golden.count == 8 and manifest.golden.kind == "images"
@@ -62,7 +63,8 @@ def test_int8_gate_and_quantization_structure(bundles):
 
     model = onnx.load(str(root / "int8" / "model.onnx"))
     report = graph.analyze(model)
-    assert len(report.mask_constants) == 1 and report.mask_constants[0].consumers == 6
+    assert len(report.mask_constants) == default_checkpoint().patterns == 1
+    assert report.mask_constants[0].consumers == default_checkpoint().masked_blocks
     assert report.mask_constants[0].dtype == "float32"
     assert (root / "int8" / "model.onnx").stat().st_size < 0.5 * (root / "fp32" / "model.onnx").stat().st_size
     # ORT's fast x86 path: uint8 activations, int8 weights (zero point 0).

@@ -17,6 +17,7 @@ from mait_deploy.device.runner import RunnerOptions  # noqa: E402
 from mait_deploy.errors import MissingDependency, UnsupportedOption  # noqa: E402
 from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from tests.shipped import default_checkpoint  # noqa: E402
 
 EVAL_COUNT = 1000
 
@@ -37,10 +38,11 @@ def test_ir_files_and_precisions(bundles):
         names = sorted(p.name for p in (root / precision).iterdir())
         assert names == ["golden.npz", "manifest.json", "model.bin", "model.xml"]
         ir = results[precision].manifest["build"]["ir"]
-        assert len(ir["mask_constants"]) == 1 and ir["mask_constants"][0]["consumers"] == 6
+        assert len(ir["mask_constants"]) == 1
+        assert ir["mask_constants"][0]["consumers"] == default_checkpoint().masked_blocks
     assert results["fp32"].manifest["build"]["ir"]["mask_constants"][0]["dtype"] == "f32"
     assert results["fp16"].manifest["build"]["ir"]["mask_constants"][0]["dtype"] == "f16"
-    params = 1_335_178
+    params = default_checkpoint().params
     fp32_bin = (root / "fp32" / "model.bin").stat().st_size
     assert fp32_bin >= 4 * params * 0.98, "the FP32 IR was compressed to FP16"
     assert (root / "fp16" / "model.bin").stat().st_size < 0.6 * fp32_bin

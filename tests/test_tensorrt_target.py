@@ -21,6 +21,7 @@ from mait_deploy.backends.tensorrt.target import (  # noqa: E402
 from mait_deploy.errors import MissingDependency, UnsupportedOption, ValidationError  # noqa: E402
 from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from tests.shipped import default_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,8 @@ def test_qdq_onnx_follows_tensorrt_placement_rules(bundles):
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             assert np.all(inits[node.input[2]] == 0) and inits[node.input[2]].dtype == np.int8
             assert np.all(inits[node.input[1]] > 0) and np.all(np.isfinite(inits[node.input[1]]))
-    assert results["int8"].manifest["build"]["graph"]["mask_constants"][0]["consumers"] == 6
+    assert results["int8"].manifest["build"]["graph"]["mask_constants"][0]["consumers"] == \
+        default_checkpoint().masked_blocks
 
 
 def test_qdq_onnx_passes_the_gate_in_onnxruntime(bundles):

@@ -17,6 +17,7 @@ pytest.importorskip("onnxruntime")
 from PIL import Image  # noqa: E402
 
 from tests.reliability.test_faults import SAMPLE, SHIPPED, assert_clean_failure, cli  # noqa: E402
+from tests.shipped import default_checkpoint  # noqa: E402
 
 PRLIMIT = shutil.which("prlimit")
 
@@ -405,7 +406,7 @@ def test_profile_writes_the_report_when_one_bundle_is_tampered(bundle, tmp_path)
 def test_evaluate_and_info_read_an_exported_onnx(exported):
     info = cli("info", exported, "--json")
     assert info.returncode == 0, info.stderr
-    assert json.loads(info.stdout)["variant"] == "mait_demo_28"
+    assert json.loads(info.stdout)["variant"] == default_checkpoint().name
     result = cli("evaluate", exported, "--count", "100", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["top1"] > 0.8
