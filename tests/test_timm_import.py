@@ -8,6 +8,7 @@ tests/fixtures/timm_reference.py run there; the comparison runs here, without ti
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +25,10 @@ from mait_deploy.host.model.timm_import import import_timm_deit  # noqa: E402
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def _timm_python(tmp_path_factory) -> str:
+def _timm_python(venv: Path) -> str:
     configured = os.environ.get("MAIT_TIMM_PYTHON")
     if configured:
         return configured
-    venv = tmp_path_factory.mktemp("timm") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "pip"), "install", "-q"]
     for args in (["torch==2.14.1", "torchvision==0.29.1"], ["--no-deps", "timm==1.0.31"], ["pyyaml", "numpy"]):
@@ -41,8 +41,12 @@ def _timm_python(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def references(tmp_path_factory):
     out = tmp_path_factory.mktemp("timm-ref")
-    subprocess.run([_timm_python(tmp_path_factory), str(FIXTURES / "timm_reference.py"), str(out)], check=True,
-                   timeout=900)
+    venv = tmp_path_factory.mktemp("timm") / "venv"
+    try:
+        subprocess.run([_timm_python(venv), str(FIXTURES / "timm_reference.py"), str(out)], check=True,
+                       timeout=900)
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)  # 5.5 GB: not kept among pytest's last three temp folders
     loaded = {}
     for path in out.glob("*.npz"):
         with np.load(path) as data:
