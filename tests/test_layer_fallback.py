@@ -101,3 +101,17 @@ def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp
     quantization = result.manifest["build"]["quantization"]
     assert result.gate["passed"] and len(quantization["ignored_scope"]) == 1
     assert quantization["ignored_scope"][0] in result.manifest["build"]["ir"]["float_compute_layers"]
+
+
+def test_litert_keeps_named_modules_out_of_pt2e_quantization(hostile_model, tmp_path):
+    pytest.importorskip("litert_torch")
+    base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=64))
+    with pytest.raises(AccuracyGateFailed):
+        compile_model(hostile_model, "litert", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
+                      eval_count=1000)
+    result = compile_model(hostile_model, "litert", CompileOptions(**base, float_layers=(HOSTILE,)),
+                           tmp_path / "b", eval_count=1000)
+    assert result.gate["passed"] and result.manifest["build"]["quantization"]["float_layers"] == [HOSTILE]
+    with pytest.raises(UnsupportedOption, match="unknown layer"):
+        compile_model(hostile_model, "litert", CompileOptions(**base, float_layers=("node_matmul",)),
+                      tmp_path / "c", eval_count=100)

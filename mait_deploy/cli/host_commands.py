@@ -165,7 +165,7 @@ def compile_command(
     seed: int = typer.Option(0, "--seed", help="Seed for drawing calibration images."),
     target_option: list[str] = typer.Option([], "--target-option", "-O", help="Target-specific KEY=VALUE, e.g. -O accuracy_control=true -O device=GPU (openvino)."),
     float_layers: Optional[str] = typer.Option(None, "--float-layers", help="int8: comma-separated layers to keep in float (e.g. head,blocks.3.mlp.fc1)."),
-    layer_fallback: bool = typer.Option(True, "--layer-fallback/--no-layer-fallback", help="int8: when the gate fails, keep the most sensitive layers in float until it passes (onnxruntime, openvino, tensorrt)."),
+    layer_fallback: bool = typer.Option(True, "--layer-fallback/--no-layer-fallback", help="int8: when the gate fails, keep the most sensitive layers in float until it passes."),
     sensitivity_plot: Optional[Path] = typer.Option(None, "--sensitivity-plot", help="Write the per-layer sensitivity chart here when the fallback ran."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

@@ -26,6 +26,7 @@ from mait_deploy.backends.litert.graph import mask_constants
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import TensorSpec
 from mait_deploy.errors import ExportError, UnsupportedOption
+from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
@@ -84,6 +85,7 @@ class LiteRtTarget(Target):
     name = "litert"
     capabilities = TargetCapabilities(
         precisions=("fp32", "fp16", "int8"), dynamic_batch=False, devices=("cpu",), needs_torch_model=True, default_batch=1,
+        layer_fallback=True,
         # Which precision is fastest with XNNPACK depends on the CPU (INT8 won on an AVX-512 VNNI host, lost on an
         # AVX2 one): the default builds each and keeps the fastest that passes the gate, timed side by side.
         default_precision="auto",
@@ -91,6 +93,10 @@ class LiteRtTarget(Target):
 
     def known_target_options(self) -> dict[str, type]:
         return {"xnnpack": bool}
+
+    def sensitivity_preset(self, options: CompileOptions) -> QdqOptions:
+        # PT2E quantizes Linear and Conv only (Gemm/Conv in the ONNX ranking), symmetric, per channel.
+        return QdqOptions(op_types=("Gemm", "Conv"), activation_symmetric=True, weight_symmetric=True)
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch == "dynamic":
@@ -106,13 +112,21 @@ class LiteRtTarget(Target):
         torch = require("torch", extra="export")
         batch = int(options.batch or self.capabilities.default_batch)
         model = source.torch_model.eval()
+        if options.float_layers:
+            layers = {name for name, module in model.named_modules()
+                      if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))}
+            unknown = [name for name in options.float_layers if name not in layers]
+            if unknown:
+                raise UnsupportedOption(f"unknown layer(s) {', '.join(unknown)} (LiteRT quantizes Linear and Conv "
+                                        f"modules, named like {', '.join(sorted(layers)[:4])}, ...)")
         sample = torch.zeros((batch, *source.config.input_shape))
         out = staging / ARTIFACT
         report: dict[str, Any] = {"batch": batch}
         with _quiet():
             if options.precision == "int8":
                 progress(f"litert int8: PT2E calibration on {len(calibration)} images")
-                report["quantization"] = self._convert_int8(model, sample, calibration, out, batch)
+                report["quantization"] = self._convert_int8(model, sample, calibration, out, batch,
+                                                            options.float_layers)
             else:
                 self._convert_float(model, sample, out)
                 if options.precision == "fp16":
@@ -156,7 +170,8 @@ class LiteRtTarget(Target):
         return {"method": "ai-edge-quantizer float_casting (FP16 weights, FP32 compute)"}
 
     @staticmethod
-    def _convert_int8(model: Any, sample: Any, calibration: Dataset, out: Path, batch: int) -> dict[str, Any]:
+    def _convert_int8(model: Any, sample: Any, calibration: Dataset, out: Path, batch: int,
+                      float_layers: tuple[str, ...] = ()) -> dict[str, Any]:
         import litert_torch
         import torch
         from litert_torch.quantize.pt2e_quantizer import (
@@ -171,6 +186,17 @@ class LiteRtTarget(Target):
             # LayerNorm and GELU stay in float. (set_module_type does not match torch.export's string module
             # stacks in this litert-torch version, so the patterns are restricted instead.)
             STATIC_OPS = ["linear", "addmm", "conv"]
+
+            def _annotate_for_static_quantization_config(self, model: Any) -> Any:
+                # Layers kept in float are left unannotated. The stock set_module_name cannot do it (it refuses a
+                # None config, and its filter expects "L__self___a_b" stack keys; torch.export writes the module
+                # path, e.g. "blocks.0.mlp.fc1", as the first element of each nn_module_stack value).
+                def quantize(node: Any) -> bool:
+                    paths = {value[0] for value in node.meta.get("nn_module_stack", {}).values()}
+                    return not paths & set(float_layers)
+
+                self._annotate_all_static_patterns(model, self.global_config, quantize)
+                return model
 
         config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
         quantizer = LinearConvQuantizer().set_global(config)
@@ -193,6 +219,7 @@ class LiteRtTarget(Target):
             raise ExportError(f"litert-torch PT2E INT8 conversion failed: {str(err).splitlines()[0]}") from err
         return {"method": "PT2E static (torchao prepare/convert, litert-torch quantizer), per-channel symmetric "
                           "INT8 weights, INT8 activations; Linear and Conv only",
+                "float_layers": list(float_layers),
                 "calibration_images": int(min(usable, MAX_CALIBRATION_BATCHES * batch)),
                 "calibration_data": calibration.origin}
 
