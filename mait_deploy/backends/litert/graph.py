@@ -1,5 +1,6 @@
 """Read a .tflite flatbuffer (with the schema ai-edge-litert ships) to find the attention-mask constants: the
-constant inputs of the MUL or ADD that feeds each SOFTMAX, through a DEQUANTIZE where FP16 weights put one."""
+constant inputs of the MUL or ADD that feeds each SOFTMAX, through a DEQUANTIZE where FP16 weights put one.
+Buffers are inline or, as ai-edge-quantizer writes them, at an offset in the file."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def mask_constants(path: str | Path) -> list[dict[str, Any]]:
     """One entry per distinct constant feeding a SOFTMAX through MUL/ADD: op, shape, dtype, consumers, values."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    raw = Path(path).read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(raw, 0)
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     codes = [op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?") for code in model.operatorCodes]
     graph = model.subgraphs[0]
@@ -35,7 +37,7 @@ def mask_constants(path: str | Path) -> list[dict[str, Any]]:
     result = []
     for (op, tensor_index), consumers in found.items():
         tensor = graph.tensors[tensor_index]
-        values = np.frombuffer(bytes(model.buffers[tensor.buffer].data),
+        values = np.frombuffer(_buffer_bytes(model.buffers[tensor.buffer], raw),
                                dtype=_NUMPY_TYPES.get(tensor.type, np.float32))
         if values.size <= 1:
             continue  # a scalar scale, not a mask
@@ -56,4 +58,11 @@ def _constant_behind(tensor_index: int, graph: Any, producer: dict[int, Any], co
         if tensor_index in producer:
             return None
     buffer = model.buffers[graph.tensors[tensor_index].buffer]
-    return tensor_index if buffer.data is not None and len(buffer.data) else None
+    return tensor_index if (buffer.data is not None and len(buffer.data)) or buffer.size else None
+
+
+def _buffer_bytes(buffer: Any, raw: bytes) -> bytes:
+    """A buffer's bytes: inline, or (files over 2 GB, and ai-edge-quantizer's output) at offset/size in the file."""
+    if buffer.data is not None and len(buffer.data):
+        return bytes(buffer.data)
+    return raw[buffer.offset:buffer.offset + buffer.size]
