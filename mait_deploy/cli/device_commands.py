@@ -15,7 +15,7 @@ from mait_deploy.errors import MaitDeployError
 @app.command()
 @handle_errors
 def evaluate(
-    model: Optional[str] = typer.Argument(None, help="Bundle folder, exported .onnx, checkpoint folder or shipped name (default: the shipped demo)."),
+    model: Optional[str] = typer.Argument(None, help="Bundle folder, exported .onnx, checkpoint folder or shipped name (default: the shipped model)."),
     data: str = typer.Option("fashion-mnist", "--data", help="Labelled data: 'fashion-mnist' (test split), a folder with class sub-folders, or an .npz with labels."),
     count: Optional[int] = typer.Option(None, "--count", help="Evaluate on N images drawn (stratified, seeded) from the data."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing --count images."),

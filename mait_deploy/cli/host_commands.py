@@ -78,7 +78,7 @@ def _run_lengths(values: tuple[int, ...]) -> str:
 @app.command()
 @handle_errors
 def info(
-    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, shipped name or exported .onnx (default: the shipped demo)."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, shipped name or exported .onnx (default: the shipped model)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a checkpoint (or an exported .onnx): architecture, masks, preprocessing, labels, size."""
@@ -99,7 +99,7 @@ def info(
 @app.command()
 @handle_errors
 def export(
-    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped model)."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the .onnx file (report: <output>.json)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset, 17 to 20."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (FP16 weights and compute)."),
@@ -150,7 +150,7 @@ def print_export_summary(result) -> None:
 @app.command(name="compile")
 @handle_errors
 def compile_command(
-    model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped demo; exported and verified first) or an exported .onnx."),
+    model: Optional[str] = typer.Argument(None, help="Checkpoint (default: the shipped model; exported and verified first) or an exported .onnx."),
     target: str = typer.Option(backends.names()[0], "--target", "-t", help=f"Target: {', '.join(backends.names())}."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16, int8, or auto: build each, time those that pass the gate side by side here and keep the fastest (default: the target's, see docs/targets.md)."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
@@ -229,7 +229,7 @@ def print_compile_summary(result) -> None:
 @app.command()
 @handle_errors
 def deploy(
-    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped demo)."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped model)."),
     output: Path = typer.Option(Path("mait-deploy-out"), "-o", "--output", help="Output folder (bundles, reports)."),
     targets: Optional[str] = typer.Option(None, "--targets", help=f"Comma list of {','.join(backends.names())} (default: every target whose extra is installed)."),
     precisions: str = typer.Option("fp32,fp16,int8", "--precisions", help="Comma list of fp32,fp16,int8."),

@@ -135,7 +135,7 @@ def load_checkpoint(path: str | os.PathLike[str], config: MaiTConfig | None = No
     """Load a MaiT in eval mode.
 
     ``path`` is a checkpoint folder (model.safetensors + config.json), or the model.safetensors inside one;
-    a bare weights file (.safetensors/.pt) needs ``config`` (e.g. ``variant_config("mait_demo_28")``).
+    a bare weights file (.safetensors/.pt) needs ``config`` (e.g. ``variant_config("mait_deit_28")``).
     """
     path = Path(path)
     if not path.exists():

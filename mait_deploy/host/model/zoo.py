@@ -18,10 +18,17 @@ class PretrainedWeights:
 
 
 PRETRAINED: dict[str, PretrainedWeights] = {
+    "mait_deit_28.fmnist": PretrainedWeights(
+        name="mait_deit_28.fmnist",
+        folder=ASSETS / "mait_deit_28.fmnist",
+        description="the paper's MaiT (deit backbone, multiplicative 3x3 masks, one masked head per block) trained "
+                    "on Fashion-MNIST (28x28 grey, 10 classes); see training/RESULTS.md",
+    ),
     "mait_demo_28.fmnist": PretrainedWeights(
         name="mait_demo_28.fmnist",
         folder=ASSETS / "mait_demo_28.fmnist",
-        description="demo MaiT trained on Fashion-MNIST (28x28 grey, 10 classes); see training/RESULTS.md",
+        description="the first release's CaiT-backbone MaiT (additive masks) trained on Fashion-MNIST; "
+                    "see training/RESULTS.md",
     ),
 }
 DEFAULT_CHECKPOINT = "mait_demo_28.fmnist"
