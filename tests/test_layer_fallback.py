@@ -90,6 +90,7 @@ def test_precision_auto_refuses_what_it_cannot_time(hostile_model, tmp_path):
         CompileOptions(precision="auto", float_layers=("head",))
 
 
+@pytest.mark.slow
 def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp_path):
     pytest.importorskip("nncf")
     base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128))
@@ -103,6 +104,7 @@ def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp
     assert quantization["ignored_scope"][0] in result.manifest["build"]["ir"]["float_compute_layers"]
 
 
+@pytest.mark.slow
 def test_litert_keeps_named_modules_out_of_pt2e_quantization(hostile_model, tmp_path):
     pytest.importorskip("litert_torch")
     base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=64))
