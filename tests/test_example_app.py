@@ -67,7 +67,14 @@ def test_deploy_report_and_reuse(deployed):
     for name in ("report.json", "report.md", "report.png", "model.onnx"):
         assert (out / name).is_file()
     data = json.loads((out / "report.json").read_text())
-    assert data["recommended"]["target"] == "onnxruntime" and "lowest p50" in data["recommended"]["reason"]
+    recommended = data["recommended"]
+    assert recommended["target"] == "onnxruntime" and "side by side" in recommended["reason"]
+    race = data["side_by_side"]
+    assert set(race["median_ms"]) == {"onnxruntime fp32", "onnxruntime int8"} and race["rounds"] >= 12
+    if recommended["precision"] == "int8":  # only where INT8 beat FP32 in the race
+        assert "x onnxruntime fp32" in recommended["reason"]
+    else:
+        assert "not faster than onnxruntime fp32" in recommended["not_recommended"]["onnxruntime int8"]
     assert "| onnxruntime | int8 | ok |" in (out / "report.md").read_text()
     again = deploy(None, out, DeployOptions(targets=("onnxruntime",), precisions=("fp32", "int8"), eval_count=500,
                                             profile_batches=(1,), profile_iterations=10))
