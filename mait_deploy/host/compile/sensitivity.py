@@ -83,7 +83,7 @@ def layer_sensitivity(onnx_path: str | os.PathLike[str], calibration_inputs: np.
 
     reference = logits(Path(onnx_path))
     scale = float(np.sqrt(np.mean(reference**2))) or 1.0
-    layers = [layer for layer in quantizable_layers(onnx_path, preset.op_types)]
+    layers = quantizable_layers(onnx_path, preset.op_types)
     results = []
     with tempfile.TemporaryDirectory(prefix="mait-deploy-sensitivity-") as folder:
         for index, layer in enumerate(layers):

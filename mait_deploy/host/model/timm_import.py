@@ -21,9 +21,14 @@ from mait_deploy.host.model.checkpoint import _tensor_dict, apply_state_dict, lo
 from mait_deploy.host.model.mait import MaiT, variant_config
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
-# timm's DeiT preprocessing (bicubic, crop 0.875, ImageNet statistics).
-DEIT_PREPROCESS = dict(channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bicubic",
-                       crop_pct=0.875)
+# timm's DeiT preprocessing: bicubic, crop 0.875, ImageNet statistics (0.5/0.5 for other channel counts).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _deit_preprocess(size: int, channels: int) -> PreprocessConfig:
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+    return PreprocessConfig(input_size=size, channels=channels, mean=mean, std=std, interpolation="bicubic",
+                            crop_pct=0.875)
 UNSUPPORTED_KEYS = {"reg_token": "register tokens", "fc_norm.weight": "global-pool fc_norm",
                     "blocks.0.attn.q_norm.weight": "q/k normalisation", "blocks.0.norm.weight": "parallel blocks",
                     "attn_pool.latent": "attention pooling"}
@@ -59,9 +64,7 @@ def deit_config_from_state_dict(state: Mapping[str, torch.Tensor], num_heads: in
         # LayerScale's init value only matters for training from scratch; the loaded gammas replace it.
         init_values=1e-5 if "blocks.0.ls1.gamma" in state else None,
         mask=MaskConfig(enabled=False),
-        preprocess=PreprocessConfig(input_size=grid * patch, **{**DEIT_PREPROCESS, "channels": in_chans,
-                                                                "mean": DEIT_PREPROCESS["mean"][:in_chans] if in_chans == 3 else (0.5,) * in_chans,
-                                                                "std": DEIT_PREPROCESS["std"][:in_chans] if in_chans == 3 else (0.5,) * in_chans}),
+        preprocess=_deit_preprocess(grid * patch, in_chans),
     )
     values.update(overrides)
     try:
