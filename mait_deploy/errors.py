@@ -50,3 +50,7 @@ class DataError(MaitDeployError):
 
 class BundleError(MaitDeployError):
     """A bundle is missing, incomplete, tampered with or from an unknown schema."""
+
+
+class RemoteError(MaitDeployError):
+    """An inventory, an SSH connection or a step on a remote board failed."""

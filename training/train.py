@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mait_deploy.device.data.fashion_mnist import load_split  # noqa: E402
-from mait_deploy.host.model.checkpoint import save_checkpoint  # noqa: E402
+from mait_deploy.host.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from mait_deploy.config import MaiTConfig  # noqa: E402
 from mait_deploy.host.model.mait import MaiT, variant_config  # noqa: E402
 
@@ -57,6 +57,9 @@ class TrainOptions:
     threads: int | None = None
     resume: bool = False
     data_dir: str | None = None
+    # Warm restart: start from this checkpoint folder's weights with a new optimizer and a new schedule
+    # (same config required). The run's log then continues the checkpoint's training, it does not repeat it.
+    init_from: str | None = None
 
 
 def model_config(opts: TrainOptions) -> MaiTConfig:
@@ -143,6 +146,12 @@ def train(opts: TrainOptions, log=print) -> dict:
 
     torch.manual_seed(opts.seed)
     model = MaiT(config)
+    if opts.init_from:
+        warm = load_checkpoint(opts.init_from)
+        if warm.config.to_dict() != config.to_dict():
+            raise SystemExit(f"{opts.init_from} has another config than --variant/--schedule ask for")
+        model.load_state_dict(warm.state_dict())
+        log(f"warm restart from {opts.init_from}")
     optimizer = torch.optim.AdamW(_param_groups(model, opts.weight_decay), lr=opts.lr)
     steps_per_epoch = len(x_train) // opts.batch_size
     total_steps = steps_per_epoch * opts.epochs
@@ -224,7 +233,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
             kind = {"embed_dim": int, "depth": int, "train_subset": int, "threads": int, "data_dir": str,
-                    "mask_mode": str, "schedule": str, "pattern": str}.get(
+                    "mask_mode": str, "schedule": str, "pattern": str, "init_from": str}.get(
                 field.name, type(default))
             parser.add_argument(flag, type=kind, default=default)
     return TrainOptions(**vars(parser.parse_args(argv)))

@@ -33,6 +33,8 @@ class Backend:
     gate_runtime: str  # the runner that scores the artifact at the accuracy gate (a registry name)
     colour: str = "grey"  # in plots
     summary: str = ""  # one line for `mait-deploy targets`
+    runtime_module: str = ""  # what the device runner imports (`remote setup` checks it imports on a board)
+    system_runtime: bool = False  # the runtime comes with the board's OS (a board venv then sees system packages)
     cli: str = ""  # "module:function" that adds the backend's own commands to the typer app, if it has any
 
     def missing_on_host(self) -> list[str]:

@@ -7,7 +7,9 @@ BACKEND = Backend(
     target="mait_deploy.backends.tensorrt.target:TensorRtTarget",
     runner="mait_deploy.backends.tensorrt.runner:TensorRtRunner",
     # No GPU on the host: the accuracy gate scores the ONNX TensorRT builds from in ONNX Runtime.
-    runtime_extra="tensorrt", compile_extra="export", compile_modules=("onnxruntime",),
+    # JetPack installs TensorRT's Python bindings system-wide: a board's venv must see system packages.
+    runtime_extra="tensorrt", runtime_module="tensorrt", system_runtime=True,
+    compile_extra="export", compile_modules=("onnxruntime",),
     gate_runtime="onnxruntime", colour="#c44e52",
     cli="mait_deploy.backends.tensorrt.cli:register",
     summary="TensorRT (Jetson and NVIDIA GPUs; engine built on the device; fp32, fp16, int8 Q/DQ)",

@@ -1,0 +1,110 @@
+"""`mait-deploy remote setup|profile`: boards over SSH (host side; needs the 'remote' extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mait_deploy.cli.app import app, console, handle_errors, status_spinner
+from mait_deploy.errors import MaitDeployError
+
+remote = typer.Typer(no_args_is_help=True, help="Set up boards and run bundles on them over SSH (a fleet at once).")
+app.add_typer(remote, name="remote")
+
+INVENTORY = typer.Option(..., "--inventory", "-i", help="YAML inventory of the boards (see docs/remote.md).")
+DEVICE = typer.Option(None, "--device", help="Only this device (repeatable).")
+TAGS = typer.Option(None, "--tags", help="Only devices with this tag (repeatable).")
+ACCEPT_NEW = typer.Option(False, "--accept-new-host-keys",
+                          help="Record the host key of a board not yet in its known-hosts file (like OpenSSH "
+                               "accept-new); a changed key is always refused.")
+MAX_PARALLEL = typer.Option(4, "--max-parallel", min=1, help="Boards worked on at once.")
+
+
+def _devices(inventory: Path, device: Optional[list[str]], tags: Optional[list[str]]):
+    from mait_deploy.host.remote.inventory import load_inventory, select
+
+    return select(load_inventory(inventory), device or (), tags or ())
+
+
+@remote.command("setup")
+@handle_errors
+def setup(
+    inventory: Path = INVENTORY,
+    device: Optional[list[str]] = DEVICE,
+    tags: Optional[list[str]] = TAGS,
+    wheel: Optional[Path] = typer.Option(None, "--wheel", help="Install this mait-deploy wheel (default: build one from this checkout)."),
+    accept_new: bool = ACCEPT_NEW,
+    force: bool = typer.Option(False, "--force", help="Reinstall even where the board's venv is current."),
+    max_parallel: int = MAX_PARALLEL,
+) -> None:
+    """Create a venv on each board with the device side of mait-deploy and its runtimes (never torch)."""
+    from mait_deploy.host.remote.setup import remote_setup
+
+    devices = _devices(inventory, device, tags)
+    with status_spinner() as status:
+        results = remote_setup(devices, wheel=wheel, accept_new=accept_new, force=force,
+                               max_parallel=max_parallel, progress=status.update)
+    table = Table(title="remote setup")
+    for column in ("device", "status", "machine", "python", "runtimes", "seconds"):
+        table.add_column(column)
+    for result in results:
+        board = result.board
+        runtimes = ", ".join(f"{name} {info.get('version', '?')}" for name, info in board.get("runtimes", {}).items())
+        table.add_row(result.device, result.status if result.status != "failed" else f"failed: {result.reason}",
+                      board.get("machine", ""), board.get("python", ""), runtimes,
+                      f"{result.steps.get('total', 0):.1f}")
+    console.print(table)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise MaitDeployError(f"{len(failed)} of {len(results)} board(s) failed: {failed[0].device}: {failed[0].reason}")
+
+
+@remote.command("profile")
+@handle_errors
+def profile(
+    bundles: list[Path] = typer.Argument(..., help="Bundle folders built on this host."),
+    inventory: Path = INVENTORY,
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for OUT/<device>/<bundle>/ and the fleet report."),
+    device: Optional[list[str]] = DEVICE,
+    tags: Optional[list[str]] = TAGS,
+    eval_source: Optional[str] = typer.Option(None, "--eval", help="Labelled held-out data to score each bundle on the board ('fashion-mnist', a class folder or an .npz)."),
+    eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Draw N images (stratified, seeded) from --eval."),
+    eval_seed: int = typer.Option(0, "--eval-seed", help="Seed for --eval-count."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes to profile, e.g. 1,8."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Warm-up iterations."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Measured iterations (default 100)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Measure for S seconds instead."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads on the board."),
+    accept_new: bool = ACCEPT_NEW,
+    force: bool = typer.Option(False, "--force", help="Write into an existing fleet output folder."),
+    max_parallel: int = MAX_PARALLEL,
+) -> None:
+    """Push bundles, then verify, evaluate and profile each on each board; one fleet report (JSON, markdown, plot)."""
+    from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
+    from mait_deploy.host.remote.fleet_report import COLUMNS, table_rows
+
+    if eval_count is not None and eval_source is None:
+        raise MaitDeployError("--eval-count needs --eval")
+    devices = _devices(inventory, device, tags)
+    from mait_deploy.device.profiling.measure import parse_list
+
+    options = ProfileOptionsRemote(batches=tuple(parse_list(batch, int, "batch")), warmup=warmup,
+                                   iterations=iterations if iterations is not None or duration is not None else 100,
+                                   duration_s=duration, threads=threads)
+    with status_spinner() as status:
+        report = remote_profile(devices, bundles, output, eval_source, eval_count, eval_seed, options,
+                                accept_new=accept_new, max_parallel=max_parallel, force=force,
+                                progress=status.update)
+    table = Table(title=f"fleet ({report['seconds']:.0f} s) -> {output}")
+    for column in COLUMNS:
+        table.add_column(column)
+    for cells in table_rows(report):
+        table.add_row(*cells)
+    console.print(table)
+    failed = [r for r in report["rows"] if r["status"] == "failed"]
+    if failed:
+        raise MaitDeployError(f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed; "
+                              f"the report is in {output}")

@@ -1,0 +1,347 @@
+"""``remote profile``: push bundles to each board, then verify, evaluate and profile them there; pull the JSON.
+
+Bundles are content-addressed on the board (``WORK/bundles/<sha of manifest.json>``): a bundle is pushed into a
+``.partial`` folder, its hashes are checked on arrival, then it is renamed; a re-run finds it and pushes nothing.
+Held-out labelled images (``--eval``) travel as one .npz, also content-addressed, so the on-board top-1 is
+measured on exactly the images the host scores the same bundle on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mait_deploy._io import check_output, write_json
+from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
+from mait_deploy.errors import RemoteError
+from mait_deploy.host.remote.inventory import Device
+from mait_deploy.host.remote.parallel import run_on_devices
+from mait_deploy.host.remote.setup import STAMP
+from mait_deploy.host.remote.ssh import Board
+
+OUT_MARKER = ".mait-fleet"
+_HASH_CHECK = ("import hashlib, json, pathlib, sys; folder = pathlib.Path(sys.argv[1]); "
+               "want = json.loads(sys.argv[2]); bad = [name for name, digest in want.items() "
+               "if not (folder / name).is_file() or hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest]; "
+               "print(json.dumps(bad)); sys.exit(1 if bad else 0)")
+
+
+@dataclass
+class LocalBundle:
+    name: str  # the local folder's name: the report's row and OUT/<device>/<name>
+    path: Path
+    manifest: Manifest
+    key: str  # sha256 of manifest.json (which lists every file's sha256): the bundle's identity
+    files: dict[str, str]  # relative path -> sha256
+
+    @property
+    def runtime(self) -> str:
+        return self.manifest.runtime.name
+
+
+@dataclass
+class EvalSet:
+    path: Path  # a local .npz (images uint8, labels)
+    key: str
+    count: int
+    origin: str
+    host_top1: dict[str, dict[str, Any]] = field(default_factory=dict)  # bundle name -> host result or error
+
+
+@dataclass
+class ProfileOptionsRemote:
+    """What `profile` measures on each board (the board's own ProfileOptions is built there)."""
+
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 10
+    iterations: int | None = 100
+    duration_s: float | None = None
+    threads: int | None = None
+    mode: str = "latency"
+
+    def job(self) -> dict[str, Any]:
+        return {"batches": list(self.batches), "warmup": self.warmup, "iterations": self.iterations,
+                "duration_s": self.duration_s, "mode": self.mode}
+
+
+@dataclass
+class Row:
+    """One device x bundle result of a fleet run."""
+
+    device: str
+    bundle: str
+    status: str  # ok | failed | skipped
+    reason: str = ""
+    target: str = ""
+    precision: str = ""
+    machine: str = ""
+    pushed: bool | None = None
+    verify: dict[str, Any] | None = None
+    top1: float | None = None  # on the board, on the pushed evaluation images
+    host_top1: float | None = None  # the same bundle and images on this host
+    gate_top1: float | None = None  # the bundle's own accuracy gate (its manifest)
+    gate_drop: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p99 of batch 1 (the first batch)
+    throughput: float | None = None
+    peak_rss_mb: float | None = None
+    device_state: dict[str, Any] = field(default_factory=dict)  # thermal, throttling, load (as the board says)
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_bundles(paths: Sequence[Path]) -> list[LocalBundle]:
+    """Read and hash-check each local bundle before anything connects."""
+    from mait_deploy.device.bundle import check_files
+
+    bundles: list[LocalBundle] = []
+    for path in map(Path, paths):
+        manifest = read_manifest(path)
+        check_files(path, manifest)
+        raw = (path / MANIFEST_FILE).read_bytes()
+        files = {MANIFEST_FILE: hashlib.sha256(raw).hexdigest()}
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            relative = item.relative_to(path).as_posix()
+            if relative != MANIFEST_FILE:
+                files[relative] = hashlib.sha256(item.read_bytes()).hexdigest()
+        bundle = LocalBundle(path.resolve().name, path, manifest, files[MANIFEST_FILE][:20], files)
+        if any(b.name == bundle.name for b in bundles):
+            raise RemoteError(f"two bundles are named {bundle.name!r}; give them different folder names")
+        bundles.append(bundle)
+    if not bundles:
+        raise RemoteError("give at least one bundle")
+    return bundles
+
+
+def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[LocalBundle], folder: Path,
+                  host_scores: bool = True) -> EvalSet:
+    """Draw labelled images once for every bundle and board (raw pixels: each runtime preprocesses them itself)."""
+    from mait_deploy.config import PreprocessConfig
+    from mait_deploy.device.data.sources import load_dataset, require_labels
+
+    first = bundles[0].manifest
+    if any(b.manifest.labels != first.labels for b in bundles):
+        raise RemoteError("--eval needs bundles of one model (their labels differ)")
+    dataset = load_dataset(source, "evaluation", PreprocessConfig.from_dict(first.preprocess), first.labels,
+                           count=count, seed=seed, strict=count is not None,
+                           num_classes=first.model["num_classes"])
+    require_labels(dataset)
+    raw = dataset.raw
+    if isinstance(raw, list):
+        shapes = {np.asarray(image).shape for image in raw}
+        if len(shapes) != 1:
+            raise RemoteError(f"{source}: images of {len(shapes)} different sizes; pass them as one .npz "
+                              "(images [N, H, W(, C)] uint8, labels [N])")
+        raw = np.stack([np.asarray(image) for image in raw])
+    path = folder / "eval.npz"
+    np.savez(path, images=np.asarray(raw), labels=np.asarray(dataset.labels, dtype=np.int64))
+    key = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+    eval_set = EvalSet(path, key, len(dataset), dataset.origin)
+    if host_scores:
+        from mait_deploy.device.evaluate import evaluate_bundle
+
+        for bundle in bundles:
+            try:
+                result = evaluate_bundle(bundle.path, str(path))
+                eval_set.host_top1[bundle.name] = {"top1": result.top1, "count": result.count}
+            except Exception as err:  # e.g. a TensorRT bundle on a host without a GPU: reported, not fatal
+                eval_set.host_top1[bundle.name] = {"error": str(err).splitlines()[0][:200]}
+    return eval_set
+
+
+async def _ensure_pushed(board: Board, bundle: LocalBundle, bundles_dir: PurePosixPath, python: str,
+                         temporaries: list[str]) -> bool:
+    """Push the bundle unless the board has it already; True when something was pushed."""
+    final = str(bundles_dir / bundle.key)
+    if await board.exists(final):
+        return False
+    partial = f"{final}.partial-{secrets.token_hex(4)}"
+    temporaries.append(partial)
+    await board.run(["mkdir", "-p", partial], what="creating the bundle folder")
+    for relative in bundle.files:
+        parent = PurePosixPath(partial, relative).parent
+        if str(parent) != partial:
+            await board.run(["mkdir", "-p", str(parent)], what="creating the bundle folder")
+        await board.put(bundle.path / relative, str(PurePosixPath(partial, relative)))
+    await board.run([python, "-c", _HASH_CHECK, partial, json.dumps(bundle.files)],
+                    what=f"checking {bundle.name}'s hashes on arrival")
+    await board.run(["mv", "-T", partial, final], what="committing the bundle")
+    temporaries.remove(partial)
+    return True
+
+
+async def _remote_json(board: Board, argv: list[str], what: str, timeout: float | None = None) -> dict[str, Any]:
+    done = await board.run(argv, what=what, timeout=timeout, check=False)
+    try:
+        data = json.loads(done.stdout) if done.stdout.strip() else None
+    except json.JSONDecodeError:
+        data = None
+    if done.exit_status != 0 or data is None:
+        lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
+        raise RemoteError(f"{what} failed: {lines[-1][:300] if lines else f'exit {done.exit_status}'}")
+    return data
+
+
+def _summarise_profile(row: Row, report: dict[str, Any]) -> None:
+    results = [r for r in report.get("results", []) if not r.get("error")]
+    if report.get("error") or not results:
+        raise RemoteError(f"profile failed: {report.get('error') or 'no result'}")
+    first = results[0]
+    stats = first.get("model") or {}
+    row.latency_ms = {k: round(v, 3) for k, v in (stats.get("percentiles_ms") or {}).items() if k in ("p50", "p99")}
+    row.throughput = (first.get("throughput") or {}).get("images_per_s") or stats.get("throughput")
+    row.peak_rss_mb = (report.get("memory") or {}).get("peak_rss_mb")
+    after = (report.get("device") or {}).get("after") or {}
+    row.device_state = {key: after.get(key) for key in ("thermal", "raspberry_pi", "jetson", "load_avg")
+                        if after.get(key) not in (None, "not available")}
+
+
+async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out: Path,
+                            eval_set: EvalSet | None, options: ProfileOptionsRemote, accept_new: bool = False,
+                            progress: Callable[[str], None] | None = None) -> list[Row]:
+    """Every bundle on one board, one after the other; a bundle's failure is its row, the board's ends them all."""
+    work = PurePosixPath(device.workdir)
+    python = str(work / "venv" / "bin" / "python")
+    rows: list[Row] = []
+    clock = time.perf_counter()
+    board = await Board.open(device, accept_new=accept_new)
+    connect_s = round(time.perf_counter() - clock, 2)
+    temporaries: list[str] = []
+    async with board:
+        try:
+            if not await board.exists(str(work / "venv" / STAMP)):
+                raise RemoteError(f"{device.name} is not set up; run `mait-deploy remote setup` first")
+            machine = (await board.run(["uname", "-m"], what="uname")).stdout.strip()
+            for folder in ("bundles", "data", "runs"):
+                await board.run(["mkdir", "-p", str(work / folder)], what="creating the work folders")
+            eval_remote = None
+            if eval_set is not None:
+                eval_remote = str(work / "data" / f"{eval_set.key}.npz")
+                if not await board.exists(eval_remote):
+                    partial = f"{eval_remote}.partial-{secrets.token_hex(4)}"
+                    temporaries.append(partial)
+                    await board.put(eval_set.path, partial)
+                    await board.run(["mv", "-T", partial, eval_remote], what="committing the evaluation data")
+                    temporaries.remove(partial)
+            for bundle in bundles:
+                row = Row(device.name, bundle.name, "failed", target=bundle.manifest.target,
+                          precision=bundle.manifest.precision, machine=machine, steps={"connect": connect_s})
+                gate = bundle.manifest.accuracy
+                if gate is not None:
+                    row.gate_top1, row.gate_drop = gate.top1, gate.drop_points
+                if eval_set is not None:
+                    row.host_top1 = eval_set.host_top1.get(bundle.name, {}).get("top1")
+                rows.append(row)
+                if bundle.runtime not in device.runtimes:
+                    row.status = "skipped"
+                    row.reason = f"needs {bundle.runtime}; {device.name} has {', '.join(device.runtimes)}"
+                    continue
+                if progress:
+                    progress(f"{device.name}: {bundle.name}")
+                try:
+                    await _bundle_on_board(board, bundle, row, work, python, eval_remote, options, out,
+                                           temporaries)
+                    row.status = "ok"
+                except RemoteError as err:
+                    row.reason = str(err)
+        finally:
+            for path in list(temporaries):
+                await board.remove_tree(path)
+            await board.run(["chmod", "-R", "go-rwx", str(work)], check=False, what="chmod")
+    return rows
+
+
+async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: PurePosixPath, python: str,
+                           eval_remote: str | None, options: ProfileOptionsRemote, out: Path,
+                           temporaries: list[str]) -> None:
+    """Push (if needed), then verify + evaluate + profile in one process on the board; pull its JSON."""
+    local = out / board.device.name / bundle.name
+    local.mkdir(parents=True, exist_ok=True)
+    remote = str(work / "bundles" / bundle.key)
+    clock = time.perf_counter()
+    row.pushed = await _ensure_pushed(board, bundle, work / "bundles", python, temporaries)
+    row.steps["push"] = round(time.perf_counter() - clock, 2)
+    report_remote = str(work / "runs" / f"{bundle.key}-{secrets.token_hex(4)}.json")
+    temporaries.append(report_remote)
+    job = {"bundle": remote, "eval_data": eval_remote, "profile": options.job(), "profile_json": report_remote,
+           "threads": options.threads}
+    result = await _remote_json(board, [python, "-m", "mait_deploy.device.board_job", json.dumps(job)],
+                                f"{bundle.name} on the board")
+    row.steps.update(result.get("seconds", {}))
+    row.verify = result.get("verify")
+    if row.verify is not None:
+        write_json(local / "verify.json", row.verify)
+    accuracy = result.get("accuracy")
+    if accuracy is not None:
+        row.top1 = accuracy["top1"]
+        write_json(local / "accuracy.json", accuracy)
+    if "profile" not in result.get("errors", {}) or await board.exists(report_remote):
+        with tempfile.TemporaryDirectory() as tmp:
+            fetched = Path(tmp) / "profile.json"
+            await board.get(report_remote, fetched)
+            data = json.loads(fetched.read_text())
+        write_json(local / "profile.json", data)
+        try:
+            _summarise_profile(row, data["reports"][0])
+        except RemoteError as err:
+            result.setdefault("errors", {}).setdefault("profile", str(err))
+    await board.remove_tree(report_remote)
+    temporaries.remove(report_remote)
+    errors = result.get("errors") or {}
+    if errors:
+        step, message = next(iter(errors.items()))
+        raise RemoteError(f"{step}: {message}")
+
+
+def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out: Path,
+                   eval_source: str | None = None, eval_count: int | None = None, eval_seed: int = 0,
+                   options: ProfileOptionsRemote | None = None, accept_new: bool = False, max_parallel: int = 4,
+                   force: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Profile every bundle on every device (boards in parallel); write OUT/<device>/<bundle>/ and the fleet report.
+
+    ``out`` must be new, or (with ``force``) a folder an earlier fleet run wrote."""
+    from mait_deploy.host.remote.fleet_report import write_fleet_report
+
+    bundles = read_bundles(bundle_paths)
+    out = Path(out)
+    check_output(out, force, kind="dir", what="fleet output",
+                 ours=lambda p: None if (p / OUT_MARKER).is_file() else f"it has no {OUT_MARKER}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUT_MARKER).write_text("written by mait-deploy remote profile\n")
+    options = options or ProfileOptionsRemote()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mait-remote-") as tmp:
+        eval_set = None
+        if eval_source is not None:
+            if progress:
+                progress("drawing the evaluation images and scoring them on this host")
+            eval_set = make_eval_set(eval_source, eval_count, eval_seed, bundles, Path(tmp))
+
+        async def job(device: Device) -> list[Row]:
+            return await profile_on_device(device, bundles, out, eval_set, options, accept_new, progress)
+
+        def failed(device: Device, reason: str) -> list[Row]:
+            return [Row(device.name, bundle.name, "failed", reason, bundle.manifest.target,
+                        bundle.manifest.precision) for bundle in bundles]
+
+        per_device = run_on_devices(devices, job, failed, max_parallel=max_parallel)
+    rows = [row for device_rows in per_device for row in device_rows]
+    report = {"schema": "mait-deploy.fleet", "schema_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "seconds": round(time.perf_counter() - started, 2),
+              "devices": [d.to_dict() for d in devices],
+              "bundles": [{"name": b.name, "target": b.manifest.target, "precision": b.manifest.precision,
+                           "sha256": b.files[MANIFEST_FILE]} for b in bundles],
+              "evaluation": None if eval_set is None else {"origin": eval_set.origin, "count": eval_set.count,
+                                                           "host": eval_set.host_top1},
+              "profile_options": asdict(options), "rows": [row.to_dict() for row in rows]}
+    write_fleet_report(report, out)
+    return report

@@ -1,0 +1,220 @@
+"""``remote setup``: a venv on each board with the device side of mait-deploy and the board's runtimes, never torch.
+
+The package is a wheel built from this checkout on the host (or one given). ``install: index`` boards run pip
+against their own package index; ``install: push`` boards (no network, or pip too slow there) get a site-packages
+tree the host resolves for the board's platform (``pip install --platform ... --only-binary=:all: --target``) and
+pushes as one archive. A stamp in the venv (wheel hash, runtimes, mode) makes a re-run skip a board that is current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Sequence
+
+from mait_deploy import backends
+from mait_deploy._io import sha256_file
+from mait_deploy.errors import RemoteError
+from mait_deploy.host.remote.inventory import Device
+from mait_deploy.host.remote.parallel import run_on_devices
+from mait_deploy.host.remote.ssh import Board
+
+STAMP = "mait-deploy-setup.json"
+_PLATFORM_SNIPPET = ("import json, platform, sys; print(json.dumps({'machine': platform.machine(), "
+                     "'python': '%d.%d' % sys.version_info[:2], 'libc': platform.libc_ver()[1]}))")
+
+
+@dataclass
+class SetupResult:
+    device: str
+    status: str  # installed | up to date | failed
+    reason: str = ""
+    board: dict[str, Any] = field(default_factory=dict)  # the probe: machine, python, runtimes and versions
+    steps: dict[str, float] = field(default_factory=dict)  # seconds per step
+    new_host_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """Build mait-deploy's wheel from the checkout this package runs from (pip wheel, no dependencies)."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").is_file() or not (root / "mait_deploy").is_dir():
+        raise RemoteError("mait-deploy is not running from a source checkout; build a wheel there "
+                          "(pip wheel --no-deps .) and pass it with --wheel")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                           "--disable-pip-version-check", "-w", str(out_dir), str(root)],
+                          capture_output=True, text=True)
+    wheels = sorted(out_dir.glob("mait_deploy-*.whl"))
+    if done.returncode != 0 or not wheels:
+        reason = (done.stderr.strip().splitlines() or ["no wheel was written"])[-1]
+        raise RemoteError(f"building the mait-deploy wheel failed: {reason}")
+    return wheels[-1]
+
+
+def board_platforms(machine: str, libc: str) -> list[str]:
+    """pip --platform tags a board with this glibc accepts, newest first."""
+    try:
+        major, minor = (int(part) for part in libc.split(".")[:2])
+    except ValueError:
+        raise RemoteError(f"the board's C library {libc!r} is not glibc; resolve its wheels on the board "
+                          "(install: index)") from None
+    if major != 2 or minor < 17:
+        raise RemoteError(f"glibc {libc} is older than manylinux2014 (2.17)")
+    return [f"manylinux_2_{m}_{machine}" for m in range(minor, 16, -1)] + [f"manylinux2014_{machine}"]
+
+
+def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str, Any], cache: Path) -> Path:
+    """A .tar.gz of site-packages for the board's platform (cached per wheel, runtimes and platform)."""
+    key = hashlib.sha256(json.dumps([sha256_file(wheel), sorted(runtimes), board["machine"], board["python"],
+                                     board["libc"]]).encode()).hexdigest()[:16]
+    archive = cache / f"site-{key}.tar.gz"
+    if archive.is_file():
+        return archive
+    version = board["python"].replace(".", "")
+    target = Path(tempfile.mkdtemp(prefix="site-", dir=cache))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+               "--only-binary=:all:", "--python-version", board["python"], "--implementation", "cp",
+               "--abi", f"cp{version}", "--target", str(target)]
+    for tag in board_platforms(board["machine"], board["libc"]):
+        command += ["--platform", tag]
+    command.append(f"{wheel}[{','.join(runtime_extras(runtimes))}]")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise RemoteError(f"resolving wheels for {board['machine']} / Python {board['python']} failed: {reason}")
+    partial = archive.with_suffix(".partial")
+    with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
+        for entry in sorted(target.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    partial.replace(archive)
+    return archive
+
+
+def runtime_extras(runtimes: Sequence[str]) -> list[str]:
+    """The pip extras that bring these backends' device runtimes."""
+    return sorted({backends.get(name).runtime_extra for name in runtimes})
+
+
+def _wanted_stamp(wheel_sha: str, device: Device) -> dict[str, Any]:
+    return {"wheel_sha256": wheel_sha, "runtimes": sorted(device.runtimes), "install": device.install}
+
+
+async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: bool = False,
+                       force: bool = False) -> SetupResult:
+    """Install (or confirm) the device side and its runtimes on one board."""
+    result = SetupResult(device=device.name, status="failed")
+    steps = result.steps
+    work = PurePosixPath(device.workdir)
+    venv, python = work / "venv", str(work / "venv" / "bin" / "python")
+    wheel_sha = sha256_file(wheel)
+    started = time.perf_counter()
+    board = await Board.open(device, accept_new=accept_new)
+    result.new_host_key = board.new_host_key
+    temporaries: list[str] = []
+    finished = touched = False
+    async with board:
+        try:
+            steps["connect"] = round(time.perf_counter() - started, 2)
+            platform_run = await board.run([device.python, "-c", _PLATFORM_SNIPPET], what="probing Python")
+            facts = json.loads(platform_run.stdout)
+            if tuple(int(p) for p in facts["python"].split(".")) < (3, 10):
+                raise RemoteError(f"{device.name}: {device.python} is Python {facts['python']}; "
+                                  "mait-deploy needs 3.10 or newer (set 'python' in the inventory)")
+            stamp = await board.run(["cat", str(venv / STAMP)], check=False, what="reading the set-up stamp")
+            current = stamp.exit_status == 0 and not force and \
+                json.loads(stamp.stdout or "{}") == _wanted_stamp(wheel_sha, device)
+            if not current:
+                touched = True
+                await board.run(["mkdir", "-p", str(work / "wheels")], what="creating the work folder")
+                await board.run(["chmod", "700", str(work)], what="protecting the work folder")
+                await board.run(["rm", "-rf", "--", str(venv)], what="removing the old venv")
+                await _install(board, device, wheel, cache, facts, steps, temporaries)
+            clock = time.perf_counter()
+            probe = await board.run([python, "-m", "mait_deploy.device.probe", *device.runtimes],
+                                    what="checking the runtimes")
+            steps["check"] = round(time.perf_counter() - clock, 2)
+            result.board = json.loads(probe.stdout)
+            broken = {name: info["error"] for name, info in result.board["runtimes"].items() if not info["ok"]}
+            if broken:
+                name, error = next(iter(broken.items()))
+                raise RemoteError(f"{device.name}: runtime {name} does not import: {error}")
+            if not current:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = Path(tmp) / STAMP
+                    local.write_text(json.dumps(_wanted_stamp(wheel_sha, device)))
+                    await board.put(local, str(venv / STAMP))
+                await board.run(["chmod", "-R", "go-rwx", str(work)], what="protecting the work folder")
+            result.status = "up to date" if current else "installed"
+            finished = True
+        finally:
+            for path in temporaries:
+                await board.remove_tree(path)
+            if touched and not finished:
+                await board.remove_tree(str(venv))  # a half-built venv is never left to look installed
+    steps["total"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts: dict[str, Any],
+                   steps: dict[str, float], temporaries: list[str]) -> None:
+    work = PurePosixPath(device.workdir)
+    venv = work / "venv"
+    system_site = ["--system-site-packages"] if any(backends.get(r).system_runtime for r in device.runtimes) else []
+    clock = time.perf_counter()
+    if device.install == "index":
+        await board.run([device.python, "-m", "venv", *system_site, str(venv)], what="creating the venv")
+        remote_wheel = str(work / "wheels" / wheel.name)
+        await board.put(wheel, remote_wheel)
+        steps["venv"] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+        await board.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-input",
+                         "--disable-pip-version-check", f"{remote_wheel}[{','.join(runtime_extras(device.runtimes))}]"],
+                        what="pip install on the board")
+        steps["install"] = round(time.perf_counter() - clock, 2)
+        return
+    archive = resolve_site_packages(wheel, device.runtimes, facts, cache)
+    steps["resolve"] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    await board.run([device.python, "-m", "venv", "--without-pip", *system_site, str(venv)],
+                    what="creating the venv")
+    remote_archive = str(work / "wheels" / archive.name)
+    temporaries.append(remote_archive)
+    await board.put(archive, remote_archive)
+    steps["push"] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    site = venv / "lib" / f"python{facts['python']}" / "site-packages"
+    await board.run(["tar", "-xzf", remote_archive, "-C", str(site)], what="unpacking the packages")
+    steps["install"] = round(time.perf_counter() - clock, 2)
+
+
+def remote_setup(devices: Sequence[Device], wheel: Path | None = None, accept_new: bool = False,
+                 force: bool = False, max_parallel: int = 4, cache_dir: Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> list[SetupResult]:
+    """Set up every device (in parallel); a failed board gives a failed result with its reason."""
+    with tempfile.TemporaryDirectory(prefix="mait-remote-") as tmp:
+        cache = Path(cache_dir or tmp)
+        cache.mkdir(parents=True, exist_ok=True)
+        if wheel is None:
+            if progress:
+                progress("building the mait-deploy wheel")
+            wheel = build_wheel(Path(tmp) / "wheel")
+        elif not Path(wheel).is_file() or not str(wheel).endswith(".whl"):
+            raise RemoteError(f"--wheel {wheel}: not a wheel file")
+
+        async def job(device: Device) -> SetupResult:
+            if progress:
+                progress(f"setting up {device.name}")
+            return await setup_device(device, Path(wheel), cache, accept_new=accept_new, force=force)
+
+        return run_on_devices(devices, job, lambda device, reason: SetupResult(device.name, "failed", reason),
+                              max_parallel=max_parallel)

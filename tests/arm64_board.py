@@ -1,0 +1,156 @@
+"""A real arm64 board in all but silicon: a Debian arm64 userland under qemu-user (binfmt) with its own sshd.
+
+Each board is an sshd (arm64 OpenSSH, run by qemu) chrooted into the userland, listening on 127.0.0.1:PORT, in a
+private mount namespace with proc, /dev, a tmpfs /run and a Raspberry Pi 5 /proc/cpuinfo bound over the real one
+(onnxruntime's cpuinfo library crashes on the x86 one qemu 7.2 passes through). Killing the board's process group
+removes its mounts. The userland (mmdebstrap, trixie, ~250 MB, 10-15 minutes) is built once and kept under
+``MAIT_ARM64_CACHE`` (default ~/.cache/mait-deploy/arm64); a half-built one is never reused.
+
+    python tests/arm64_board.py          # build (or check) the cached userland ahead of the tests
+
+Needs root, qemu-user-static, binfmt-support and mmdebstrap (``.ci/run`` installs them); ``unavailable()`` says why
+a machine cannot run it, and the tests skip with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "trixie"
+MIRROR = os.environ.get("MAIT_ARM64_MIRROR", "http://deb.debian.org/debian")
+CACHE = Path(os.environ.get("MAIT_ARM64_CACHE", Path.home() / ".cache" / "mait-deploy" / "arm64"))
+PACKAGES = "python3,python3-venv,ca-certificates,openssh-server,tar"
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+PI5_CPUINFO = "".join(
+    f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
+    "asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\n"
+    "CPU part\t: 0xd0b\nCPU revision\t: 1\n\n" for n in range(4)
+) + "Revision\t: d04170\nSerial\t\t: 0000000000000000\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n"
+
+
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, text=True, capture_output=True, **kwargs)
+
+
+def ensure_binfmt() -> str | None:
+    """Mount binfmt_misc and enable qemu-aarch64; the reason it cannot be done, or None."""
+    if os.geteuid() != 0:
+        return "the arm64 board fixture needs root (chroot, mounts)"
+    for tool in ("qemu-aarch64-static", "update-binfmts", "mmdebstrap", "unshare", "chroot"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install qemu-user-static binfmt-support mmdebstrap)"
+    if not (BINFMT / "register").exists():
+        done = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            return f"binfmt_misc cannot be mounted here: {done.stderr.strip()}"
+    if not (BINFMT / "qemu-aarch64").exists():
+        done = subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True)
+        if done.returncode != 0 or not (BINFMT / "qemu-aarch64").exists():
+            return f"qemu-aarch64 cannot be registered with binfmt_misc: {done.stderr.strip()}"
+    return None
+
+
+def userland() -> Path:
+    """The arm64 root folder, built once (an atomic rename marks it complete)."""
+    root = CACHE / "root"
+    if (root / "usr" / "bin" / "python3").exists() and (CACHE / "complete").exists():
+        return root
+    CACHE.mkdir(parents=True, exist_ok=True)
+    building = CACHE / "root.building"
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    _run(["mmdebstrap", "--quiet", "--architectures=arm64", "--variant=apt", f"--include={PACKAGES}", SUITE,
+          str(building), MIRROR])
+    # Package traffic from the board (pip against an index) goes through the CAs this host trusts.
+    for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        shutil.copy(cert, building / "usr/local/share/ca-certificates" / cert.name)
+    _run(["chroot", str(building), "update-ca-certificates"])
+    (building / "etc" / "mait-fixture").mkdir(exist_ok=True)
+    (building / "etc" / "mait-fixture" / "cpuinfo").write_text(PI5_CPUINFO)
+    building.rename(root)
+    (CACHE / "complete").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class FixtureBoard:
+    name: str
+    root: Path
+    port: int
+    host_key: Path  # inside root (/etc/mait-fixture/<name>_host_key)
+    process: subprocess.Popen | None = None
+
+    @property
+    def host_public_key(self) -> str:
+        return self.host_key.with_suffix(".pub").read_text().split()[0:2]
+
+    def start(self, authorized_keys: str) -> "FixtureBoard":
+        etc = self.root / "etc" / "mait-fixture"
+        (etc / f"{self.name}_authorized_keys").write_text(authorized_keys)
+        config = etc / f"{self.name}_sshd_config"
+        config.write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey /etc/mait-fixture/{self.host_key.name}",
+            "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "UsePAM no", "StrictModes no", f"AuthorizedKeysFile /etc/mait-fixture/{self.name}_authorized_keys",
+            "Subsystem sftp /usr/lib/openssh/sftp-server", "PidFile none", "UseDNS no", "MaxStartups 20", ""]))
+        root = str(self.root)
+        script = (f"set -e; mount -t proc proc {root}/proc; mount --rbind /dev {root}/dev; "
+                  f"mount -t tmpfs tmpfs {root}/run; mkdir -p {root}/run/sshd; "
+                  f"mount --bind {root}/etc/mait-fixture/cpuinfo {root}/proc/cpuinfo; "
+                  f"exec chroot {root} /usr/sbin/sshd -D -e -f /etc/mait-fixture/{config.name}")
+        log = open(etc / f"{self.name}_sshd.log", "w")
+        self.process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sshd of {self.name} exited: {(etc / f'{self.name}_sshd.log').read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    if sock.recv(64).startswith(b"SSH-"):
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"sshd of {self.name} did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        """Kill the board's sshd and every session it started (their mounts go with the namespace)."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+def make_board(name: str, root: Path, port: int | None = None) -> FixtureBoard:
+    key = root / "etc" / "mait-fixture" / f"{name}_host_key"
+    if not key.exists():
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)])
+    return FixtureBoard(name=name, root=root, port=port or free_port(), host_key=key)
+
+
+if __name__ == "__main__":
+    reason = ensure_binfmt()
+    if reason:
+        sys.exit(reason)
+    started = time.perf_counter()
+    print(f"userland ready: {userland()} ({time.perf_counter() - started:.0f} s)")

@@ -1,0 +1,165 @@
+"""The inventory, host-key bookkeeping and the checks that run before anything connects (no board needed)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mait_deploy.errors import RemoteError
+from mait_deploy.host.remote.inventory import load_inventory, select
+from mait_deploy.host.remote.setup import board_platforms
+from mait_deploy.host.remote.ssh import host_listed
+
+pytest.importorskip("yaml")
+
+
+@pytest.fixture()
+def keys(tmp_path):
+    key, known = tmp_path / "id_ed25519", tmp_path / "known_hosts"
+    key.write_text("not read before connecting")
+    known.write_text("")
+    return key, known
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "devices.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_own_shape_with_defaults(tmp_path, keys):
+    key, known = keys
+    inventory = write(tmp_path, f"""
+defaults: {{user: pi, identity_file: {key}, known_hosts: {known}, workdir: mait}}
+devices:
+  pi5-a: {{host: 192.168.1.20, runtime: litert, tags: [pi, arm]}}
+  jetson: {{host: jetson.local, port: 2222, user: nvidia, runtimes: [tensorrt, onnxruntime], install: push}}
+""")
+    pi, jetson = load_inventory(inventory)
+    assert (pi.name, pi.host, pi.port, pi.user, pi.runtimes, pi.tags) == \
+        ("pi5-a", "192.168.1.20", 22, "pi", ("litert",), ("pi", "arm"))
+    assert (jetson.port, jetson.user, jetson.runtimes, jetson.install, jetson.workdir) == \
+        (2222, "nvidia", ("tensorrt", "onnxruntime"), "push", "mait")
+    assert [d.name for d in select([pi, jetson], tags=["pi"])] == ["pi5-a"]
+    assert [d.name for d in select([pi, jetson], names=["jetson"])] == ["jetson"]
+    assert len(select([pi, jetson])) == 2
+
+
+def test_ansible_shape_groups_become_tags(tmp_path, keys):
+    key, known = keys
+    inventory = write(tmp_path, f"""
+all:
+  vars: {{ansible_user: pi, ansible_ssh_private_key_file: {key}, known_hosts: {known}}}
+  children:
+    raspberry:
+      vars: {{runtime: litert}}
+      hosts:
+        pi5-a: {{ansible_host: 10.0.0.5, ansible_port: 2201}}
+        pi4: {{ansible_host: 10.0.0.6}}
+""")
+    devices = {d.name: d for d in load_inventory(inventory)}
+    assert devices["pi5-a"].port == 2201 and devices["pi5-a"].user == "pi"
+    assert devices["pi4"].runtimes == ("litert",) and devices["pi4"].tags == ("raspberry",)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("'bad;name': {host: h}", "a device name is letters"),
+    ("'with space': {host: h}", "a device name is letters"),
+    ("ok: {host: 'h; rm -rf /'}", "is not a host name"),
+    ("ok: {host: h, port: 70000}", "out of range"),
+    ("ok: {host: h, port: abc}", "port must be a number"),
+    ("ok: {host: h, runtime: cuda}", "runtime 'cuda' is not one of"),
+    ("ok: {host: h, workdir: ../../etc}", "workdir"),
+    ("ok: {host: h, workdir: 'x;y'}", "workdir"),
+    ("ok: {host: h, user: 'root;id'}", "is not a login name"),
+    ("ok: {host: h, colour: red}", "unknown setting 'colour'"),
+    ("ok: {port: 22}", "'host' is missing"),
+    ("ok: {host: h, runtime: []}", "'runtime' is missing"),
+    ("ok: {host: h, identity_file: /nonexistent/key}", "does not exist"),
+])
+def test_hostile_values_are_one_line_errors(tmp_path, keys, entry, message):
+    key, known = keys
+    inventory = write(tmp_path, f"defaults: {{identity_file: {key}, known_hosts: {known}, runtime: onnxruntime}}\ndevices:\n  {entry}\n")
+    with pytest.raises(RemoteError, match=message) as caught:
+        load_inventory(inventory)
+    assert "\n" not in str(caught.value)
+
+
+def test_not_an_inventory(tmp_path):
+    with pytest.raises(RemoteError, match="not valid YAML"):
+        load_inventory(write(tmp_path, "devices: [unclosed"))
+    with pytest.raises(RemoteError, match="expected a mapping"):
+        load_inventory(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(RemoteError, match="inventory not found"):
+        load_inventory(tmp_path / "missing.yaml")
+
+
+def test_unknown_device_name_is_an_error(tmp_path, keys):
+    key, known = keys
+    devices = load_inventory(write(tmp_path, f"devices: {{a: {{host: h, runtime: litert, identity_file: {key}, known_hosts: {known}}}}}"))
+    with pytest.raises(RemoteError, match="no device named 'b'"):
+        select(devices, names=["b"])
+
+
+def test_known_hosts_plain_port_and_hashed_entries(tmp_path):
+    salt = b"0123456789abcdef0123"
+    digest = hmac.new(salt, b"[10.0.0.9]:2222", hashlib.sha1).digest()
+    hashed = f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+    known = tmp_path / "known_hosts"
+    known.write_text(f"# comment\nboard.local ssh-ed25519 AAAA\n[127.0.0.1]:2201 ssh-ed25519 AAAA\n"
+                     f"{hashed} ssh-ed25519 AAAA\n")
+    assert host_listed(known, "board.local", 22)
+    assert not host_listed(known, "board.local", 2200)
+    assert host_listed(known, "127.0.0.1", 2201)
+    assert not host_listed(known, "127.0.0.1", 22)
+    assert host_listed(known, "10.0.0.9", 2222)
+    assert not host_listed(known, "10.0.0.9", 22)
+
+
+def test_board_platforms_from_glibc():
+    tags = board_platforms("aarch64", "2.41")
+    assert tags[0] == "manylinux_2_41_aarch64" and tags[-1] == "manylinux2014_aarch64"
+    assert "manylinux_2_17_aarch64" in tags
+    with pytest.raises(RemoteError, match="not glibc"):
+        board_platforms("aarch64", "")
+
+
+def test_unreachable_board_is_one_line_and_fast(tmp_path, keys):
+    """A closed port: one line naming the board, exit 1, no traceback (asyncssh is needed here)."""
+    pytest.importorskip("asyncssh")
+    key, known = keys
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "real_key")], check=True)
+    inventory = write(tmp_path, f"devices: {{gone: {{host: 127.0.0.1, port: 9, runtime: onnxruntime, identity_file: {tmp_path / 'real_key'}, "
+                                f"known_hosts: {known}, install: push}}}}")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "remote", "setup", "-i", str(inventory),
+                           "--wheel", str(inventory)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "not a wheel file" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "remote", "profile", "/nonexistent-bundle",
+                           "-i", str(inventory), "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert time.perf_counter() - started < 60
+
+
+def test_closed_port_gives_one_line_naming_the_board(tmp_path, keys):
+    pytest.importorskip("asyncssh")
+    import asyncio
+
+    from mait_deploy.host.remote.ssh import Board
+
+    _, known = keys
+    key = tmp_path / "real_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (device,) = load_inventory(write(tmp_path, f"devices: {{gone: {{host: 127.0.0.1, port: 9, runtime: onnxruntime, identity_file: {key}, "
+                                              f"known_hosts: {known}}}}}"))
+    with pytest.raises(RemoteError, match=r"^gone \(root@127.0.0.1:9\): cannot connect") as caught:
+        asyncio.run(Board.open(device, connect_timeout=5))
+    assert "\n" not in str(caught.value)
