@@ -96,9 +96,9 @@ class FixtureBoard:
     host_key: Path  # inside root (/etc/mait-fixture/<name>_host_key)
     process: subprocess.Popen | None = None
 
-    @property
-    def host_public_key(self) -> str:
-        return self.host_key.with_suffix(".pub").read_text().split()[0:2]
+    def known_hosts_line(self) -> str:
+        key_type, key = self.host_key.with_suffix(".pub").read_text().split()[0:2]
+        return f"[127.0.0.1]:{self.port} {key_type} {key}\n"
 
     def start(self, authorized_keys: str) -> "FixtureBoard":
         etc = self.root / "etc" / "mait-fixture"
@@ -131,12 +131,27 @@ class FixtureBoard:
         raise RuntimeError(f"sshd of {self.name} did not answer on port {self.port}")
 
     def stop(self) -> None:
-        """Kill the board's sshd and every session it started (their mounts go with the namespace)."""
+        """Kill the board: its sshd and every process in its mount namespace (sshd's sessions call setsid, so a
+        process group is not enough); the mounts go with the namespace."""
         if self.process is not None and self.process.poll() is None:
             try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                namespace = os.readlink(f"/proc/{self.process.pid}/ns/mnt")
+            except OSError:
+                namespace = None
+            victims = {self.process.pid}
+            if namespace is not None:
+                for entry in Path("/proc").iterdir():
+                    if entry.name.isdigit():
+                        try:
+                            if os.readlink(entry / "ns" / "mnt") == namespace:
+                                victims.add(int(entry.name))
+                        except OSError:
+                            continue
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.process.wait(timeout=30)
         self.process = None
 

@@ -326,8 +326,14 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
                 progress("drawing the evaluation images and scoring them on this host")
             eval_set = make_eval_set(eval_source, eval_count, eval_seed, bundles, Path(tmp))
 
+        device_seconds: dict[str, float] = {}
+
         async def job(device: Device) -> list[Row]:
-            return await profile_on_device(device, bundles, out, eval_set, options, accept_new, progress)
+            clock = time.perf_counter()
+            try:
+                return await profile_on_device(device, bundles, out, eval_set, options, accept_new, progress)
+            finally:
+                device_seconds[device.name] = round(time.perf_counter() - clock, 2)
 
         def failed(device: Device, reason: str) -> list[Row]:
             return [Row(device.name, bundle.name, "failed", reason, bundle.manifest.target,
@@ -336,7 +342,7 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
         per_device = run_on_devices(devices, job, failed, max_parallel=max_parallel)
     rows = [row for device_rows in per_device for row in device_rows]
     report = {"schema": "mait-deploy.fleet", "schema_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "seconds": round(time.perf_counter() - started, 2),
+              "seconds": round(time.perf_counter() - started, 2), "device_seconds": device_seconds,
               "devices": [d.to_dict() for d in devices],
               "bundles": [{"name": b.name, "target": b.manifest.target, "precision": b.manifest.precision,
                            "sha256": b.files[MANIFEST_FILE]} for b in bundles],

@@ -8,8 +8,10 @@ pushes as one archive. A stamp in the venv (wheel hash, runtimes, mode) makes a 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,7 +22,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
 from mait_deploy import backends
-from mait_deploy._io import sha256_file
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.parallel import run_on_devices
@@ -61,6 +62,21 @@ def build_wheel(out_dir: Path) -> Path:
     return wheels[-1]
 
 
+def wheel_identity(wheel: Path) -> str:
+    """A hash of the wheel's files (names and bytes), not of the zip: a rebuild of the same checkout has new
+    timestamps in the zip but the same identity, so a board that has it is left alone."""
+    import zipfile
+
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            for name in sorted(archive.namelist()):
+                digest.update(name.encode() + b"\0" + hashlib.sha256(archive.read(name)).digest())
+    except zipfile.BadZipFile:
+        raise RemoteError(f"{wheel} is not a wheel (not a zip file)") from None
+    return digest.hexdigest()
+
+
 def board_platforms(machine: str, libc: str) -> list[str]:
     """pip --platform tags a board with this glibc accepts, newest first."""
     try:
@@ -75,7 +91,7 @@ def board_platforms(machine: str, libc: str) -> list[str]:
 
 def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str, Any], cache: Path) -> Path:
     """A .tar.gz of site-packages for the board's platform (cached per wheel, runtimes and platform)."""
-    key = hashlib.sha256(json.dumps([sha256_file(wheel), sorted(runtimes), board["machine"], board["python"],
+    key = hashlib.sha256(json.dumps([wheel_identity(wheel), sorted(runtimes), board["machine"], board["python"],
                                      board["libc"]]).encode()).hexdigest()[:16]
     archive = cache / f"site-{key}.tar.gz"
     if archive.is_file():
@@ -88,15 +104,18 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
     for tag in board_platforms(board["machine"], board["libc"]):
         command += ["--platform", tag]
     command.append(f"{wheel}[{','.join(runtime_extras(runtimes))}]")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise RemoteError(f"resolving wheels for {board['machine']} / Python {board['python']} failed: {reason}")
-    partial = archive.with_suffix(".partial")
-    with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
-        for entry in sorted(target.iterdir()):
-            tar.add(entry, arcname=entry.name)
-    partial.replace(archive)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+            raise RemoteError(f"resolving wheels for {board['machine']} / Python {board['python']} failed: {reason}")
+        partial = archive.with_suffix(".partial")
+        with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
+            for entry in sorted(target.iterdir()):
+                tar.add(entry, arcname=entry.name)
+        partial.replace(archive)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
     return archive
 
 
@@ -110,13 +129,13 @@ def _wanted_stamp(wheel_sha: str, device: Device) -> dict[str, Any]:
 
 
 async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: bool = False,
-                       force: bool = False) -> SetupResult:
+                       force: bool = False, resolving: asyncio.Lock | None = None) -> SetupResult:
     """Install (or confirm) the device side and its runtimes on one board."""
     result = SetupResult(device=device.name, status="failed")
     steps = result.steps
     work = PurePosixPath(device.workdir)
     venv, python = work / "venv", str(work / "venv" / "bin" / "python")
-    wheel_sha = sha256_file(wheel)
+    wheel_sha = wheel_identity(wheel)
     started = time.perf_counter()
     board = await Board.open(device, accept_new=accept_new)
     result.new_host_key = board.new_host_key
@@ -138,7 +157,7 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
                 await board.run(["mkdir", "-p", str(work / "wheels")], what="creating the work folder")
                 await board.run(["chmod", "700", str(work)], what="protecting the work folder")
                 await board.run(["rm", "-rf", "--", str(venv)], what="removing the old venv")
-                await _install(board, device, wheel, cache, facts, steps, temporaries)
+                await _install(board, device, wheel, cache, facts, steps, temporaries, resolving or asyncio.Lock())
             clock = time.perf_counter()
             probe = await board.run([python, "-m", "mait_deploy.device.probe", *device.runtimes],
                                     what="checking the runtimes")
@@ -166,7 +185,7 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
 
 
 async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts: dict[str, Any],
-                   steps: dict[str, float], temporaries: list[str]) -> None:
+                   steps: dict[str, float], temporaries: list[str], resolving: asyncio.Lock) -> None:
     work = PurePosixPath(device.workdir)
     venv = work / "venv"
     system_site = ["--system-site-packages"] if any(backends.get(r).system_runtime for r in device.runtimes) else []
@@ -182,7 +201,8 @@ async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts
                         what="pip install on the board")
         steps["install"] = round(time.perf_counter() - clock, 2)
         return
-    archive = resolve_site_packages(wheel, device.runtimes, facts, cache)
+    async with resolving:  # one pip resolution at a time (boards of one platform share it), off the event loop
+        archive = await asyncio.to_thread(resolve_site_packages, wheel, device.runtimes, facts, cache)
     steps["resolve"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
     await board.run([device.python, "-m", "venv", "--without-pip", *system_site, str(venv)],
@@ -211,10 +231,15 @@ def remote_setup(devices: Sequence[Device], wheel: Path | None = None, accept_ne
         elif not Path(wheel).is_file() or not str(wheel).endswith(".whl"):
             raise RemoteError(f"--wheel {wheel}: not a wheel file")
 
+        resolving: list[asyncio.Lock] = []  # created inside the run's event loop
+
         async def job(device: Device) -> SetupResult:
+            if not resolving:
+                resolving.append(asyncio.Lock())
             if progress:
                 progress(f"setting up {device.name}")
-            return await setup_device(device, Path(wheel), cache, accept_new=accept_new, force=force)
+            return await setup_device(device, Path(wheel), cache, accept_new=accept_new, force=force,
+                                      resolving=resolving[0])
 
         return run_on_devices(devices, job, lambda device, reason: SetupResult(device.name, "failed", reason),
                               max_parallel=max_parallel)

@@ -1,0 +1,222 @@
+"""`remote setup` and `remote profile` against two arm64 boards (Debian arm64 userland under qemu-user, sshd inside).
+
+Slow: the userland is built once (tests/arm64_board.py, cached), each remote Python process under emulation takes
+30-60 s. Skips with the reason where binfmt_misc cannot be mounted or the tools are missing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests import arm64_board
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("asyncssh")
+pytest.importorskip("yaml")
+
+RUNTIMES = ["onnxruntime", "litert", "openvino"]
+PROFILE = dict(iterations=20, warmup=2)
+
+
+@pytest.fixture(scope="module")
+def arm64_root():
+    reason = arm64_board.ensure_binfmt()
+    if reason:
+        pytest.skip(reason)
+    return arm64_board.userland()
+
+
+def _inventory(path: Path, boards, key: Path, known: Path, workdirs: dict[str, str]) -> Path:
+    lines = ["devices:"]
+    for board in boards:
+        lines.append(f"  {board.name}: {{host: 127.0.0.1, port: {board.port}, user: root, identity_file: {key}, "
+                     f"known_hosts: {known}, runtimes: [{', '.join(RUNTIMES)}], install: push, "
+                     f"workdir: {workdirs[board.name]}, timeout: 900, tags: [fixture]}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def fleet(arm64_root, tmp_path_factory):
+    from mait_deploy.host.remote.inventory import load_inventory
+
+    tmp = tmp_path_factory.mktemp("fleet")
+    key = tmp / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    boards = [arm64_board.make_board(name, arm64_root) for name in ("board-a", "board-b")]
+    for board in boards:
+        board.start(key.with_suffix(".pub").read_text())
+    known = tmp / "known_hosts"
+    known.write_text("".join(board.known_hosts_line() for board in boards))
+    token = secrets.token_hex(3)
+    workdirs = {board.name: f"mait-test-{board.name}-{token}" for board in boards}
+    inventory = _inventory(tmp / "devices.yaml", boards, key, known, workdirs)
+    yield SimpleNamespace(root=arm64_root, boards={b.name: b for b in boards}, key=key, known=known, tmp=tmp,
+                          inventory=inventory, devices=load_inventory(inventory), workdirs=workdirs,
+                          cache=arm64_board.CACHE / "site-packages")
+    for board in boards:
+        board.stop()
+    for workdir in workdirs.values():
+        shutil.rmtree(arm64_root / "root" / workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def set_up(fleet):
+    from mait_deploy.host.remote.setup import remote_setup
+
+    results = remote_setup(fleet.devices, cache_dir=fleet.cache)
+    assert [r.status for r in results] == ["installed", "installed"], [r.reason for r in results]
+    return results
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """The shipped model as ONNX Runtime, LiteRT and OpenVINO bundles, FP32 and INT8, built on this host."""
+    pytest.importorskip("torch")
+    from mait_deploy.host.compile.api import compile_model
+    from mait_deploy.host.compile.target import CompileOptions
+
+    root = tmp_path_factory.mktemp("bundles")
+    built = {}
+    for target in RUNTIMES:
+        for precision in ("fp32", "int8"):
+            folder = root / f"{target}-{precision}"
+            compile_model(None, target, CompileOptions(precision=precision), folder, eval_count=300)
+            built[f"{target}-{precision}"] = folder
+    return built
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if not p.is_symlink()}
+
+
+def test_setup_installs_the_device_side_on_arm64_and_a_rerun_changes_nothing(fleet, set_up):
+    from mait_deploy.host.remote.setup import remote_setup
+
+    for result in set_up:
+        assert result.board["machine"] == "aarch64"
+        assert result.board["isa"]["int8_class"].startswith("arm64")
+        assert all(info["ok"] for info in result.board["runtimes"].values()), result.board["runtimes"]
+    work = fleet.root / "root" / fleet.workdirs["board-a"]
+    site = next((work / "venv" / "lib").glob("python3*/site-packages"))
+    assert not (site / "torch").exists(), "torch must never reach a board"
+    readable = [p for p in work.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o007]
+    assert not readable, f"world-accessible on the board: {readable[:3]}"
+    before = _tree(work)
+    again = remote_setup(fleet.devices[:1], cache_dir=fleet.cache)
+    assert again[0].status == "up to date"
+    assert _tree(work) == before
+
+
+def test_every_bundle_verifies_and_is_scored_on_the_board(fleet, set_up, bundles, tmp_path):
+    from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
+
+    out = tmp_path / "out"
+    report = remote_profile(fleet.devices[:1], list(bundles.values()), out, eval_source="fashion-mnist",
+                            eval_count=300, options=ProfileOptionsRemote(**PROFILE))
+    rows = {row["bundle"]: row for row in report["rows"]}
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row["reason"])
+        assert row["machine"] == "aarch64" and row["pushed"] is True
+        assert row["verify"]["passed"] and row["verify"]["device_isa"]["machine"] == "aarch64"
+        # The same bundle on the same 300 images: on the board vs on this x86 host.
+        assert abs(row["top1"] - row["host_top1"]) <= 0.01, (name, row["top1"], row["host_top1"])
+        assert row["latency_ms"]["p50"] > 0 and row["peak_rss_mb"] > 0
+        assert (out / "board-a" / name / "profile.json").is_file()
+    for precision in ("fp32", "int8"):  # OpenVINO at the precision it was gated at, not Arm's FP16 default
+        assert rows[f"openvino-{precision}"]["verify"]["runtime"]["inference_precision_hint"] == "f32"
+    assert {(out / f).is_file() for f in ("fleet.json", "fleet.md", "fleet.png")} == {True}
+
+    again = remote_profile(fleet.devices[:1], list(bundles.values()), out, eval_source="fashion-mnist",
+                           eval_count=300, options=ProfileOptionsRemote(**PROFILE), force=True)
+    assert [row["pushed"] for row in again["rows"]] == [False] * len(bundles), "a re-run pushed again"
+    assert all(row["status"] == "ok" for row in again["rows"])
+
+
+def test_two_boards_run_in_parallel_and_a_lost_board_leaves_a_failed_row(fleet, set_up, bundles, tmp_path):
+    from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
+
+    chosen = [bundles["onnxruntime-fp32"], bundles["litert-int8"]]
+    report = remote_profile(fleet.devices, chosen, tmp_path / "both", options=ProfileOptionsRemote(**PROFILE))
+    assert all(row["status"] == "ok" for row in report["rows"]), [r["reason"] for r in report["rows"]]
+    assert report["seconds"] < 0.8 * sum(report["device_seconds"].values()), report["device_seconds"]
+
+    victim = fleet.boards["board-b"]
+    killed = threading.Event()
+
+    def progress(message: str) -> None:
+        if message.startswith("board-b:") and not killed.is_set():
+            killed.set()
+            threading.Timer(3.0, victim.stop).start()
+
+    try:
+        lost = remote_profile(fleet.devices, chosen, tmp_path / "lost", options=ProfileOptionsRemote(**PROFILE),
+                              progress=progress)
+    finally:
+        victim.start(fleet.key.with_suffix(".pub").read_text())
+    rows = {(r["device"], r["bundle"]): r for r in lost["rows"]}
+    assert killed.is_set()
+    assert all(rows[("board-a", b.name)]["status"] == "ok" for b in map(Path, chosen))
+    b_rows = [rows[("board-b", b.name)] for b in map(Path, chosen)]
+    assert b_rows[0]["status"] == "failed" and b_rows[0]["reason"], b_rows
+    assert all("\n" not in r["reason"] for r in b_rows)
+    temporaries = [p for p in (fleet.root / "root" / fleet.workdirs["board-a"]).rglob("*partial*")]
+    assert not temporaries
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mait_deploy.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_hostile_inventory_values_give_one_line_and_change_nothing(fleet, set_up, bundles, tmp_path):
+    board = fleet.boards["board-a"]
+    before = _tree(fleet.root / "root")
+    other_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    empty_known = tmp_path / "empty_known_hosts"
+    empty_known.write_text("")
+    wrong_known = tmp_path / "wrong_known_hosts"
+    wrong_key = other_key.with_suffix(".pub").read_text().split()
+    wrong_known.write_text(f"[127.0.0.1]:{board.port} {wrong_key[0]} {wrong_key[1]}\n")
+    cases = {
+        "unknown host key": (dict(known_hosts=empty_known), "unknown host key"),
+        "changed host key": (dict(known_hosts=wrong_known), "does not match"),
+        "wrong client key": (dict(identity_file=other_key), "was refused"),
+        "unreachable port": (dict(port=arm64_board.free_port()), "cannot connect"),
+    }
+    for case, (override, message) in cases.items():
+        values = dict(host="127.0.0.1", port=board.port, user="root", identity_file=fleet.key,
+                      known_hosts=fleet.known, runtime="onnxruntime", install="push",
+                      workdir=f"hostile-{secrets.token_hex(3)}")
+        values.update(override)
+        inventory = tmp_path / f"{case.replace(' ', '-')}.yaml"
+        inventory.write_text("devices:\n  board-a: {" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}\n")
+        done = _cli("remote", "setup", "-i", str(inventory))
+        assert done.returncode == 1, (case, done.stdout, done.stderr)
+        assert message in done.stderr and done.stderr.strip().count("\n") == 0, (case, done.stderr)
+    bad_name = tmp_path / "names.yaml"
+    bad_name.write_text(f"devices:\n  'a;touch /tmp/pwned': {{host: 127.0.0.1, port: {board.port}, "
+                        f"identity_file: {fleet.key}, known_hosts: {fleet.known}, runtime: onnxruntime}}\n")
+    done = _cli("remote", "setup", "-i", str(bad_name))
+    assert done.returncode == 1 and "a device name is letters" in done.stderr
+    assert _tree(fleet.root / "root") == before, "a refused run changed something on the board"
+
+    # A bundle whose folder name is hostile shell text still reaches the board as one quoted word.
+    odd = tmp_path / "my bundle; touch pwned"
+    shutil.copytree(bundles["onnxruntime-fp32"], odd)
+    done = _cli("remote", "profile", str(odd), "-i", str(fleet.inventory), "--device", "board-a",
+                "-o", str(tmp_path / "odd-out"), "--iterations", "5", "--warmup", "1")
+    assert done.returncode == 0, done.stderr
+    assert not (fleet.root / "root" / "pwned").exists()
+    assert not (fleet.root / "root" / fleet.workdirs["board-a"] / "pwned").exists()
+    assert (tmp_path / "odd-out" / "board-a" / odd.name / "verify.json").is_file()
