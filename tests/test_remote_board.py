@@ -220,3 +220,18 @@ def test_hostile_inventory_values_give_one_line_and_change_nothing(fleet, set_up
     assert not (fleet.root / "root" / "pwned").exists()
     assert not (fleet.root / "root" / fleet.workdirs["board-a"] / "pwned").exists()
     assert (tmp_path / "odd-out" / "board-a" / odd.name / "verify.json").is_file()
+
+
+def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
+    pytest.importorskip("torch")
+    from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
+
+    report = deploy(None, tmp_path / "out", DeployOptions(
+        targets=("onnxruntime", "litert"), precisions=("fp32", "int8"), eval_count=300, profile_batches=(1,),
+        profile_iterations=20, inventory=str(fleet.inventory), devices=("board-a",)))
+    fleet_rows = report.devices["fleet"]["rows"]
+    assert {r["bundle"] for r in fleet_rows} == {"onnxruntime-fp32", "onnxruntime-int8", "litert-fp32", "litert-int8"}
+    assert all(r["status"] == "ok" and r["machine"] == "aarch64" for r in fleet_rows), fleet_rows
+    choice = report.devices["recommended"]["board-a"]
+    assert choice["bundle"] in {r["bundle"] for r in fleet_rows} and choice["reason"]
+    assert "## On the devices" in (tmp_path / "out" / "report.md").read_text()

@@ -163,3 +163,10 @@ def test_closed_port_gives_one_line_naming_the_board(tmp_path, keys):
     with pytest.raises(RemoteError, match=r"^gone \(root@127.0.0.1:9\): cannot connect") as caught:
         asyncio.run(Board.open(device, connect_timeout=5))
     assert "\n" not in str(caught.value)
+
+
+def test_deploy_device_options_need_an_inventory(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "deploy", "-o", str(tmp_path / "out"),
+                           "--device", "pi"], capture_output=True, text=True)
+    assert done.returncode == 1 and "need --inventory" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -241,9 +241,15 @@ def deploy(
     profile_batches: str = typer.Option("1,32", "--profile-batches", help="Batch sizes to profile."),
     iterations: int = typer.Option(50, "--iterations", min=1, help="Profiling iterations per batch size."),
     force: bool = typer.Option(False, "--force", help="Redo every stage instead of reusing verified ones."),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="Also run the bundles that passed on these boards over SSH (docs/remote.md) and recommend per board."),
+    device: Optional[list[str]] = typer.Option(None, "--device", help="With --inventory: only this device (repeatable)."),
+    tags: Optional[list[str]] = typer.Option(None, "--tags", help="With --inventory: only devices with this tag (repeatable)."),
+    accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="With --inventory: record unknown boards' host keys on first use."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
 ) -> None:
     """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
+    if (device or tags or accept_new) and inventory is None:
+        raise MaitDeployError("--device, --tags and --accept-new-host-keys need --inventory")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mait_deploy.device.profiling.measure import parse_list
@@ -256,7 +262,8 @@ def deploy(
         precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), calibration=calib,
         calibration_count=calib_count, evaluation=None if eval_data == "none" else eval_data, eval_count=eval_count,
         max_accuracy_drop=max_accuracy_drop, profile_batches=parse_list(profile_batches, int, "batch"),
-        profile_iterations=iterations, force=force)
+        profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
+        devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new)
     columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
@@ -275,6 +282,11 @@ def deploy(
     failed = [r for r in report.rows if r.status in ("failed", "failed_gate")]
     if failed:
         raise MaitDeployError(f"{len(failed)} of {len(report.rows)} rows failed; see {output / 'report.md'}")
+    fleet = (report.devices or {}).get("fleet") or {"rows": []}
+    failed_on_boards = [r for r in fleet["rows"] if r["status"] == "failed"]
+    if failed_on_boards:
+        raise MaitDeployError(f"{len(failed_on_boards)} of {len(fleet['rows'])} device x bundle run(s) failed on the "
+                              f"boards; see {output / 'report.md'}")
 
 
 @app.command()

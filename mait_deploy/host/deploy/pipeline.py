@@ -44,6 +44,10 @@ class DeployOptions:
     profile_batches: tuple[int, ...] = (1, 32)
     profile_iterations: int = 50
     force: bool = False
+    inventory: str | None = None  # run the bundles that passed on these boards too (host/deploy/devices.py)
+    devices: tuple[str, ...] = ()
+    device_tags: tuple[str, ...] = ()
+    accept_new_host_keys: bool = False
 
     def __post_init__(self) -> None:
         if self.targets is not None:
@@ -240,6 +244,15 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     step("timing the bundles side by side", total, total)
     timing = race(rows)
     recommended = recommend_from_race(rows, timing) if timing is not None else recommend(rows)
+    on_devices = None
+    if options.inventory:
+        from mait_deploy.host.deploy.devices import run_on_devices
+
+        step("running the bundles on the boards", total, total)
+        on_devices = run_on_devices(rows, out_dir, options.inventory, options.devices, options.device_tags,
+                                    options.evaluation, options.eval_count, options.profile_batches,
+                                    options.profile_iterations, options.max_accuracy_drop,
+                                    options.accept_new_host_keys)
     report = DeployReport(
         schema_version=REPORT_SCHEMA_VERSION,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -247,7 +260,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
         export={"path": str(source.onnx_path), "reused": reused_export, "parity": source.export_report.get("parity"),
                 "mask_constants": source.export_report.get("graph", {}).get("mask_constants")},
         rows=rows, recommended=recommended, machine={"cpu": cpu_state(), "isa": cpu_isa()},
-        side_by_side=None if timing is None else timing.to_dict(),
+        side_by_side=None if timing is None else timing.to_dict(), devices=on_devices,
         seconds=round(time.perf_counter() - started, 1),
     )
     write_deploy_report(report, out_dir)

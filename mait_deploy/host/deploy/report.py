@@ -56,6 +56,7 @@ class DeployReport:
     machine: dict[str, Any]
     seconds: float
     side_by_side: dict[str, Any] | None = None  # the race the recommendation comes from (race.py)
+    devices: dict[str, Any] | None = None  # deploy --inventory: the fleet report and one recommendation per board
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +119,10 @@ def markdown_table(report: DeployReport) -> str:
                  f"{report.recommended['reason']}.\n")
         for name, why in (report.recommended.get("not_recommended") or {}).items():
             text += f"- Not recommended: {name}: {why}.\n"
+    if report.devices is not None:
+        from mait_deploy.host.deploy.devices import markdown as devices_markdown
+
+        text += devices_markdown(report.devices)
     return text
 
 

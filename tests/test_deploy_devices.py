@@ -1,0 +1,34 @@
+"""The per-board recommendation of `deploy --inventory` (from fleet rows; the boards themselves: test_remote_board)."""
+
+from __future__ import annotations
+
+from mait_deploy.host.deploy.devices import recommend_for_device
+
+
+def row(target, precision, p50, top1=None, status="ok", gate_drop=None):
+    return {"device": "pi", "bundle": f"{target}-{precision}", "target": target, "precision": precision,
+            "status": status, "latency_ms": {"p50": p50, "p99": p50 * 2}, "top1": top1, "gate_drop": gate_drop}
+
+
+def test_fastest_within_the_drop_of_the_best_fp32_on_the_board():
+    rows = [row("litert", "fp32", 10.0, 0.910), row("litert", "int8", 4.0, 0.890),
+            row("onnxruntime", "fp32", 8.0, 0.911), row("onnxruntime", "int8", 5.0, 0.905)]
+    choice = recommend_for_device(rows, max_drop=1.0)
+    assert choice["bundle"] == "onnxruntime-int8"
+    assert "litert int8" in choice["not_recommended"]  # 2.1 points below the best FP32 on this board
+    assert "1.60x faster than onnxruntime fp32" in choice["reason"]
+
+
+def test_reduced_precision_slower_than_its_fp32_on_the_board_is_never_chosen():
+    rows = [row("openvino", "fp32", 3.0, 0.91), row("openvino", "int8", 3.5, 0.91)]
+    choice = recommend_for_device(rows, max_drop=1.0)
+    assert choice["bundle"] == "openvino-fp32"
+    assert "not faster than openvino fp32" in choice["not_recommended"]["openvino int8"]
+
+
+def test_gate_drop_decides_without_on_board_images_and_failures_are_ignored():
+    rows = [row("litert", "fp32", 10.0, gate_drop=0.0), row("litert", "int8", 4.0, gate_drop=1.5),
+            row("onnxruntime", "int8", 1.0, status="failed")]
+    choice = recommend_for_device(rows, max_drop=1.0)
+    assert choice["bundle"] == "litert-fp32"
+    assert recommend_for_device([row("litert", "fp32", 1.0, status="failed")], 1.0) is None
