@@ -31,7 +31,13 @@ COMBOS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(COMBOS))
+# The shipped models' combinations (deit/multiplicative, cait/additive) run on every target in the default suite
+# already; CI's slow run takes the other two, `pytest -m matrix` all four.
+SHIPPED = ("deit-multiplicative", "cait-additive")
+
+
+@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.matrix) if c in SHIPPED else c
+                                        for c in COMBOS])
 def trained(request):
     return request.param, train_small(small_config(f"small_{request.param}", **COMBOS[request.param]))
 
