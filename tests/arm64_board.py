@@ -1,7 +1,7 @@
 """A real arm64 board in all but silicon: a Debian arm64 userland under qemu-user (binfmt) with its own sshd.
 
 Each board is an sshd (arm64 OpenSSH, run by qemu) chrooted into the userland, listening on 127.0.0.1:PORT, in a
-private mount namespace with proc, /dev, a tmpfs /run and a Raspberry Pi 5 /proc/cpuinfo bound over the real one
+private mount namespace with proc, /dev, /sys, a tmpfs /run and a Raspberry Pi 5 /proc/cpuinfo bound over the real one
 (onnxruntime's cpuinfo library crashes on the x86 one qemu 7.2 passes through). Killing the board's process group
 removes its mounts. The userland (mmdebstrap, trixie, ~250 MB, 10-15 minutes) is built once and kept under
 ``MAIT_ARM64_CACHE`` (default ~/.cache/mait-deploy/arm64); a half-built one is never reused.
@@ -29,6 +29,10 @@ MIRROR = os.environ.get("MAIT_ARM64_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("MAIT_ARM64_CACHE", Path.home() / ".cache" / "mait-deploy" / "arm64"))
 PACKAGES = "python3,python3-venv,ca-certificates,openssh-server,tar"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
+# The Raspberry Pi 5's core, for every process on the board (sshd's SetEnv reaches the sessions). qemu's default
+# "max" CPU advertises SVE2/SME/I8MM, and XNNPACK's int8 kernels for those compute wrong logits under qemu 7.2
+# (LiteRT INT8 failed `verify`: top-1 agreement 12.5%); as a Cortex-A76 the same bundle is bit-exact.
+QEMU_CPU = "cortex-a76"
 
 PI5_CPUINFO = "".join(
     f"processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
@@ -108,15 +112,19 @@ class FixtureBoard:
             f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey /etc/mait-fixture/{self.host_key.name}",
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", f"AuthorizedKeysFile /etc/mait-fixture/{self.name}_authorized_keys",
-            "Subsystem sftp /usr/lib/openssh/sftp-server", "PidFile none", "UseDNS no", "MaxStartups 20", ""]))
+            "Subsystem sftp /usr/lib/openssh/sftp-server", "PidFile none", "UseDNS no", "MaxStartups 20",
+            f"SetEnv QEMU_CPU={QEMU_CPU}", ""]))
         root = str(self.root)
+        # /sys too: OpenVINO's CPU plugin (hwloc) segfaults without a CPU topology there.
         script = (f"set -e; mount -t proc proc {root}/proc; mount --rbind /dev {root}/dev; "
+                  f"mount --rbind /sys {root}/sys; "
                   f"mount -t tmpfs tmpfs {root}/run; mkdir -p {root}/run/sshd; "
                   f"mount --bind {root}/etc/mait-fixture/cpuinfo {root}/proc/cpuinfo; "
                   f"exec chroot {root} /usr/sbin/sshd -D -e -f /etc/mait-fixture/{config.name}")
         log = open(etc / f"{self.name}_sshd.log", "w")
         self.process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        env={**os.environ, "QEMU_CPU": QEMU_CPU})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

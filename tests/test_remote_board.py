@@ -22,7 +22,8 @@ pytest.importorskip("asyncssh")
 pytest.importorskip("yaml")
 
 RUNTIMES = ["onnxruntime", "litert", "openvino"]
-PROFILE = dict(iterations=20, warmup=2)
+PROFILE = dict(iterations=10, warmup=2)  # under emulation: enough to prove the profiler runs, not to time
+EVAL_COUNT = 100  # on-board images per bundle (an emulated image costs milliseconds to a second)
 
 
 @pytest.fixture(scope="module")
@@ -120,23 +121,24 @@ def test_every_bundle_verifies_and_is_scored_on_the_board(fleet, set_up, bundles
 
     out = tmp_path / "out"
     report = remote_profile(fleet.devices[:1], list(bundles.values()), out, eval_source="fashion-mnist",
-                            eval_count=300, options=ProfileOptionsRemote(**PROFILE))
+                            eval_count=EVAL_COUNT, options=ProfileOptionsRemote(**PROFILE))
     rows = {row["bundle"]: row for row in report["rows"]}
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["reason"])
         assert row["machine"] == "aarch64" and row["pushed"] is True
         assert row["verify"]["passed"] and row["verify"]["device_isa"]["machine"] == "aarch64"
-        # The same bundle on the same 300 images: on the board vs on this x86 host.
-        assert abs(row["top1"] - row["host_top1"]) <= 0.01, (name, row["top1"], row["host_top1"])
+        # The same bundle on the same images: on the board vs on this x86 host (one image is 0.01).
+        assert abs(row["top1"] - row["host_top1"]) <= 0.02, (name, row["top1"], row["host_top1"])
         assert row["latency_ms"]["p50"] > 0 and row["peak_rss_mb"] > 0
         assert (out / "board-a" / name / "profile.json").is_file()
     for precision in ("fp32", "int8"):  # OpenVINO at the precision it was gated at, not Arm's FP16 default
         assert rows[f"openvino-{precision}"]["verify"]["runtime"]["inference_precision_hint"] == "f32"
     assert {(out / f).is_file() for f in ("fleet.json", "fleet.md", "fleet.png")} == {True}
 
-    again = remote_profile(fleet.devices[:1], list(bundles.values()), out, eval_source="fashion-mnist",
-                           eval_count=300, options=ProfileOptionsRemote(**PROFILE), force=True)
-    assert [row["pushed"] for row in again["rows"]] == [False] * len(bundles), "a re-run pushed again"
+    rerun = [bundles["onnxruntime-int8"], bundles["openvino-fp32"]]
+    again = remote_profile(fleet.devices[:1], rerun, out, options=ProfileOptionsRemote(iterations=2, warmup=1),
+                           force=True)
+    assert [row["pushed"] for row in again["rows"]] == [False, False], "a re-run pushed again"
     assert all(row["status"] == "ok" for row in again["rows"])
 
 
@@ -228,7 +230,7 @@ def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
 
     report = deploy(None, tmp_path / "out", DeployOptions(
         targets=("onnxruntime", "litert"), precisions=("fp32", "int8"), eval_count=300, profile_batches=(1,),
-        profile_iterations=20, inventory=str(fleet.inventory), devices=("board-a",)))
+        profile_iterations=10, inventory=str(fleet.inventory), devices=("board-a",), device_eval_count=EVAL_COUNT))
     fleet_rows = report.devices["fleet"]["rows"]
     assert {r["bundle"] for r in fleet_rows} == {"onnxruntime-fp32", "onnxruntime-int8", "litert-fp32", "litert-int8"}
     assert all(r["status"] == "ok" and r["machine"] == "aarch64" for r in fleet_rows), fleet_rows

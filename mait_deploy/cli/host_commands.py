@@ -245,11 +245,12 @@ def deploy(
     device: Optional[list[str]] = typer.Option(None, "--device", help="With --inventory: only this device (repeatable)."),
     tags: Optional[list[str]] = typer.Option(None, "--tags", help="With --inventory: only devices with this tag (repeatable)."),
     accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="With --inventory: record unknown boards' host keys on first use."),
+    device_eval_count: Optional[int] = typer.Option(None, "--device-eval-count", min=1, help="With --inventory: images scored on each board (default: --eval-count)."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
 ) -> None:
     """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
-    if (device or tags or accept_new) and inventory is None:
-        raise MaitDeployError("--device, --tags and --accept-new-host-keys need --inventory")
+    if (device or tags or accept_new or device_eval_count) and inventory is None:
+        raise MaitDeployError("--device, --tags, --accept-new-host-keys and --device-eval-count need --inventory")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mait_deploy.device.profiling.measure import parse_list
@@ -263,7 +264,8 @@ def deploy(
         calibration_count=calib_count, evaluation=None if eval_data == "none" else eval_data, eval_count=eval_count,
         max_accuracy_drop=max_accuracy_drop, profile_batches=parse_list(profile_batches, int, "batch"),
         profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
-        devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new)
+        devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new,
+        device_eval_count=device_eval_count)
     columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:

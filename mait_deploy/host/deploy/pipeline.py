@@ -45,6 +45,7 @@ class DeployOptions:
     profile_iterations: int = 50
     force: bool = False
     inventory: str | None = None  # run the bundles that passed on these boards too (host/deploy/devices.py)
+    device_eval_count: int | None = None  # images scored on each board (default: the gate's --eval-count)
     devices: tuple[str, ...] = ()
     device_tags: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
@@ -250,7 +251,8 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
 
         step("running the bundles on the boards", total, total)
         on_devices = run_on_devices(rows, out_dir, options.inventory, options.devices, options.device_tags,
-                                    options.evaluation, options.eval_count, options.profile_batches,
+                                    options.evaluation, options.device_eval_count or options.eval_count,
+                                    options.profile_batches,
                                     options.profile_iterations, options.max_accuracy_drop,
                                     options.accept_new_host_keys)
     report = DeployReport(

@@ -256,7 +256,7 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
         finally:
             for path in list(temporaries):
                 await board.remove_tree(path)
-            await board.run(["chmod", "-R", "go-rwx", str(work)], check=False, what="chmod")
+            await board.protect(str(work))
     return rows
 
 

@@ -71,7 +71,7 @@ class Board:
         where = f"{device.name} ({device.address})"
         options = dict(host=device.host, port=device.port, username=device.user,
                        client_keys=[str(device.identity_file)], agent_path=None, password=None,
-                       preferred_auth="publickey", config=None, connect_timeout=connect_timeout,
+                       preferred_auth="publickey", config=[], connect_timeout=connect_timeout,
                        login_timeout=connect_timeout)
         new_key = None
         try:
@@ -169,6 +169,14 @@ class Board:
     async def exists(self, remote: str) -> bool:
         sftp = await self.sftp()
         return bool(await sftp.exists(remote))
+
+    async def protect(self, remote: str) -> None:
+        """Best-effort ``chmod -R go-rwx`` (on the way out: a board that dropped is reported elsewhere)."""
+        try:
+            await asyncio.wait_for(self._connection.run(shlex.join(["chmod", "-R", "go-rwx", "--", remote]),
+                                                        check=False), 60)
+        except Exception:
+            pass
 
     async def remove_tree(self, remote: str) -> None:
         """Best-effort removal (used on the way out, also after a cancel)."""
