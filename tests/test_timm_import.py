@@ -58,6 +58,7 @@ def references(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.big_download
 @pytest.mark.parametrize("name", ["deit_tiny", "deit_tiny_distilled", "deit_tiny_layerscale"])
 def test_deit_backbone_matches_timm_with_masks_off(references, name):
     ref = references[name]
@@ -76,6 +77,7 @@ def test_deit_backbone_matches_timm_with_masks_off(references, name):
 
 
 @pytest.mark.slow
+@pytest.mark.big_download
 def test_vit_with_positions_outside_the_class_token_is_refused(references):
     with pytest.raises(CheckpointError, match="square grid"):
         import_timm_deit(references["deit3_small"]["state"])
