@@ -223,6 +223,10 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
             machine = (await board.run(["uname", "-m"], what="uname")).stdout.strip()
             for folder in ("bundles", "data", "runs"):
                 await board.run(["mkdir", "-p", str(work / folder)], what="creating the work folders")
+            # What an earlier run left when its board dropped (one job at a time per board: none is in use now).
+            await board.run(["find", str(work / "bundles"), str(work / "data"), "-maxdepth", "1", "-name",
+                             "*.partial-*", "-exec", "rm", "-rf", "{}", "+"], what="sweeping stale pushes")
+            await board.run(["find", str(work / "runs"), "-mindepth", "1", "-delete"], what="sweeping stale runs")
             eval_remote = None
             if eval_set is not None:
                 eval_remote = str(work / "data" / f"{eval_set.key}.npz")

@@ -47,8 +47,8 @@ def run_on_devices(devices: Sequence[Device], job: Callable[[Device], Awaitable[
                     return await job(device)
                 except MaitDeployError as err:
                     return on_failure(device, str(err))
-                except (OSError, ValueError, KeyError, RuntimeError) as err:
-                    return on_failure(device, f"{type(err).__name__}: {err}")
+                except Exception as err:  # whatever a dropped board raises, it is that board's failed row
+                    return on_failure(device, f"{device.name}: {type(err).__name__}: {err}".splitlines()[0])
 
         try:
             return list(await asyncio.gather(*(one(device) for device in devices)))

@@ -114,7 +114,10 @@ class Board:
 
     async def close(self) -> None:
         if self._sftp is not None:
-            self._sftp.exit()
+            try:
+                self._sftp.exit()
+            except Exception:  # the connection may already be gone
+                pass
         self._connection.close()
         try:
             await asyncio.wait_for(self._connection.wait_closed(), 5)
@@ -168,7 +171,10 @@ class Board:
 
     async def exists(self, remote: str) -> bool:
         sftp = await self.sftp()
-        return bool(await sftp.exists(remote))
+        try:
+            return bool(await sftp.exists(remote))
+        except Exception as err:  # asyncssh's SFTP errors (a dropped connection among them)
+            raise RemoteError(f"{self.device.name}: checking {remote} failed ({err})") from None
 
     async def protect(self, remote: str) -> None:
         """Best-effort ``chmod -R go-rwx`` (on the way out: a board that dropped is reported elsewhere)."""
