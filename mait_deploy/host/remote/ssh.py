@@ -139,8 +139,11 @@ class Board:
             raise RemoteError(f"{self.device.name}: {what} did not finish within {timeout:g} s") from None
         except (asyncssh.Error, OSError) as err:
             raise RemoteError(f"{self.device.name}: {what}: connection lost ({err})") from None
-        completed = Completed(result.exit_status if result.exit_status is not None else -1,
-                              str(result.stdout or ""), str(result.stderr or ""), loop.time() - started)
+        if result.exit_status is None:  # no exit status: the connection dropped or a signal killed it
+            why = f"killed by signal {result.exit_signal[0]}" if result.exit_signal else "the connection was lost"
+            raise RemoteError(f"{self.device.name}: {what}: {why}")
+        completed = Completed(result.exit_status, str(result.stdout or ""), str(result.stderr or ""),
+                              loop.time() - started)
         if check and completed.exit_status != 0:
             reason = _last_line(completed.stderr) or _last_line(completed.stdout) or f"exit {completed.exit_status}"
             raise RemoteError(f"{self.device.name}: {what} failed: {reason}")
