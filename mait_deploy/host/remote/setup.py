@@ -124,6 +124,13 @@ def runtime_extras(runtimes: Sequence[str]) -> list[str]:
     return sorted({backends.get(name).runtime_extra for name in runtimes})
 
 
+def _read_stamp(text: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:  # a damaged stamp means: not set up
+        return None
+
+
 def _wanted_stamp(wheel_sha: str, device: Device) -> dict[str, Any]:
     return {"wheel_sha256": wheel_sha, "runtimes": sorted(device.runtimes), "install": device.install}
 
@@ -150,8 +157,7 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
                 raise RemoteError(f"{device.name}: {device.python} is Python {facts['python']}; "
                                   "mait-deploy needs 3.10 or newer (set 'python' in the inventory)")
             stamp = await board.run(["cat", str(venv / STAMP)], check=False, what="reading the set-up stamp")
-            current = stamp.exit_status == 0 and not force and \
-                json.loads(stamp.stdout or "{}") == _wanted_stamp(wheel_sha, device)
+            current = stamp.exit_status == 0 and not force and _read_stamp(stamp.stdout) == _wanted_stamp(wheel_sha, device)
             if not current:
                 touched = True
                 await board.run(["mkdir", "-p", str(work / "wheels")], what="creating the work folder")
