@@ -30,7 +30,8 @@ from mait_deploy.host.remote.ssh import Board
 OUT_MARKER = ".mait-fleet"
 _HASH_CHECK = ("import hashlib, json, pathlib, sys; folder = pathlib.Path(sys.argv[1]); "
                "want = json.loads(sys.argv[2]); bad = [name for name, digest in want.items() "
-               "if not (folder / name).is_file() or hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest]; "
+               "if not (folder / name).is_file() "
+               "or hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest]; "
                "print(json.dumps(bad)); sys.exit(1 if bad else 0)")
 
 

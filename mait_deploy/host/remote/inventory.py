@@ -68,7 +68,8 @@ class Device:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "host": self.host, "port": self.port, "user": self.user,
-                "runtimes": list(self.runtimes), "workdir": self.workdir, "tags": list(self.tags), "install": self.install}
+                "runtimes": list(self.runtimes), "workdir": self.workdir, "tags": list(self.tags),
+                "install": self.install}
 
 
 def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:

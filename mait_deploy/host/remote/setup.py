@@ -157,7 +157,8 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
                 raise RemoteError(f"{device.name}: {device.python} is Python {facts['python']}; "
                                   "mait-deploy needs 3.10 or newer (set 'python' in the inventory)")
             stamp = await board.run(["cat", str(venv / STAMP)], check=False, what="reading the set-up stamp")
-            current = stamp.exit_status == 0 and not force and _read_stamp(stamp.stdout) == _wanted_stamp(wheel_sha, device)
+            wanted = _wanted_stamp(wheel_sha, device)
+            current = stamp.exit_status == 0 and not force and _read_stamp(stamp.stdout) == wanted
             if not current:
                 touched = True
                 await board.run(["mkdir", "-p", str(work / "wheels")], what="creating the work folder")
@@ -176,7 +177,7 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
             if not current:
                 with tempfile.TemporaryDirectory() as tmp:
                     local = Path(tmp) / STAMP
-                    local.write_text(json.dumps(_wanted_stamp(wheel_sha, device)))
+                    local.write_text(json.dumps(wanted))
                     await board.put(local, str(venv / STAMP))
                 await board.run(["chmod", "-R", "go-rwx", str(work)], what="protecting the work folder")
             result.status = "up to date" if current else "installed"
