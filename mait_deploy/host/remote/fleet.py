@@ -8,7 +8,6 @@ measured on exactly the images the host scores the same bundle on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import tempfile
@@ -19,13 +18,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mait_deploy._io import check_output, write_json
+from mait_deploy._io import check_output, sha256_file, write_json
 from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.parallel import run_on_devices
 from mait_deploy.host.remote.setup import STAMP
-from mait_deploy.host.remote.ssh import Board
+from mait_deploy.host.remote.ssh import Board, last_line
 
 OUT_MARKER = ".mait-fleet"
 _HASH_CHECK = ("import hashlib, json, pathlib, sys; folder = pathlib.Path(sys.argv[1]); "
@@ -108,12 +107,11 @@ def read_bundles(paths: Sequence[Path]) -> list[LocalBundle]:
     for path in map(Path, paths):
         manifest = read_manifest(path)
         check_files(path, manifest)
-        raw = (path / MANIFEST_FILE).read_bytes()
-        files = {MANIFEST_FILE: hashlib.sha256(raw).hexdigest()}
+        files = {MANIFEST_FILE: sha256_file(path / MANIFEST_FILE)}
         for item in sorted(p for p in path.rglob("*") if p.is_file()):
             relative = item.relative_to(path).as_posix()
             if relative != MANIFEST_FILE:
-                files[relative] = hashlib.sha256(item.read_bytes()).hexdigest()
+                files[relative] = sha256_file(item)
         bundle = LocalBundle(path.resolve().name, path, manifest, files[MANIFEST_FILE][:20], files)
         if any(b.name == bundle.name for b in bundles):
             raise RemoteError(f"two bundles are named {bundle.name!r}; give them different folder names")
@@ -145,7 +143,7 @@ def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[L
         raw = np.stack([np.asarray(image) for image in raw])
     path = folder / "eval.npz"
     np.savez(path, images=np.asarray(raw), labels=np.asarray(dataset.labels, dtype=np.int64))
-    key = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+    key = sha256_file(path)[:20]
     eval_set = EvalSet(path, key, len(dataset), dataset.origin)
     if host_scores:
         from mait_deploy.device.evaluate import evaluate_bundle
@@ -187,8 +185,7 @@ async def _remote_json(board: Board, argv: list[str], what: str, timeout: float 
     except json.JSONDecodeError:
         data = None
     if done.exit_status != 0 or data is None:
-        lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
-        raise RemoteError(f"{what} failed: {lines[-1][:300] if lines else f'exit {done.exit_status}'}")
+        raise RemoteError(f"{what} failed: {last_line(done.stderr or done.stdout) or f'exit {done.exit_status}'}")
     return data
 
 

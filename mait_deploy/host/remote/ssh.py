@@ -29,7 +29,7 @@ class Completed:
     seconds: float
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
 
@@ -145,7 +145,7 @@ class Board:
         completed = Completed(result.exit_status, str(result.stdout or ""), str(result.stderr or ""),
                               loop.time() - started)
         if check and completed.exit_status != 0:
-            reason = _last_line(completed.stderr) or _last_line(completed.stdout) or f"exit {completed.exit_status}"
+            reason = last_line(completed.stderr) or last_line(completed.stdout) or f"exit {completed.exit_status}"
             raise RemoteError(f"{self.device.name}: {what} failed: {reason}")
         return completed
 
@@ -179,17 +179,18 @@ class Board:
         except Exception as err:  # asyncssh's SFTP errors (a dropped connection among them)
             raise RemoteError(f"{self.device.name}: checking {remote} failed ({err})") from None
 
-    async def protect(self, remote: str) -> None:
-        """Best-effort ``chmod -R go-rwx`` (on the way out: a board that dropped is reported elsewhere)."""
+    async def _best_effort(self, argv: Sequence[str], timeout: float) -> None:
+        """Run a clean-up command, ignoring every failure: on the way out (also after a cancel) a board that
+        dropped is reported elsewhere."""
         try:
-            await asyncio.wait_for(self._connection.run(shlex.join(["chmod", "-R", "go-rwx", "--", remote]),
-                                                        check=False), 60)
+            await asyncio.wait_for(self._connection.run(shlex.join(argv), check=False), timeout)
         except Exception:
             pass
 
+    async def protect(self, remote: str) -> None:
+        """Best-effort ``chmod -R go-rwx``."""
+        await self._best_effort(["chmod", "-R", "go-rwx", "--", remote], 60)
+
     async def remove_tree(self, remote: str) -> None:
-        """Best-effort removal (used on the way out, also after a cancel)."""
-        try:
-            await asyncio.wait_for(self._connection.run(shlex.join(["rm", "-rf", "--", remote]), check=False), 15)
-        except Exception:  # the board may be gone; the caller reports that elsewhere
-            pass
+        """Best-effort removal."""
+        await self._best_effort(["rm", "-rf", "--", remote], 15)
