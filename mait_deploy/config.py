@@ -12,206 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from mait_deploy.errors import ConfigError
+from mait_deploy.mask_config import (  # noqa: F401  (re-exported: the public config API)
+    DEFAULT_MASK_VALUE, FP16_MAX, MASK_MODES, MASK_PATTERNS, SCHEDULE_PRESETS, MaskConfig, _construct, _from_mapping,
+    _int_tuple,
+)
 
-# -1e4 is finite in FP16 (max 65504), survives onnx/onnxsim/OpenVINO/LiteRT unchanged, and exp(-1e4) is
-# exactly 0 in FP32 and FP16, so masked keys get zero weight without the NaNs that -inf gives.
-DEFAULT_MASK_VALUE = -1.0e4
-FP16_MAX = 65504.0
 # Sanity bounds on a config read from a file: far above any MaiT/DeiT/CaiT (ViT-H: 1280 wide, 256 tokens).
 MAX_EMBED_DIM = 8192
 MAX_ATTENTION_BYTES = 1 << 30
 CONFIG_LIMITS = {"img_size": 8192, "patch_size": 1024, "in_chans": 64, "num_classes": 1_000_000,
                  "embed_dim": MAX_EMBED_DIM, "depth": 1024, "num_heads": 1024}
 
-
-def _from_mapping(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """Keep only known fields of dataclass ``cls``; unknown keys are an error, not silently dropped."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{what} must be a JSON object, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{what} has unknown keys: {', '.join(unknown)}")
-    return dict(data)
-
-
-def _construct(cls: type, values: dict[str, Any], what: str) -> Any:
-    """``cls(**values)``; a field of the wrong type (text for a number, a number for a list...) is a ConfigError."""
-    try:
-        return cls(**values)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise ConfigError(f"invalid {what}: {err}") from err
-
-
-MASK_MODES = ("additive", "multiplicative")
-MASK_PATTERNS = ("window", "random")
-BACKBONES = ("cait", "deit")
-SCHEDULE_PRESETS = ("uniform:K", "mixed", "none")
-
-
-def _odd_side(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= 2 * 8192 and value % 2 == 1
-
-
-@dataclass(frozen=True)
-class MaskConfig:
-    """Which attention heads of which blocks see only a local window of patches, and how the mask is applied.
-
-    mode: ``additive`` adds ``mask_value`` (-1e4) to the scaled products outside the window (a hard mask: those
-      keys get zero weight); ``multiplicative`` is the paper's Eq. 2, Softmax((M * QK^T) / sqrt(d)) with a binary
-      M, so a masked-out key still gets weight e^0/Z and the head can bypass locality.
-    window: odd side of the window on the patch grid: an int (square, 3 = Chebyshev radius 1) or [rows, cols].
-    schedule: the masked heads per self-attention block: ``"uniform:K"`` (heads 0..K-1 in every block),
-      ``"mixed"`` (all heads in the first third of the blocks, one head in the middle third, none in the last),
-      ``"none"``, or an explicit list with one list of head indices per block. None = the legacy fields below.
-    masked_heads / masked_blocks: the legacy uniform schedule (None = the first half of the heads / every block).
-    pattern: ``window`` or ``random``: a fixed random pattern (``seed``) keeping as many keys per query as the
-      window does (the paper's control experiment).
-    enabled: False gives the identical network with every head global (the unmasked baseline).
-    Class and distillation tokens attend to, and are attended by, every token in every mode.
-    """
-
-    window: int | tuple[int, int] = 3
-    masked_heads: tuple[int, ...] | None = None
-    masked_blocks: tuple[int, ...] | None = None
-    mask_value: float = DEFAULT_MASK_VALUE
-    enabled: bool = True
-    mode: str = "additive"
-    schedule: str | tuple[tuple[int, ...], ...] | None = None
-    pattern: str = "window"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        window = self.window
-        if isinstance(window, (list, tuple)):
-            if len(window) != 2 or not all(_odd_side(side) for side in window):
-                raise ConfigError(f"mask window must be an odd integer or two odd integers [rows, cols], got {window!r}")
-            window = int(window[0]) if window[0] == window[1] else (int(window[0]), int(window[1]))
-            object.__setattr__(self, "window", window)
-        elif not _odd_side(window):
-            raise ConfigError(f"mask window must be a positive odd integer, got {window!r}")
-        if isinstance(self.mask_value, bool) or not isinstance(self.mask_value, (int, float)) \
-                or not math.isfinite(self.mask_value) or self.mask_value >= 0 or self.mask_value < -FP16_MAX:
-            raise ConfigError(
-                f"mask_value must be finite, negative and representable in FP16 (>= -{FP16_MAX:g}), "
-                f"got {self.mask_value!r}"
-            )
-        if self.mode not in MASK_MODES:
-            raise ConfigError(f"mask mode must be one of {', '.join(MASK_MODES)}, got {self.mode!r}")
-        if self.pattern not in MASK_PATTERNS:
-            raise ConfigError(f"mask pattern must be one of {', '.join(MASK_PATTERNS)}, got {self.pattern!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise ConfigError(f"mask seed must be an integer from 0 to 2**32-1, got {self.seed!r}")
-        for name in ("masked_heads", "masked_blocks"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _int_tuple(value, f"mask {name}"))
-        schedule = self.schedule
-        if schedule is not None:
-            if self.masked_heads is not None or self.masked_blocks is not None:
-                raise ConfigError("give the mask schedule or masked_heads/masked_blocks, not both")
-            if isinstance(schedule, str):
-                _check_preset(schedule)  # ranges are checked against the model
-            elif isinstance(schedule, (list, tuple)):
-                object.__setattr__(self, "schedule", tuple(_int_tuple(heads, "mask schedule entry")
-                                                           for heads in schedule))
-            else:
-                raise ConfigError(f"mask schedule must be a preset ({', '.join(SCHEDULE_PRESETS)}) or a list of "
-                                  f"head lists, got {schedule!r}")
-
-    @property
-    def window_shape(self) -> tuple[int, int]:
-        """(rows, cols) of the window on the patch grid."""
-        return (self.window, self.window) if isinstance(self.window, int) else self.window
-
-    @property
-    def window_label(self) -> str:
-        rows, cols = self.window_shape
-        return f"{rows}x{cols}"
-
-    def layer_heads(self, depth: int, num_heads: int) -> tuple[tuple[int, ...], ...]:
-        """The masked head indices of every self-attention block (an empty tuple = a global block)."""
-        if not self.enabled:
-            return ((),) * depth
-        if self.schedule is None:
-            heads, blocks = self.heads(num_heads), set(self.blocks(depth))
-            return tuple(heads if block in blocks else () for block in range(depth))
-        if isinstance(self.schedule, str):
-            return _preset_heads(self.schedule, depth, num_heads)
-        if len(self.schedule) != depth:
-            raise ConfigError(f"mask schedule lists {len(self.schedule)} blocks, the model has {depth}")
-        result = []
-        for heads in self.schedule:
-            bad = [h for h in heads if not 0 <= h < num_heads]
-            if bad:
-                raise ConfigError(f"mask schedule heads {bad} out of range for {num_heads} heads")
-            result.append(tuple(sorted(set(heads))))
-        return tuple(result)
-
-    def heads(self, num_heads: int) -> tuple[int, ...]:
-        """The legacy uniform schedule's masked heads (see ``layer_heads`` for the general case)."""
-        if not self.enabled:
-            return ()
-        heads = tuple(range(num_heads // 2)) if self.masked_heads is None else self.masked_heads
-        bad = [h for h in heads if not 0 <= h < num_heads]
-        if bad:
-            raise ConfigError(f"masked_heads {bad} out of range for {num_heads} heads")
-        return tuple(sorted(set(heads)))
-
-    def blocks(self, depth: int) -> tuple[int, ...]:
-        """The legacy uniform schedule's masked blocks (see ``layer_heads`` for the general case)."""
-        if not self.enabled:
-            return ()
-        blocks = tuple(range(depth)) if self.masked_blocks is None else self.masked_blocks
-        bad = [b for b in blocks if not 0 <= b < depth]
-        if bad:
-            raise ConfigError(f"masked_blocks {bad} out of range for depth {depth}")
-        return tuple(sorted(set(blocks)))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        for name in ("masked_heads", "masked_blocks"):
-            if data[name] is not None:
-                data[name] = list(data[name])
-        if isinstance(self.window, tuple):
-            data["window"] = list(self.window)
-        if isinstance(self.schedule, tuple):
-            data["schedule"] = [list(heads) for heads in self.schedule]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MaskConfig":
-        return _construct(cls, _from_mapping(cls, data, "mask config"), "mask config")
-
-
-def _int_tuple(values: Any, what: str) -> tuple[int, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) \
-            or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
-        raise ConfigError(f"{what} must be a list of integers, got {values!r}")
-    return tuple(int(v) for v in values)
-
-
-def _check_preset(preset: str) -> None:
-    kind, _, count = preset.partition(":")
-    if preset not in ("none", "mixed") and not (kind == "uniform" and count.isdigit() and len(count) <= 6):
-        raise ConfigError(f"unknown mask schedule {preset!r}; use {', '.join(SCHEDULE_PRESETS)} or a list per block")
-
-
-def _preset_heads(preset: str, depth: int, num_heads: int) -> tuple[tuple[int, ...], ...]:
-    """Expand a schedule preset (``uniform:K``, ``mixed``, ``none``) for a model's depth and heads."""
-    if preset == "none":
-        return ((),) * depth
-    if preset == "mixed":
-        first, second = round(depth / 3), round(2 * depth / 3)
-        return tuple(tuple(range(num_heads)) if block < first else (0,) if block < second else ()
-                     for block in range(depth))
-    kind, _, count = preset.partition(":")
-    if kind == "uniform" and count.isdigit():
-        k = int(count)
-        if k > num_heads:
-            raise ConfigError(f"mask schedule {preset!r} masks {k} heads, the model has {num_heads}")
-        return (tuple(range(k)),) * depth
-    raise ConfigError(f"unknown mask schedule {preset!r}; use {', '.join(SCHEDULE_PRESETS)} or a list per block")
+BACKBONES = ("cait", "deit", "pyramid")
 
 
 @dataclass(frozen=True)
@@ -273,7 +85,7 @@ class MaiTConfig:
     depth_token_only: int | None = None  # None: 2 for cait, 0 for deit
     mlp_ratio_token_only: float = 4.0
     qkv_bias: bool = True
-    init_values: float | None = 1e-5  # LayerScale init; None = no LayerScale (deit only)
+    init_values: float | None = 1e-5  # LayerScale init; None = no LayerScale (deit and pyramid only)
     talking_heads: bool = False
     layer_norm_eps: float = 1e-6
     drop_path_rate: float = 0.0
@@ -282,11 +94,18 @@ class MaiTConfig:
     labels: tuple[str, ...] = ()
     backbone: str = "cait"
     distilled: bool = False
+    # pyramid backbone only: blocks, width and heads of each stage; every stage after the first halves the token
+    # grid (2x2 token merging). embed_dim/num_heads are the first stage's, depth the sum of the stage depths.
+    stage_depths: tuple[int, ...] = ()
+    stage_dims: tuple[int, ...] = ()
+    stage_heads: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        for name in ("stage_depths", "stage_dims", "stage_heads"):
+            object.__setattr__(self, name, _int_tuple(getattr(self, name), name))
         if self.depth_token_only is None:
             object.__setattr__(self, "depth_token_only", 2 if self.backbone == "cait" else 0)
         for name, limit in CONFIG_LIMITS.items():
@@ -295,7 +114,7 @@ class MaiTConfig:
                 raise ConfigError(f"{name} must be an integer from 1 to {limit}, got {value!r}")
         for name in ("mlp_ratio", "mlp_ratio_token_only", "init_values", "layer_norm_eps", "drop_path_rate"):
             value = getattr(self, name)
-            if value is None and name == "init_values" and self.backbone == "deit":
+            if value is None and name == "init_values" and self.backbone in ("deit", "pyramid"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -315,6 +134,10 @@ class MaiTConfig:
                 raise ConfigError("talking heads belong to the cait backbone, not deit")
         elif self.distilled:
             raise ConfigError("a distillation token needs the deit backbone")
+        if self.backbone == "pyramid":
+            self._check_pyramid()
+        elif self.stage_depths or self.stage_dims or self.stage_heads:
+            raise ConfigError(f"stage_depths/stage_dims/stage_heads belong to the pyramid backbone, not {self.backbone}")
         if self.talking_heads and self.mask.mode == "multiplicative":
             raise ConfigError("multiplicative masks cannot be combined with talking heads (the head mixing comes "
                               "between the products and the softmax); use additive masks")
@@ -323,7 +146,7 @@ class MaiTConfig:
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         # Checked before anything is built: a small config must not make the model allocate gigabytes.
-        bias_bytes = self.num_heads * (self.num_patches + 2) ** 2 * 4
+        bias_bytes = max(heads * (grid * grid + 2) ** 2 * 4 for heads, grid in zip(self.block_heads(), self.block_grids()))
         if bias_bytes > MAX_ATTENTION_BYTES:
             raise ConfigError(f"config too large: {self.num_patches} tokens x {self.num_heads} heads is "
                               f"{bias_bytes / 2**30:.1f} GiB of attention per image (limit "
@@ -335,7 +158,28 @@ class MaiTConfig:
         if self.preprocess.input_size != self.img_size:
             raise ConfigError(f"preprocess input_size {self.preprocess.input_size} != img_size {self.img_size}")
         # Resolve now so a bad head/block index fails at config time, not deep inside a forward pass.
-        self.mask.layer_heads(self.depth, self.num_heads)
+        self.layer_heads()
+
+    def _check_pyramid(self) -> None:
+        stages = len(self.stage_depths)
+        if not stages or len(self.stage_dims) != stages or len(self.stage_heads) != stages:
+            raise ConfigError("the pyramid backbone needs stage_depths, stage_dims and stage_heads of one length each")
+        if stages > 8 or any(not 1 <= value <= CONFIG_LIMITS[limit] for values, limit in
+                             ((self.stage_depths, "depth"), (self.stage_dims, "embed_dim"),
+                              (self.stage_heads, "num_heads")) for value in values):
+            raise ConfigError("pyramid stages out of range: at most 8 stages, each with 1 or more blocks, width "
+                              "and heads within the config limits")
+        if self.depth != sum(self.stage_depths):
+            raise ConfigError(f"depth {self.depth} must be the sum of stage_depths ({sum(self.stage_depths)})")
+        if (self.embed_dim, self.num_heads) != (self.stage_dims[0], self.stage_heads[0]):
+            raise ConfigError("embed_dim and num_heads must be the first stage's (stage_dims[0], stage_heads[0])")
+        for dim, heads in zip(self.stage_dims, self.stage_heads):
+            if dim % heads:
+                raise ConfigError(f"stage width {dim} is not divisible by its {heads} heads")
+        if self.grid_size % (1 << (stages - 1)):
+            raise ConfigError(f"a {self.grid_size}x{self.grid_size} patch grid cannot be halved {stages - 1} times")
+        if self.depth_token_only or self.talking_heads:
+            raise ConfigError("the pyramid backbone has no class-attention blocks or talking heads")
 
 
     @property
@@ -352,12 +196,47 @@ class MaiTConfig:
         return (1 + int(self.distilled)) if self.backbone == "deit" else 0
 
     @property
+    def num_stages(self) -> int:
+        return len(self.stage_depths) if self.backbone == "pyramid" else 1
+
+    def block_stages(self) -> tuple[int, ...]:
+        """The stage of every self-attention block (all 0 for the monolithic backbones)."""
+        if self.backbone != "pyramid":
+            return (0,) * self.depth
+        return tuple(stage for stage, blocks in enumerate(self.stage_depths) for _ in range(blocks))
+
+    def stage_grid(self, stage: int) -> int:
+        """The side of the token grid in ``stage`` (each pyramid stage halves it)."""
+        return self.grid_size >> stage
+
+    def block_grids(self) -> tuple[int, ...]:
+        return tuple(self.stage_grid(stage) for stage in self.block_stages())
+
+    def block_heads(self) -> tuple[int, ...]:
+        """The head count of every self-attention block."""
+        if self.backbone != "pyramid":
+            return (self.num_heads,) * self.depth
+        return tuple(self.stage_heads[stage] for stage in self.block_stages())
+
+    def block_dims(self) -> tuple[int, ...]:
+        if self.backbone != "pyramid":
+            return (self.embed_dim,) * self.depth
+        return tuple(self.stage_dims[stage] for stage in self.block_stages())
+
+    @property
+    def feature_dim(self) -> int:
+        """The width the classifier head sees."""
+        return self.stage_dims[-1] if self.backbone == "pyramid" else self.embed_dim
+
+    @property
     def num_tokens(self) -> int:
         """Tokens a self-attention block sees (the size of its attention matrix)."""
         return self.num_patches + self.num_prefix_tokens
 
     def layer_heads(self) -> tuple[tuple[int, ...], ...]:
         """The masked heads of every self-attention block."""
+        if self.backbone == "pyramid":
+            return self.mask.pyramid_layer_heads(self.stage_depths, self.stage_heads)
         return self.mask.layer_heads(self.depth, self.num_heads)
 
     @property
@@ -378,6 +257,8 @@ class MaiTConfig:
         data["mask"] = self.mask.to_dict()
         data["preprocess"] = self.preprocess.to_dict()
         data["labels"] = list(self.labels)
+        for name in ("stage_depths", "stage_dims", "stage_heads"):
+            data[name] = list(data[name])
         return data
 
     @classmethod

@@ -20,6 +20,14 @@ def small_config(name: str, **overrides: object) -> MaiTConfig:
     return MaiTConfig(**values)
 
 
+def small_pyramid_config(name: str, **overrides: object) -> MaiTConfig:
+    """A two-stage pyramid: patch 2 (14x14 tokens, width 32, 2 heads), then 7x7 tokens (width 64, 4 heads)."""
+    values = dict(backbone="pyramid", patch_size=2, embed_dim=32, num_heads=2, depth=4, stage_depths=(2, 2),
+                  stage_dims=(32, 64), stage_heads=(2, 4), init_values=None)
+    values.update(overrides)
+    return small_config(name, **values)
+
+
 def train_small(config: MaiTConfig, images_used: int = 12000, epochs: int = 2) -> MaiT:
     """A small MaiT trained for real on Fashion-MNIST in seconds (skips without the training split)."""
     try:

@@ -1,7 +1,7 @@
-"""Every backbone x mask mode on every target: a small model trained here for real (a few seconds on Fashion-MNIST),
+"""Every backbone x mask mode (and the hierarchical MaiT) on every target: a small model trained here for real (a few seconds on Fashion-MNIST),
 exported with one constant per masking pattern, compiled FP32 and INT8, gated and verified.
 
-Slow: 4 models x 4 targets x 2 precisions. The default suite covers the shipped deit/multiplicative model on every
+Slow: 5 models x 4 targets x 2 precisions. The default suite covers the shipped deit/multiplicative model on every
 target (the per-target tests) and the first release's cait/additive model (test_export_onnx, test_pipeline).
 """
 
@@ -28,6 +28,10 @@ COMBOS = {
                                                 schedule=[[0, 1, 2, 3], [0], [0]])),
     "cait-additive": dict(backbone="cait", init_values=0.1, depth_token_only=1,
                           mask=MaskConfig(mode="additive", schedule=[[0, 1, 2, 3], [0], [0]])),
+    # The hierarchical MaiT: 14x14 tokens (both heads masked), then 7x7 (one head): one constant per (grid, heads).
+    "pyramid-multiplicative": dict(backbone="pyramid", patch_size=2, embed_dim=32, num_heads=2, depth=4,
+                                   stage_depths=(2, 2), stage_dims=(32, 64), stage_heads=(2, 4), init_values=None,
+                                   mask=MaskConfig(mode="multiplicative", schedule=[[0, 1], [0, 1], [0], []])),
 }
 
 

@@ -141,11 +141,13 @@ class LayerScaleBlock(nn.Module):
 class Block(nn.Module):
     """DeiT/ViT pre-norm block (timm's ``Block``: ``ls1``/``ls2`` LayerScale when ``init_values`` is set)."""
 
-    def __init__(self, config: MaiTConfig, drop_path: float) -> None:
+    def __init__(self, config: MaiTConfig, drop_path: float, dim: int | None = None,
+                 num_heads: int | None = None) -> None:
         super().__init__()
-        dim = config.embed_dim
+        dim = dim or config.embed_dim  # a pyramid stage's own width and heads
         self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.attn = MaskedSelfAttention(dim, config.num_heads, config.qkv_bias, mask_mode=config.mask.mode)
+        self.attn = MaskedSelfAttention(dim, num_heads or config.num_heads, config.qkv_bias,
+                                        mask_mode=config.mask.mode)
         scale = config.init_values
         self.ls1 = LayerScale(dim, scale) if scale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)

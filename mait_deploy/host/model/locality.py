@@ -114,6 +114,9 @@ def locality_report(checkpoint: str | os.PathLike[str] | None = None, data: str 
         raise UnsupportedOption(f"count must be positive, got {count}")
     model = load_checkpoint(resolve_checkpoint(checkpoint))
     config = model.config
+    if config.backbone == "pyramid":
+        raise UnsupportedOption("locality scores cover the monolithic backbones (deit, cait); a pyramid changes its "
+                                "token grid and head count per stage")
     dataset = load_dataset(data, "evaluation", config.preprocess, config.label_names(), count=count, seed=seed,
                            strict=False, num_classes=config.num_classes)
     scores = attention_locality(model, dataset.inputs, progress=progress)

@@ -1,7 +1,9 @@
 """MaiT: an image transformer in which some self-attention heads are masked to a local window of patches.
 
-Two backbones share one class: ``deit`` (the paper's: timm's VisionTransformer, class/distillation tokens in the
-sequence) and ``cait`` (timm's cait.py: patch-only self-attention, then class-attention blocks). Parameter names
+Three backbones share one class: ``deit`` (the paper's: timm's VisionTransformer, class/distillation tokens in the
+sequence), ``cait`` (timm's cait.py: patch-only self-attention, then class-attention blocks) and ``pyramid`` (a
+hierarchical MaiT: stages at decreasing token resolution, pyramid.py; the paper's claim that masks apply to
+hierarchical transformers). Parameter names
 follow timm (``blocks.0.attn.qkv``, ``blocks.0.ls1.gamma``, ``blocks_token_only.0.attn.q``, ``gamma_1``...), so
 timm DeiT/ViT and CaiT weights map 1:1. The blocks are in layers.py, the mask constants in masks.py.
 """
@@ -17,6 +19,7 @@ from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
 from mait_deploy.errors import ConfigError
 from mait_deploy.host.model.layers import Block, LayerScaleBlock, LayerScaleBlockClassAttn, PatchEmbed
 from mait_deploy.host.model.masks import mask_patterns
+from mait_deploy.host.model.pyramid import token_merges
 
 
 class MaiT(nn.Module):
@@ -32,18 +35,23 @@ class MaiT(nn.Module):
         super().__init__()
         self.config = config
         dim = config.embed_dim
-        deit = config.backbone == "deit"
+        pyramid = config.backbone == "pyramid"
         self.patch_embed = PatchEmbed(config)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.cls_token = None if pyramid else nn.Parameter(torch.zeros(1, 1, dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens, dim))
-        block = Block if deit else LayerScaleBlock
-        self.blocks = nn.ModuleList(block(config, config.drop_path_rate) for _ in range(config.depth))
+        if pyramid:
+            self.merges = token_merges(config.stage_dims, config.grid_size, config.layer_norm_eps)
+            self.blocks = nn.ModuleList(Block(config, config.drop_path_rate, dim=width, num_heads=heads)
+                                        for width, heads in zip(config.block_dims(), config.block_heads()))
+        else:
+            block = Block if config.backbone == "deit" else LayerScaleBlock
+            self.blocks = nn.ModuleList(block(config, config.drop_path_rate) for _ in range(config.depth))
         self.blocks_token_only = nn.ModuleList(
             LayerScaleBlockClassAttn(config) for _ in range(config.depth_token_only or 0)
         )
-        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.head = nn.Linear(dim, config.num_classes)
+        self.norm = nn.LayerNorm(config.feature_dim, eps=config.layer_norm_eps)
+        self.head = nn.Linear(config.feature_dim, config.num_classes)
         self.head_dist = nn.Linear(dim, config.num_classes) if config.distilled else None
 
         self.mask_names: list[str] = []
@@ -57,10 +65,9 @@ class MaiT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        if self.dist_token is not None:
-            nn.init.trunc_normal_(self.dist_token, std=0.02)
+        for token in (self.pos_embed, self.cls_token, self.dist_token):
+            if token is not None:
+                nn.init.trunc_normal_(token, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -71,7 +78,8 @@ class MaiT(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token", "dist_token"}
+        merges = {f"merges.{index}.pos_embed" for index in range(self.config.num_stages - 1)}
+        return {"pos_embed", "cls_token", "dist_token"} | merges
 
     @property
     def attn_masks(self) -> list[torch.Tensor]:
@@ -95,8 +103,13 @@ class MaiT(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.embed(x)
+        stages = self.config.block_stages()
         for index, block in enumerate(self.blocks):
+            if index and stages[index] != stages[index - 1]:  # pyramid: into the next, coarser stage
+                x = self.merges[stages[index] - 1](x)
             x = block(x, self.block_mask(index))
+        if self.config.backbone == "pyramid":
+            return self.norm(x)
         if self.config.backbone == "deit":
             return self.norm(x)
         cls_token = self.cls_token.expand(x.shape[0], -1, -1)
@@ -106,6 +119,10 @@ class MaiT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.forward_features(x)
+        if self.config.backbone == "pyramid":  # no class token: the mean of the last stage's tokens
+            # sum / count, not mean(): opset 18's ReduceMean takes its axes as an input and the exporter's
+            # down-conversion to opset 17 fails on it (ReduceSum has had the input form since opset 13).
+            return self.head(features.sum(dim=1) / features.shape[1])
         logits = self.head(features[:, 0])
         if self.head_dist is not None:  # DeiT's distilled inference: the mean of both heads
             logits = (logits + self.head_dist(features[:, 1])) / 2
@@ -147,6 +164,17 @@ def _paper(name: str, embed_dim: int, num_heads: int, layer_scale: bool = False)
                       init_values=1e-5 if layer_scale else None, mask=PAPER_MASK, preprocess=_IMAGENET)
 
 
+def _pyramid(name: str, stage_dims: tuple[int, ...], stage_heads: tuple[int, ...],
+             stage_depths: tuple[int, ...]) -> MaiTConfig:
+    # Hierarchical MaiT at 224 px: patch 8 (28x28 tokens), then 14x14 and 7x7 (PiT's token counts, global
+    # attention everywhere; patch 4 would give 3,136 tokens of global attention in the first stage). The paper's
+    # mixed schedule follows the resolution: every head masked in the 28x28 stage, one head at 14x14, none at 7x7.
+    return MaiTConfig(name=name, backbone="pyramid", img_size=224, patch_size=8, in_chans=3, num_classes=1000,
+                      embed_dim=stage_dims[0], num_heads=stage_heads[0], depth=sum(stage_depths),
+                      stage_depths=stage_depths, stage_dims=stage_dims, stage_heads=stage_heads, init_values=None,
+                      mask=PAPER_MASK, preprocess=_IMAGENET)
+
+
 _FASHION_MNIST = PreprocessConfig(input_size=28, channels=1, mean=(FASHION_MNIST_MEAN,), std=(FASHION_MNIST_STD,),
                                   interpolation="bilinear")
 
@@ -169,6 +197,9 @@ VARIANTS: dict[str, MaiTConfig] = {
     "mait_xxs24_224": _cait("mait_xxs24_224", 192, 4),
     "mait_xs24_224": _cait("mait_xs24_224", 288, 6),
     "mait_s24_224": _cait("mait_s24_224", 384, 8),
+    # Hierarchical MaiTs the size of DeiT-T (5.7 M params, 1.3 GMACs) and Swin-T (28.3 M, 4.5 GMACs); 32-wide heads.
+    "mait_pyramid_t_224": _pyramid("mait_pyramid_t_224", (96, 192, 384), (3, 6, 12), (3, 4, 2)),
+    "mait_pyramid_s_224": _pyramid("mait_pyramid_s_224", (160, 320, 640), (5, 10, 20), (4, 6, 4)),
     # Demo: 28x28 grey images, patch 4 -> 7x7 tokens; sized to train to >= 90% on Fashion-MNIST on 2 CPU cores.
     "mait_demo_28": MaiTConfig(
         name="mait_demo_28", img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=128, depth=6,
@@ -182,6 +213,14 @@ VARIANTS: dict[str, MaiTConfig] = {
         depth=8, num_heads=4, mlp_ratio=3.0, init_values=None, drop_path_rate=0.05,
         mask=MaskConfig(mode="multiplicative", schedule="uniform:1"),
         preprocess=_FASHION_MNIST, labels=FASHION_MNIST_LABELS,
+    ),
+    # The hierarchical MaiT at Fashion-MNIST scale (about mait_deit_28's params and FLOPs): patch 2 (14x14 tokens,
+    # every head masked), then 7x7 tokens (one masked head).
+    "mait_pyramid_28": MaiTConfig(
+        name="mait_pyramid_28", backbone="pyramid", img_size=28, patch_size=2, in_chans=1, num_classes=10,
+        embed_dim=64, depth=8, num_heads=2, stage_depths=(2, 6), stage_dims=(64, 128), stage_heads=(2, 4),
+        mlp_ratio=3.0, init_values=None, drop_path_rate=0.05,
+        mask=MaskConfig(mode="multiplicative", schedule="mixed"), preprocess=_FASHION_MNIST, labels=FASHION_MNIST_LABELS,
     ),
 }
 

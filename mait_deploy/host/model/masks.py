@@ -7,7 +7,8 @@ Two modes, both a plain constant before the softmax (no new operator, any backen
 - additive: 0 where kept, ``mask_value`` (-1e4, FP16-safe) elsewhere, added to the scaled products (hard mask);
 - multiplicative (the paper's Eq. 2): the binary mask with the 1/sqrt(d) scale folded in, so a block computes
   Softmax((Q K^T) * C): a masked-out product becomes 0, not -inf, and its key keeps weight e^0/Z.
-Every distinct set of masked heads is one pattern: one constant shared by all the blocks that use it.
+Every distinct set of masked heads is one pattern: one constant shared by all the blocks that use it. In a pyramid
+each stage has its own token grid, so a pattern is a (stage grid, masked heads) pair: one constant per pair.
 """
 
 from __future__ import annotations
@@ -53,16 +54,18 @@ def locality_bias(grid_size: int, window: int | tuple[int, int], mask_value: flo
     return np.where(allowed, np.float32(0.0), np.float32(mask_value)).astype(np.float32)
 
 
-def token_keep(config: MaiTConfig, pattern: str | None = None) -> np.ndarray:
+def token_keep(config: MaiTConfig, pattern: str | None = None, stage: int = 0) -> np.ndarray:
     """Boolean [T, T] keep-matrix over a self-attention block's tokens (prefix tokens first, then patches), for
-    the config's pattern or the one named (``window`` is what the locality score measures)."""
+    the config's pattern or the one named (``window`` is what the locality score measures), on ``stage``'s grid."""
     mask = config.mask
+    grid = config.stage_grid(stage)
     if (pattern or mask.pattern) == "random":
-        patches = random_allowed(config.grid_size, mask.window_shape, mask.seed)
+        patches = random_allowed(grid, mask.window_shape, mask.seed)
     else:
-        patches = window_allowed(config.grid_size, mask.window_shape)
+        patches = window_allowed(grid, mask.window_shape)
     prefix = config.num_prefix_tokens
-    keep = np.ones((config.num_tokens, config.num_tokens), dtype=bool)
+    tokens = grid * grid + prefix
+    keep = np.ones((tokens, tokens), dtype=bool)
     keep[prefix:, prefix:] = patches
     return keep
 
@@ -73,6 +76,7 @@ class MaskPattern:
 
     heads: tuple[int, ...]
     blocks: tuple[int, ...]
+    stage: int  # the pyramid stage (its token grid); 0 for the monolithic backbones
     # float32: the additive bias [heads, T, T] or the scaled multiplicative mask [1, heads, T, T]. The ranks are
     # what keeps one shared constant through OpenVINO's converter: it fuses an additive-masked attention into
     # ScaledDotProductAttention, squeezing a 4-D mask once per block, and unsqueezes a 3-D Mul operand per block.
@@ -81,25 +85,23 @@ class MaskPattern:
 
 def mask_patterns(config: MaiTConfig) -> list[MaskPattern]:
     """The config's distinct masking patterns, in order of first use (an unmasked model has none)."""
-    by_heads: dict[tuple[int, ...], list[int]] = {}
-    for block, heads in enumerate(config.layer_heads()):
+    by_pattern: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    for block, (stage, heads) in enumerate(zip(config.block_stages(), config.layer_heads())):
         if heads:
-            by_heads.setdefault(heads, []).append(block)
-    if not by_heads:
-        return []
-    keep = token_keep(config)
-    scale = np.float32((config.embed_dim // config.num_heads) ** -0.5)
+            by_pattern.setdefault((stage, heads), []).append(block)
     patterns = []
-    for heads, blocks in by_heads.items():
+    for (stage, heads), blocks in by_pattern.items():
+        keep = token_keep(config, stage=stage)
+        num_heads = config.block_heads()[blocks[0]]
+        scale = np.float32((config.block_dims()[blocks[0]] // num_heads) ** -0.5)
         if config.mask.mode == "multiplicative":
-            constant = np.full((config.num_heads, *keep.shape), scale, dtype=np.float32)
+            constant = np.full((num_heads, *keep.shape), scale, dtype=np.float32)
             constant[list(heads)] = np.where(keep, scale, np.float32(0.0))
-        else:
-            constant = np.zeros((config.num_heads, *keep.shape), dtype=np.float32)
-            constant[list(heads)] = np.where(keep, np.float32(0.0), np.float32(config.mask.mask_value))
-        if config.mask.mode == "multiplicative":
             constant = constant[None]
-        patterns.append(MaskPattern(heads=heads, blocks=tuple(blocks), constant=constant))
+        else:
+            constant = np.zeros((num_heads, *keep.shape), dtype=np.float32)
+            constant[list(heads)] = np.where(keep, np.float32(0.0), np.float32(config.mask.mask_value))
+        patterns.append(MaskPattern(heads=heads, blocks=tuple(blocks), stage=stage, constant=constant))
     return patterns
 
 
@@ -129,7 +131,8 @@ def check_constants(found: list[tuple[str, np.ndarray, int]], config: MaiTConfig
                       and np.allclose(item[1].astype(np.float32).reshape(pattern.constant.shape), pattern.constant,
                                       rtol=1e-3, atol=1e-3)), None)
         if match is None:
-            problems.append(f"no {op} constant holds masking pattern {index} (heads {list(pattern.heads)})")
+            where = f"stage {pattern.stage}, " if config.backbone == "pyramid" else ""
+            problems.append(f"no {op} constant holds masking pattern {index} ({where}heads {list(pattern.heads)})")
             continue
         unmatched.remove(match)
         if match[2] != len(pattern.blocks):
