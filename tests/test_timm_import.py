@@ -95,3 +95,22 @@ def test_import_infers_the_architecture_and_fits_a_variant():
         import_timm_deit({**state, "reg_token": torch.zeros(1, 4, 192)})
     with pytest.raises(CheckpointError, match="missing"):
         import_timm_deit({"head.weight": torch.zeros(2, 2)})
+
+
+def test_the_mask_transform_picks_the_architecture_and_refuses_the_rest():
+    from mait_deploy.host.model.timm_import import import_timm
+
+    deit_state = MaiT(variant_config("mait_t_patch16_224").replace(depth=3, mask=MaskConfig(enabled=False))).state_dict()
+    deit = import_timm(deit_state)
+    assert deit.config.backbone == "deit" and deit.config.mask.mode == "multiplicative"
+    assert deit.config.layer_heads() == ((0, 1, 2), (0,), ())  # the paper's mixed schedule over 3 blocks
+    assert all(torch.equal(deit.state_dict()[key], value) for key, value in deit_state.items())  # weights kept
+    cait_state = MaiT(variant_config("mait_xxs24_224").replace(depth=2, talking_heads=True)).state_dict()
+    cait = import_timm(cait_state, mask=MaskConfig(mode="additive", schedule="uniform:1"))
+    assert cait.config.backbone == "cait" and cait.config.layer_heads() == ((0,), (0,))
+    with pytest.raises(CheckpointError, match="Swin"):
+        import_timm({"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(169, 3)})
+    with pytest.raises(CheckpointError, match="convolutional network"):
+        import_timm({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 64)})
+    with pytest.raises(CheckpointError, match="supports"):
+        import_timm({"foo": torch.zeros(1)})

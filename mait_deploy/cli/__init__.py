@@ -4,7 +4,7 @@ its own commands (``Backend.cli``)."""
 from mait_deploy import backends
 
 # isort: off
-from mait_deploy.cli import host_commands, device_commands, remote_commands  # noqa: F401  (they register their commands, in help order)
+from mait_deploy.cli import host_commands, compare_commands, device_commands, remote_commands  # noqa: F401  (they register their commands, in help order)
 # isort: on
 from mait_deploy.cli.app import app
 

@@ -35,7 +35,6 @@ from mait_deploy.host.compile.target import (
     TargetCapabilities,
 )
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
-from mait_deploy.host.model.masks import check_constants
 
 ARTIFACT = "model.tflite"
 MAX_CALIBRATION_BATCHES = 512
@@ -133,7 +132,7 @@ class LiteRtTarget(Target):
                     report["quantization"] = self._weights_to_fp16(out)
         report["interpreter_check"] = check_tflite(out, batch, source.config.input_shape)
         constants = mask_constants(out)
-        problems = check_constants([(c["op"], c.pop("values"), c["consumers"]) for c in constants], source.config)
+        problems = source.mask_problems([(c["op"], c.pop("values"), c["consumers"]) for c in constants])
         if problems:
             raise ExportError(f"LiteRT model: {'; '.join(problems)}")
         report["mask_constants"] = constants

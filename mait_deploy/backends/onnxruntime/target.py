@@ -117,7 +117,7 @@ class OnnxRuntimeTarget(Target):
                                                   calibration.origin).to_dict()
             report["int8_format"] = {"format": int8_format, "why": why}
             runtime_options["int8_format"] = int8_format
-        report["graph"] = check_mask_constants(out, source.config)
+        report["graph"] = check_mask_constants(out, source)
         inputs, outputs = onnx_io_specs(source.config)
         import onnxruntime
 

@@ -20,7 +20,6 @@ from mait_deploy._deps import require
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.onnx_common import onnx_io_specs
-from mait_deploy.host.model.masks import check_constants
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
@@ -143,7 +142,7 @@ class OpenVinoTarget(Target):
         ov.save_model(model, str(staging / ARTIFACT), compress_to_fp16=options.precision == "fp16")
         report["ir"] = ir_report(ov.Core().read_model(str(staging / ARTIFACT)))
         constants = report["ir"]["mask_constants"]
-        problems = check_constants([(c["op"], c.pop("values"), c["consumers"]) for c in constants], source.config)
+        problems = source.mask_problems([(c["op"], c.pop("values"), c["consumers"]) for c in constants])
         if problems:
             raise ExportError(f"OpenVINO IR: {'; '.join(problems)}")
         inputs, outputs = onnx_io_specs(source.config)

@@ -255,7 +255,7 @@ class TensorRtTarget(Target):
             if options.precision == "fp16":
                 convert_onnx_fp16(source.onnx_path, staging / FP16_TYPED)
                 side_files.append(FP16_TYPED)
-        report["graph"] = check_mask_constants(out, source.config)
+        report["graph"] = check_mask_constants(out, source)
         report["trtexec"] = trtexec_command(plan)
         inputs, outputs = onnx_io_specs(source.config)
         return BuiltArtifact(

@@ -19,16 +19,15 @@ def onnx_io_specs(config: Any, batch: int | str = "batch") -> tuple[list[TensorS
             [TensorSpec(OUTPUT_NAME, [batch, config.num_classes], "float32")])
 
 
-def check_mask_constants(path: Path, config: Any) -> dict[str, Any]:
-    """The masks must still be one shared constant per pattern after conversion/quantization, and never
-    quantized; returns the graph report."""
-    from mait_deploy.host.model.masks import check_constants
-
+def check_mask_constants(path: Path, source: Any) -> dict[str, Any]:
+    """The masks of ``source`` (a ModelSource) must still be one shared constant per pattern after
+    conversion/quantization, and never quantized; returns the graph report."""
     onnx = require("onnx", extra="export")
     model = onnx.load(str(path))
     report = graph.analyze(model)
-    problems = check_constants([(c.op, c.array, c.consumers) for c in report.mask_constants], config)
+    problems = source.mask_problems([(c.op, c.array, c.consumers) for c in report.mask_constants])
     if problems:
         raise ExportError(f"{path.name}: {'; '.join(problems)}")
-    check_mask_not_quantized(model)
+    if not source.external:
+        check_mask_not_quantized(model)
     return {"nodes": report.node_count, "mask_constants": [c.to_dict() for c in report.mask_constants]}

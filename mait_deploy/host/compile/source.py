@@ -25,15 +25,26 @@ class ModelSource:
     config: MaiTConfig
     torch_model: Any | None = None
     export_report: dict[str, Any] = field(default_factory=dict)
+    # A model that is not a MaiT (compare's baselines, e.g. a timm Swin): ``config`` then only describes its input,
+    # output and preprocessing, and the constants before its softmaxes are its own, not masks to check.
+    external: str | None = None
     _reference_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def onnx_sha256(self) -> str:
         return sha256_file(self.onnx_path)
 
+    def mask_problems(self, found: list[tuple[str, Any, int]]) -> list[str]:
+        """What is wrong with the mask constants found in a built graph (``masks.check_constants``)."""
+        if self.external:
+            return []
+        from mait_deploy.host.model.masks import check_constants
+
+        return check_constants(found, self.config)
+
     def describe(self) -> dict[str, Any]:
         parity = self.export_report.get("parity") or {}
-        return {"onnx_sha256": self.onnx_sha256, "onnx_bytes": self.onnx_path.stat().st_size,
+        return {**({"external": self.external} if self.external else {}),"onnx_sha256": self.onnx_sha256, "onnx_bytes": self.onnx_path.stat().st_size,
                 "from_checkpoint": self.torch_model is not None,
                 "export_parity": {k: parity.get(k) for k in ("max_abs_diff", "top1_agreement")} if parity else None,
                 "opset": self.export_report.get("opset")}

@@ -91,3 +91,65 @@ def import_timm_deit(source: str | os.PathLike[str] | Mapping[str, torch.Tensor]
     else:
         config = deit_config_from_state_dict(state, num_heads=num_heads, **extra)
     return apply_state_dict(config, state, origin)
+
+
+# What the mask transform applies to: timm transformers whose attention is one dense [T, T] product per head over
+# a square patch grid, so a window mask is a constant on it. Swin already restricts attention to shifted windows
+# (with a relative position bias per window) and has no global heads to mask; convolutional nets have no attention.
+TRANSFORM_SUPPORTS = ("timm DeiT/ViT (VisionTransformer, distilled too)", "timm CaiT")
+_REFUSED = (("relative_position_bias_table", "Swin (shifted-window attention with relative position bias)"),
+            ("stages.", "a hierarchical convolutional or hybrid network"),
+            ("conv1.weight", "a convolutional network"))
+
+
+def import_timm(source: str | os.PathLike[str] | Mapping[str, torch.Tensor], mask: MaskConfig | None = None,
+                num_heads: int | None = None) -> MaiT:
+    """The mask transform: timm DeiT/ViT or CaiT weights (kept as they are) in a MaiT with ``mask`` added.
+
+    The architecture is read from the state dict's keys and shapes. Default masks: the paper's (multiplicative,
+    mixed schedule, 3x3) for DeiT/ViT; for CaiT, whose talking heads mix heads between the products and the
+    softmax, additive masks on the first half of the heads. Anything else is refused with one line.
+    """
+    from mait_deploy.host.model.checkpoint import import_timm_cait
+    from mait_deploy.host.model.mait import PAPER_MASK
+
+    state = dict(source) if isinstance(source, Mapping) else load_state_dict_file(source)
+    for marker, what in _REFUSED:
+        if any(marker in key for key in state):
+            raise CheckpointError(f"the mask transform supports {' and '.join(TRANSFORM_SUPPORTS)}; this state dict "
+                                  f"is {what}")
+    if "blocks_token_only.0.attn.q.weight" in state:
+        return import_timm_cait(state, mask=mask or MaskConfig())
+    if "blocks.0.attn.qkv.weight" in state and "cls_token" in state:
+        return import_timm_deit(state, mask=mask or PAPER_MASK, num_heads=num_heads)
+    raise CheckpointError(f"not a state dict the mask transform supports ({' and '.join(TRANSFORM_SUPPORTS)})")
+
+
+def checkpoint_ownership(folder: Path) -> str | None:
+    """None when ``folder`` is a MaiT checkpoint this tool wrote (config.json + model.safetensors only)."""
+    from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    return None if names == {CONFIG_FILE, WEIGHTS_FILE} else "not a mait-deploy checkpoint folder"
+
+
+def import_timm_checkpoint(weights: str | os.PathLike[str], out: str | os.PathLike[str], mode: str | None = None,
+                           schedule: str | None = None, window: int = 3, num_heads: int | None = None,
+                           force: bool = False) -> MaiTConfig:
+    """``import_timm`` from a weights file, saved as a checkpoint folder (train.py --init-from fine-tunes it)."""
+    from mait_deploy._io import check_output
+    from mait_deploy.host.model.checkpoint import save_checkpoint
+
+    out = Path(out)
+    check_output(out, force, kind="dir", ours=checkpoint_ownership, what="checkpoint")
+    if not Path(weights).is_file():
+        raise CheckpointError(f"weights file not found: {weights}")
+    state = load_state_dict_file(weights)
+    cait = "blocks_token_only.0.attn.q.weight" in state
+    mask = None
+    if mode is not None or schedule is not None or window != 3:
+        mask = MaskConfig(mode=mode or ("additive" if cait else "multiplicative"), window=window,
+                          schedule=schedule or (None if cait else "mixed"))
+    model = import_timm(state, mask=mask, num_heads=num_heads)
+    save_checkpoint(model, out, metadata={"imported_from": Path(weights).name})
+    return model.config

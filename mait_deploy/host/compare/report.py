@@ -1,0 +1,91 @@
+"""The comparison report: compare.json (everything), compare.md (the tables a person reads) and compare.png
+(throughput against counted FLOPs, one panel per target)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mait_deploy._io import atomic_path, write_json
+from mait_deploy._plots import pyplot, save_png
+
+TIMING_COLUMNS = ("target", "precision", "batch", "model", "role", "GFLOPs", "median ms", "img/s")
+RATIO_COLUMNS = ("target", "precision", "batch", "MaiT", "baseline", "x faster (median)", "min", "max", "rounds")
+
+
+def timing_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[cell["target"], cell["precision"], str(cell["batch"]), row["model"], row["role"],
+             "" if row["gflops"] is None else f"{row['gflops']:.2f}", f"{row['median_ms']:.2f}",
+             f"{row['images_per_s']:.1f}"] for cell in report["cells"] for row in cell["rows"]]
+
+
+def ratio_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[cell["target"], cell["precision"], str(cell["batch"]), ratio["mait"], ratio["baseline"],
+             f"{ratio['median']:.2f}", f"{ratio['min']:.2f}", f"{ratio['max']:.2f}", str(cell["rounds"])]
+            for cell in report["cells"] for ratio in cell["throughput_ratios"]]
+
+
+def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows)]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    machine = report.get("machine") or {}
+    lines = ["# MaiT vs baselines, side by side", "",
+             f"Machine: {machine.get('model', '?')} ({machine.get('machine', '?')}, int8 class "
+             f"{machine.get('int8_class', '?')}); flags: {', '.join(machine.get('flags', [])) or '-'}.",
+             "Each table cell group was timed in one process, round-robin in blocks (first call of each block "
+             "dropped, order reversed every round); a ratio is the median of per-round ratios (min and max beside "
+             "it). Weights are random unless a checkpoint was given: these are speed figures, not accuracy.", "",
+             "## Models", "", "| model | role | origin | params (M) | GFLOPs | input | note |", "|---|---|---|---|---|---|---|"]
+    for model in report["models"]:
+        params = "" if model["params"] is None else f"{model['params'] / 1e6:.2f}"
+        gflops = "" if model["gflops"] is None else f"{model['gflops']:.2f}"
+        lines.append(f"| {model['name']} | {model['role']} | {model['origin']} | {params} | {gflops} | "
+                     f"{'x'.join(map(str, model['input_shape']))} | {model['note']} |")
+    lines += ["", "## Throughput ratios (MaiT over baseline; > 1: the MaiT is faster)", "",
+              *_table(RATIO_COLUMNS, ratio_rows(report)), "", "## Timings", "",
+              *_table(TIMING_COLUMNS, timing_rows(report))]
+    if report["failures"]:
+        lines += ["", "## Not built", "", "| model | target | precision | why |", "|---|---|---|---|"]
+        lines += [f"| {f['model']} | {f['target']} | {f['precision']} | {f['error'].replace('|', '/')} |"
+                  for f in report["failures"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """Throughput (img/s, log) against GFLOPs per image, one panel per target; False when nothing was timed."""
+    cells = [c for c in report["cells"] if any(r["gflops"] for r in c["rows"])]
+    if not cells:
+        return False
+    plt = pyplot()
+    targets = list(dict.fromkeys(c["target"] for c in cells))
+    figure, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.4), squeeze=False)
+    series = list(dict.fromkeys((c["precision"], c["batch"]) for c in cells))
+    for axis, target in zip(axes[0], targets):
+        for cell in (c for c in cells if c["target"] == target):
+            color = f"C{series.index((cell['precision'], cell['batch']))}"
+            for row in (r for r in cell["rows"] if r["gflops"]):
+                mait = row["role"] == "mait"
+                axis.scatter(row["gflops"], row["images_per_s"], color=color, marker="o" if mait else "s",
+                             facecolors=color if mait else "none", s=36)
+                axis.annotate(row["model"], (row["gflops"], row["images_per_s"]), fontsize=6,
+                              xytext=(3, 2), textcoords="offset points")
+        for index, (precision, batch) in enumerate(series):
+            axis.scatter([], [], color=f"C{index}", label=f"{precision}, batch {batch}")
+        axis.set_yscale("log")
+        axis.set_xlabel("GFLOPs per image (counted, 2 per multiply-add)")
+        axis.set_ylabel("images/s")
+        axis.set_title(f"{target} (filled: MaiT, hollow: baseline)", fontsize=9)
+        axis.legend(fontsize=7)
+    save_png(figure, path)
+    return True
+
+
+def write_report(report: Any, out: Path) -> None:
+    data = report.to_dict()
+    data["plot"] = "compare.png" if plot(data, out / "compare.png") else None
+    write_json(out / "compare.json", data)
+    with atomic_path(out / "compare.md", suffix=".md") as temp:
+        temp.write_text(markdown(data), encoding="utf-8")

@@ -1,0 +1,180 @@
+"""Compile every model for each target and precision, then time them side by side in one process.
+
+Per (target, precision, batch) every model's bundle is loaded at once and timed with the library's block method
+(mait_deploy.device.profiling.side_by_side: rounds of consecutive calls per model, first call of each block
+dropped, order reversed every round), so a ratio between two models is the median of per-round ratios measured
+under the same machine state, with its min and max. Bundles are built without the accuracy gate: random-weight
+variants and baselines have no accuracy to keep (deploy gates trained checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mait_deploy import backends
+from mait_deploy._io import _temp_prefix, atomic_dir, check_output
+from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.host.compare.models import CompareModel, baseline_model, mait_model
+from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+
+OUT_MARKER = ".mait-compare"
+
+
+@dataclass
+class CompareOptions:
+    targets: tuple[str, ...] | None = None  # None: every target this machine can build and run
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    batches: tuple[int, ...] = (1, 32)
+    rounds: int = 8
+    block: int = 4
+    calibration: str | None = DEFAULT_DATA
+    calibration_count: int = 64
+    threads: int | None = None
+    timm_python: str | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        known = backends.names()
+        unknown = [t for t in self.targets or () if t not in known]
+        if unknown:
+            raise UnsupportedOption(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        bad = [p for p in self.precisions if p not in ("fp32", "fp16", "int8")]
+        if bad or not self.precisions:
+            raise UnsupportedOption(f"precisions must be among fp32, fp16, int8, got {', '.join(bad) or 'none'}")
+        if not self.batches or any(b < 1 or b > 1024 for b in self.batches):
+            raise UnsupportedOption(f"batch sizes must be 1 to 1024, got {list(self.batches)}")
+        if self.rounds < 2 or self.block < 2:
+            raise UnsupportedOption("need at least 2 rounds and blocks of at least 2 calls (the first is dropped)")
+        if self.calibration_count < 1:
+            raise UnsupportedOption("the calibration count must be positive")
+
+
+@dataclass
+class CompareReport:
+    models: list[dict[str, Any]]
+    cells: list[dict[str, Any]] = field(default_factory=list)  # one per target x precision x batch
+    failures: list[dict[str, Any]] = field(default_factory=list)  # model x target x precision that did not build
+    machine: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[str],
+            options: CompareOptions | None = None, progress: Callable[[str], None] | None = None) -> CompareReport:
+    """Build, time and report; everything is written to ``out_dir`` (bundles/, compare.json/.md/.png)."""
+    from mait_deploy.device.profiling.isa import cpu_isa
+    from mait_deploy.host.compare.report import write_report
+
+    options = options or CompareOptions()
+    if options.targets is None:
+        available = backends.availability()
+        options = dataclasses.replace(options, targets=tuple(
+            name for name in backends.names() if not available[name] and backends.target(name).host_can_run()[0]))
+    step = progress or (lambda message: None)
+    if not models or not baselines:
+        raise UnsupportedOption("compare needs at least one MaiT model and one baseline")
+    names = [*models, *baselines]
+    if len(set(names)) != len(names):
+        raise UnsupportedOption("a model is listed twice")
+    out = Path(out_dir)
+    check_output(out, options.force, kind="dir", what="comparison",
+                 ours=lambda p: None if (p / OUT_MARKER).is_file() else f"it has no {OUT_MARKER}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=_temp_prefix() + "compare-", dir=out.parent) as work_name, \
+            atomic_dir(out) as staging:
+        work = Path(work_name)
+        entries = [mait_model(spec, work, step) for spec in models]
+        entries += [baseline_model(spec, work, step, options.timm_python) for spec in baselines]
+        report = CompareReport(models=[m.describe() for m in entries], machine=cpu_isa(),
+                               options={k: v for k, v in dataclasses.asdict(options).items() if k != "force"})
+        for target in options.targets:
+            for precision in options.precisions:
+                bundles = _build_all(entries, target, precision, options, staging / "bundles", report, step)
+                for batch in options.batches:
+                    ready = {name: paths[batch] for name, paths in bundles.items() if batch in paths}
+                    if ready:
+                        step(f"timing {target} {precision} batch {batch}: {len(ready)} models side by side")
+                        report.cells.append(_time_cell(entries, ready, target, precision, batch, options))
+        (staging / OUT_MARKER).write_text("written by mait-deploy compare\n")
+        write_report(report, staging)
+    return report
+
+
+def _build_all(entries: list[CompareModel], target: str, precision: str, options: CompareOptions, root: Path,
+               report: CompareReport, step: Callable[[str], None]) -> dict[str, dict[int, Path]]:
+    """Every model's bundle(s) for one target and precision: batch -> bundle (a dynamic-batch bundle serves all)."""
+    plugin = backends.target(target)
+    built: dict[str, dict[int, Path]] = {}
+    for entry in entries:
+        why = _cannot_build(plugin, entry, precision)
+        if why:
+            report.failures.append({"model": entry.name, "target": target, "precision": precision, "error": why})
+            continue
+        dynamic = plugin.capabilities.dynamic_batch
+        for batch in ([None] if dynamic else list(options.batches)):
+            folder = root / (f"{entry.name}-{target}-{precision}" + ("" if batch is None else f"-b{batch}"))
+            compile_options = CompileOptions(precision=precision, batch=batch or plugin.capabilities.default_batch,
+                                             calibration=CalibrationOptions(count=options.calibration_count))
+            step(f"{entry.name}: compiling for {target} {precision}" + ("" if batch is None else f" batch {batch}"))
+            try:
+                calibration = None
+                if plugin.needs_calibration(compile_options):
+                    calibration, _ = load_data(entry.source, options.calibration, compile_options.calibration,
+                                               None, None, step)
+                plugin.compile(entry.source, compile_options, folder, calibration, None, step)
+            except MaitDeployError as err:
+                report.failures.append({"model": entry.name, "target": target, "precision": precision,
+                                        "batch": batch, "error": str(err)})
+                break
+            for size in (options.batches if batch is None else [batch]):
+                built.setdefault(entry.name, {})[size] = folder
+    return built
+
+
+def _cannot_build(plugin: Any, entry: CompareModel, precision: str) -> str | None:
+    if precision not in plugin.capabilities.precisions:
+        return f"{plugin.name} has no {precision} (it builds {', '.join(plugin.capabilities.precisions)})"
+    if plugin.capabilities.needs_torch_model and entry.source.torch_model is None:
+        return f"{plugin.name} converts from PyTorch: {entry.no_torch_module}"
+    can_run, why = plugin.host_can_run()
+    if not can_run:
+        return f"this machine cannot run {plugin.name} ({why}); compare times on the machine that runs it"
+    return None
+
+
+def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: str, precision: str, batch: int,
+               options: CompareOptions) -> dict[str, Any]:
+    from mait_deploy.device.bundle import load_bundle
+    from mait_deploy.device.profiling.side_by_side import side_by_side
+    from mait_deploy.device.runner import RunnerOptions
+
+    by_name = {e.name: e for e in entries}
+    rng = np.random.default_rng(0)
+    runners = {name: load_bundle(path, RunnerOptions(threads=options.threads)) for name, path in bundles.items()}
+    try:
+        calls = {}
+        for name, runner in runners.items():
+            runner.activate()
+            x = rng.standard_normal((batch, *by_name[name].source.config.input_shape)).astype(np.float32)
+            calls[name] = (lambda r=runner, x=x: r.run(x))
+        result = side_by_side(calls, rounds=options.rounds, block=options.block, warmup=2)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    rows = [{"model": name, "role": by_name[name].role, "median_ms": round(result.median_ms[name], 4),
+             "images_per_s": round(batch * 1000.0 / result.median_ms[name], 2), "gflops": by_name[name].describe()[
+                 "gflops"]} for name in calls]
+    ratios = [{"mait": m, "baseline": b, **{k: round(v, 4) for k, v in result.ratio_between(m, b).items()}}
+              for m in calls if by_name[m].role == "mait" for b in calls if by_name[b].role == "baseline"]
+    return {"target": target, "precision": precision, "batch": batch, "rounds": result.rounds,
+            "block": result.block, "rows": rows, "throughput_ratios": ratios}
