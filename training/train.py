@@ -53,6 +53,8 @@ class TrainOptions:
     pattern: str | None = None  # window | random (the control: same density, random positions)
     embed_dim: int | None = None
     depth: int | None = None
+    # pyramid variants: JSON [[blocks, width, heads], ...] per stage (replaces embed_dim/depth)
+    stages: str | None = None
     train_subset: int | None = None
     threads: int | None = None
     resume: bool = False
@@ -68,6 +70,10 @@ def model_config(opts: TrainOptions) -> MaiTConfig:
         overrides["embed_dim"] = opts.embed_dim
     if opts.depth:
         overrides["depth"] = opts.depth
+    if opts.stages:
+        depths, dims, heads = (tuple(int(v) for v in column) for column in zip(*json.loads(opts.stages)))
+        overrides.update(stage_depths=depths, stage_dims=dims, stage_heads=heads, embed_dim=dims[0],
+                         num_heads=heads[0], depth=sum(depths))
     mask_changes: dict[str, object] = {}
     if opts.mask_mode:
         mask_changes["mode"] = opts.mask_mode

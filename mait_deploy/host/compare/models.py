@@ -77,7 +77,7 @@ def mait_model(spec: str, work: Path, step: Callable[[str], None]) -> CompareMod
     path.parent.mkdir(parents=True, exist_ok=True)
     result = export_onnx(model, path, ExportOptions(force=True))
     stats = model_stats(model)
-    return CompareModel(name=model.config.name if spec in VARIANTS else spec, role="mait", origin=origin,
+    return CompareModel(name=model.config.name if spec in VARIANTS else _safe(spec), role="mait", origin=origin,
                         params=stats.params, flops=stats.flops, source=source_from_export(model, path,
                                                                                            result.to_dict()))
 

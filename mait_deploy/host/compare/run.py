@@ -95,6 +95,9 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
         work = Path(work_name)
         entries = [mait_model(spec, work, step) for spec in models]
         entries += [baseline_model(spec, work, step, options.timm_python) for spec in baselines]
+        named = [entry.name for entry in entries]
+        if len(set(named)) != len(named):
+            raise UnsupportedOption(f"two models have the same name ({', '.join(named)}): rename a checkpoint folder")
         report = CompareReport(models=[m.describe() for m in entries], machine=cpu_isa(),
                                options={k: v for k, v in dataclasses.asdict(options).items() if k != "force"})
         for target in options.targets:
@@ -122,6 +125,7 @@ def _build_all(entries: list[CompareModel], target: str, precision: str, options
             continue
         dynamic = plugin.capabilities.dynamic_batch
         for batch in ([None] if dynamic else list(options.batches)):
+            # entry.name is a plain file name (models.py): the folder stays inside the output
             folder = root / (f"{entry.name}-{target}-{precision}" + ("" if batch is None else f"-b{batch}"))
             compile_options = CompileOptions(precision=precision, batch=batch or plugin.capabilities.default_batch,
                                              calibration=CalibrationOptions(count=options.calibration_count))
