@@ -22,4 +22,4 @@ class ReferenceTarget(Target):
         inputs, outputs = onnx_io_specs(source.config)
         return BuiltArtifact(artifact=ARTIFACT, inputs=inputs, outputs=outputs, batch="dynamic",
                              runtime_options={}, report={"graph": check_mask_constants(staging / ARTIFACT,
-                                                                                    source.config)})
+                                                                                    source)})

@@ -20,12 +20,18 @@ def onnx_io_specs(config: Any, batch: int | str = "batch") -> tuple[list[TensorS
 
 
 def check_mask_constants(path: Path, source: Any) -> dict[str, Any]:
-    """The masks of ``source`` (a ModelSource) must still be one shared constant per pattern after
-    conversion/quantization, and never quantized; returns the graph report."""
+    """The masks of ``source`` (a ModelSource; a bare MaiTConfig, as plug-ins written before external sources
+    pass, is checked the same way) must still be one shared constant per pattern after conversion/quantization,
+    and never quantized; returns the graph report."""
     onnx = require("onnx", extra="export")
     model = onnx.load(str(path))
     report = graph.analyze(model)
-    problems = source.mask_problems([(c.op, c.array, c.consumers) for c in report.mask_constants])
+    found = [(c.op, c.array, c.consumers) for c in report.mask_constants]
+    if not hasattr(source, "mask_problems"):
+        from mait_deploy.host.compile.source import ModelSource
+
+        source = ModelSource(onnx_path=Path(path), config=source)
+    problems = source.mask_problems(found)
     if problems:
         raise ExportError(f"{path.name}: {'; '.join(problems)}")
     if not source.external:
