@@ -104,7 +104,6 @@ def baseline_model(spec: str, work: Path, step: Callable[[str], None], timm_pyth
     step(f"{name}: building with timm and exporting to ONNX")
     module = None
     if timm_python is None and timm_in_process() is None:
-        sys.path.insert(0, str(TIMM_SCRIPT.parent))
         from mait_deploy.host.compare import timm_export
 
         try:
