@@ -75,17 +75,17 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
     from mait_deploy.device.profiling.isa import cpu_isa
     from mait_deploy.host.compare.report import write_report
 
+    if not models or not baselines:
+        raise UnsupportedOption("compare needs at least one MaiT model and one baseline")
+    names = [*models, *baselines]
+    if len(set(names)) != len(names):
+        raise UnsupportedOption("a model is listed twice")
     options = options or CompareOptions()
     if options.targets is None:
         available = backends.availability()
         options = dataclasses.replace(options, targets=tuple(
             name for name in backends.names() if not available[name] and backends.target(name).host_can_run()[0]))
     step = progress or (lambda message: None)
-    if not models or not baselines:
-        raise UnsupportedOption("compare needs at least one MaiT model and one baseline")
-    names = [*models, *baselines]
-    if len(set(names)) != len(names):
-        raise UnsupportedOption("a model is listed twice")
     out = Path(out_dir)
     check_output(out, options.force, kind="dir", what="comparison",
                  ours=lambda p: None if (p / OUT_MARKER).is_file() else f"it has no {OUT_MARKER}")
