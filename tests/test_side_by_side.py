@@ -34,6 +34,24 @@ def test_first_call_of_each_block_is_dropped_and_order_alternates():
     assert result.median_ms["a"] < 10 and result.median_ms["b"] < 10  # ms: the 20 ms first calls are not kept
 
 
+def test_calls_within_settle_ms_of_a_block_start_are_not_kept():
+    state = {"last": None, "since": 0.0}
+
+    def make(name):
+        def run():
+            # A runtime that stays slow for 30 ms after another one ran (its threads and caches settling).
+            now = time.perf_counter()
+            if state["last"] != name:
+                state["last"], state["since"] = name, now
+            time.sleep(0.01 if now - state["since"] < 0.03 else 0.001)
+        return run
+
+    unsettled = side_by_side({"a": make("a"), "b": make("b")}, rounds=2, block=3, warmup=0)
+    settled = side_by_side({"a": make("a"), "b": make("b")}, rounds=2, block=3, warmup=0, settle_ms=50)
+    assert unsettled.median_ms["a"] > 5 and settled.median_ms["a"] < 5 and settled.median_ms["b"] < 5
+    assert settled.samples == {"a": 4, "b": 4}  # block - 1 kept calls per round, whatever was dropped
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         side_by_side({"a": _sleeper(0)}, baseline="b")

@@ -161,6 +161,7 @@ def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: st
     from mait_deploy.device.bundle import load_bundle
     from mait_deploy.device.profiling.side_by_side import side_by_side
     from mait_deploy.device.runner import RunnerOptions
+    from mait_deploy.host.deploy.race import SETTLE_MS
 
     by_name = {e.name: e for e in entries}
     rng = np.random.default_rng(0)
@@ -171,7 +172,7 @@ def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: st
             runner.activate()
             x = rng.standard_normal((batch, *by_name[name].source.config.input_shape)).astype(np.float32)
             calls[name] = (lambda r=runner, x=x: r.run(x))
-        result = side_by_side(calls, rounds=options.rounds, block=options.block, warmup=2)
+        result = side_by_side(calls, rounds=options.rounds, block=options.block, warmup=2, settle_ms=SETTLE_MS)
     finally:
         for runner in runners.values():
             runner.close()

@@ -19,6 +19,11 @@ def _name(row: Row) -> str:
     return f"{row.target} {row.precision}"
 
 
+# Calls in the first 100 ms of each block are not kept: sub-ms bundles read up to 1.3x slow for tens of ms after
+# another runtime ran (side_by_side's settle_ms).
+SETTLE_MS = 100.0
+
+
 def race_bundles(bundles: Mapping[str, str | Path], baseline: str | None = None, rounds: int = 12,
                  block: int = 8) -> SideBySide:
     """Time bundles (name -> folder) at batch 1 side by side in this process, each with its device runner."""
@@ -31,7 +36,7 @@ def race_bundles(bundles: Mapping[str, str | Path], baseline: str | None = None,
             runner = stack.enter_context(load_bundle(folder))
             batch = rng.standard_normal((1, *runner.sample_shape)).astype(np.float32)
             calls[name] = lambda runner=runner, batch=batch: runner.run(batch)
-        return side_by_side(calls, baseline=baseline, rounds=rounds, block=block)
+        return side_by_side(calls, baseline=baseline, rounds=rounds, block=block, settle_ms=SETTLE_MS)
 
 
 def race(rows: Sequence[Row], rounds: int = 12, block: int = 8) -> SideBySide | None:
