@@ -49,8 +49,8 @@ def side_by_side(candidates: Mapping[str, Callable[[], Any]], baseline: str | No
     """Time ``candidates`` (name -> a call with no arguments) side by side; ratios are against ``baseline``
     (default: the first). ``min_seconds`` extends the run past ``rounds`` until that much time has passed.
     ``settle_ms``: each block also drops the calls that start within this long of its first call (sub-ms models
-    need more than one call to settle after another runtime ran: measured here, 7 kept calls of an 0.7 ms LiteRT
-    or OpenVINO INT8 model read 1.3x their time alone; after ~100 ms, 1.0x)."""
+    need more than one call to settle after another runtime ran: measured here, 7 kept calls of 0.7 ms LiteRT and
+    OpenVINO INT8 bundles read 1.3-1.6x what 128-call blocks read; after 50-100 ms of settling, 1.0x)."""
     names = list(candidates)
     if len(names) < 1:
         raise ValueError("nothing to time")

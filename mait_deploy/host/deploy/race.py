@@ -19,8 +19,8 @@ def _name(row: Row) -> str:
     return f"{row.target} {row.precision}"
 
 
-# Calls in the first 100 ms of each block are not kept: sub-ms bundles read up to 1.3x slow for tens of ms after
-# another runtime ran (side_by_side's settle_ms).
+# Calls in the first 100 ms of each block are not kept: sub-ms bundles read up to 1.6x slow for tens of ms after
+# another runtime ran (side_by_side's settle_ms; benchmarks/settle.py).
 SETTLE_MS = 100.0
 
 
