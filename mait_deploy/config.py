@@ -210,18 +210,19 @@ class MaiTConfig:
         return self.grid_size >> stage
 
     def block_grids(self) -> tuple[int, ...]:
+        """The token grid side of every self-attention block."""
         return tuple(self.stage_grid(stage) for stage in self.block_stages())
+
+    def _per_block(self, per_stage: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(per_stage[stage] for stage in self.block_stages())
 
     def block_heads(self) -> tuple[int, ...]:
         """The head count of every self-attention block."""
-        if self.backbone != "pyramid":
-            return (self.num_heads,) * self.depth
-        return tuple(self.stage_heads[stage] for stage in self.block_stages())
+        return self._per_block(self.stage_heads if self.backbone == "pyramid" else (self.num_heads,))
 
     def block_dims(self) -> tuple[int, ...]:
-        if self.backbone != "pyramid":
-            return (self.embed_dim,) * self.depth
-        return tuple(self.stage_dims[stage] for stage in self.block_stages())
+        """The width of every self-attention block."""
+        return self._per_block(self.stage_dims if self.backbone == "pyramid" else (self.embed_dim,))
 
     @property
     def feature_dim(self) -> int:

@@ -17,6 +17,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+# What deploy's race, `compile --precision auto` and `compare` pass as ``settle_ms`` (see side_by_side).
+BUNDLE_SETTLE_MS = 100.0
+
 
 @dataclass
 class SideBySide:

@@ -100,9 +100,11 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
             raise UnsupportedOption(f"two models have the same name ({', '.join(named)}): rename a checkpoint folder")
         report = CompareReport(models=[m.describe() for m in entries], machine=cpu_isa(),
                                options={k: v for k, v in dataclasses.asdict(options).items() if k != "force"})
+        calibrations: dict[str, Any] = {}
         for target in options.targets:
             for precision in options.precisions:
-                bundles = _build_all(entries, target, precision, options, staging / "bundles", report, step)
+                bundles = _build_all(entries, target, precision, options, staging / "bundles", report, step,
+                                     calibrations)
                 for batch in options.batches:
                     ready = {name: paths[batch] for name, paths in bundles.items() if batch in paths}
                     if ready:
@@ -114,8 +116,10 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
 
 
 def _build_all(entries: list[CompareModel], target: str, precision: str, options: CompareOptions, root: Path,
-               report: CompareReport, step: Callable[[str], None]) -> dict[str, dict[int, Path]]:
-    """Every model's bundle(s) for one target and precision: batch -> bundle (a dynamic-batch bundle serves all)."""
+               report: CompareReport, step: Callable[[str], None],
+               calibrations: dict[str, Any]) -> dict[str, dict[int, Path]]:
+    """Every model's bundle(s) for one target and precision: batch -> bundle (a dynamic-batch bundle serves all).
+    ``calibrations`` keeps each model's calibration images across targets (loaded once per model)."""
     plugin = backends.target(target)
     built: dict[str, dict[int, Path]] = {}
     for entry in entries:
@@ -133,8 +137,10 @@ def _build_all(entries: list[CompareModel], target: str, precision: str, options
             try:
                 calibration = None
                 if plugin.needs_calibration(compile_options):
-                    calibration, _ = load_data(entry.source, options.calibration, compile_options.calibration,
-                                               None, None, step)
+                    if entry.name not in calibrations:
+                        calibrations[entry.name], _ = load_data(entry.source, options.calibration,
+                                                                compile_options.calibration, None, None, step)
+                    calibration = calibrations[entry.name]
                 plugin.compile(entry.source, compile_options, folder, calibration, None, step)
             except MaitDeployError as err:
                 report.failures.append({"model": entry.name, "target": target, "precision": precision,
@@ -159,9 +165,8 @@ def _cannot_build(plugin: Any, entry: CompareModel, precision: str) -> str | Non
 def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: str, precision: str, batch: int,
                options: CompareOptions) -> dict[str, Any]:
     from mait_deploy.device.bundle import load_bundle
-    from mait_deploy.device.profiling.side_by_side import side_by_side
+    from mait_deploy.device.profiling.side_by_side import BUNDLE_SETTLE_MS, side_by_side
     from mait_deploy.device.runner import RunnerOptions
-    from mait_deploy.host.deploy.race import SETTLE_MS
 
     by_name = {e.name: e for e in entries}
     rng = np.random.default_rng(0)
@@ -172,7 +177,8 @@ def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: st
             runner.activate()
             x = rng.standard_normal((batch, *by_name[name].source.config.input_shape)).astype(np.float32)
             calls[name] = (lambda r=runner, x=x: r.run(x))
-        result = side_by_side(calls, rounds=options.rounds, block=options.block, warmup=2, settle_ms=SETTLE_MS)
+        result = side_by_side(calls, rounds=options.rounds, block=options.block, warmup=2,
+                              settle_ms=BUNDLE_SETTLE_MS)
     finally:
         for runner in runners.values():
             runner.close()

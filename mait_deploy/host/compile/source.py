@@ -44,7 +44,8 @@ class ModelSource:
 
     def describe(self) -> dict[str, Any]:
         parity = self.export_report.get("parity") or {}
-        return {**({"external": self.external} if self.external else {}),"onnx_sha256": self.onnx_sha256, "onnx_bytes": self.onnx_path.stat().st_size,
+        external = {"external": self.external} if self.external else {}
+        return {**external, "onnx_sha256": self.onnx_sha256, "onnx_bytes": self.onnx_path.stat().st_size,
                 "from_checkpoint": self.torch_model is not None,
                 "export_parity": {k: parity.get(k) for k in ("max_abs_diff", "top1_agreement")} if parity else None,
                 "opset": self.export_report.get("opset")}

@@ -11,17 +11,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mait_deploy.device.profiling.side_by_side import SideBySide, side_by_side
+from mait_deploy.device.profiling.side_by_side import BUNDLE_SETTLE_MS, SideBySide, side_by_side
 from mait_deploy.host.deploy.report import Row
 
 
 def _name(row: Row) -> str:
     return f"{row.target} {row.precision}"
-
-
-# Calls in the first 100 ms of each block are not kept: sub-ms bundles read up to 1.6x slow for tens of ms after
-# another runtime ran (side_by_side's settle_ms; benchmarks/settle.py).
-SETTLE_MS = 100.0
 
 
 def race_bundles(bundles: Mapping[str, str | Path], baseline: str | None = None, rounds: int = 12,
@@ -36,7 +31,7 @@ def race_bundles(bundles: Mapping[str, str | Path], baseline: str | None = None,
             runner = stack.enter_context(load_bundle(folder))
             batch = rng.standard_normal((1, *runner.sample_shape)).astype(np.float32)
             calls[name] = lambda runner=runner, batch=batch: runner.run(batch)
-        return side_by_side(calls, baseline=baseline, rounds=rounds, block=block, settle_ms=SETTLE_MS)
+        return side_by_side(calls, baseline=baseline, rounds=rounds, block=block, settle_ms=BUNDLE_SETTLE_MS)
 
 
 def race(rows: Sequence[Row], rounds: int = 12, block: int = 8) -> SideBySide | None:

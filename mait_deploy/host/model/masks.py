@@ -90,10 +90,11 @@ def mask_patterns(config: MaiTConfig) -> list[MaskPattern]:
         if heads:
             by_pattern.setdefault((stage, heads), []).append(block)
     patterns = []
+    block_heads, block_dims = config.block_heads(), config.block_dims()
     for (stage, heads), blocks in by_pattern.items():
         keep = token_keep(config, stage=stage)
-        num_heads = config.block_heads()[blocks[0]]
-        scale = np.float32((config.block_dims()[blocks[0]] // num_heads) ** -0.5)
+        num_heads = block_heads[blocks[0]]
+        scale = np.float32((block_dims[blocks[0]] // num_heads) ** -0.5)
         if config.mask.mode == "multiplicative":
             constant = np.full((num_heads, *keep.shape), scale, dtype=np.float32)
             constant[list(heads)] = np.where(keep, scale, np.float32(0.0))

@@ -97,6 +97,7 @@ def import_timm_deit(source: str | os.PathLike[str] | Mapping[str, torch.Tensor]
 # a square patch grid, so a window mask is a constant on it. Swin already restricts attention to shifted windows
 # (with a relative position bias per window) and has no global heads to mask; convolutional nets have no attention.
 TRANSFORM_SUPPORTS = ("timm DeiT/ViT (VisionTransformer, distilled too)", "timm CaiT")
+_CAIT_KEY = "blocks_token_only.0.attn.q.weight"  # CaiT's class-attention blocks
 _REFUSED = (("relative_position_bias_table", "Swin (shifted-window attention with relative position bias)"),
             ("stages.", "a hierarchical convolutional or hybrid network"),
             ("conv1.weight", "a convolutional network"))
@@ -118,7 +119,7 @@ def import_timm(source: str | os.PathLike[str] | Mapping[str, torch.Tensor], mas
         if any(marker in key for key in state):
             raise CheckpointError(f"the mask transform supports {' and '.join(TRANSFORM_SUPPORTS)}; this state dict "
                                   f"is {what}")
-    if "blocks_token_only.0.attn.q.weight" in state:
+    if _CAIT_KEY in state:
         return import_timm_cait(state, mask=mask or MaskConfig())
     if "blocks.0.attn.qkv.weight" in state and "cls_token" in state:
         return import_timm_deit(state, mask=mask or PAPER_MASK, num_heads=num_heads)
@@ -145,7 +146,7 @@ def import_timm_checkpoint(weights: str | os.PathLike[str], out: str | os.PathLi
     if not Path(weights).is_file():
         raise CheckpointError(f"weights file not found: {weights}")
     state = load_state_dict_file(weights)
-    cait = "blocks_token_only.0.attn.q.weight" in state
+    cait = _CAIT_KEY in state
     mask = None
     if mode is not None or schedule is not None or window != 3:
         mask = MaskConfig(mode=mode or ("additive" if cait else "multiplicative"), window=window,
