@@ -129,3 +129,42 @@ def test_verify_says_when_an_int8_bundle_runs_on_another_int8_class_than_its_gat
     assert int8_class("aarch64", {"asimd", "asimddp"}) == "arm64-dotprod"
     assert int8_class("x86_64", {"avx2", "avx512bw"}) == "x86-avx512"
     assert int8_class("x86_64", {"avx2", "avx512_vnni"}) == "x86-vnni"
+
+
+def test_verify_says_what_the_golden_tolerance_was_calibrated_on(ort_fp32_bundle, tmp_path):
+    import shutil
+
+    from mait_deploy.device.golden import TOLERANCE_BASIS
+    from mait_deploy.device.profiling.isa import cpu_isa
+    from mait_deploy.errors import ValidationError
+
+    manifest = read_manifest(ort_fp32_bundle)
+    recorded = manifest.golden.recorded_on
+    assert recorded["int8_class"] == cpu_isa()["int8_class"] and recorded["cpu"] == cpu_isa()["model"]
+    assert recorded["runtime"]["runtime"] == "onnxruntime" and recorded["runtime"]["version"]
+    assert manifest.golden.tolerance_basis == TOLERANCE_BASIS["fp32"]
+    report = verify_bundle(ort_fp32_bundle)
+    assert report.golden_recorded_on == recorded and report.tolerance_basis == TOLERANCE_BASIS["fp32"]
+    assert report.calibration().startswith(f"golden outputs recorded on {recorded['int8_class']} (")
+    assert f"with onnxruntime {recorded['runtime']['version']}; this device: " in report.calibration()
+
+    # A device whose outputs leave the tolerance is told what the golden outputs were recorded on.
+    strict = tmp_path / "strict"
+    shutil.copytree(ort_fp32_bundle, strict)
+    data = json.loads((strict / MANIFEST_FILE).read_text())
+    data["golden"]["tolerance"]["max_abs_diff"] = -1.0
+    (strict / MANIFEST_FILE).write_text(json.dumps(data))
+    with pytest.raises(ValidationError, match=r"do not match on this device: .*golden outputs recorded on "
+                                              rf"{recorded['int8_class']} .* with onnxruntime"):
+        verify_bundle(strict)
+
+    # Bundles built before the calibration was recorded still verify and say so.
+    data["golden"]["tolerance"]["max_abs_diff"] = 1e-3
+    for key in ("recorded_on", "tolerance_basis"):
+        del data["golden"][key]
+    (strict / MANIFEST_FILE).write_text(json.dumps(data))
+    assert "not described in this older bundle" in verify_bundle(strict).calibration()
+    data["golden"]["recorded_on"] = "x86"
+    (strict / MANIFEST_FILE).write_text(json.dumps(data))
+    with pytest.raises(Exception, match="golden.recorded_on must be an object"):
+        read_manifest(strict)

@@ -81,6 +81,9 @@ def verify(
     console.print(f"PASS {bundle}: {report.target} {report.precision}, {report.count} golden images, max |diff| "
                   f"{report.max_abs_diff:.3g} (limit {report.tolerance['max_abs_diff']:g}), top-1 agreement "
                   f"{report.top1_agreement * 100:.0f}%", highlight=False)
+    console.print(report.calibration(), highlight=False)
+    if report.tolerance_basis:
+        console.print(f"the {report.precision} tolerance allows for {report.tolerance_basis}", highlight=False)
     if report.isa_note:
         console.print(f"note: {report.isa_note}", highlight=False)
 

@@ -79,9 +79,22 @@ class VerifyReport:
     device_isa: dict[str, Any] = field(default_factory=dict)  # this device's CPU, beside the build host's in
     # the manifest (build.host_isa): int8 results can differ between ISA classes
     isa_note: str | None = None  # set when this device's int8 class differs from the one the gate ran on
+    golden_recorded_on: dict[str, Any] | None = None  # the CPU and runtime the golden outputs came from
+    tolerance_basis: str | None = None  # what the tolerance allows for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def calibration(self) -> str:
+        """Where the golden outputs and their tolerance come from, against this device."""
+        here = f"this device: {self.device_isa.get('int8_class', '?')} ({self.device_isa.get('model', '?')})"
+        recorded = self.golden_recorded_on
+        if not recorded:
+            return f"golden outputs recorded on the build host (not described in this older bundle); {here}"
+        runtime = recorded.get("runtime") or {}
+        described = " ".join(str(part) for part in (runtime.get("runtime"), runtime.get("version")) if part)
+        return (f"golden outputs recorded on {recorded.get('int8_class', '?')} ({recorded.get('cpu', '?')}) with "
+                f"{described or '?'}; {here}")
 
 
 def verify_bundle(path: str | Path, options: RunnerOptions | None = None) -> VerifyReport:
@@ -99,10 +112,11 @@ def verify_bundle(path: str | Path, options: RunnerOptions | None = None) -> Ver
         bundle=str(folder), target=runner.manifest.target, precision=runner.manifest.precision,
         count=comparison.count, max_abs_diff=comparison.max_abs_diff, top1_agreement=comparison.top1_agreement,
         tolerance=tolerance.to_dict(), passed=comparison.within(tolerance), runtime=info, golden_kind=golden.kind,
-        device_isa=cpu_isa(),
+        device_isa=cpu_isa(), golden_recorded_on=runner.manifest.golden.recorded_on,
+        tolerance_basis=runner.manifest.golden.tolerance_basis,
     )
     report.isa_note = isa_difference(runner.manifest, report.device_isa)
     if not report.passed:
         raise ValidationError(f"{folder}: golden outputs do not match on this device: "
-                              f"{comparison.describe(tolerance)}")
+                              f"{comparison.describe(tolerance)}; {report.calibration()}")
     return report

@@ -59,6 +59,10 @@ class GoldenEntry:
     count: int
     tolerance: Tolerance
     kind: str | None = None  # "images" | "inputs"; None in schema-1 bundles (read from the file)
+    # What the golden outputs were computed on (CPU model, int8 class, the runtime's own description) and what the
+    # tolerance allows for; None in bundles built before they were recorded.
+    recorded_on: dict[str, Any] | None = None
+    tolerance_basis: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -211,6 +215,9 @@ def _golden_entry(entry: Mapping[str, Any], origin: str) -> GoldenEntry:
     if not isinstance(item.file, str) or not isinstance(item.sha256, str) or not isinstance(item.count, int) \
             or item.kind not in (None, "images", "inputs"):
         raise BundleError(f"{origin}: golden needs a file name, a sha256, a count and a kind (images or inputs)")
+    if not isinstance(item.recorded_on, (Mapping, type(None))) \
+            or not isinstance(item.tolerance_basis, (str, type(None))):
+        raise BundleError(f"{origin}: golden.recorded_on must be an object and golden.tolerance_basis a string")
     return item
 
 

@@ -25,6 +25,7 @@ from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.golden import (
     GOLDEN_FILE,
     GOLDEN_TOLERANCE,
+    TOLERANCE_BASIS,
     GoldenSet,
     choose_golden,
 )
@@ -315,5 +316,8 @@ class Target(abc.ABC):
         index = choose_golden(reference)
         golden = GoldenSet.record(runner, raw, inputs, index, reference[index])
         path = golden.write(staging)
+        isa = cpu_isa()
+        recorded_on = {"cpu": isa["model"], "int8_class": isa["int8_class"], "runtime": runner.runtime_info()}
         return GoldenEntry(file=path.name, sha256=sha256_file(path), count=len(index),
-                           tolerance=GOLDEN_TOLERANCE[precision], kind=golden.kind)
+                           tolerance=GOLDEN_TOLERANCE[precision], kind=golden.kind, recorded_on=recorded_on,
+                           tolerance_basis=TOLERANCE_BASIS[precision])
