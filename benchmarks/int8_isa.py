@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import benchmark_parser, write_result
+from mait_deploy.errors import failure_line
 
 BUNDLES = {"onnxruntime-u8s8": ("onnxruntime", {"int8_format": "u8s8"}),
            "onnxruntime-u8u8": ("onnxruntime", {"int8_format": "u8u8"}),
@@ -128,7 +129,7 @@ def main() -> None:
                 started = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
-                    raise SystemExit(f"{name} {label} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+                    raise SystemExit(f"{name} {label} failed: {failure_line(done.stderr)}")
                 row[label] = json.loads(done.stdout.strip().splitlines()[-1])
                 row[label]["seconds"] = round(time.perf_counter() - started, 1)
                 row[label]["drop_points"] = round((results["fp32_top1"] - row[label]["top1"]) * 100, 3)

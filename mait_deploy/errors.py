@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class MaitDeployError(Exception):
     """Base class: the CLI prints ``str(error)`` on one line and exits non-zero."""
@@ -54,3 +56,14 @@ class BundleError(MaitDeployError):
 
 class RemoteError(MaitDeployError):
     """An inventory, an SSH connection or a step on a remote board failed."""
+
+
+_ERROR_LINE = re.compile(r"^(Fatal Python error: .+|[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)$")
+
+
+def failure_line(stderr: str, default: str = "no message") -> str:
+    """The line of a failed child process's stderr that says why: its last exception line (a traceback's last
+    line, "Fatal Python error: ..."), else its last non-blank line."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    reasons = [line for line in lines if _ERROR_LINE.match(line)]
+    return ((reasons or lines or [default])[-1])[:300]

@@ -31,6 +31,12 @@ from mait_deploy.host.compile.target import (
 )
 
 ARTIFACT = "model.xml"
+# How OpenVINO's CPU plugin on a bigger x86 host dispatches as a smaller one: oneDNN reads ONEDNN_MAX_CPU_ISA, the
+# plugin's own kernels OV_CPU_MAX_ISA; both must be set before the library loads. Device int8 class -> (the cap,
+# the host flag the cap needs). Measured (benchmarks/isa_cap.py): under the AVX2 cap an AVX-512 VNNI host picks
+# the AVX2 convolution and attention kernels, and INT8 turns from faster than FP32 into slower, as on a Zen 3.
+ISA_CAPS = {"x86-avx2": ("AVX2", "avx2"), "x86-avx512": ("AVX512_CORE", "avx512bw")}
+DEVICE_ISAS = ("x86-avx2", "x86-avx512", "x86-vnni", "x86-amx")
 WEIGHTS = "model.bin"
 _PASS_THROUGH = ("Convert",)  # FP16 IR: Constant(f16) -> Convert -> Add
 
@@ -110,9 +116,25 @@ class OpenVinoTarget(Target):
     )
 
     def known_target_options(self) -> dict[str, type]:
-        return {"accuracy_control": bool, "device": str, "subset_size": int, "fast_bias_correction": bool}
+        return {"accuracy_control": bool, "device": str, "subset_size": int, "fast_bias_correction": bool,
+                "device_isa": str}
+
+    def timing_environment(self, device_isa: str | None) -> dict[str, str] | None:
+        from mait_deploy.device.profiling.isa import cpu_isa
+
+        host = cpu_isa()
+        if device_isa in (None, host["int8_class"]):
+            return {}
+        cap, needs = ISA_CAPS.get(device_isa, (None, None))
+        if cap is None or needs not in host["flags"]:
+            return None
+        return {"ONEDNN_MAX_CPU_ISA": cap, "OV_CPU_MAX_ISA": cap}
 
     def _check_options(self, options: CompileOptions) -> None:
+        device_isa = options.target_options.get("device_isa")
+        if device_isa is not None and device_isa not in DEVICE_ISAS:
+            raise UnsupportedOption(f"device_isa {device_isa!r}: OpenVINO's CPU plugin runs on x86; use one of "
+                                    f"{', '.join(DEVICE_ISAS)} (`mait-deploy verify` on the device prints its class)")
         if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("openvino bundles keep the dynamic batch axis; --batch is not supported")
         if options.target_options.get("subset_size", 1) < 1:

@@ -19,6 +19,7 @@ from mait_deploy.device.data.sources import (
     require_labels,
 )
 from mait_deploy.device.manifest import MANIFEST_FILE
+from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.errors import UnsupportedOption, ValidationError
 from mait_deploy.host.compile.source import ModelSource, prepare_source
 from mait_deploy.host.compile.target import (
@@ -86,6 +87,11 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
         if evaluation is None:
             raise UnsupportedOption("--precision auto needs the accuracy gate (--eval): it chooses among the "
                                     "precisions that pass it")
+        device_isa = options.target_options.get("device_isa")
+        if plugin.timing_environment(device_isa) is None:
+            raise UnsupportedOption(f"--precision auto with -O device_isa={device_isa}: {target} cannot be made to "
+                                    f"run as that CPU on this one ({cpu_isa()['int8_class']}); choose the "
+                                    f"precision here, or run --precision auto on the device")
         check_output(Path(out_dir), options.force, kind="dir", ours=bundle_ownership, what="bundle")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -118,15 +124,20 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
             rejected[options.precision] = f"failed the accuracy gate: {err.result.summary()}"
     if "fp32" not in built:
         raise ValidationError(f"--precision auto: FP32 itself did not pass ({rejected.get('fp32')})")
-    step(f"timing {', '.join(built)} side by side")
-    timing = race_bundles({p: result.bundle for p, result in built.items()}, baseline="fp32")
+    device_isa = candidates[0].target_options.get("device_isa")
+    environment = plugin.timing_environment(device_isa) or {}
+    where = "on this machine" + (f" with its kernels capped to {device_isa} ("
+                                 f"{' '.join(f'{k}={v}' for k, v in environment.items())})" if environment else "")
+    step(f"timing {', '.join(built)} side by side {where}")
+    timing = race_bundles({p: result.bundle for p, result in built.items()}, baseline="fp32",
+                          environment=environment)
     for precision in built:
         if precision != "fp32":
             faster, figures = faster_than_fp32(timing, precision, "fp32")
             if not faster:
                 rejected[precision] = f"not faster than fp32 side by side: {figures}"
     chosen = min((p for p in built if p not in rejected), key=lambda p: timing.median_ms[p])
-    why = (f"fastest of the precisions that passed the gate, timed side by side at batch 1 on this machine "
+    why = (f"fastest of the precisions that passed the gate, timed side by side at batch 1 {where} "
            f"({timing.median_ms[chosen]:.3f} ms median, {timing.rounds} rounds)")
     if chosen != "fp32":
         why += f": {faster_than_fp32(timing, chosen, 'fp32')[1]}"

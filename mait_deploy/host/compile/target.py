@@ -163,6 +163,12 @@ class Target(abc.ABC):
         """Whether this machine can run the artifact (for profiling); TensorRT says no without a GPU."""
         return True, ""
 
+    def timing_environment(self, device_isa: str | None) -> dict[str, str] | None:
+        """Environment variables under which this runtime, on this machine, dispatches the kernels a CPU of int8
+        class ``device_isa`` gets (for `--precision auto` timing for another device): {} for this machine's own
+        class (or no device named), None when this runtime cannot be made to (its dispatch has no cap)."""
+        return {} if device_isa in (None, cpu_isa()["int8_class"]) else None
+
     # -- template -----------------------------------------------------------------------------------------
     def check_options(self, options: CompileOptions) -> None:
         caps = self.capabilities

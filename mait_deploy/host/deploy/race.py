@@ -5,13 +5,19 @@ race: INT8 that is not faster is never recommended, and the report says by how m
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from mait_deploy.device.profiling.side_by_side import BUNDLE_SETTLE_MS, SideBySide, side_by_side
+from mait_deploy.errors import ValidationError, failure_line
 from mait_deploy.host.deploy.report import Row
 
 
@@ -20,8 +26,11 @@ def _name(row: Row) -> str:
 
 
 def race_bundles(bundles: Mapping[str, str | Path], baseline: str | None = None, rounds: int = 12,
-                 block: int = 8) -> SideBySide:
-    """Time bundles (name -> folder) at batch 1 side by side in this process, each with its device runner."""
+                 block: int = 8, environment: Mapping[str, str] | None = None) -> SideBySide:
+    """Time bundles (name -> folder) at batch 1 side by side in this process, each with its device runner; with
+    ``environment`` (a runtime's ISA cap, read when the library loads), in a child process that has it."""
+    if environment:
+        return _race_in_child(bundles, baseline, rounds, block, environment)
     from mait_deploy.device.bundle import load_bundle
 
     rng = np.random.default_rng(0)
@@ -32,6 +41,17 @@ def race_bundles(bundles: Mapping[str, str | Path], baseline: str | None = None,
             batch = rng.standard_normal((1, *runner.sample_shape)).astype(np.float32)
             calls[name] = lambda runner=runner, batch=batch: runner.run(batch)
         return side_by_side(calls, baseline=baseline, rounds=rounds, block=block, settle_ms=BUNDLE_SETTLE_MS)
+
+
+def _race_in_child(bundles: Mapping[str, str | Path], baseline: str | None, rounds: int, block: int,
+                   environment: Mapping[str, str]) -> SideBySide:
+    command = [sys.executable, "-m", "mait_deploy.host.deploy.race", "--rounds", str(rounds), "--block", str(block),
+               "--baseline", baseline or next(iter(bundles)), *(f"{name}={path}" for name, path in bundles.items())]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **environment})
+    if done.returncode != 0:
+        last = failure_line(done.stderr)
+        raise ValidationError(f"timing with {' '.join(f'{k}={v}' for k, v in environment.items())} failed: {last}")
+    return SideBySide(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def race(rows: Sequence[Row], rounds: int = 12, block: int = 8) -> SideBySide | None:
@@ -76,3 +96,19 @@ def recommend_from_race(rows: Sequence[Row], timing: SideBySide) -> dict[str, An
         reason += f"; top-1 drop {best.drop_points:+.2f} points vs FP32"
     return {"target": best.target, "precision": best.precision, "bundle": best.bundle, "reason": reason,
             "not_recommended": excluded}
+
+
+def main() -> None:
+    """``python -m mait_deploy.host.deploy.race NAME=BUNDLE...``: race_bundles in this process, JSON on stdout."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bundles", nargs="+")
+    parser.add_argument("--baseline")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--block", type=int, default=8)
+    args = parser.parse_args()
+    bundles = dict(item.split("=", 1) for item in args.bundles)
+    print(json.dumps(race_bundles(bundles, args.baseline, args.rounds, args.block).to_dict()))
+
+
+if __name__ == "__main__":
+    main()

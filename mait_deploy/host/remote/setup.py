@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
 from mait_deploy import backends
-from mait_deploy.errors import RemoteError
+from mait_deploy.errors import RemoteError, failure_line
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.parallel import run_on_devices
 from mait_deploy.host.remote.ssh import Board
@@ -57,7 +57,7 @@ def build_wheel(out_dir: Path) -> Path:
                           capture_output=True, text=True)
     wheels = sorted(out_dir.glob("mait_deploy-*.whl"))
     if done.returncode != 0 or not wheels:
-        reason = (done.stderr.strip().splitlines() or ["no wheel was written"])[-1]
+        reason = failure_line(done.stderr, "no wheel was written")
         raise RemoteError(f"building the mait-deploy wheel failed: {reason}")
     return wheels[-1]
 
@@ -107,7 +107,7 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
     try:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
-            reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+            reason = failure_line(done.stderr, "pip failed")
             raise RemoteError(f"resolving wheels for {board['machine']} / Python {board['python']} failed: {reason}")
         partial = archive.with_suffix(".partial")
         with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
