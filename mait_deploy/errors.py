@@ -58,12 +58,12 @@ class RemoteError(MaitDeployError):
     """An inventory, an SSH connection or a step on a remote board failed."""
 
 
-_ERROR_LINE = re.compile(r"^(Fatal Python error: .+|[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)$")
+_ERROR_LINE = re.compile(r"^(Fatal Python error: .+|ERROR: .+|[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)$")
 
 
 def failure_line(stderr: str, default: str = "no message") -> str:
     """The line of a failed child process's stderr that says why: its last exception line (a traceback's last
-    line, "Fatal Python error: ..."), else its last non-blank line."""
+    line, "Fatal Python error: ...", pip's "ERROR: ..."), else its last non-blank line."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     reasons = [line for line in lines if _ERROR_LINE.match(line)]
     return ((reasons or lines or [default])[-1])[:300]

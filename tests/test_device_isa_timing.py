@@ -77,7 +77,7 @@ def test_openvino_precision_auto_for_an_avx2_device_times_under_the_cap(tmp_path
     result = compile_model(tmp_path / "model.onnx", "openvino", options, tmp_path / "auto", eval_count=300)
     choice = result.manifest["build"]["precision_choice"]
     if isa.cpu_isa()["int8_class"] != "x86-avx2":
-        assert "capped to x86-avx2 (ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2)" in choice["why"]
+        assert "openvino's kernels capped to x86-avx2 (ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2)" in choice["why"]
     else:  # this machine is such a device: no cap
         assert "side by side at batch 1 on this machine (" in choice["why"]
     timing = choice["side_by_side"]
@@ -95,3 +95,5 @@ def test_a_failed_child_is_summed_up_by_its_exception_line():
     assert failure_line(traceback) == "ValueError: bad bundle"
     assert failure_line("warming up\nKilled\n") == "Killed"
     assert failure_line("  \n", "pip failed") == "pip failed"
+    pip = "Collecting x\nERROR: Could not find a version that satisfies x\nERROR: No matching distribution found for x\n"
+    assert failure_line(pip) == "ERROR: No matching distribution found for x"

@@ -31,14 +31,14 @@ from mait_deploy.host.compile.target import (
 )
 
 ARTIFACT = "model.xml"
+WEIGHTS = "model.bin"
+_PASS_THROUGH = ("Convert",)  # FP16 IR: Constant(f16) -> Convert -> Add
 # How OpenVINO's CPU plugin on a bigger x86 host dispatches as a smaller one: oneDNN reads ONEDNN_MAX_CPU_ISA, the
 # plugin's own kernels OV_CPU_MAX_ISA; both must be set before the library loads. Device int8 class -> (the cap,
 # the host flag the cap needs). Measured (benchmarks/isa_cap.py): under the AVX2 cap an AVX-512 VNNI host picks
 # the AVX2 convolution and attention kernels, and INT8 turns from faster than FP32 into slower, as on a Zen 3.
 ISA_CAPS = {"x86-avx2": ("AVX2", "avx2"), "x86-avx512": ("AVX512_CORE", "avx512bw")}
 DEVICE_ISAS = ("x86-avx2", "x86-avx512", "x86-vnni", "x86-amx")
-WEIGHTS = "model.bin"
-_PASS_THROUGH = ("Convert",)  # FP16 IR: Constant(f16) -> Convert -> Add
 
 
 def _producer(node_input: Any) -> Any:

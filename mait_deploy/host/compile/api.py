@@ -126,7 +126,7 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
         raise ValidationError(f"--precision auto: FP32 itself did not pass ({rejected.get('fp32')})")
     device_isa = candidates[0].target_options.get("device_isa")
     environment = plugin.timing_environment(device_isa) or {}
-    where = "on this machine" + (f" with its kernels capped to {device_isa} ("
+    where = "on this machine" + (f" with {plugin.name}'s kernels capped to {device_isa} ("
                                  f"{' '.join(f'{k}={v}' for k, v in environment.items())})" if environment else "")
     step(f"timing {', '.join(built)} side by side {where}")
     timing = race_bundles({p: result.bundle for p, result in built.items()}, baseline="fp32",
