@@ -25,7 +25,10 @@ AVX2_HOST = {"model": "AMD EPYC 7763", "machine": "x86_64", "int8_class": "x86-a
     (AVX2_HOST, "x86-avx2", {}),
 ])
 def test_openvino_caps_its_kernels_to_a_smaller_x86_device(monkeypatch, host, device, expected):
-    monkeypatch.setattr(isa, "cpu_isa", lambda root="/": host)
+    import mait_deploy.host.compile.target as target_module
+
+    for module in (isa, target_module):
+        monkeypatch.setattr(module, "cpu_isa", lambda root="/": host)
     assert OpenVinoTarget().timing_environment(device) == expected
 
 

@@ -122,12 +122,10 @@ class OpenVinoTarget(Target):
     def timing_environment(self, device_isa: str | None) -> dict[str, str] | None:
         from mait_deploy.device.profiling.isa import cpu_isa
 
-        host = cpu_isa()
-        if device_isa in (None, host["int8_class"]):
-            return {}
+        own = super().timing_environment(device_isa)  # {} for this machine's own class
         cap, needs = ISA_CAPS.get(device_isa, (None, None))
-        if cap is None or needs not in host["flags"]:
-            return None
+        if own is not None or cap is None or needs not in cpu_isa()["flags"]:
+            return own
         return {"ONEDNN_MAX_CPU_ISA": cap, "OV_CPU_MAX_ISA": cap}
 
     def _check_options(self, options: CompileOptions) -> None:

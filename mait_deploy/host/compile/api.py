@@ -88,7 +88,8 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
             raise UnsupportedOption("--precision auto needs the accuracy gate (--eval): it chooses among the "
                                     "precisions that pass it")
         device_isa = options.target_options.get("device_isa")
-        if plugin.timing_environment(device_isa) is None:
+        environment = plugin.timing_environment(device_isa)
+        if environment is None:
             raise UnsupportedOption(f"--precision auto with -O device_isa={device_isa}: {target} cannot be made to "
                                     f"run as that CPU on this one ({cpu_isa()['int8_class']}); choose the "
                                     f"precision here, or run --precision auto on the device")
@@ -102,14 +103,17 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
         calib, evals = load_data(source, (calibration or DEFAULT_DATA) if needs else None, options.calibration,
                                  evaluation, eval_count, step)
         if auto:
-            return _compile_fastest(plugin, source, candidates, out_dir, Path(work), calib, evals, step)
+            return _compile_fastest(plugin, source, candidates, out_dir, Path(work), calib, evals, step,
+                                    environment)
         return plugin.compile(source, options, out_dir, calib, evals, step)
 
 
 def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileOptions], out_dir: Path, work: Path,
-                     calibration: Dataset | None, evaluation: Dataset, step: Callable[[str], None]) -> CompileResult:
-    """--precision auto: build every precision, time those that pass the gate side by side on this machine, and
-    keep the fastest; a reduced precision only where it beats FP32 there (host/deploy/race.py)."""
+                     calibration: Dataset | None, evaluation: Dataset, step: Callable[[str], None],
+                     environment: dict[str, str]) -> CompileResult:
+    """--precision auto: build every precision, time those that pass the gate side by side on this machine (under
+    ``environment``: the runtime's ISA cap for another device, see Target.timing_environment), and keep the
+    fastest; a reduced precision only where it beats FP32 there (host/deploy/race.py)."""
     from mait_deploy.device.manifest import Manifest
     from mait_deploy.host.compile.gate import AccuracyGateFailed
     from mait_deploy.host.deploy.race import faster_than_fp32, race_bundles
@@ -125,7 +129,6 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
     if "fp32" not in built:
         raise ValidationError(f"--precision auto: FP32 itself did not pass ({rejected.get('fp32')})")
     device_isa = candidates[0].target_options.get("device_isa")
-    environment = plugin.timing_environment(device_isa) or {}
     where = "on this machine" + (f" with {plugin.name}'s kernels capped to {device_isa} ("
                                  f"{' '.join(f'{k}={v}' for k, v in environment.items())})" if environment else "")
     step(f"timing {', '.join(built)} side by side {where}")
