@@ -13,6 +13,12 @@ from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  
 from tests.small_models import small_config, train_small  # noqa: E402
 
 HOSTILE = "head"
+# The gate limit these tests use: it separates the mechanism's two outcomes on every CPU. The hostile head costs
+# ~41 points in INT8 (measured on a VNNI EPYC, 1,000 images); with it in float the 2-epoch model loses 0.4 point
+# there and up to 1.5 on an AMX Xeon, the spread that the CPU's float kernels give its training
+# (FIELD_NOTES: "Tests that train a tiny model"). A 1-point limit sat inside that spread; the product's own default
+# gate (DEFAULT_MAX_DROP) is not changed, only what this test asks of a 2-epoch model.
+LIMIT = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +38,19 @@ def hostile_model():
 
 
 def test_fallback_finds_the_hostile_layer_and_keeps_it_in_float(hostile_model, tmp_path):
-    options = CompileOptions(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128))
+    options = CompileOptions(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128))
     result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "int8", eval_count=1000)
     fallback = result.manifest["build"]["layer_fallback"]
-    assert fallback["first_gate"]["drop_points"] > 1.0  # full INT8 really broke
+    assert fallback["first_gate"]["drop_points"] > 4 * LIMIT  # full INT8 really broke, far beyond the limit
     assert fallback["sensitivity"][0]["layer"] == HOSTILE  # ranked most sensitive
     assert HOSTILE in fallback["kept_float"] and len(fallback["kept_float"]) <= 2
-    assert result.gate["passed"] and result.gate["drop_points"] <= 1.0
+    assert result.gate["passed"] and result.gate["drop_points"] <= LIMIT
     assert result.manifest["build"]["options"]["float_layers"] == fallback["kept_float"]
     assert result.manifest["build"]["quantization"]["quantized_ops"]  # the rest is still INT8
 
 
 def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_model, tmp_path):
-    base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128))
+    base = dict(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128))
     with pytest.raises(AccuracyGateFailed):
         compile_model(hostile_model, "onnxruntime", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
                       eval_count=1000)
@@ -63,7 +69,7 @@ def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_mod
 def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_model, tmp_path):
     from mait_deploy.device.bundle import verify_bundle
 
-    options = CompileOptions(precision="auto", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128),
+    options = CompileOptions(precision="auto", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128),
                              layer_fallback=False)  # so INT8 fails its gate here: one candidate ruled out by it
     result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "auto", eval_count=500)
     choice = result.manifest["build"]["precision_choice"]
@@ -93,7 +99,7 @@ def test_precision_auto_refuses_what_it_cannot_time(hostile_model, tmp_path):
 @pytest.mark.slow
 def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp_path):
     pytest.importorskip("nncf")
-    base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=128))
+    base = dict(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128))
     with pytest.raises(AccuracyGateFailed):
         compile_model(hostile_model, "openvino", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
                       eval_count=1000)
@@ -107,7 +113,7 @@ def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp
 @pytest.mark.slow
 def test_litert_keeps_named_modules_out_of_pt2e_quantization(hostile_model, tmp_path):
     pytest.importorskip("litert_torch")
-    base = dict(precision="int8", max_accuracy_drop=1.0, calibration=CalibrationOptions(count=64))
+    base = dict(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=64))
     with pytest.raises(AccuracyGateFailed):
         compile_model(hostile_model, "litert", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
                       eval_count=1000)
