@@ -47,9 +47,9 @@ def run(name: str, checkpoint: str | None, out: Path, iterations: int, with_accu
     for row in report.rows:
         entry = {"target": row.target, "precision": row.precision, "status": row.status, "reason": row.reason,
                  "top1": row.top1, "drop_points": row.drop_points, "size_mb": (row.size_bytes or 0) / 1e6,
-                 "peak_rss_mb": row.peak_rss_mb, "latency": row.latency}
+                 "peak_rss_mb": row.peak_rss_mb, "latency": {k: v.to_dict() for k, v in row.latency.items()}}
         for key, lat in row.latency.items():
-            entry.setdefault("fraction_of_fp32_peak", {})[key] = flops * lat["throughput"] / 1e9 / peak
+            entry.setdefault("fraction_of_fp32_peak", {})[key] = flops * lat.throughput / 1e9 / peak
         rows.append(entry)
     speedups = {}
     for target in sorted({r.target for r in report.rows}):
@@ -58,7 +58,7 @@ def run(name: str, checkpoint: str | None, out: Path, iterations: int, with_accu
         if fp32 and int8:
             speedups[target] = int8_speedup_side_by_side(Path(fp32.bundle), Path(int8.bundle), iterations)
     return {"model": name, "gflops_per_image": flops / 1e9, "rows": rows, "int8_speedup_p50": speedups,
-            "recommended": report.recommended, "seconds": report.seconds}
+            "recommended": report.to_dict()["recommended"], "seconds": report.seconds}
 
 
 def int8_speedup_side_by_side(fp32_bundle: Path, int8_bundle: Path, iterations: int) -> dict[str, float]:

@@ -41,7 +41,7 @@ def test_compare_builds_times_and_reports_every_pair(tiny):
     for cell in data["cells"]:
         expected = {"onnxruntime": 3, "openvino": 3, "litert": 2}[cell["target"]]  # LiteRT: no baseline module
         assert len(cell["rows"]) == expected and cell["rounds"] >= 3
-        assert all(row["median_ms"] > 0 and row["images_per_s"] > 0 for row in cell["rows"])
+        assert all(row["latency"]["p50_ms"] > 0 and row["latency"]["throughput"] > 0 for row in cell["rows"])
         pairs = {(r["mait"], r["baseline"]) for r in cell["throughput_ratios"]}
         if cell["target"] != "litert":
             assert pairs == {("tiny_mait", "tiny_deit"), ("tiny_pyramid", "tiny_deit")}

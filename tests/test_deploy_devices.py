@@ -7,7 +7,8 @@ from mait_deploy.host.deploy.devices import recommend_for_device
 
 def row(target, precision, p50, top1=None, status="ok", gate_drop=None):
     return {"device": "pi", "bundle": f"{target}-{precision}", "target": target, "precision": precision,
-            "status": status, "latency_ms": {"p50": p50, "p99": p50 * 2}, "top1": top1, "gate_drop": gate_drop}
+            "status": status, "latency": {"batch": 1, "p50_ms": p50, "p99_ms": p50 * 2, "throughput": 1000 / p50},
+            "top1": top1, "gate_drop": gate_drop}
 
 
 def test_fastest_within_the_drop_of_the_best_fp32_on_the_board():
@@ -16,7 +17,8 @@ def test_fastest_within_the_drop_of_the_best_fp32_on_the_board():
     choice = recommend_for_device(rows, max_drop=1.0)
     assert choice["bundle"] == "onnxruntime-int8"
     assert "litert int8" in choice["not_recommended"]  # 2.1 points below the best FP32 on this board
-    assert "1.60x faster than onnxruntime fp32" in choice["reason"]
+    assert "1.60x onnxruntime fp32" in choice["reason"] and "on-board top-1 90.50%" in choice["reason"]
+    assert choice["runner_up"] == "onnxruntime fp32"
 
 
 def test_reduced_precision_slower_than_its_fp32_on_the_board_is_never_chosen():

@@ -59,12 +59,12 @@ def test_precision_auto_refuses_a_device_class_it_cannot_time_before_any_work(tm
 
 
 def test_the_capped_race_runs_in_a_child_that_has_the_environment(tmp_path):
-    from mait_deploy.host.deploy.race import race_bundles
+    from mait_deploy.device.profiling.side_by_side import time_bundles
 
     # A child that cannot start shows that the environment reached it; the failure is one line.
     failed = r"^timing with PYTHONHOME=/nonexistent failed: ModuleNotFoundError: No module named .encodings.$"
     with pytest.raises(ValidationError, match=failed):
-        race_bundles({"a": tmp_path, "b": tmp_path}, environment={"PYTHONHOME": "/nonexistent"})
+        time_bundles({"a": tmp_path, "b": tmp_path}, environment={"PYTHONHOME": "/nonexistent"})
 
 
 def test_openvino_precision_auto_for_an_avx2_device_times_under_the_cap(tmp_path):

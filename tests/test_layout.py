@@ -124,3 +124,36 @@ def test_each_backend_declares_itself_and_its_parts_load(name):
     assert backends.runner_class(name).__name__.endswith("Runner")
     if not backend.missing_on_host():
         assert backends.target(name).name == name
+
+
+def _definitions(name: str) -> list[str]:
+    """Modules of the package that define a function or class called ``name``."""
+    found = []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+                found.append(module)
+    return found
+
+
+def test_compile_never_imports_deploy():
+    known = modules()
+    broken = [f"{name} imports {imported}" for name, path in known.items()
+              if name.startswith("mait_deploy.host.compile") for imported in imports(path)
+              if imported.startswith("mait_deploy.host.deploy")]
+    assert not broken, broken
+
+
+def test_the_fp32_rule_and_the_timing_loop_are_defined_once():
+    # The rule "a reduced precision only where it beats its own FP32" and the side-by-side loop, each in one place.
+    assert _definitions("faster_than_fp32") == ["mait_deploy.recommendation"]
+    assert _definitions("recommend") == ["mait_deploy.recommendation"]
+    assert _definitions("side_by_side") == ["mait_deploy.device.profiling.side_by_side"]
+    assert _definitions("time_bundles") == ["mait_deploy.device.profiling.side_by_side"]
+    # Every module that compares a precision with FP32 by speed goes through the rule.
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if path.name != "recommendation.py":
+            assert ">= p50[fp32]" not in text and "faster_than_fp32(" not in text, path
+        if path.name != "side_by_side.py":
+            assert "perf_counter_ns() < settled" not in text, path

@@ -8,7 +8,9 @@ pytest.importorskip("torch")
 
 from mait_deploy.errors import UnsupportedOption  # noqa: E402
 from mait_deploy.host.deploy.pipeline import DeployOptions, deploy  # noqa: E402
-from mait_deploy.host.deploy.report import Row, pareto_front, recommend  # noqa: E402
+from mait_deploy.device.profiling.stats import Latency  # noqa: E402
+from mait_deploy.host.deploy.race import recommend_rows  # noqa: E402
+from mait_deploy.host.deploy.report import Row, pareto_front  # noqa: E402
 
 
 def test_failures_are_rows_not_crashes(tmp_path, monkeypatch):
@@ -59,10 +61,11 @@ def test_bad_deploy_options(kwargs, message):
 def test_pareto_and_recommendation():
     def row(target, precision, top1, p50):
         return Row(target=target, precision=precision, status="ok", top1=top1, drop_points=0.0,
-                   latency={"batch_1": {"p50_ms": p50, "p99_ms": p50, "throughput": 1000 / p50}}, bundle=target)
+                   latency={"batch_1": Latency(1, p50, p50, 1000 / p50)}, bundle=target)
 
     rows = [row("a", "fp32", 0.90, 10.0), row("a", "int8", 0.89, 4.0), row("b", "fp32", 0.88, 12.0),
             row("b", "int8", 0.90, 8.0)]
     assert sorted(pareto_front(rows)) == [1, 3]
-    best = recommend(rows)
-    assert (best["target"], best["precision"]) == ("a", "int8") and "2.50x faster than a fp32" in best["reason"]
+    best = recommend_rows(rows, None)  # no race: each bundle's own profile
+    assert (best.target, best.precision) == ("a", "int8") and "2.50x a fp32" in best.reason
+    assert "own profile" in best.reason

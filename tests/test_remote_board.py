@@ -129,7 +129,7 @@ def test_every_bundle_verifies_and_is_scored_on_the_board(fleet, set_up, bundles
         assert row["verify"]["passed"] and row["verify"]["device_isa"]["machine"] == "aarch64"
         # The same bundle on the same images: on the board vs on this x86 host (one image is 0.01).
         assert abs(row["top1"] - row["host_top1"]) <= 0.02, (name, row["top1"], row["host_top1"])
-        assert row["latency_ms"]["p50"] > 0 and row["peak_rss_mb"] > 0
+        assert row["latency"]["p50_ms"] > 0 and row["peak_rss_mb"] > 0
         assert (out / "board-a" / name / "profile.json").is_file()
     for precision in ("fp32", "int8"):  # OpenVINO at the precision it was gated at, not Arm's FP16 default
         assert rows[f"openvino-{precision}"]["verify"]["runtime"]["inference_precision_hint"] == "f32"

@@ -61,21 +61,24 @@ def test_bad_arguments():
 
 def test_recommendation_from_the_race_never_picks_a_precision_slower_than_its_fp32():
     from mait_deploy.device.profiling.side_by_side import SideBySide
-    from mait_deploy.host.deploy.race import recommend_from_race
+    from mait_deploy.host.deploy.race import recommend_rows
+    from mait_deploy.device.profiling.stats import Latency
     from mait_deploy.host.deploy.report import Row
 
     rows = [Row(target=t, precision=p, status="ok", bundle=f"{t}-{p}", drop_points=0.1,
-                latency={"batch_1": {"p50_ms": 1.0, "p99_ms": 1.0, "throughput": 1.0}})
+                latency={"batch_1": Latency(1, 1.0, 1.0, 1.0)})
             for t, p in [("x", "fp32"), ("x", "int8"), ("y", "fp32"), ("y", "int8")]]
     # x int8 is the fastest bundle of all in absolute terms, but y's INT8 is not faster than y's FP32.
     rounds = [{"x fp32": 4.0, "x int8": 2.0, "y fp32": 3.0, "y int8": 3.3},
               {"x fp32": 4.4, "x int8": 2.1, "y fp32": 3.1, "y int8": 3.2}]
     timing = SideBySide(baseline="x fp32", rounds=2, block=8, ratio={}, round_medians_ms=rounds,
                         median_ms={k: sum(r[k] for r in rounds) / 2 for k in rounds[0]})
-    best = recommend_from_race(rows, timing)
-    assert (best["target"], best["precision"]) == ("x", "int8")
-    assert "2.05x x fp32 (rounds 2.00-2.10x)" in best["reason"]
-    assert "y int8" in best["not_recommended"] and "0.9" in best["not_recommended"]["y int8"]
+    best = recommend_rows(rows, timing)
+    assert (best.target, best.precision) == ("x", "int8")
+    assert "2.05x x fp32 (rounds 2.00-2.10x)" in best.reason
+    assert "y int8" in best.not_recommended and "0.9" in best.not_recommended["y int8"]
+    assert best.runner_up == "y fp32" and best.margin_over_next["median"] > 1.0
+    assert set(best.figures_ms) == {"x fp32", "x int8", "y fp32", "y int8"}
     # With x gone, y int8 must not win although it is the only reduced precision left.
-    best = recommend_from_race(rows[2:], timing)
-    assert (best["target"], best["precision"]) == ("y", "fp32")
+    best = recommend_rows(rows[2:], timing)
+    assert (best.target, best.precision) == ("y", "fp32")

@@ -11,11 +11,21 @@ how far the ratio can be trusted).
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mait_deploy.device.runner import Runner
 
 # What deploy's race, `compile --precision auto` and `compare` pass as ``settle_ms`` (see side_by_side).
 BUNDLE_SETTLE_MS = 100.0
@@ -31,6 +41,18 @@ class SideBySide:
     samples: dict[str, int] = field(default_factory=dict)
     timings_ms: dict[str, list[float]] = field(default_factory=dict, repr=False)  # every kept call, in order
     round_medians_ms: list[dict[str, float]] = field(default_factory=list)  # per round, per candidate
+    batch: int = 1  # images per call (time_bundles); 0 when the calls are not model runs
+
+    @property
+    def how(self) -> str:
+        """How these figures were measured, for a recommendation's reason."""
+        return f"timed side by side at batch {self.batch} in one process ({self.rounds} rounds)"
+
+    def has(self, name: str) -> bool:
+        return name in self.median_ms
+
+    def latency_of(self, name: str) -> float:
+        return self.median_ms[name]
 
     def speedup(self, name: str) -> float:
         """How many times faster ``name`` is than the baseline (median of the per-round ratios)."""
@@ -92,6 +114,66 @@ def side_by_side(candidates: Mapping[str, Callable[[], Any]], baseline: str | No
     result = SideBySide(baseline=baseline, rounds=done, block=block,
                         median_ms={name: float(np.median(values)) for name, values in kept.items()},
                         ratio={}, samples={name: len(values) for name, values in kept.items()}, timings_ms=kept,
-                        round_medians_ms=per_round)
+                        round_medians_ms=per_round, batch=0)
     result.ratio = {name: result.ratio_between(name, baseline) for name in names}
     return result
+
+
+def time_bundles(bundles: Mapping[str, "str | Path | Runner"], baseline: str | None = None, batch: int = 1,
+                 rounds: int = 12, block: int = 8, warmup: int = 3, threads: int | None = None,
+                 environment: Mapping[str, str] | None = None) -> SideBySide:
+    """Time bundles (name -> bundle folder, or a runner already open) side by side on one random batch each, with
+    their device runners, dropping each block's first ``BUNDLE_SETTLE_MS``. The one timing loop deploy's race,
+    `compile --precision auto` and `compare` use. With ``environment`` (a runtime's ISA cap, read when its library
+    loads) the bundles are timed in a child process that has it (folders only)."""
+    if environment:
+        return _time_in_child(bundles, baseline, batch, rounds, block, warmup, threads, environment)
+    from mait_deploy.device.bundle import load_bundle
+    from mait_deploy.device.runner import Runner, RunnerOptions
+
+    rng = np.random.default_rng(0)
+    with contextlib.ExitStack() as stack:
+        calls = {}
+        for name, bundle in bundles.items():
+            if isinstance(bundle, Runner):
+                runner = bundle.activate()
+            else:
+                runner = stack.enter_context(load_bundle(bundle, RunnerOptions(threads=threads)))
+            inputs = rng.standard_normal((batch, *runner.sample_shape)).astype(np.float32)
+            calls[name] = lambda runner=runner, inputs=inputs: runner.run(inputs)
+        result = side_by_side(calls, baseline=baseline, rounds=rounds, block=block, warmup=warmup,
+                              settle_ms=BUNDLE_SETTLE_MS)
+    result.batch = batch
+    return result
+
+
+def _time_in_child(bundles: Mapping[str, Any], baseline: str | None, batch: int, rounds: int, block: int,
+                   warmup: int, threads: int | None, environment: Mapping[str, str]) -> SideBySide:
+    from mait_deploy.errors import ValidationError, failure_line
+
+    command = [sys.executable, "-m", __name__, "--rounds", str(rounds), "--block", str(block), "--batch", str(batch),
+               "--warmup", str(warmup), "--baseline", baseline or next(iter(bundles)),
+               *(["--threads", str(threads)] if threads else []),
+               *(f"{name}={path}" for name, path in bundles.items())]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **environment})
+    if done.returncode != 0:
+        raise ValidationError(f"timing with {' '.join(f'{k}={v}' for k, v in environment.items())} failed: "
+                              f"{failure_line(done.stderr)}")
+    return SideBySide(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    """``python -m mait_deploy.device.profiling.side_by_side NAME=BUNDLE...``: time_bundles here, JSON on stdout."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bundles", nargs="+")
+    parser.add_argument("--baseline")
+    for flag, default in (("--rounds", 12), ("--block", 8), ("--batch", 1), ("--warmup", 3), ("--threads", None)):
+        parser.add_argument(flag, type=int, default=default)
+    args = parser.parse_args()
+    bundles = dict(item.split("=", 1) for item in args.bundles)
+    result = time_bundles(bundles, args.baseline, args.batch, args.rounds, args.block, args.warmup, args.threads)
+    print(json.dumps(result.to_dict()))
+
+
+if __name__ == "__main__":
+    main()

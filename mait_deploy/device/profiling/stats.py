@@ -67,3 +67,35 @@ def latency_stats(samples_ns: Sequence[int] | np.ndarray, batch: int = 1,
         max_ms=float(samples.max()), percentiles_ms={_key(p): float(v) for p, v in zip(percentiles, values)},
         throughput=batch * 1000.0 / float(np.median(samples)), batch=batch, drift=drift_ratio(samples),
     )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """What every report shows for one batch size (deploy's rows, the fleet's rows, compare's cells): the median
+    and p99 time of one runtime call and images per second. ``p99_ms`` is None where only a median was kept (a
+    side-by-side race), both are None in throughput mode (calls overlap: only images per second mean anything)."""
+
+    batch: int
+    p50_ms: float | None
+    p99_ms: float | None
+    throughput: float  # images per second
+
+    @classmethod
+    def from_stats(cls, stats: LatencyStats | dict[str, Any]) -> "Latency":
+        """From a profile's statistics (a LatencyStats, or its dict as a board sends it)."""
+        data = stats.to_dict() if isinstance(stats, LatencyStats) else stats
+        return cls(batch=int(data["batch"]), p50_ms=round(float(data["percentiles_ms"]["p50"]), 4),
+                   p99_ms=round(float(data["percentiles_ms"]["p99"]), 4) if "p99" in data["percentiles_ms"] else None,
+                   throughput=round(float(data["throughput"]), 2))
+
+    @classmethod
+    def from_median(cls, batch: int, median_ms: float) -> "Latency":
+        return cls(batch=batch, p50_ms=round(median_ms, 4), p99_ms=None,
+                   throughput=round(batch * 1000.0 / median_ms, 2))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Latency":
+        return cls(**{key: data[key] for key in ("batch", "p50_ms", "p99_ms", "throughput")})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -15,8 +15,8 @@ RATIO_COLUMNS = ("target", "precision", "batch", "MaiT", "baseline", "x faster (
 
 def timing_rows(report: dict[str, Any]) -> list[list[str]]:
     return [[cell["target"], cell["precision"], str(cell["batch"]), row["model"], row["role"],
-             "" if row["gflops"] is None else f"{row['gflops']:.2f}", f"{row['median_ms']:.2f}",
-             f"{row['images_per_s']:.1f}"] for cell in report["cells"] for row in cell["rows"]]
+             "" if row["gflops"] is None else f"{row['gflops']:.2f}", f"{row['latency']['p50_ms']:.2f}",
+             f"{row['latency']['throughput']:.1f}"] for cell in report["cells"] for row in cell["rows"]]
 
 
 def ratio_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -68,9 +68,9 @@ def plot(report: dict[str, Any], path: Path) -> bool:
             color = f"C{series.index((cell['precision'], cell['batch']))}"
             for row in (r for r in cell["rows"] if r["gflops"]):
                 mait = row["role"] == "mait"
-                axis.scatter(row["gflops"], row["images_per_s"], color=color, marker="o" if mait else "s",
+                axis.scatter(row["gflops"], row["latency"]["throughput"], color=color, marker="o" if mait else "s",
                              facecolors=color if mait else "none", s=36)
-                axis.annotate(row["model"], (row["gflops"], row["images_per_s"]), fontsize=6,
+                axis.annotate(row["model"], (row["gflops"], row["latency"]["throughput"]), fontsize=6,
                               xytext=(3, 2), textcoords="offset points")
         for index, (precision, batch) in enumerate(series):
             axis.scatter([], [], color=f"C{index}", label=f"{precision}, batch {batch}")

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
@@ -164,26 +162,15 @@ def _cannot_build(plugin: Any, entry: CompareModel, precision: str) -> str | Non
 
 def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: str, precision: str, batch: int,
                options: CompareOptions) -> dict[str, Any]:
-    from mait_deploy.device.bundle import load_bundle
-    from mait_deploy.device.profiling.side_by_side import BUNDLE_SETTLE_MS, side_by_side
-    from mait_deploy.device.runner import RunnerOptions
+    from mait_deploy.device.profiling.side_by_side import time_bundles
+    from mait_deploy.device.profiling.stats import Latency
 
     by_name = {e.name: e for e in entries}
-    rng = np.random.default_rng(0)
-    runners = {name: load_bundle(path, RunnerOptions(threads=options.threads)) for name, path in bundles.items()}
-    try:
-        calls = {}
-        for name, runner in runners.items():
-            runner.activate()
-            x = rng.standard_normal((batch, *by_name[name].source.config.input_shape)).astype(np.float32)
-            calls[name] = (lambda r=runner, x=x: r.run(x))
-        result = side_by_side(calls, rounds=options.rounds, block=options.block, warmup=2,
-                              settle_ms=BUNDLE_SETTLE_MS)
-    finally:
-        for runner in runners.values():
-            runner.close()
-    rows = [{"model": name, "role": by_name[name].role, "median_ms": round(result.median_ms[name], 4),
-             "images_per_s": round(batch * 1000.0 / result.median_ms[name], 2), "gflops": by_name[name].describe()[
+    result = time_bundles(bundles, batch=batch, rounds=options.rounds, block=options.block, warmup=2,
+                          threads=options.threads)
+    calls = list(bundles)
+    rows = [{"model": name, "role": by_name[name].role,
+             "latency": Latency.from_median(batch, result.median_ms[name]).to_dict(), "gflops": by_name[name].describe()[
                  "gflops"]} for name in calls]
     ratios = [{"mait": m, "baseline": b, **{k: round(v, 4) for k, v in result.ratio_between(m, b).items()}}
               for m in calls if by_name[m].role == "mait" for b in calls if by_name[b].role == "baseline"]

@@ -113,10 +113,11 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
                      environment: dict[str, str]) -> CompileResult:
     """--precision auto: build every precision, time those that pass the gate side by side on this machine (under
     ``environment``: the runtime's ISA cap for another device, see Target.timing_environment), and keep the
-    fastest; a reduced precision only where it beats FP32 there (host/deploy/race.py)."""
+    fastest; a reduced precision only where it beats FP32 there (mait_deploy/recommendation.py)."""
     from mait_deploy.device.manifest import Manifest
+    from mait_deploy.device.profiling.side_by_side import time_bundles
     from mait_deploy.host.compile.gate import AccuracyGateFailed
-    from mait_deploy.host.deploy.race import faster_than_fp32, race_bundles
+    from mait_deploy.recommendation import FP32, Candidate, recommend
 
     built: dict[str, CompileResult] = {}
     rejected: dict[str, str] = {}
@@ -126,28 +127,21 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
                                                       work / options.precision, calibration, evaluation, step)
         except AccuracyGateFailed as err:
             rejected[options.precision] = f"failed the accuracy gate: {err.result.summary()}"
-    if "fp32" not in built:
-        raise ValidationError(f"--precision auto: FP32 itself did not pass ({rejected.get('fp32')})")
+    if FP32 not in built:
+        raise ValidationError(f"--precision auto: FP32 itself did not pass ({rejected.get(FP32)})")
     device_isa = candidates[0].target_options.get("device_isa")
     where = "on this machine" + (f" with {plugin.name}'s kernels capped to {device_isa} ("
                                  f"{' '.join(f'{k}={v}' for k, v in environment.items())})" if environment else "")
     step(f"timing {', '.join(built)} side by side {where}")
-    timing = race_bundles({p: result.bundle for p, result in built.items()}, baseline="fp32",
-                          environment=environment)
-    for precision in built:
-        if precision != "fp32":
-            faster, figures = faster_than_fp32(timing, precision, "fp32")
-            if not faster:
-                rejected[precision] = f"not faster than fp32 side by side: {figures}"
-    chosen = min((p for p in built if p not in rejected), key=lambda p: timing.median_ms[p])
-    why = (f"fastest of the precisions that passed the gate, timed side by side at batch 1 {where} "
-           f"({timing.median_ms[chosen]:.3f} ms median, {timing.rounds} rounds)")
-    if chosen != "fp32":
-        why += f": {faster_than_fp32(timing, chosen, 'fp32')[1]}"
+    timing = time_bundles({p: result.bundle for p, result in built.items()}, baseline=FP32, environment=environment)
+    choice = recommend([Candidate(name=o.precision, target=plugin.name, precision=o.precision,
+                                  ruled_out=rejected.get(o.precision)) for o in candidates], timing, where=where)
+    chosen = choice.precision
     folder = work / chosen
     manifest = Manifest.from_dict(read_json(folder / MANIFEST_FILE), str(folder))
-    manifest.build["precision_choice"] = {"chosen": chosen, "why": why, "not_chosen": rejected,
-                                          "side_by_side": timing.to_dict()}
+    manifest.build["precision_choice"] = {"chosen": chosen, "why": choice.reason,
+                                          "not_chosen": choice.not_recommended, "side_by_side": timing.to_dict(),
+                                          "runner_up": choice.runner_up, "margin_over_next": choice.margin_over_next}
     manifest.write(folder)
     options = candidates[0]
     check_output(out_dir, options.force, kind="dir", ours=bundle_ownership, what="bundle")

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from mait_deploy.recommendation import FP32, Candidate, OwnLatency, recommend
+
 DEVICES_FOLDER = "devices"
 
 
@@ -19,39 +21,30 @@ def _name(row: dict[str, Any]) -> str:
 
 
 def recommend_for_device(rows: Sequence[dict[str, Any]], max_drop: float) -> dict[str, Any] | None:
-    """The bundle to ship on one board from its fleet rows, with the reason and what was ruled out."""
-    ran = [r for r in rows if r["status"] == "ok" and (r.get("latency_ms") or {}).get("p50")]
+    """The bundle to ship on one board from its fleet rows (recommendation.recommend on the board's own p50s),
+    with the reason and what was ruled out; None when nothing ran there."""
+    ran = [r for r in rows if r["status"] == "ok" and (r.get("latency") or {}).get("p50_ms")]
     if not ran:
         return None
-    p50 = {_name(r): r["latency_ms"]["p50"] for r in ran}
-    fp32_top1 = [r["top1"] for r in ran if r["precision"] == "fp32" and r.get("top1") is not None]
+    fp32_top1 = [r["top1"] for r in ran if r["precision"] == FP32 and r.get("top1") is not None]
     reference = max(fp32_top1) if fp32_top1 else None
-    excluded: dict[str, str] = {}
+    candidates = []
     for row in ran:
-        name, fp32 = _name(row), f"{row['target']} fp32"
+        ruled_out, note = None, ""
         if reference is not None and row.get("top1") is not None:
             drop = (reference - row["top1"]) * 100
+            note = f"on-board top-1 {row['top1'] * 100:.2f}%"
             if drop > max_drop:
-                excluded[name] = f"on-board top-1 {drop:.2f} points below the best FP32 here (limit {max_drop:g})"
-                continue
+                ruled_out = f"on-board top-1 {drop:.2f} points below the best FP32 here (limit {max_drop:g})"
         elif row.get("gate_drop") is not None and row["gate_drop"] > max_drop:
-            excluded[name] = f"gate drop {row['gate_drop']:.2f} points (limit {max_drop:g})"
-            continue
-        if row["precision"] != "fp32" and fp32 in p50 and p50[name] >= p50[fp32]:
-            excluded[name] = f"not faster than {fp32} on this board ({p50[name]:.2f} vs {p50[fp32]:.2f} ms p50)"
-    eligible = [r for r in ran if _name(r) not in excluded]
-    if not eligible:
-        return {"bundle": None, "reason": "no bundle passed on this board", "not_recommended": excluded}
-    best = min(eligible, key=lambda r: r["latency_ms"]["p50"])
-    reason = f"fastest here at batch 1 ({best['latency_ms']['p50']:.2f} ms p50"
-    if best.get("top1") is not None:
-        reason += f", on-board top-1 {best['top1'] * 100:.2f}%"
-    reason += ")"
-    others = sorted((r for r in eligible if r is not best), key=lambda r: r["latency_ms"]["p50"])
-    if others:
-        reason += f"; {others[0]['latency_ms']['p50'] / best['latency_ms']['p50']:.2f}x faster than {_name(others[0])}"
-    return {"bundle": best["bundle"], "target": best["target"], "precision": best["precision"], "reason": reason,
-            "not_recommended": excluded}
+            ruled_out = f"gate drop {row['gate_drop']:.2f} points (limit {max_drop:g})"
+        candidates.append(Candidate(name=_name(row), target=row["target"], precision=row["precision"],
+                                    bundle=row["bundle"], ruled_out=ruled_out, note=note))
+    speed = OwnLatency({_name(r): r["latency"]["p50_ms"] for r in ran}, how="by its p50 at batch 1")
+    choice = recommend(candidates, speed, where="on this board")
+    if not choice.chosen:
+        return {"bundle": None, "reason": "no bundle passed on this board", "not_recommended": choice.not_recommended}
+    return choice.to_dict()
 
 
 def run_on_devices(rows: Sequence[Any], out_dir: Path, inventory: str, names: Sequence[str], tags: Sequence[str],

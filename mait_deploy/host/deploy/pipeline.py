@@ -19,12 +19,11 @@ from typing import Any, Callable
 from mait_deploy import __version__, backends
 from mait_deploy._io import jsonable, read_json, sha256_file, write_json
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
-from mait_deploy.host.deploy.race import race, recommend_from_race
+from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
     DeployReport,
     Row,
-    recommend,
     write_deploy_report,
 )
 
@@ -244,7 +243,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                                availability.get(target_name, "")))
     step("timing the bundles side by side", total, total)
     timing = race(rows)
-    recommended = recommend_from_race(rows, timing) if timing is not None else recommend(rows)
+    recommended = recommend_rows(rows, timing)
     on_devices = None
     if options.inventory:
         from mait_deploy.host.deploy.devices import run_on_devices

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 from mait_deploy import backends
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
+from mait_deploy.device.profiling.stats import Latency
+from mait_deploy.recommendation import Recommendation
 
 REPORT_SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed_gate", "failed", "skipped")
@@ -26,7 +28,7 @@ class Row:
     reference_top1: float | None = None
     drop_points: float | None = None
     size_bytes: int | None = None
-    latency: dict[str, dict[str, float]] = field(default_factory=dict)  # "batch_1": {"p50_ms", "p99_ms", "throughput"}
+    latency: dict[str, Latency] = field(default_factory=dict)  # "batch_1": ...
     peak_rss_mb: float | None = None
     verify: dict[str, Any] | None = None
     seconds: float = 0.0
@@ -38,9 +40,7 @@ class Row:
     def take_profile(self, report: Any) -> None:
         for result in report.results:
             if result.model:
-                self.latency[f"batch_{result.batch}"] = {"p50_ms": result.model["percentiles_ms"]["p50"],
-                                                         "p99_ms": result.model["percentiles_ms"]["p99"],
-                                                         "throughput": result.model["throughput"]}
+                self.latency[f"batch_{result.batch}"] = Latency.from_stats(result.model)
         self.peak_rss_mb = report.memory.get("peak_rss_mb")
 
 
@@ -52,7 +52,7 @@ class DeployReport:
     options: dict[str, Any]
     export: dict[str, Any]
     rows: list[Row]
-    recommended: dict[str, Any] | None
+    recommended: Recommendation | None  # recommendation.recommend over the race (race.py)
     machine: dict[str, Any]
     seconds: float
     side_by_side: dict[str, Any] | None = None  # the race the recommendation comes from (race.py)
@@ -64,7 +64,7 @@ class DeployReport:
 
 def pareto_front(rows: Sequence[Row], batch_key: str = "batch_1") -> list[int]:
     """Indices of ok rows not dominated in (higher top-1, lower p50 latency)."""
-    points = [(i, r.top1, r.latency[batch_key]["p50_ms"]) for i, r in enumerate(rows)
+    points = [(i, r.top1, r.latency[batch_key].p50_ms) for i, r in enumerate(rows)
               if r.status == "ok" and r.top1 is not None and batch_key in r.latency]
     front = []
     for i, acc, lat in points:
@@ -72,24 +72,6 @@ def pareto_front(rows: Sequence[Row], batch_key: str = "batch_1") -> list[int]:
         if not dominated:
             front.append(i)
     return front
-
-
-def recommend(rows: Sequence[Row]) -> dict[str, Any] | None:
-    """The fastest bundle at batch 1 among those that passed the gate and ran on this machine, from their own
-    profiles (used only when fewer than two bundles can be timed side by side: see race.py)."""
-    candidates = [r for r in rows if r.status == "ok" and "batch_1" in r.latency]
-    if not candidates:
-        return None
-    best = min(candidates, key=lambda r: r.latency["batch_1"]["p50_ms"])
-    fp32 = next((r for r in candidates if r.target == best.target and r.precision == "fp32"), None)
-    reason = (f"lowest p50 latency at batch 1 on this machine ({best.latency['batch_1']['p50_ms']:.2f} ms) among "
-              f"{len(candidates)} bundles that passed the accuracy gate")
-    if best.drop_points is not None:
-        reason += f"; top-1 drop {best.drop_points:+.2f} points vs FP32"
-    if fp32 is not None and fp32 is not best:
-        reason += f"; {fp32.latency['batch_1']['p50_ms'] / best.latency['batch_1']['p50_ms']:.2f}x faster than " \
-                  f"{best.target} fp32"
-    return {"target": best.target, "precision": best.precision, "bundle": best.bundle, "reason": reason}
 
 
 def markdown_table(report: DeployReport) -> str:
@@ -106,18 +88,18 @@ def markdown_table(report: DeployReport) -> str:
                  "-" if row.drop_points is None else f"{row.drop_points:+.2f}"]
         for key in batches:
             lat = row.latency.get(key)
-            cells += ["-", "-", "-"] if lat is None else [f"{lat['p50_ms']:.2f}", f"{lat['p99_ms']:.2f}",
-                                                          f"{lat['throughput']:.0f}"]
+            cells += ["-", "-", "-"] if lat is None else [f"{lat.p50_ms:.2f}", f"{lat.p99_ms:.2f}",
+                                                          f"{lat.throughput:.0f}"]
         cells += ["-" if row.size_bytes is None else f"{row.size_bytes / 1e6:.2f}",
                   "-" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",
                   row.reason.replace("|", "/")[:160]]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if report.recommended:
-        text += (f"\nRecommended for this machine: **{report.recommended['target']} "
-                 f"{report.recommended['precision']}** ({report.recommended['bundle']}): "
-                 f"{report.recommended['reason']}.\n")
-        for name, why in (report.recommended.get("not_recommended") or {}).items():
+        choice = report.recommended
+        text += (f"\nRecommended for this machine: **{choice.target} {choice.precision}** ({choice.bundle}): "
+                 f"{choice.reason}.\n")
+        for name, why in choice.not_recommended.items():
             text += f"- Not recommended: {name}: {why}.\n"
     if report.devices is not None:
         from mait_deploy.host.deploy.devices import markdown as devices_markdown
@@ -141,11 +123,11 @@ def plot_deploy(report: DeployReport, path: Path) -> bool:
     for index, row in enumerate(report.rows):
         if row not in rows:
             continue
-        x, y = row.latency["batch_1"]["p50_ms"], row.top1 * 100
+        x, y = row.latency["batch_1"].p50_ms, row.top1 * 100
         ax.scatter(x, y, s=max(30, row.size_bytes / 2e4), color=_colour(row.target), alpha=0.7,
                    edgecolors="k" if index in front else "none", linewidths=2 if index in front else 0)
         ax.annotate(f"{row.target} {row.precision}", (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    front_points = sorted((report.rows[i].latency["batch_1"]["p50_ms"], report.rows[i].top1 * 100) for i in front)
+    front_points = sorted((report.rows[i].latency["batch_1"].p50_ms, report.rows[i].top1 * 100) for i in front)
     if len(front_points) > 1:
         ax.plot(*zip(*front_points), "k--", linewidth=1, label="Pareto front")
         ax.legend()

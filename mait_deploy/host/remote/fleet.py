@@ -20,6 +20,7 @@ import numpy as np
 
 from mait_deploy._io import check_output, sha256_file, write_json
 from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
+from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.parallel import run_on_devices
@@ -89,8 +90,7 @@ class Row:
     host_top1: float | None = None  # the same bundle and images on this host
     gate_top1: float | None = None  # the bundle's own accuracy gate (its manifest)
     gate_drop: float | None = None
-    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p99 of batch 1 (the first batch)
-    throughput: float | None = None
+    latency: Latency | None = None  # of the first batch size profiled (batch 1 by default)
     peak_rss_mb: float | None = None
     device_state: dict[str, Any] = field(default_factory=dict)  # thermal, throttling, load (as the board says)
     steps: dict[str, float] = field(default_factory=dict)
@@ -195,8 +195,11 @@ def _summarise_profile(row: Row, report: dict[str, Any]) -> None:
         raise RemoteError(f"profile failed: {report.get('error') or 'no result'}")
     first = results[0]
     stats = first.get("model") or {}
-    row.latency_ms = {k: round(v, 3) for k, v in (stats.get("percentiles_ms") or {}).items() if k in ("p50", "p99")}
-    row.throughput = (first.get("throughput") or {}).get("images_per_s") or stats.get("throughput")
+    images_per_s = (first.get("throughput") or {}).get("images_per_s")  # throughput mode: calls overlap
+    if stats:
+        row.latency = Latency.from_stats(stats)
+    elif images_per_s:
+        row.latency = Latency(batch=int(first["batch"]), p50_ms=None, p99_ms=None, throughput=round(images_per_s, 2))
     row.peak_rss_mb = (report.get("memory") or {}).get("peak_rss_mb")
     after = (report.get("device") or {}).get("after") or {}
     row.device_state = {key: after.get(key) for key in ("thermal", "raspberry_pi", "jetson", "load_avg")

@@ -40,14 +40,15 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         delta = None
         if row.get("top1") is not None and row.get("host_top1") is not None:
             delta = (row["top1"] - row["host_top1"]) * 100
-        latency = row.get("latency_ms") or {}
+        latency = row.get("latency") or {}
         steps = row.get("steps") or {}
         status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row.get('reason', '')}"
         cells.append([
             row["device"], row.get("machine", ""), row["bundle"], status, _pct(row.get("top1")),
             _pct(row.get("host_top1")), "" if delta is None else f"{delta:+.2f}", _pct(row.get("gate_top1")),
-            f"{latency['p50']:.2f}" if "p50" in latency else "", f"{latency['p99']:.2f}" if "p99" in latency else "",
-            f"{row['throughput']:.1f}" if row.get("throughput") else "",
+            f"{latency['p50_ms']:.2f}" if latency.get("p50_ms") else "",
+            f"{latency['p99_ms']:.2f}" if latency.get("p99_ms") else "",
+            f"{latency['throughput']:.1f}" if latency.get("throughput") else "",
             f"{row['peak_rss_mb']:.0f}" if row.get("peak_rss_mb") else "", _state(row),
             *(f"{steps[k]:.1f}" if k in steps else "" for k in ("push", "verify", "evaluate", "profile"))])
     return cells
@@ -67,7 +68,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> bool:
     """p50 latency per bundle, one group per device, top-1 written on each bar; False when nothing ran."""
-    rows = [r for r in report["rows"] if r["status"] == "ok" and (r.get("latency_ms") or {}).get("p50")]
+    rows = [r for r in report["rows"] if r["status"] == "ok" and (r.get("latency") or {}).get("p50_ms")]
     if not rows:
         return False
     plt = pyplot()
@@ -82,9 +83,9 @@ def plot(report: dict[str, Any], path: Path) -> bool:
                 continue
             row = match[0]
             x = d + (b - (len(bundles) - 1) / 2) * width
-            axis.bar(x, row["latency_ms"]["p50"], width, color=f"C{b}", label=bundle if d == 0 else None)
+            axis.bar(x, row["latency"]["p50_ms"], width, color=f"C{b}", label=bundle if d == 0 else None)
             if row.get("top1") is not None:
-                axis.annotate(f"{row['top1'] * 100:.1f}%", (x, row["latency_ms"]["p50"]), ha="center",
+                axis.annotate(f"{row['top1'] * 100:.1f}%", (x, row["latency"]["p50_ms"]), ha="center",
                               va="bottom", fontsize=7, rotation=90)
     axis.set_xticks(range(len(devices)), devices)
     axis.set_ylabel("p50 latency, batch 1 (ms)")
