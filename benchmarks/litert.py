@@ -32,7 +32,7 @@ def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool, 
             precision=precision, calibration=CalibrationOptions(count=256 if with_accuracy else 64)), out,
             evaluation="fashion-mnist" if with_accuracy else None)
         results["bundles"][precision] = {"bytes": (out / "model.tflite").stat().st_size, "gate": compiled.gate,
-                                         "ops": compiled.manifest["build"]["interpreter_check"]["ops"]}
+                                         "ops": compiled.manifest.build["interpreter_check"]["ops"]}
     runners = {p: load_bundle(folder / f"{name}-{p}", RunnerOptions(threads=threads)).activate()
                for p in ("fp32", "fp16", "int8")}
     shape = runners["fp32"].sample_shape

@@ -40,7 +40,7 @@ def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool) 
         results["bundles"][precision] = {"bytes": bundle_size(out), "gate": compiled.gate,
                                          "seconds": compiled.seconds}
         print(f"{name} {precision}: {bundle_size(out) / 1e6:.2f} MB"
-              + (f", top-1 {compiled.gate['top1'] * 100:.2f}%" if compiled.gate else ""), flush=True)
+              + (f", top-1 {compiled.gate.top1 * 100:.2f}%" if compiled.gate else ""), flush=True)
     runners = {p: load_bundle(folder / f"{name}-{p}").activate() for p in ("fp32", "int8")}
     shape = runners["fp32"].sample_shape
     latency = {}

@@ -109,9 +109,9 @@ def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool, 
             precision=precision, calibration=CalibrationOptions(count=256 if with_accuracy else 64)), out,
             evaluation="fashion-mnist" if with_accuracy else None)
         results["bundles"][precision] = {"bytes": bundle_bytes(out), "gate": compiled.gate,
-                                         "fake_quantize": compiled.manifest["build"]["ir"]["fake_quantize"]}
+                                         "fake_quantize": compiled.manifest.build["ir"]["fake_quantize"]}
         print(f"{name} {precision}: {bundle_bytes(out) / 1e6:.2f} MB"
-              + (f", top-1 {compiled.gate['top1'] * 100:.2f}%" if compiled.gate else ""), flush=True)
+              + (f", top-1 {compiled.gate.top1 * 100:.2f}%" if compiled.gate else ""), flush=True)
     runners = {}
     for label, precision, hint in CONFIGS:
         extra = {"inference_precision": hint} if hint else {}

@@ -27,12 +27,15 @@ def require(module: str, extra: str) -> ModuleType:
 
 
 def is_available(module: str) -> bool:
-    """True when ``module`` can be imported (it is imported to find out)."""
+    """True when ``module`` is installed. Found, not imported: torch, nncf and litert_torch take seconds to import,
+    and listing what a host can build must not (a module that is present but broken fails, with its reason, where
+    it is used: ``require``)."""
+    import importlib.util
+
     try:
-        importlib.import_module(module)
-    except ImportError:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that is missing or broken
         return False
-    return True
 
 
 def package_versions(*packages: str) -> dict[str, str]:

@@ -59,10 +59,10 @@ def test_every_target_compiles_gates_and_verifies(trained, target, tmp_path):
         options = CompileOptions(precision=precision, max_accuracy_drop=0.02,
                                  calibration=CalibrationOptions(count=128))
         result = compile_model(model, target, options, tmp_path / precision, eval_count=500)
-        accuracy = result.manifest["accuracy"]
-        assert accuracy["reference_top1"] > 0.5, f"{combo}: the small model did not train (chance: 0.1)"
-        assert accuracy["passed"], f"{combo} {target} {precision}: {accuracy}"
-        build = result.manifest["build"]
+        accuracy = result.manifest.accuracy
+        assert accuracy.reference_top1 > 0.5, f"{combo}: the small model did not train (chance: 0.1)"
+        assert accuracy.passed, f"{combo} {target} {precision}: {accuracy}"
+        build = result.manifest.build
         graph = build.get("graph") or build.get("ir") or build  # ONNX / OpenVINO IR / LiteRT flatbuffer
         # One constant per pattern, each feeding its blocks (the builds also check the values).
         assert sorted(c["consumers"] for c in graph["mask_constants"]) == [1, 2], combo

@@ -58,7 +58,7 @@ def test_a_bundle_gated_on_any_data_source_verifies(exported, tmp_path, source):
                            eval_count=None if source != "builtin" else 60)
     manifest = read_manifest(bundle)
     assert manifest.golden.kind == ("images" if source == "builtin" else "inputs")
-    assert result.gate["passed"] and manifest.accuracy.count == 60
+    assert result.gate.passed and manifest.accuracy.count == 60
     report = verify_bundle(bundle)
     assert report.passed and report.golden_kind == manifest.golden.kind and report.max_abs_diff <= 1e-3
     if source == "folder":  # the user's own files also classify through the device path

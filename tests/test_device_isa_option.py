@@ -17,7 +17,7 @@ def test_named_device_class_decides_the_format(device, expected):
 def test_explicit_format_wins_and_bad_device_classes_are_errors():
     assert choose_int8_format("u8s8", None) == ("u8s8", "asked for")
     target = OnnxRuntimeTarget()
-    with pytest.raises(UnsupportedOption, match="device_isa 'pentium'"):
+    with pytest.raises(UnsupportedOption, match="device_isa='pentium': use one of"):
         target.check_options(CompileOptions(precision="int8", target_options={"device_isa": "pentium"}))
     with pytest.raises(UnsupportedOption, match="cannot be combined"):
         target.check_options(CompileOptions(precision="int8", target_options={"device_isa": "x86-avx2",

@@ -35,8 +35,8 @@ def test_a_backend_registered_at_run_time_compiles_verifies_and_profiles(referen
     assert "onnx-reference" in backends.names() and backends.availability()["onnx-reference"] == ""
     bundle = tmp_path / "ref"
     result = compile_model(None, "onnx-reference", CompileOptions(precision="fp32"), bundle, eval_count=100)
-    assert result.gate["passed"] and result.gate["max_abs_diff"] < 1e-4  # the reference computes the FP32 model
-    assert result.manifest["runtime"] == {"name": "onnx-reference", "extra": "export", "options": {}}
+    assert result.gate.passed and result.gate.max_abs_diff < 1e-4  # the reference computes the FP32 model
+    assert result.to_dict()["manifest"]["runtime"] == {"name": "onnx-reference", "extra": "export", "options": {}}
     report = verify_bundle(bundle)
     assert report.passed and report.runtime["runtime"] == "onnx-reference"
     assert evaluate_bundle(bundle, count=50).top1 > 0.7

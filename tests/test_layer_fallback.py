@@ -40,13 +40,13 @@ def hostile_model():
 def test_fallback_finds_the_hostile_layer_and_keeps_it_in_float(hostile_model, tmp_path):
     options = CompileOptions(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128))
     result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "int8", eval_count=1000)
-    fallback = result.manifest["build"]["layer_fallback"]
+    fallback = result.manifest.build["layer_fallback"]
     assert fallback["first_gate"]["drop_points"] > 4 * LIMIT  # full INT8 really broke, far beyond the limit
     assert fallback["sensitivity"][0]["layer"] == HOSTILE  # ranked most sensitive
     assert HOSTILE in fallback["kept_float"] and len(fallback["kept_float"]) <= 2
-    assert result.gate["passed"] and result.gate["drop_points"] <= LIMIT
-    assert result.manifest["build"]["options"]["float_layers"] == fallback["kept_float"]
-    assert result.manifest["build"]["quantization"]["quantized_ops"]  # the rest is still INT8
+    assert result.gate.passed and result.gate.drop_points <= LIMIT
+    assert result.manifest.build["options"]["float_layers"] == fallback["kept_float"]
+    assert result.manifest.build["quantization"]["quantized_ops"]  # the rest is still INT8
 
 
 def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_model, tmp_path):
@@ -57,7 +57,7 @@ def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_mod
     assert not (tmp_path / "a").exists()
     result = compile_model(hostile_model, "tensorrt", CompileOptions(**base, float_layers=(HOSTILE,)),
                            tmp_path / "b", eval_count=1000)
-    assert result.gate["passed"] and "layer_fallback" not in result.manifest["build"]
+    assert result.gate.passed and "layer_fallback" not in result.manifest.build
     with pytest.raises(UnsupportedOption, match="unknown layer"):
         compile_model(hostile_model, "onnxruntime", CompileOptions(**base, float_layers=("blocks.9.nope",)),
                       tmp_path / "c", eval_count=100)
@@ -72,9 +72,9 @@ def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_model
     options = CompileOptions(precision="auto", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128),
                              layer_fallback=False)  # so INT8 fails its gate here: one candidate ruled out by it
     result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "auto", eval_count=500)
-    choice = result.manifest["build"]["precision_choice"]
+    choice = result.manifest.build["precision_choice"]
     timing = choice["side_by_side"]
-    assert result.precision == choice["chosen"] == result.manifest["precision"]
+    assert result.precision == choice["chosen"] == result.manifest.precision
     assert set(timing["median_ms"]) | set(choice["not_chosen"]) == {"fp32", "fp16", "int8"}
     assert "side by side" in choice["why"]
     assert "failed the accuracy gate" in choice["not_chosen"]["int8"]
@@ -105,9 +105,9 @@ def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp
                       eval_count=1000)
     result = compile_model(hostile_model, "openvino", CompileOptions(**base, float_layers=(HOSTILE,)),
                            tmp_path / "b", eval_count=1000)
-    quantization = result.manifest["build"]["quantization"]
-    assert result.gate["passed"] and len(quantization["ignored_scope"]) == 1
-    assert quantization["ignored_scope"][0] in result.manifest["build"]["ir"]["float_compute_layers"]
+    quantization = result.manifest.build["quantization"]
+    assert result.gate.passed and len(quantization["ignored_scope"]) == 1
+    assert quantization["ignored_scope"][0] in result.manifest.build["ir"]["float_compute_layers"]
 
 
 @pytest.mark.slow
@@ -119,7 +119,7 @@ def test_litert_keeps_named_modules_out_of_pt2e_quantization(hostile_model, tmp_
                       eval_count=1000)
     result = compile_model(hostile_model, "litert", CompileOptions(**base, float_layers=(HOSTILE,)),
                            tmp_path / "b", eval_count=1000)
-    assert result.gate["passed"] and result.manifest["build"]["quantization"]["float_layers"] == [HOSTILE]
+    assert result.gate.passed and result.manifest.build["quantization"]["float_layers"] == [HOSTILE]
     with pytest.raises(UnsupportedOption, match="unknown layer"):
         compile_model(hostile_model, "litert", CompileOptions(**base, float_layers=("node_matmul",)),
                       tmp_path / "c", eval_count=100)

@@ -30,20 +30,20 @@ def test_files_ops_and_sizes(bundles):
     sizes = {}
     for precision in ("fp32", "fp16", "int8"):
         assert sorted(p.name for p in (root / precision).iterdir()) == ["golden.npz", "manifest.json", "model.tflite"]
-        check = results[precision].manifest["build"]["interpreter_check"]
+        check = results[precision].manifest.build["interpreter_check"]
         assert not [op for op in check["ops"] if op.startswith("Flex") or op == "CUSTOM"]
         assert check["delegated"], "XNNPACK did not take the graph"
-        assert results[precision].manifest["batch"] == 1
+        assert results[precision].manifest.batch == 1
         sizes[precision] = (root / precision / "model.tflite").stat().st_size
     assert sizes["fp16"] < 0.6 * sizes["fp32"] and sizes["int8"] < 0.4 * sizes["fp32"]
-    assert results["int8"].manifest["build"]["interpreter_check"]["input_dtype"] == "int8"
+    assert results["int8"].manifest.build["interpreter_check"]["input_dtype"] == "int8"
 
 
 def test_parity_and_gate(bundles):
     _, results = bundles
-    assert results["fp32"].gate["max_abs_diff"] <= 1e-4 and results["fp32"].gate["top1_agreement"] == 1.0
-    assert results["fp16"].gate["top1_agreement"] >= 0.995
-    assert results["int8"].gate["passed"] and results["int8"].gate["drop_points"] <= 1.0
+    assert results["fp32"].gate.max_abs_diff <= 1e-4 and results["fp32"].gate.top1_agreement == 1.0
+    assert results["fp16"].gate.top1_agreement >= 0.995
+    assert results["int8"].gate.passed and results["int8"].gate.drop_points <= 1.0
 
 
 def test_int8_io_is_handled_by_the_runner(bundles):
@@ -79,7 +79,7 @@ def test_threads_default_to_the_usable_cores(bundles):
 
 def test_fixed_batch_bundle_pads_partial_batches(tmp_path):
     result = compile_model(None, "litert", CompileOptions(precision="fp32", batch=4), tmp_path / "b4", eval_count=100)
-    assert result.manifest["batch"] == 4 and result.manifest["inputs"][0]["shape"] == [4, 1, 28, 28]
+    assert result.manifest.batch == 4 and result.manifest.inputs[0].shape == [4, 1, 28, 28]
     with load_bundle(tmp_path / "b4") as runner:
         assert runner.run(np.zeros((6, 1, 28, 28), np.float32)).shape == (6, 10)
 

@@ -55,8 +55,8 @@ def test_bundle_layout_and_manifest(bundles):
 def test_int8_gate_and_quantization_structure(bundles):
     root, results = bundles
     gate = results["int8"].gate
-    assert gate["drop_points"] <= 1.0 and gate["top1_agreement"] > 0.95
-    quant = results["int8"].manifest["build"]["quantization"]
+    assert gate.drop_points <= 1.0 and gate.top1_agreement > 0.95
+    quant = results["int8"].manifest.build["quantization"]
     assert quant["quantized_ops"].get("MatMul", 0) + quant["quantized_ops"].get("Gemm", 0) > 0
     assert {"Softmax", "LayerNormalization"} <= set(quant["float_ops"])
     import onnx
@@ -181,7 +181,7 @@ def test_compile_from_exported_onnx(bundles, tmp_path):
     # The fp32 bundle's model.onnx is the verified export with its metadata: a valid MODEL argument.
     result = compile_model(str(root / "fp32" / "model.onnx"), "onnxruntime", CompileOptions(precision="fp16"),
                            tmp_path / "fp16", eval_count=200)
-    assert result.gate["passed"] and result.manifest["source"]["from_checkpoint"] is False
+    assert result.gate.passed and result.manifest.source["from_checkpoint"] is False
 
 
 @pytest.mark.parametrize("edit,message", [

@@ -46,14 +46,14 @@ def test_qdq_onnx_follows_tensorrt_placement_rules(bundles):
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             assert np.all(inits[node.input[2]] == 0) and inits[node.input[2]].dtype == np.int8
             assert np.all(inits[node.input[1]] > 0) and np.all(np.isfinite(inits[node.input[1]]))
-    assert results["int8"].manifest["build"]["graph"]["mask_constants"][0]["consumers"] == \
+    assert results["int8"].manifest.build["graph"]["mask_constants"][0]["consumers"] == \
         default_checkpoint().masked_blocks
 
 
 def test_qdq_onnx_passes_the_gate_in_onnxruntime(bundles):
     _, results = bundles
     gate = results["int8"].gate
-    assert gate["passed"] and gate["drop_points"] <= 1.0 and gate["count"] == 1000
+    assert gate.passed and gate.drop_points <= 1.0 and gate.count == 1000
 
 
 def test_rules_reject_a_quantized_softmax_and_asymmetric_points(bundles, tmp_path):
@@ -76,9 +76,12 @@ def test_fp16_bundle_carries_both_onnx_files_and_the_plan(bundles):
     root, results = bundles
     names = sorted(p.name for p in (root / "fp16").iterdir())
     assert names == ["golden.npz", "manifest.json", "model.onnx", "model_fp16.onnx"]
-    plan = results["fp16"].manifest["runtime"]["options"]["plan"]
+    plan = results["fp16"].manifest.runtime.options["plan"]
     assert plan["precision"] == "fp16" and plan["onnx_strongly_typed_fp16"] == "model_fp16.onnx"
-    assert results["fp16"].manifest["build"]["trtexec"].startswith("trtexec --onnx=model.onnx")
+    assert results["fp16"].manifest.build["trtexec"].startswith("trtexec --onnx=model.onnx")
+    # A device builds from one of the two ONNX files: the bundle's size counts the larger, not both.
+    sizes = {entry.path: entry.bytes for entry in (results["fp16"].manifest.artifact, *results["fp16"].manifest.files)}
+    assert results["fp16"].size_bytes == max(sizes.values())
 
 
 @pytest.mark.parametrize("options,expected", [

@@ -114,6 +114,20 @@ def register_cli(app: Any) -> None:
             _load(spec)(app)
 
 
+def describe(name: str) -> dict[str, Any]:
+    """What `mait-deploy targets` says of one backend: extras, whether this host can build and run its bundles
+    (why not, when it cannot), and every option its target (``-O``) and its runner take."""
+    backend = get(name)
+    plugin = target(name)
+    missing = availability()[name]
+    runnable, why_not = plugin.host_can_run() if not missing else (False, missing)
+    return {"target": name, "summary": backend.summary, "device_extra": backend.runtime_extra,
+            "host_extra": backend.compile_extra, "build_here": missing or "ok",
+            "run_here": "ok" if runnable else why_not, "precisions": list(plugin.capabilities.precisions),
+            "compile_options": [option.to_dict() for option in plugin.declared_options],
+            "runtime_options": [option.to_dict() for option in runner_class(name).declared_options]}
+
+
 def availability() -> dict[str, str]:
     """name -> '' when this host can build the backend's bundles, else why not (the missing modules + extra)."""
     result = {}

@@ -80,19 +80,24 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_key_values(pairs: list[str]) -> dict[str, Any]:
-    """KEY=VALUE strings -> dict; values are JSON when they parse (true, 3, 0.5), else plain strings."""
+def parse_key_values(pairs: list[str], flag: str = "-O") -> dict[str, Any]:
+    """KEY=VALUE strings -> dict; values are JSON when they parse (true, 3, 0.5), else plain strings. A key given
+    twice is an error (which one was meant?), never the last one silently."""
     from mait_deploy.errors import UnsupportedOption
 
     result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise UnsupportedOption(f"expected KEY=VALUE, got {pair!r}")
+            raise UnsupportedOption(f"{flag}: expected KEY=VALUE, got {pair!r}")
         try:
-            result[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            result[key] = value
+            parsed = value
+        if key in result:
+            raise UnsupportedOption(f"{flag} {key} is given twice ({result[key]!r} and {parsed!r}); give it once")
+        result[key] = parsed
     return result
 
 

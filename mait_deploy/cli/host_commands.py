@@ -26,20 +26,33 @@ from mait_deploy.errors import MaitDeployError
 @app.command()
 @handle_errors
 def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """List the registered targets, the extras they need, and whether this host can build them."""
-    available = backends.availability()
-    rows = [{"target": name, "summary": backends.get(name).summary, "device_extra": backends.get(name).runtime_extra,
-             "host_extra": backends.get(name).compile_extra, "on_this_host": available[name] or "ok"}
-            for name in backends.names()]
+    """List the registered targets: the extras they need, whether this host can build and run their bundles, and
+    the options each takes (-O for compile, runtime options for its runner)."""
+    rows = [backends.describe(name) for name in backends.names()]
     if as_json:
         print_json(rows)
         return
     table = Table(title="targets (add one: docs/architecture.md)")
-    for column in ("target", "what", "device extra", "host extra", "on this host"):
-        table.add_column(column)
+    for column in ("target", "what", "device extra", "host extra", "build here", "run here"):
+        table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(str(value) for value in row.values()))
+        table.add_row(row["target"], row["summary"], row["device_extra"], row["host_extra"], row["build_here"],
+                      row["run_here"])
     console.print(table)
+    options = Table(title="options: compile -t TARGET -O KEY=VALUE, and the runtime options a bundle's runner takes")
+    for column in ("target", "kind", "option", "type", "default", "allowed", "help"):
+        options.add_column(column, overflow="fold")
+    for row in rows:
+        for kind, declared in (("-O", row["compile_options"]), ("runtime", row["runtime_options"])):
+            for option in declared:
+                allowed = ", ".join(map(str, option["choices"])) if option["choices"] else (
+                    f">= {option['minimum']:g}" if option["minimum"] is not None else "")
+                if option["precisions"]:
+                    allowed = (allowed + "; " if allowed else "") + f"{'/'.join(option['precisions'])} only"
+                options.add_row(row["target"], kind, option["name"], option["type"],
+                                "-" if option["default"] is None else json.dumps(option["default"]), allowed,
+                                option["help"])
+    console.print(options)
 
 
 @app.command()
@@ -183,7 +196,7 @@ def compile_command(
         result = compile_model(model, target, options, output, calibration=calib,
                                evaluation=None if no_eval else eval_data, eval_count=eval_count,
                                progress=status.update)
-    fallback = result.manifest["build"].get("layer_fallback")
+    fallback = result.manifest.build.get("layer_fallback")
     if sensitivity_plot and fallback:
         from mait_deploy.host.compile.sensitivity import plot_sensitivity
 
@@ -197,28 +210,27 @@ def compile_command(
 def print_compile_summary(result) -> None:
     manifest = result.manifest
     gate = result.gate
-    size = manifest["artifact"]["bytes"] + sum(f["bytes"] for f in manifest["files"])
     table = Table(title=f"bundle {result.bundle}", show_header=False)
     table.add_column("field")
     table.add_column("value")
     rows = [
         ("target / precision", f"{result.target} / {result.precision}"),
-        ("artifact", f"{manifest['artifact']['path']} ({size / 1e6:.2f} MB), batch {manifest['batch']}"),
+        ("artifact", f"{manifest.artifact.path} ({result.size_bytes / 1e6:.2f} MB), batch {manifest.batch}"),
         ("accuracy gate", "skipped (--no-eval)" if gate is None else
-         f"{'PASS' if gate['passed'] else 'FAIL'}: top-1 {gate['top1'] * 100:.2f}% vs FP32 "
-         f"{gate['reference_top1'] * 100:.2f}% (drop {gate['drop_points']:+.2f} points, limit "
-         f"{gate['max_drop']:g}); agreement {gate['top1_agreement'] * 100:.2f}%; {gate['count']} images"),
-        ("golden I/O", f"{manifest['golden']['count']} images, tolerance {manifest['golden']['tolerance']}"),
+         f"{'PASS' if gate.passed else 'FAIL'}: top-1 {gate.top1 * 100:.2f}% vs FP32 "
+         f"{gate.reference_top1 * 100:.2f}% (drop {gate.drop_points:+.2f} points, limit "
+         f"{gate.max_drop:g}); agreement {gate.top1_agreement * 100:.2f}%; {gate.count} images"),
+        ("golden I/O", f"{manifest.golden.count} images, tolerance {manifest.golden.tolerance.to_dict()}"),
         ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
     ]
     rows += backends.target(result.target).summary_lines(manifest)
-    choice = manifest["build"].get("precision_choice")
+    choice = manifest.build.get("precision_choice")
     if choice:
         rows.append(("precision choice", f"{choice['chosen']}: {choice['why']}" + "".join(
             f"; not {p}: {why}" for p, why in choice["not_chosen"].items())))
-    kept = manifest["build"].get("options", {}).get("float_layers")
+    kept = manifest.build.get("options", {}).get("float_layers")
     if kept:
-        fallback = manifest["build"].get("layer_fallback")
+        fallback = manifest.build.get("layer_fallback")
         rows.append(("kept in float", ", ".join(kept) + (f" (per-layer fallback: {fallback['why']})" if fallback
                                                           else " (--float-layers)")))
     for key, value in rows:

@@ -100,12 +100,17 @@ class VerifyReport:
 def verify_bundle(path: str | Path, options: RunnerOptions | None = None) -> VerifyReport:
     """Run the golden images through the full device path (preprocess + runtime) and compare with the outputs
     recorded when the bundle was built. Raises ValidationError with the numbers on a mismatch."""
-    folder = Path(path)
-    runner = load_bundle(folder, options)
+    with load_bundle(path, options) as runner:
+        return verify_runner(runner)
+
+
+def verify_runner(runner: Runner) -> VerifyReport:
+    """verify_bundle on a bundle already opened (and hash-checked) by ``load_bundle``: the runner stays open, so
+    deploy verifies, profiles and races one bundle with one load and one hash check."""
+    folder = runner.bundle_dir
     golden = load_golden(folder, runner.manifest)
-    with runner:
-        logits = golden.outputs(runner)
-        info = runner.runtime_info()
+    logits = golden.outputs(runner.activate())
+    info = runner.runtime_info()
     tolerance = runner.manifest.golden.tolerance
     comparison = compare_logits(logits, golden.logits)
     report = VerifyReport(

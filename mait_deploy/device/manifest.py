@@ -97,6 +97,15 @@ class Manifest:
     def preprocess(self) -> dict[str, Any]:
         return self.model["preprocess"]
 
+    @property
+    def size_bytes(self) -> int:
+        """What the device needs to run it: the artifact and its side files (not the golden set or the manifest);
+        of the files that are alternatives to the artifact (``build.alternative_files``: TensorRT >= 11 builds
+        from a strongly typed FP16 ONNX instead of the artifact) only the largest one counts."""
+        alternatives = set(self.build.get("alternative_files") or ())
+        choices = [self.artifact.bytes, *(entry.bytes for entry in self.files if entry.path in alternatives)]
+        return max(choices) + sum(entry.bytes for entry in self.files if entry.path not in alternatives)
+
     def entries(self) -> list[tuple[str, str]]:
         """(relative path, sha256) of every file the bundle holds besides the manifest."""
         return [(e.path, e.sha256) for e in (self.artifact, *self.files)] + [(self.golden.file, self.golden.sha256)]

@@ -16,6 +16,7 @@ from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.device.preprocess import preprocess
 from mait_deploy.errors import DataError, MaitDeployError, UnsupportedOption
+from mait_deploy.options import Option, validate
 
 MAX_BATCH_DEFAULT = 1024  # larger requests are split into chunks of this size
 
@@ -61,6 +62,9 @@ class Runner(abc.ABC):
 
     runtime_name = "base"
     cache_dirs: tuple[str, ...] = ()  # folders the runtime adds inside a bundle on the device (not in the manifest)
+    # The runtime options this runner takes (RunnerOptions.extra: the manifest's runtime.options, then the
+    # caller's), checked once when it is made; read them from ``self.settings``.
+    declared_options: tuple[Option, ...] = ()
 
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, options: RunnerOptions | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
@@ -68,6 +72,8 @@ class Runner(abc.ABC):
         self.options = options or RunnerOptions()
         if self.options.threads is not None and self.options.threads < 1:
             raise MaitDeployError(f"threads must be positive, got {self.options.threads}")
+        self.settings = validate(self.declared_options, self.options.extra, f"the {self.runtime_name} runner",
+                                 flag="runtime option")
         self.preprocess_config = PreprocessConfig.from_dict(manifest.preprocess)
         spec = manifest.inputs[0]
         self.input_name = spec.name

@@ -336,9 +336,9 @@ ONE_LINE_CASES = {
     "-O per_channel=maybe": (lambda t, b: ["compile", "-p", "int8", "-O", "per_channel=maybe", "-o", t / "x"],
                              "per_channel takes true/false"),
     "-O max_batch=lots": (lambda t, b: ["compile", "-t", "tensorrt", "-O", "max_batch=lots", "-o", t / "x"],
-                          "max_batch takes int"),
+                          "max_batch takes an integer"),
     "-O int8_format=s4": (lambda t, b: ["compile", "-p", "int8", "-O", "int8_format=s4", "-o", t / "x"],
-                          "int8_format 's4'"),
+                          "int8_format='s4': use one of auto"),
 }
 
 

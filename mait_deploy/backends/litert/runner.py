@@ -16,6 +16,7 @@ import numpy as np
 
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import MissingDependency
+from mait_deploy.options import Option
 
 
 def interpreter_module() -> tuple[Any, str]:
@@ -71,9 +72,10 @@ class _Io:
 
 class LiteRtRunner(Runner):
     runtime_name = "litert"
+    declared_options = (Option("xnnpack", bool, True, "run on the XNNPACK delegate (else the reference kernels)"),)
 
     def _xnnpack(self) -> bool:
-        return bool(self.options.extra.get("xnnpack", True))
+        return self.settings["xnnpack"]
 
     def _threads(self) -> int:
         """The asked-for thread count, else every core this process may use: the interpreter's own default is one

@@ -28,6 +28,7 @@ from mait_deploy.device.manifest import TensorSpec
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.source import ModelSource
+from mait_deploy.options import Option
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -90,8 +91,9 @@ class LiteRtTarget(Target):
         default_precision="auto",
     )
 
-    def known_target_options(self) -> dict[str, type]:
-        return {"xnnpack": bool}
+    declared_options = (
+        Option("xnnpack", bool, True, "run on LiteRT's XNNPACK delegate (else its reference CPU kernels)"),
+    )
 
     def sensitivity_preset(self, options: CompileOptions) -> QdqOptions:
         # PT2E quantizes Linear and Conv only (Gemm/Conv in the ONNX ranking), symmetric, per channel.
@@ -140,7 +142,7 @@ class LiteRtTarget(Target):
         return BuiltArtifact(
             artifact=ARTIFACT, inputs=[TensorSpec(INPUT_NAME, shape, "float32")],
             outputs=[TensorSpec(OUTPUT_NAME, [batch, source.config.num_classes], "float32")], batch=batch,
-            runtime_options={"xnnpack": bool(options.target_options.get("xnnpack", True))},
+            runtime_options={"xnnpack": self.setting(options, "xnnpack")},
             report=report,
             tool_versions=package_versions("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao"),
         )

@@ -17,19 +17,26 @@ import numpy as np
 from mait_deploy._deps import require
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import UnsupportedOption
+from mait_deploy.options import Option
 
 
 class OnnxRuntimeRunner(Runner):
     runtime_name = "onnxruntime"
+    declared_options = (
+        Option("providers", list, None, "execution providers in order (default: CPUExecutionProvider)"),
+        Option("simulate_int8", bool, False, "run Q/DQ as float ops on the exact int8 values (the int32-accumulating "
+               "arithmetic of TensorRT, VNNI or Arm dot products), not this CPU's int8 kernels"),
+        Option("int8_format", str, None, "recorded by the build: the bundle's int8 format", choices=("u8s8", "u8u8")),
+    )
 
     def _load(self) -> None:
         ort = require("onnxruntime", extra="onnxruntime")
         options = ort.SessionOptions()
-        if self.options.extra.get("simulate_int8"):
+        if self.settings["simulate_int8"]:
             options.add_session_config_entry("session.disable_quant_qdq", "1")
         if self.options.threads:
             options.intra_op_num_threads = self.options.threads
-        providers = self.options.extra.get("providers") or ["CPUExecutionProvider"]
+        providers = self.settings["providers"] or ["CPUExecutionProvider"]
         available = ort.get_available_providers()
         unknown = [p for p in providers if p not in available]
         if unknown:
@@ -79,12 +86,12 @@ class OnnxRuntimeRunner(Runner):
 
         return {"runtime": self.runtime_name, "version": ort.__version__,
                 "providers": self._session.get_providers() if self.is_active else None,
-                "threads": self.options.threads, "simulate_int8": bool(self.options.extra.get("simulate_int8")),
+                "threads": self.options.threads, "simulate_int8": self.settings["simulate_int8"],
                 "u8s8_exact": u8s8_exact(), "int8_warning": self.int8_warning()}
 
     def int8_warning(self) -> str | None:
         """Why this device may score a u8s8 bundle lower than its gate did (None when it should not)."""
-        if self.options.extra.get("int8_format") == "u8s8" and not self.options.extra.get("simulate_int8") \
+        if self.settings["int8_format"] == "u8s8" and not self.settings["simulate_int8"] \
                 and not u8s8_exact():
             return ("this bundle is u8s8 and this CPU's u8s8 int8 kernels saturate (x86 without VNNI): expect a "
                     "larger accuracy drop than at the gate; rebuild with -O int8_format=u8u8 for this device")

@@ -20,6 +20,7 @@ from mait_deploy.host.compile.target import (
     TargetCapabilities,
 )
 from mait_deploy.host.export.onnx import convert_onnx_fp16
+from mait_deploy.options import Option
 
 ARTIFACT = "model.onnx"
 
@@ -60,25 +61,23 @@ class OnnxRuntimeTarget(Target):
         precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cpu",), layer_fallback=True,
     )
 
-    def known_target_options(self) -> dict[str, type]:
-        return {"per_channel": bool, "int8_format": str, "device_isa": str}
+    declared_options = (
+        Option("per_channel", bool, True, "int8: one weight scale per output channel (else one per tensor)",
+               precisions=("int8",)),
+        Option("int8_format", str, "auto", "int8: uint8 activations with int8 (u8s8) or uint8 (u8u8) weights; auto "
+               "keeps u8s8 only where the CPU's u8s8 kernels are exact", choices=INT8_FORMATS, precisions=("int8",)),
+        Option("device_isa", str, None, "the device's int8 class when it is not this machine (`mait-deploy verify` "
+               "on the device prints it): chooses the int8 format, and --precision auto times as that class",
+               choices=U8S8_EXACT_CLASSES + U8S8_SATURATING_CLASSES,
+               note="`mait-deploy verify` or `profile` on the device prints its int8 class"),
+    )
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("onnxruntime bundles keep the dynamic batch axis; --batch is not supported")
         if options.precision != "int8" and options.calibration.method != "minmax":
             raise UnsupportedOption("--calib-method applies to int8 only")
-        int8_format = options.target_options.get("int8_format", "auto")
-        if int8_format not in INT8_FORMATS:
-            raise UnsupportedOption(f"int8_format {int8_format!r}: use {', '.join(INT8_FORMATS)}")
-        if options.precision != "int8" and "int8_format" in options.target_options:
-            raise UnsupportedOption("int8_format applies to int8 only")
-        device_isa = options.target_options.get("device_isa")
-        if device_isa is not None and device_isa not in U8S8_EXACT_CLASSES + U8S8_SATURATING_CLASSES:
-            raise UnsupportedOption(f"device_isa {device_isa!r}: use one of "
-                                    f"{', '.join(U8S8_EXACT_CLASSES + U8S8_SATURATING_CLASSES)} "
-                                    f"(`mait-deploy verify` or `profile` on the device prints its int8 class)")
-        if device_isa is not None and int8_format != "auto":
+        if self.setting(options, "device_isa") is not None and self.setting(options, "int8_format") != "auto":
             raise UnsupportedOption("device_isa chooses the int8 format; it cannot be combined with int8_format")
 
     def _quantization_detail(self, build: dict) -> str:
@@ -86,15 +85,16 @@ class OnnxRuntimeTarget(Target):
         return "; ".join(part for part in (f"{fmt} ({build['int8_format']['why']})" if fmt else "",
                                            describe_qdq(build["quantization"])) if part)
 
-    @staticmethod
-    def _qdq_options(options: CompileOptions, int8_format: str, float_nodes: tuple[str, ...] = ()) -> QdqOptions:
+    def _qdq_options(self, options: CompileOptions, int8_format: str, float_nodes: tuple[str, ...] = ()) -> QdqOptions:
         return QdqOptions(method=options.calibration.method, activation_type="uint8",
                           weight_type=WEIGHT_TYPES[int8_format], nodes_to_exclude=float_nodes,
-                          per_channel=options.target_options.get("per_channel", True))
+                          per_channel=self.setting(options, "per_channel"))
+
+    def _int8_format(self, options: CompileOptions) -> tuple[str, str]:
+        return choose_int8_format(self.setting(options, "int8_format"), self.setting(options, "device_isa"))
 
     def sensitivity_preset(self, options: CompileOptions) -> QdqOptions:
-        return self._qdq_options(options, choose_int8_format(options.target_options.get("int8_format", "auto"),
-                                                             options.target_options.get("device_isa"))[0])
+        return self._qdq_options(options, self._int8_format(options)[0])
 
     def _build(self, source: ModelSource, options: CompileOptions, staging: Path, calibration: Dataset | None,
                progress: Callable[[str], None]) -> BuiltArtifact:
@@ -107,8 +107,7 @@ class OnnxRuntimeTarget(Target):
         elif options.precision == "fp16":
             convert_onnx_fp16(source.onnx_path, out)
         else:
-            int8_format, why = choose_int8_format(options.target_options.get("int8_format", "auto"),
-                                                  options.target_options.get("device_isa"))
+            int8_format, why = self._int8_format(options)
             progress(f"onnxruntime int8 ({int8_format}): calibrating on {len(calibration)} images "
                      f"({options.calibration.method})")
             qdq = self._qdq_options(options, int8_format,

@@ -16,6 +16,7 @@ import numpy as np
 from mait_deploy._deps import require
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import UnsupportedOption
+from mait_deploy.options import Option
 
 PRECISION_HINTS = ("f32", "bf16", "f16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -61,23 +62,19 @@ class OpenVinoRunner(Runner):
 
     runtime_name = "openvino"
 
-    def _options(self) -> dict[str, Any]:
-        extra = self.options.extra
-        precision = extra.get("inference_precision")
-        if precision is not None and precision not in PRECISION_HINTS:
-            raise UnsupportedOption(f"inference precision {precision!r}: use {', '.join(PRECISION_HINTS)}")
-        hint = str(extra.get("performance_hint") or "LATENCY").upper()
-        if hint not in PERFORMANCE_HINTS:
-            raise UnsupportedOption(f"performance hint {hint!r}: use {', '.join(PERFORMANCE_HINTS)}")
-        shapes = str(extra.get("shapes") or "static")
-        if shapes not in SHAPE_MODES:
-            raise UnsupportedOption(f"shapes {shapes!r}: use static or dynamic")
-        return {"device": str(extra.get("device") or "CPU"), "inference_precision": precision,
-                "performance_hint": hint, "num_streams": extra.get("num_streams"), "shapes": shapes}
+    declared_options = (
+        Option("device", str, "CPU", "the OpenVINO device (CPU, GPU, NPU, AUTO...)"),
+        Option("inference_precision", str, None, "the plugin's compute precision (default: the bundle's; the CPU "
+               "plugin's own default is bf16 on BF16 CPUs and f16 on Arm)", choices=PRECISION_HINTS),
+        Option("performance_hint", str, "LATENCY", "OpenVINO's performance hint", choices=PERFORMANCE_HINTS),
+        Option("num_streams", int, None, "inference streams (default: the hint's choice)", minimum=1),
+        Option("shapes", str, "static", "static: compile each batch size it is called with; dynamic: once for "
+               "every batch size", choices=SHAPE_MODES),
+    )
 
     def _load(self) -> None:
         ov = require("openvino", extra="openvino")
-        wanted = self._options()
+        wanted = self.settings
         core = ov.Core()
         device = wanted["device"]
         available = core.available_devices

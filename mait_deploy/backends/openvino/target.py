@@ -23,6 +23,7 @@ from mait_deploy.host.compile.onnx_common import onnx_io_specs
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
+from mait_deploy.options import Option
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -115,9 +116,19 @@ class OpenVinoTarget(Target):
         layer_fallback=True,
     )
 
-    def known_target_options(self) -> dict[str, type]:
-        return {"accuracy_control": bool, "device": str, "subset_size": int, "fast_bias_correction": bool,
-                "device_isa": str}
+    declared_options = (
+        Option("device", str, "CPU", "the OpenVINO device the bundle runs on (CPU, GPU, NPU, AUTO...)"),
+        Option("accuracy_control", bool, False, "int8: NNCF's accuracy-controlled quantization (keeps layers in "
+               "float until the drop is within --max-accuracy-drop; needs labelled calibration data)",
+               precisions=("int8",)),
+        Option("subset_size", int, None, "int8: calibration images NNCF uses (default: all of --calib-count)",
+               minimum=1, precisions=("int8",)),
+        Option("fast_bias_correction", bool, True, "int8: NNCF's fast bias correction (else the slower full one)",
+               precisions=("int8",)),
+        Option("device_isa", str, None, "the device's CPU class when it is not this machine: --precision auto "
+               "times the candidates with OpenVINO's kernels capped to it", choices=DEVICE_ISAS,
+               note="OpenVINO's CPU plugin runs on x86; `mait-deploy verify` on the device prints its class"),
+    )
 
     def timing_environment(self, device_isa: str | None) -> dict[str, str] | None:
         from mait_deploy.device.profiling.isa import cpu_isa
@@ -129,18 +140,8 @@ class OpenVinoTarget(Target):
         return {"ONEDNN_MAX_CPU_ISA": cap, "OV_CPU_MAX_ISA": cap}
 
     def _check_options(self, options: CompileOptions) -> None:
-        device_isa = options.target_options.get("device_isa")
-        if device_isa is not None and device_isa not in DEVICE_ISAS:
-            raise UnsupportedOption(f"device_isa {device_isa!r}: OpenVINO's CPU plugin runs on x86; use one of "
-                                    f"{', '.join(DEVICE_ISAS)} (`mait-deploy verify` on the device prints its class)")
         if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("openvino bundles keep the dynamic batch axis; --batch is not supported")
-        if options.target_options.get("subset_size", 1) < 1:
-            raise UnsupportedOption("-O subset_size must be >= 1")
-        if options.precision != "int8":
-            for key in ("accuracy_control", "subset_size", "fast_bias_correction"):
-                if key in options.target_options:
-                    raise UnsupportedOption(f"{key} applies to int8 only")
         if options.calibration.method != "minmax":
             raise UnsupportedOption("openvino int8 calibrates with NNCF's own statistics; --calib-method is "
                                     "for the onnxruntime/tensorrt targets")
@@ -166,7 +167,7 @@ class OpenVinoTarget(Target):
         if problems:
             raise ExportError(f"OpenVINO IR: {'; '.join(problems)}")
         inputs, outputs = onnx_io_specs(source.config)
-        device = str(options.target_options.get("device", "CPU"))
+        device = self.setting(options, "device")
         return BuiltArtifact(
             artifact=ARTIFACT, side_files=[WEIGHTS], inputs=inputs, outputs=outputs, batch="dynamic",
             runtime_options={"device": device},
@@ -192,12 +193,12 @@ class OpenVinoTarget(Target):
         started = time.perf_counter()
         samples = [calibration.inputs[i:i + 1] for i in range(len(calibration))]
         dataset = nncf.Dataset(samples)
-        subset = int(options.target_options.get("subset_size", len(samples)))
+        subset = self.setting(options, "subset_size") or len(samples)
         common = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=subset,
-                      fast_bias_correction=bool(options.target_options.get("fast_bias_correction", True)))
+                      fast_bias_correction=self.setting(options, "fast_bias_correction"))
         if ignored:
             common["ignored_scope"] = nncf.IgnoredScope(names=ignored)
-        if options.target_options.get("accuracy_control"):
+        if self.setting(options, "accuracy_control"):
             if calibration.labels is None:
                 raise UnsupportedOption("accuracy_control needs labelled calibration data")
             progress(f"openvino int8: NNCF accuracy-controlled quantization (max drop "

@@ -20,6 +20,7 @@ from mait_deploy._deps import require
 from mait_deploy._io import atomic_path, sha256_file
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import MaitDeployError, MissingDependency
+from mait_deploy.options import Option
 
 CACHE_DIR = "engine_cache"
 
@@ -153,6 +154,7 @@ def ensure_engine(bundle_dir: Path, manifest: Any, trt: Any, gpu: GpuInfo, force
 class TensorRtRunner(Runner):
     runtime_name = "tensorrt"
     cache_dirs = (CACHE_DIR,)
+    declared_options = (Option("plan", dict, None, "recorded by the build: what the engine is built with (BuildPlan)"),)
 
     def _load(self) -> None:
         trt = require("tensorrt", extra="tensorrt")

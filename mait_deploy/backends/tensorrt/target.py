@@ -32,6 +32,7 @@ from mait_deploy.host.compile.qdq import (
 )
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
+from mait_deploy.options import Option
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -196,9 +197,17 @@ class TensorRtTarget(Target):
         precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cuda", "dla"), layer_fallback=True,
     )
 
-    def known_target_options(self) -> dict[str, type]:
-        return {"min_batch": int, "opt_batch": int, "max_batch": int, "workspace_mb": int,
-                "builder_optimization_level": int, "dla_core": int, "gpu_fallback": bool, "timing_cache": bool}
+    declared_options = (
+        Option("min_batch", int, BuildPlan.min_batch, "the optimization profile's smallest batch", minimum=1),
+        Option("opt_batch", int, BuildPlan.opt_batch, "the batch TensorRT tunes its kernels for", minimum=1),
+        Option("max_batch", int, BuildPlan.max_batch, "the optimization profile's largest batch", minimum=1),
+        Option("workspace_mb", int, BuildPlan.workspace_mb, "builder workspace (MB)", minimum=16),
+        Option("builder_optimization_level", int, BuildPlan.builder_optimization_level,
+               "builder effort, 0 (fast build) to 5 (longest search)", choices=(0, 1, 2, 3, 4, 5)),
+        Option("dla_core", int, None, "build for this DLA core (Jetson; fp16 or int8)", minimum=0),
+        Option("gpu_fallback", bool, BuildPlan.gpu_fallback, "with dla_core: layers DLA cannot run go to the GPU"),
+        Option("timing_cache", bool, BuildPlan.timing_cache, "keep a timing cache beside the engine on the device"),
+    )
 
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):
@@ -207,7 +216,7 @@ class TensorRtTarget(Target):
         self._plan(options, (1, 1, 1))  # validates the plan options now, before any slow work
 
     def _plan(self, options: CompileOptions, sample_shape: tuple[int, ...]) -> BuildPlan:
-        values = {k: v for k, v in options.target_options.items()}
+        values = self.option_values(options)
         return BuildPlan(precision=options.precision, input_name=INPUT_NAME, sample_shape=tuple(sample_shape),
                          onnx_strongly_typed_fp16=FP16_TYPED if options.precision == "fp16" else None, **values)
 
@@ -259,7 +268,8 @@ class TensorRtTarget(Target):
         report["trtexec"] = trtexec_command(plan)
         inputs, outputs = onnx_io_specs(source.config)
         return BuiltArtifact(
-            artifact=ARTIFACT, side_files=side_files, inputs=inputs, outputs=outputs, batch="dynamic",
+            artifact=ARTIFACT, side_files=side_files, alternative_files=side_files, inputs=inputs, outputs=outputs,
+            batch="dynamic",
             runtime_options={"plan": plan.to_dict()},
             report=report,
         )

@@ -207,7 +207,8 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
     step = progress or (lambda message: None)
     device_before = device_state()
     rss_start = rss_mb()
-    if isinstance(bundle_or_runner, Runner):
+    opened_here = not isinstance(bundle_or_runner, Runner)  # a caller's runner stays open for its next use
+    if not opened_here:
         runner = bundle_or_runner
     else:
         extra = dict(options.runtime_options)
@@ -241,11 +242,12 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
         if "rss_after_load_mb" in memory:
             memory["load_increase_mb"] = memory["rss_after_load_mb"] - rss_start
             memory["run_increase_mb"] = memory["rss_end_mb"] - memory["rss_after_load_mb"]
-        runner.close()
+        if opened_here:
+            runner.close()
     jetson = device_before.get("jetson")
     if isinstance(jetson, dict) and isinstance(jetson.get("tegrastats"), dict):
         memory["jetson_shared_ram_used_mb"] = jetson["tegrastats"].get("ram_used_mb")
-    size = manifest.artifact.bytes + sum(f.bytes for f in manifest.files)
+    size = manifest.size_bytes
     return ProfileReport(
         schema_version=REPORT_SCHEMA_VERSION,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

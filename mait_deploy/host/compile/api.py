@@ -149,5 +149,5 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
         for entry in folder.iterdir():
             os.replace(entry, staging / entry.name)
     result = built[chosen]
-    result.bundle, result.manifest = str(out_dir), manifest.to_dict()
+    result.bundle, result.manifest = str(out_dir), manifest
     return result

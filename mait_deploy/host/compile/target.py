@@ -4,7 +4,7 @@
 ``Target.compile`` (the template, as in Olive's passes) checks options, stages the bundle in a temporary folder
 beside the output, calls the plug-in's ``_build``, runs the accuracy gate and the golden outputs through the
 gate runtime's runner, writes the manifest and renames the folder into place. A plug-in implements ``_build``
-(and may override ``known_target_options``, ``_check_options``, ``gate_options``, ``host_can_run`` and
+(and may declare ``declared_options`` and override ``_check_options``, ``gate_options``, ``host_can_run`` and
 ``_quantization_detail``); it never touches bundle bookkeeping.
 """
 
@@ -35,6 +35,7 @@ from mait_deploy.device.runner import Runner, RunnerOptions
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, AccuracyGateFailed, accuracy_gate
 from mait_deploy.host.compile.source import ModelSource
+from mait_deploy.options import Option, validate
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -101,26 +102,40 @@ class BuiltArtifact:
     batch: int | str
     runtime_options: dict[str, Any]  # defaults for the device runner (RunnerOptions.extra)
     side_files: list[str] = field(default_factory=list)
+    # Side files a device loads instead of the artifact (one or the other, never both): counted once in the size.
+    alternative_files: list[str] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     tool_versions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class CompileResult:
+    """What compile hands to the next stage (deploy's row, the CLI's summary, --precision auto): the bundle's own
+    typed manifest and gate, never a re-read of its JSON."""
+
     bundle: str
     target: str
     precision: str
-    manifest: dict[str, Any]
-    gate: dict[str, Any] | None
+    manifest: Manifest
+    gate: GateResult | None
     seconds: dict[str, float]
 
+    @property
+    def size_bytes(self) -> int:
+        return self.manifest.size_bytes
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"bundle": self.bundle, "target": self.target, "precision": self.precision,
+                "manifest": self.manifest.to_dict(), "gate": self.gate.to_dict() if self.gate else None,
+                "seconds": self.seconds}
 
 
 class Target(abc.ABC):
     name: str = "base"
     capabilities: TargetCapabilities
+    # The ``-O KEY=VALUE`` options this target takes (type, default, help, allowed values): checked before any
+    # work, read with ``setting``, listed by `mait-deploy targets`.
+    declared_options: tuple[Option, ...] = ()
 
     # -- hooks for plug-ins -----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -140,15 +155,15 @@ class Target(abc.ABC):
         """Options for the gate's runner (the backend's ``gate_runtime``) beyond the bundle's own defaults."""
         return {}
 
-    def summary_lines(self, manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary_lines(self, manifest: Manifest) -> list[tuple[str, str]]:
         """(field, value) lines about what this backend built, for `compile`'s summary table."""
-        quantization = manifest["build"].get("quantization")
+        quantization = manifest.build.get("quantization")
         if not quantization:
             return []
         detail = quantization["method"]
         if "calibration_images" in quantization:
             detail += f" on {quantization['calibration_images']} images"
-        extra = self._quantization_detail(manifest["build"])
+        extra = self._quantization_detail(manifest.build)
         return [("quantization", detail + (f"; {extra}" if extra else ""))]
 
     def _quantization_detail(self, build: dict[str, Any]) -> str:
@@ -177,23 +192,16 @@ class Target(abc.ABC):
                                     f"use {', '.join(caps.precisions)}")
         if options.float_layers and not caps.layer_fallback:
             raise UnsupportedOption(f"target {self.name} cannot keep layers in float (--float-layers)")
-        known = self.known_target_options()
-        unknown = sorted(set(options.target_options) - set(known))
-        if unknown:
-            raise UnsupportedOption(f"target {self.name} has no option(s) {', '.join(unknown)}")
-        for key, value in options.target_options.items():
-            kinds = known[key] if isinstance(known[key], tuple) else (known[key],)
-            # bool is an int in Python; an option typed int must not take true/false, nor a bool take 1.
-            if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
-                names = " or ".join("true/false" if k is bool else k.__name__ for k in kinds)
-                raise UnsupportedOption(f"-O {key}={value!r}: {key} takes {names}")
-            if kinds == (int,) and value < 0:
-                raise UnsupportedOption(f"-O {key}={value!r}: {key} must be >= 0")
+        self.option_values(options)  # names, types, choices, bounds, precisions: declared_options
         self._check_options(options)
 
-    def known_target_options(self) -> dict[str, type | tuple[type, ...]]:
-        """The ``-O KEY=VALUE`` options this target takes, with their types (checked before any work)."""
-        return {}
+    def option_values(self, options: CompileOptions) -> dict[str, Any]:
+        """Every declared ``-O`` option's value for this compile: the given one, checked, else its default."""
+        return validate(self.declared_options, options.target_options, f"target {self.name}", options.precision)
+
+    def setting(self, options: CompileOptions, name: str) -> Any:
+        """One ``-O`` option's value (or its declared default)."""
+        return self.option_values(options)[name]
 
     def needs_calibration(self, options: CompileOptions) -> bool:
         return options.precision == "int8"
@@ -224,7 +232,7 @@ class Target(abc.ABC):
             manifest = self._manifest(staging, source, options, built, golden=golden, accuracy=gate)
             manifest.write(staging)
         return CompileResult(bundle=str(out_dir), target=self.name, precision=options.precision,
-                             manifest=manifest.to_dict(), gate=gate.to_dict() if gate else None, seconds=seconds)
+                             manifest=manifest, gate=gate, seconds=seconds)
 
     def _build_and_gate(self, source: ModelSource, options: CompileOptions, staging: Path,
                         calibration: Dataset | None, evaluation: Dataset | None, step: Callable[[str], None],
@@ -302,7 +310,8 @@ class Target(abc.ABC):
             # While staging (gate not run yet) the golden entry is a placeholder; the final manifest replaces it.
             golden=golden or GoldenEntry(GOLDEN_FILE, "", 0, GOLDEN_TOLERANCE[options.precision]),
             accuracy=accuracy, source=source.describe(), tool_versions={**tool_versions(), **built.tool_versions},
-            build={**built.report, "options": jsonable(asdict(options)), "host_isa": cpu_isa()},
+            build={**built.report, "options": jsonable(asdict(options)), "host_isa": cpu_isa(),
+                   **({"alternative_files": built.alternative_files} if built.alternative_files else {})},
         )
 
     def _golden(self, staging: Path, source: ModelSource, runner: Runner, evaluation: Dataset | None,

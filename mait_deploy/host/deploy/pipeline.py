@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from mait_deploy import __version__, backends
 from mait_deploy._io import jsonable, read_json, sha256_file, write_json
+from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import (
@@ -133,8 +134,8 @@ def _export(checkpoint_path: Path, identity: dict[str, Any], out_dir: Path, stat
     return source_from_export(model, onnx_path, report), reused, key
 
 
-def _reusable(bundle: Path, state: _State, key: str) -> dict[str, Any] | None:
-    """The manifest of a finished bundle built from the same inputs, else None."""
+def _reusable(bundle: Path, state: _State, key: str) -> Manifest | None:
+    """The manifest of a finished bundle built from the same inputs whose files still match it, else None."""
     from mait_deploy.device.bundle import check_files
     from mait_deploy.device.manifest import read_manifest
 
@@ -145,13 +146,15 @@ def _reusable(bundle: Path, state: _State, key: str) -> dict[str, Any] | None:
         check_files(bundle, manifest)
     except MaitDeployError:
         return None
-    return manifest.to_dict()
+    return manifest
 
 
 def _build_row(target_name: str, precision: str, bundle: Path, key: str, context: dict[str, Any],
-               options: DeployOptions, state: _State, why_not: str) -> Row:
-    """Compile (or reuse), verify and profile one bundle; every outcome is a row."""
-    from mait_deploy.device.bundle import verify_bundle
+               options: DeployOptions, state: _State, why_not: str, runners: dict[str, Any]) -> Row:
+    """Compile (or reuse), verify and profile one bundle; every outcome is a row. The bundle is opened once (one
+    hash check: a reused bundle's, or none for one this run just wrote) and its runner is left in ``runners`` for
+    the race."""
+    from mait_deploy.device.bundle import load_bundle, verify_runner
     from mait_deploy.device.profiling.measure import ProfileOptions, profile
     from mait_deploy.host.compile.gate import AccuracyGateFailed
     from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
@@ -175,25 +178,28 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
             manifest = target.compile(context["source"], compile_options, bundle, context["calibration"],
                                       context["evaluation"]).manifest
         row.bundle = str(bundle)
-        row.size_bytes = manifest["artifact"]["bytes"] + sum(f["bytes"] for f in manifest["files"])
-        row.take_gate(manifest.get("accuracy"))
+        row.size_bytes = manifest.size_bytes
+        row.take_gate(manifest.accuracy)
         runnable, why = target.host_can_run()
         if runnable:
-            row.verify = verify_bundle(bundle).to_dict()
-            # A fixed-batch bundle (LiteRT) is profiled at its own batch size only.
-            batches = options.profile_batches if manifest["batch"] == "dynamic" else (int(manifest["batch"]),)
-            report = profile(bundle, ProfileOptions(batches=batches, warmup=5, iterations=options.profile_iterations,
+            # Hashed just now (reused) or written by this process a moment ago (built): not hashed again.
+            runner = runners[str(bundle)] = load_bundle(bundle, check_hashes=False)
+            # A fixed-batch bundle (LiteRT) is profiled at its own batch size only. Profiled first: it measures
+            # the runtime's load.
+            batches = options.profile_batches if manifest.batch == "dynamic" else (int(manifest.batch),)
+            report = profile(runner, ProfileOptions(batches=batches, warmup=5, iterations=options.profile_iterations,
                                                     end_to_end=False))
             if report.error:
                 raise MaitDeployError(f"profiling failed: {report.error}")
             row.take_profile(report)
+            row.verify = verify_runner(runner).to_dict()
             row.status = "ok"
         else:
             row.reason = f"bundle built; {why}"
         state.set_bundle(bundle.name, key)  # only a bundle that was built, verified and profiled is reused
     except AccuracyGateFailed as err:
         row.status, row.reason = "failed_gate", str(err)
-        row.take_gate(err.result.to_dict())
+        row.take_gate(err.result)
     except MaitDeployError as err:
         row.status, row.reason = "failed", str(err)
     except Exception as err:  # a converter crash must not stop the other rows
@@ -233,16 +239,21 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                 "evaluation": evaluation.content_sha256() if evaluation else None}
 
     rows: list[Row] = []
-    for index, (target_name, precision) in enumerate(plan, start=1):
-        step(f"{target_name} {precision}", index, total)
-        key = _stage_key(stage="bundle", checkpoint=identity, target=target_name, precision=precision,
-                         data=data_key, calibration_count=options.calibration_count,
-                         max_drop=options.max_accuracy_drop, export=export_key)
-        bundle = out_dir / "bundles" / f"{target_name}-{precision}"
-        rows.append(_build_row(target_name, precision, bundle, key, context, options, state,
-                               availability.get(target_name, "")))
-    step("timing the bundles side by side", total, total)
-    timing = race(rows)
+    runners: dict[str, Any] = {}  # bundle -> its open runner, from its row to the race
+    try:
+        for index, (target_name, precision) in enumerate(plan, start=1):
+            step(f"{target_name} {precision}", index, total)
+            key = _stage_key(stage="bundle", checkpoint=identity, target=target_name, precision=precision,
+                             data=data_key, calibration_count=options.calibration_count,
+                             max_drop=options.max_accuracy_drop, export=export_key)
+            bundle = out_dir / "bundles" / f"{target_name}-{precision}"
+            rows.append(_build_row(target_name, precision, bundle, key, context, options, state,
+                                   availability.get(target_name, ""), runners))
+        step("timing the bundles side by side", total, total)
+        timing = race(rows, runners)
+    finally:
+        for runner in runners.values():
+            runner.close()
     recommended = recommend_rows(rows, timing)
     on_devices = None
     if options.inventory:

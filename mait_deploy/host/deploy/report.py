@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from mait_deploy import backends
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
+from mait_deploy.device.compare import GateResult
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.recommendation import Recommendation
 
@@ -29,19 +30,22 @@ class Row:
     drop_points: float | None = None
     size_bytes: int | None = None
     latency: dict[str, Latency] = field(default_factory=dict)  # "batch_1": ...
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # of the whole process that profiled it (deploy: every bundle before it too)
+    rss_added_mb: float | None = None  # what loading and running this bundle added to that process
     verify: dict[str, Any] | None = None
     seconds: float = 0.0
 
-    def take_gate(self, gate: dict[str, Any] | None) -> None:
+    def take_gate(self, gate: GateResult | None) -> None:
         if gate:
-            self.top1, self.reference_top1, self.drop_points = gate["top1"], gate["reference_top1"], gate["drop_points"]
+            self.top1, self.reference_top1, self.drop_points = gate.top1, gate.reference_top1, gate.drop_points
 
     def take_profile(self, report: Any) -> None:
         for result in report.results:
             if result.model:
                 self.latency[f"batch_{result.batch}"] = Latency.from_stats(result.model)
         self.peak_rss_mb = report.memory.get("peak_rss_mb")
+        if "load_increase_mb" in report.memory:
+            self.rss_added_mb = round(report.memory["load_increase_mb"] + report.memory["run_increase_mb"], 1)
 
 
 @dataclass
@@ -80,7 +84,7 @@ def markdown_table(report: DeployReport) -> str:
     for key in batches:
         b = key.split("_")[1]
         head += [f"p50 b{b} (ms)", f"p99 b{b} (ms)", f"img/s b{b}"]
-    head += ["size (MB)", "process peak RSS (MB)", "notes"]
+    head += ["size (MB)", "RSS added (MB)", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
         cells = [row.target, row.precision, row.status + (" (reused)" if row.reused else ""),
@@ -91,8 +95,8 @@ def markdown_table(report: DeployReport) -> str:
             cells += ["-", "-", "-"] if lat is None else [f"{lat.p50_ms:.2f}", f"{lat.p99_ms:.2f}",
                                                           f"{lat.throughput:.0f}"]
         cells += ["-" if row.size_bytes is None else f"{row.size_bytes / 1e6:.2f}",
-                  "-" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",
-                  row.reason.replace("|", "/")[:160]]
+                  "-" if row.rss_added_mb is None else f"{row.rss_added_mb:.0f}",
+                  row.reason.replace("|", "/").replace("\n", " ")]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if report.recommended:
