@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
-FP32 = "fp32"
+from mait_deploy.precision import FP32
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,17 @@ def test_models_json_lists_variants_with_counted_stats():
     assert rows["mait_demo_28"]["flops"] > 0
 
 
+def test_the_shipped_variant_table_is_what_torch_counts():
+    # `models` reads the shipped table (no torch import); it must be what the registered variants count today
+    # (regenerate with `python -m mait_deploy.host.model.stats`).
+    pytest.importorskip("torch")
+    from mait_deploy._assets import VARIANT_TABLE
+    from mait_deploy._io import read_json
+    from mait_deploy.host.model.stats import variant_stats
+
+    assert read_json(VARIANT_TABLE) == json.loads(json.dumps([s.to_dict() for s in variant_stats()]))
+
+
 def test_targets_come_from_the_registry():
     from mait_deploy import backends
 
@@ -96,7 +107,7 @@ def test_compile_verify_predict_evaluate_cli(tmp_path):
     Image.fromarray(np.load(bundle / "golden.npz")["images"][0]).save(image)
     predict = run_cli("predict", str(bundle), str(image), "--top", "3", "--json", check=True)
     row = json.loads(predict.stdout)["predictions"][0]
-    assert len(row["top"]) == 3 and row["label"]
+    assert len(row["top"]) == 3 and row["label"] and row["top"][0]["label"] == row["label"]
     evaluate = run_cli("evaluate", str(bundle), "--count", "100", "--json", check=True)
     assert json.loads(evaluate.stdout)["count"] == 100
     again = run_cli("compile", "-o", str(bundle))

@@ -120,7 +120,7 @@ def test_no_module_outside_a_backend_names_one():
 def test_each_backend_declares_itself_and_its_parts_load(name):
     backend = backends.get(name)
     assert backend.name == name and backend.runtime_extra and backend.compile_extra
-    assert backend.gate_runtime in backends.names()
+    assert backend.gates_with in backends.names()
     assert backends.runner_class(name).__name__.endswith("Runner")
     if not backend.missing_on_host():
         assert backends.target(name).name == name
@@ -157,3 +157,19 @@ def test_the_fp32_rule_and_the_timing_loop_are_defined_once():
             assert ">= p50[fp32]" not in text and "faster_than_fp32(" not in text, path
         if path.name != "side_by_side.py":
             assert "perf_counter_ns() < settled" not in text, path
+
+
+@pytest.mark.parametrize("name", backends.names())
+def test_a_backends_name_is_written_once_in_the_registry(name):
+    # Target.name and Runner.runtime_name come from the registry; no class restates them.
+    runner = backends.runner_class(name)
+    assert "runtime_name" not in vars(runner) and backends.name_of(runner) == name
+    if not backends.get(name).missing_on_host():
+        target = backends.target(name)
+        assert "name" not in vars(type(target)) and target.name == name
+
+
+def test_precisions_are_defined_once():
+    offenders = [f"{module}" for module, path in modules().items() if module != "mait_deploy.precision"
+                 and '("fp32", "fp16", "int8")' in path.read_text()]
+    assert not offenders, offenders

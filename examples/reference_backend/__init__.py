@@ -21,7 +21,6 @@ BACKEND = Backend(
     runtime_extra="export",  # the onnx package
     compile_extra="export",
     compile_modules=("onnx",),
-    gate_runtime="onnx-reference",
     colour="#8172b3",
     summary="ONNX reference interpreter (numpy; exact and slow, for checking other runtimes)",
 )

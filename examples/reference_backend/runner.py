@@ -11,7 +11,6 @@ from mait_deploy.device.runner import Runner
 
 
 class ReferenceRunner(Runner):
-    runtime_name = "onnx-reference"
 
     def _load(self) -> None:
         reference = require("onnx.reference", extra="export")

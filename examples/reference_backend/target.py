@@ -13,7 +13,6 @@ ARTIFACT = "model.onnx"
 
 
 class ReferenceTarget(Target):
-    name = "onnx-reference"
     capabilities = TargetCapabilities(precisions=("fp32",), dynamic_batch=True, devices=("cpu",))
 
     def _build(self, source: Any, options: Any, staging: Path, calibration: Any,

@@ -30,12 +30,19 @@ class Backend:
     runtime_extra: str  # pip extra a device needs to run the bundle
     compile_extra: str  # pip extra the host needs to build it
     compile_modules: tuple[str, ...]  # importable modules the host needs to build (and gate) a bundle
-    gate_runtime: str  # the runner that scores the artifact at the accuracy gate (a registry name)
     colour: str = "grey"  # in plots
+    # The runner that scores the artifact at the accuracy gate when the host cannot run this backend's own (a
+    # registry name; "" means this backend's own runner).
+    gate_runtime: str = ""
     summary: str = ""  # one line for `mait-deploy targets`
     runtime_module: str = ""  # what the device runner imports (`remote setup` checks it imports on a board)
     system_runtime: bool = False  # the runtime comes with the board's OS (a board venv then sees system packages)
     cli: str = ""  # "module:function" that adds the backend's own commands to the typer app, if it has any
+
+    @property
+    def gates_with(self) -> str:
+        """The registry name of the runner that scores this backend's artifacts at the gate."""
+        return self.gate_runtime or self.name
 
     def missing_on_host(self) -> list[str]:
         return [module for module in self.compile_modules if not is_available(module)]
@@ -73,6 +80,8 @@ def register(backend: Backend) -> None:
 
 def unregister(name: str) -> None:
     _registered.pop(name, None)
+    for cls in [cls for cls, registered in _names_by_class.items() if registered == name]:
+        del _names_by_class[cls]
     if REGISTRY.get(name) == "":
         del REGISTRY[name]
 
@@ -94,6 +103,25 @@ def get(name: str) -> Backend:
 def _load(spec: str) -> Any:
     module, attribute = spec.split(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+_names_by_class: dict[type, str] = {}
+
+
+def name_of(cls: type) -> str:
+    """The registered name of a target or runner class (or of the nearest registered class it derives from): the
+    registry is the one place a backend's name is written; ``Target.name`` and ``Runner.runtime_name`` ask here."""
+    if cls not in _names_by_class:
+        specs = {}
+        for name in names():
+            backend = get(name)
+            specs[backend.target] = specs[backend.runner] = name
+        found = next((specs[f"{base.__module__}:{base.__qualname__}"] for base in cls.__mro__
+                      if f"{base.__module__}:{base.__qualname__}" in specs), None)
+        if found is None:
+            return "base"  # the abstract base classes, or a class no backend registers
+        _names_by_class[cls] = found
+    return _names_by_class[cls]
 
 
 def target(name: str) -> "Target":

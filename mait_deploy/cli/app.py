@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import time
 from typing import Any, Callable
 
 import typer
@@ -35,9 +37,35 @@ def print_error(message: str) -> None:
     err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
 
 
+# What the converters and runtimes print on their own (TensorFlow's converter inside litert-torch, absl, torchao's
+# optional kernels, torch's internal logs): lines that look like errors and are not. Silenced unless --verbose
+# (TORCH_LOGS=-torch: torch resets its loggers' levels when it loads). Left: LiteRT's "INFO: Created TensorFlow
+# Lite XNNPACK delegate" line, which its Python package offers no switch for.
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3",
+                     "TF_ENABLE_ONEDNN_OPTS": "0", "TORCH_LOGS": "-torch"}
+QUIET_LOGGERS = ("torchao", "torch", "nncf", "absl", "tensorflow", "jax", "onnxscript")
+
+
+def quiet_third_party() -> None:
+    """Silence third-party logs before any of those libraries loads (they are imported lazily, later)."""
+    import logging
+    import warnings
+
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+         verbose: bool = typer.Option(False, "--verbose", help="Let the converters and runtimes print their own "
+                                                               "logs (silenced by default).")) -> None:
     _state["debug"] = debug
+    if not verbose:
+        quiet_third_party()
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,10 +141,44 @@ def parse_batch(text: str | None) -> int | str | None:
         raise UnsupportedOption(f"--batch takes a positive integer or 'dynamic', got {text!r}") from None
 
 
+def default_of(cls: Any, name: str) -> Any:
+    """A field's default in an options dataclass: the CLI states no default of its own. Tuples are given as the
+    comma list the option parses."""
+    import dataclasses
+
+    field = cls.__dataclass_fields__[name]
+    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+class _StepLines:
+    """Progress off a terminal (a pipe, a CI log): one line per step on stderr with the seconds since the start,
+    where a spinner would print nothing."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._last = ""
+
+    def __enter__(self) -> "_StepLines":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def update(self, message: str) -> None:
+        if message != self._last:
+            self._last = message
+            err_console.print(f"[{time.perf_counter() - self._started:6.1f} s] {message}", highlight=False,
+                              soft_wrap=True)
+
+
 def status_spinner() -> Any:
-    """A spinner on stderr for long steps (stdout stays clean for --json)."""
-    return err_console.status("working", spinner="dots")
+    """Progress for long steps on stderr (stdout stays clean for --json): a spinner on a terminal, a line per step
+    elsewhere. Use its ``update(message)``."""
+    if err_console.is_terminal:
+        return err_console.status("working", spinner="dots")
+    return _StepLines()

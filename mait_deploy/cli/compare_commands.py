@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mait_deploy.cli.app import app, console, handle_errors, print_json, status_spinner
+from mait_deploy.cli.app import app, console, default_of, handle_errors, print_json, status_spinner
 from mait_deploy.errors import MaitDeployError
+from mait_deploy.host.compare.run import CompareOptions
 
 
 def _names(text: str) -> list[str]:
@@ -23,12 +24,12 @@ def compare(
     baselines: str = typer.Option("deit_tiny_patch16_224,cait_xxs24_224,swin_tiny_patch4_window7_224", "--baselines", help="Comma list: timm names (NAME=WEIGHTS for a checkpoint) or .onnx files."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (bundles/, compare.json/.md/.png)."),
     targets: Optional[str] = typer.Option(None, "--targets", help="Comma list of targets (default: every target this machine can build and run)."),
-    precisions: str = typer.Option("fp32,int8", "--precisions", help="Comma list of fp32,fp16,int8."),
-    batch: str = typer.Option("1,32", "--batch", help="Comma list of batch sizes."),
-    rounds: int = typer.Option(8, "--rounds", help="Side-by-side rounds per target x precision x batch."),
-    block: int = typer.Option(4, "--block", help="Consecutive calls per model per round (the first is dropped)."),
-    calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images for int8."),
-    calib_count: int = typer.Option(64, "--calib-count", help="Number of calibration images."),
+    precisions: str = typer.Option(default_of(CompareOptions, "precisions"), "--precisions", help="Comma list of fp32,fp16,int8."),
+    batch: str = typer.Option(default_of(CompareOptions, "batches"), "--batch", help="Comma list of batch sizes."),
+    rounds: int = typer.Option(default_of(CompareOptions, "rounds"), "--rounds", help="Side-by-side rounds per target x precision x batch."),
+    block: int = typer.Option(default_of(CompareOptions, "block"), "--block", help="Consecutive calls per model per round (the first is dropped)."),
+    calib: str = typer.Option(default_of(CompareOptions, "calibration"), "--calib", help="Calibration images for int8."),
+    calib_count: int = typer.Option(default_of(CompareOptions, "calibration_count"), "--calib-count", help="Number of calibration images."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads (default: the runtime's)."),
     timm_python: Optional[str] = typer.Option(None, "--timm-python", help="A Python where timm imports, to build the timm baselines (default: this one)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier comparison in the output folder."),
@@ -38,7 +39,6 @@ def compare(
     from mait_deploy.device.profiling.measure import parse_list
     from mait_deploy.host.compare.models import DEFAULT_MODELS
     from mait_deploy.host.compare.report import RATIO_COLUMNS, ratio_rows
-    from mait_deploy.host.compare.run import CompareOptions
     from mait_deploy.host.compare.run import compare as run_compare
 
     options = CompareOptions(targets=tuple(_names(targets)) if targets else None, precisions=tuple(_names(precisions)),

@@ -59,7 +59,7 @@ def predict(
         table.add_column(column)
     for path, row in zip(images, rows):
         table.add_row(str(path), row["label"], f"{row['score']:.3f}",
-                      ", ".join(f"{runner.labels[t['index']]} {t['probability']:.3f}" for t in row["top"]))
+                      ", ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top"]))
     console.print(table)
 
 

@@ -13,6 +13,7 @@ from mait_deploy import backends
 from mait_deploy.cli.app import (
     app,
     console,
+    default_of,
     err_console,
     handle_errors,
     parse_batch,
@@ -21,6 +22,9 @@ from mait_deploy.cli.app import (
     status_spinner,
 )
 from mait_deploy.errors import MaitDeployError
+from mait_deploy.host.compile.api import DEFAULT_DATA
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.deploy.pipeline import DeployOptions
 
 
 @app.command()
@@ -57,23 +61,34 @@ def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
 
 @app.command()
 @handle_errors
-def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+           count: bool = typer.Option(False, "--count", help="Count every variant again with torch (seconds) "
+                                                             "instead of reading the shipped table.")) -> None:
     """List the registered MaiT variants with counted parameters and FLOPs."""
-    from mait_deploy.host.model.stats import variant_stats
+    if count:
+        from mait_deploy.host.model.stats import variant_stats
 
-    stats = variant_stats()
+        stats = [s.to_dict() for s in variant_stats()]
+    else:
+        from mait_deploy._assets import VARIANT_TABLE
+        from mait_deploy._io import read_json
+
+        stats = read_json(VARIANT_TABLE, what="variant table")
     if as_json:
-        print_json([s.to_dict() for s in stats])
+        print_json(stats)
         return
     table = Table(title="MaiT variants (counted by torch at batch 1; GMACs = multiply-adds, the paper's 'GFLOPs')")
     for column in ("variant", "backbone", "input", "tokens", "dim", "depth", "heads", "masked heads per block",
                    "mask", "params (M)", "GMACs", "paper: params / GMACs / top-1"):
-        table.add_column(column, justify="left" if column in ("variant", "backbone", "mask") else "right")
+        table.add_column(column, justify="left" if column in ("variant", "backbone", "mask") else "right",
+                         no_wrap=column == "variant", overflow="fold")
     for s in stats:
-        paper = "-" if s.paper is None else f"{s.paper['params_m']} M / {s.paper['gmacs']} / {s.paper['top1']}%"
-        table.add_row(s.name, s.backbone, "x".join(map(str, s.input_shape)), str(s.tokens), str(s.embed_dim),
-                      str(s.depth), str(s.num_heads), _run_lengths(s.masked_heads_per_block),
-                      f"{s.mask_mode} {s.window}", f"{s.params / 1e6:.2f}", f"{s.gmacs:.3f}", paper)
+        paper = "-" if s["paper"] is None else \
+            f"{s['paper']['params_m']} M / {s['paper']['gmacs']} / {s['paper']['top1']}%"
+        table.add_row(s["name"], s["backbone"], "x".join(map(str, s["input_shape"])), str(s["tokens"]),
+                      str(s["embed_dim"]), str(s["depth"]), str(s["num_heads"]),
+                      _run_lengths(s["masked_heads_per_block"]), f"{s['mask_mode']} {s['window']}",
+                      f"{s['params'] / 1e6:.2f}", f"{s['gmacs']:.3f}", paper)
     console.print(table)
 
 
@@ -167,25 +182,24 @@ def compile_command(
     target: str = typer.Option(backends.names()[0], "--target", "-t", help=f"Target: {', '.join(backends.names())}."),
     precision: Optional[str] = typer.Option(None, "--precision", "-p", help="fp32, fp16, int8, or auto: build each, time those that pass the gate side by side here and keep the fastest (default: the target's, see docs/targets.md)."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to write."),
-    calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
-    calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
-    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
-    eval_data: str = typer.Option("fashion-mnist", "--eval", help="Held-out labelled data for the accuracy gate."),
+    calib: str = typer.Option(DEFAULT_DATA, "--calib", help="Calibration images (int8): 'fashion-mnist', a folder, or a .npy/.npz."),
+    calib_count: int = typer.Option(default_of(CalibrationOptions, "count"), "--calib-count", min=1, help="Number of calibration images."),
+    calib_method: str = typer.Option(default_of(CalibrationOptions, "method"), "--calib-method", help="minmax, entropy or percentile."),
+    eval_data: str = typer.Option(DEFAULT_DATA, "--eval", help="Held-out labelled data for the accuracy gate."),
     eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the accuracy gate (the manifest records it)."),
-    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Fail when top-1 drops more than this many points."),
+    max_accuracy_drop: float = typer.Option(default_of(CompileOptions, "max_accuracy_drop"), "--max-accuracy-drop", help="Fail when top-1 drops more than this many points."),
     batch: Optional[str] = typer.Option(None, "--batch", help="Batch size N (LiteRT: one file per batch size, default 1) or 'dynamic'."),
-    seed: int = typer.Option(0, "--seed", help="Seed for drawing calibration images."),
+    seed: int = typer.Option(default_of(CalibrationOptions, "seed"), "--seed", help="Seed for drawing calibration images."),
     target_option: list[str] = typer.Option([], "--target-option", "-O", help="Target-specific KEY=VALUE, e.g. -O accuracy_control=true -O device=GPU (openvino)."),
     float_layers: Optional[str] = typer.Option(None, "--float-layers", help="int8: comma-separated layers to keep in float (e.g. head,blocks.3.mlp.fc1)."),
-    layer_fallback: bool = typer.Option(True, "--layer-fallback/--no-layer-fallback", help="int8: when the gate fails, keep the most sensitive layers in float until it passes."),
+    layer_fallback: bool = typer.Option(default_of(CompileOptions, "layer_fallback"), "--layer-fallback/--no-layer-fallback", help="int8: when the gate fails, keep the most sensitive layers in float until it passes."),
     sensitivity_plot: Optional[Path] = typer.Option(None, "--sensitivity-plot", help="Write the per-layer sensitivity chart here when the fallback ran."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compile a model for a target into a verified bundle (artifact + manifest + golden I/O)."""
     from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 
     precision = precision or backends.target(target).capabilities.default_precision
     options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
@@ -244,14 +258,14 @@ def deploy(
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped model)."),
     output: Path = typer.Option(Path("mait-deploy-out"), "-o", "--output", help="Output folder (bundles, reports)."),
     targets: Optional[str] = typer.Option(None, "--targets", help=f"Comma list of {','.join(backends.names())} (default: every target whose extra is installed)."),
-    precisions: str = typer.Option("fp32,fp16,int8", "--precisions", help="Comma list of fp32,fp16,int8."),
-    calib: str = typer.Option("fashion-mnist", "--calib", help="Calibration images for int8."),
-    calib_count: int = typer.Option(256, "--calib-count", min=1, help="Number of calibration images."),
-    eval_data: str = typer.Option("fashion-mnist", "--eval", help="Held-out labelled images for the accuracy gate ('none' to skip)."),
+    precisions: str = typer.Option(default_of(DeployOptions, "precisions"), "--precisions", help="Comma list of fp32,fp16,int8."),
+    calib: str = typer.Option(default_of(DeployOptions, "calibration"), "--calib", help="Calibration images for int8."),
+    calib_count: int = typer.Option(default_of(DeployOptions, "calibration_count"), "--calib-count", min=1, help="Number of calibration images."),
+    eval_data: str = typer.Option(default_of(DeployOptions, "evaluation"), "--eval", help="Held-out labelled images for the accuracy gate ('none' to skip)."),
     eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
-    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Gate: max top-1 drop in points."),
-    profile_batches: str = typer.Option("1,32", "--profile-batches", help="Batch sizes to profile."),
-    iterations: int = typer.Option(50, "--iterations", min=1, help="Profiling iterations per batch size."),
+    max_accuracy_drop: float = typer.Option(default_of(DeployOptions, "max_accuracy_drop"), "--max-accuracy-drop", help="Gate: max top-1 drop in points."),
+    profile_batches: str = typer.Option(default_of(DeployOptions, "profile_batches"), "--profile-batches", help="Batch sizes to profile."),
+    iterations: int = typer.Option(default_of(DeployOptions, "profile_iterations"), "--iterations", min=1, help="Profiling iterations per batch size."),
     force: bool = typer.Option(False, "--force", help="Redo every stage instead of reusing verified ones."),
     inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="Also run the bundles that passed on these boards over SSH (docs/remote.md) and recommend per board."),
     device: Optional[list[str]] = typer.Option(None, "--device", help="With --inventory: only this device (repeatable)."),
@@ -263,10 +277,7 @@ def deploy(
     """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
     if (device or tags or accept_new or device_eval_count) and inventory is None:
         raise MaitDeployError("--device, --tags, --accept-new-host-keys and --device-eval-count need --inventory")
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from mait_deploy.device.profiling.measure import parse_list
-    from mait_deploy.host.deploy.pipeline import DeployOptions
     from mait_deploy.host.deploy.pipeline import deploy as run_deploy
     from mait_deploy.host.deploy.report import markdown_table
 
@@ -278,15 +289,9 @@ def deploy(
         profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
         devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new,
         device_eval_count=device_eval_count)
-    columns = (TextColumn("{task.description}", style="bold", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("deploy", total=1)
-
-        def update(message: str, done: int, total: int) -> None:
-            bar.update(task, description=message, completed=done, total=total)
-
-        report = run_deploy(checkpoint, output, options, progress=update)
+    with status_spinner() as status:
+        report = run_deploy(checkpoint, output, options,
+                            progress=lambda message, done, total: status.update(f"[{done}/{total}] {message}"))
     if as_json:
         print_json(report.to_dict())
         return

@@ -31,6 +31,7 @@ class Prediction:
     logits: np.ndarray  # float32 [N, classes]
     inference_ms: float  # model time only, all chunks
     preprocess_ms: float
+    class_names: list[str] = field(default_factory=list)  # the bundle's labels, by class index
 
     def to_list(self, top: int = 1) -> list[dict[str, Any]]:
         probabilities = softmax(self.logits)
@@ -38,8 +39,12 @@ class Prediction:
         for i in range(len(self.indices)):
             order = np.argsort(-probabilities[i])[:top]
             rows.append({"label": self.labels[i], "index": int(self.indices[i]), "score": float(self.scores[i]),
-                         "top": [{"index": int(j), "probability": float(probabilities[i, j])} for j in order]})
+                         "top": [{"label": self._name(j), "index": int(j), "probability": float(probabilities[i, j])}
+                                 for j in order]})
         return rows
+
+    def _name(self, index: int) -> str:
+        return self.class_names[index] if index < len(self.class_names) else str(index)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -60,11 +65,11 @@ class RunnerOptions:
 class Runner(abc.ABC):
     """Runs one bundle's artifact. Subclasses implement ``_load``, ``_infer`` and ``_close`` only."""
 
-    runtime_name = "base"
     cache_dirs: tuple[str, ...] = ()  # folders the runtime adds inside a bundle on the device (not in the manifest)
     # The runtime options this runner takes (RunnerOptions.extra: the manifest's runtime.options, then the
     # caller's), checked once when it is made; read them from ``self.settings``.
     declared_options: tuple[Option, ...] = ()
+    throughput_options: dict[str, Any] = {}  # runtime options `profile --mode throughput` sets (OpenVINO's hint)
 
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, options: RunnerOptions | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
@@ -82,6 +87,13 @@ class Runner(abc.ABC):
         self.labels = manifest.labels
         self.last_inference_ms = 0.0
         self._active = False
+
+    @property
+    def runtime_name(self) -> str:
+        """The backend's registered name (written once, in the registry)."""
+        from mait_deploy.backends import name_of
+
+        return name_of(type(self))
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def __enter__(self) -> "Runner":
@@ -208,4 +220,5 @@ class Runner(abc.ABC):
         indices = logits.argmax(axis=-1)
         scores = softmax(logits)[np.arange(len(indices)), indices].astype(np.float32)
         return Prediction(labels=[self.labels[i] for i in indices], indices=indices, scores=scores, logits=logits,
-                          inference_ms=self.last_inference_ms, preprocess_ms=preprocess_ms)
+                          inference_ms=self.last_inference_ms, preprocess_ms=preprocess_ms,
+                          class_names=list(self.labels))

@@ -7,6 +7,6 @@ BACKEND = Backend(
     target="mait_deploy.backends.litert.target:LiteRtTarget",
     runner="mait_deploy.backends.litert.runner:LiteRtRunner",
     runtime_extra="litert", runtime_module="ai_edge_litert.interpreter", compile_extra="litert-convert", compile_modules=("litert_torch", "ai_edge_litert"),
-    gate_runtime="litert", colour="#55a868",
+    colour="#55a868",
     summary="LiteRT .tflite (Raspberry Pi and other Arm boards; fp32, fp16, int8)",
 )

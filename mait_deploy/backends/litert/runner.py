@@ -71,7 +71,6 @@ class _Io:
 
 
 class LiteRtRunner(Runner):
-    runtime_name = "litert"
     declared_options = (Option("xnnpack", bool, True, "run on the XNNPACK delegate (else the reference kernels)"),)
 
     def _xnnpack(self) -> bool:

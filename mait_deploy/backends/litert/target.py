@@ -29,6 +29,7 @@ from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.options import Option
+from mait_deploy.precision import PRECISIONS
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -82,9 +83,8 @@ def check_tflite(path: Path, batch: int, sample_shape: tuple[int, ...]) -> dict[
 
 
 class LiteRtTarget(Target):
-    name = "litert"
     capabilities = TargetCapabilities(
-        precisions=("fp32", "fp16", "int8"), dynamic_batch=False, devices=("cpu",), needs_torch_model=True, default_batch=1,
+        precisions=PRECISIONS, dynamic_batch=False, devices=("cpu",), needs_torch_model=True, default_batch=1,
         layer_fallback=True,
         # Which precision is fastest with XNNPACK depends on the CPU (INT8 won on an AVX-512 VNNI host, lost on an
         # AVX2 one): the default builds each and keeps the fastest that passes the gate, timed side by side.

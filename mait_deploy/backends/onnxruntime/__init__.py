@@ -7,6 +7,6 @@ BACKEND = Backend(
     target="mait_deploy.backends.onnxruntime.target:OnnxRuntimeTarget",
     runner="mait_deploy.backends.onnxruntime.runner:OnnxRuntimeRunner",
     runtime_extra="onnxruntime", runtime_module="onnxruntime", compile_extra="export", compile_modules=("onnxruntime",),
-    gate_runtime="onnxruntime", colour="#4c72b0",
+    colour="#4c72b0",
     summary="ONNX Runtime (any CPU; fp32, fp16, int8 Q/DQ)",
 )

@@ -21,7 +21,6 @@ from mait_deploy.options import Option
 
 
 class OnnxRuntimeRunner(Runner):
-    runtime_name = "onnxruntime"
     declared_options = (
         Option("providers", list, None, "execution providers in order (default: CPUExecutionProvider)"),
         Option("simulate_int8", bool, False, "run Q/DQ as float ops on the exact int8 values (the int32-accumulating "

@@ -21,6 +21,7 @@ from mait_deploy.host.compile.target import (
 )
 from mait_deploy.host.export.onnx import convert_onnx_fp16
 from mait_deploy.options import Option
+from mait_deploy.precision import PRECISIONS
 
 ARTIFACT = "model.onnx"
 
@@ -56,9 +57,8 @@ def choose_int8_format(asked: str, device_isa: str | None = None) -> tuple[str, 
 
 
 class OnnxRuntimeTarget(Target):
-    name = "onnxruntime"
     capabilities = TargetCapabilities(
-        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cpu",), layer_fallback=True,
+        precisions=PRECISIONS, dynamic_batch=True, devices=("cpu",), layer_fallback=True,
     )
 
     declared_options = (

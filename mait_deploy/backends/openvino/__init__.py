@@ -7,6 +7,6 @@ BACKEND = Backend(
     target="mait_deploy.backends.openvino.target:OpenVinoTarget",
     runner="mait_deploy.backends.openvino.runner:OpenVinoRunner",
     runtime_extra="openvino", runtime_module="openvino", compile_extra="nncf", compile_modules=("openvino", "nncf"),
-    gate_runtime="openvino", colour="#dd8452",
+    colour="#dd8452",
     summary="OpenVINO IR (Intel CPU/GPU/NPU; fp32, fp16, int8 via NNCF)",
 )

@@ -60,8 +60,8 @@ class OpenVinoRunner(Runner):
     The first call at a new batch size pays the compile (0.2-0.3 s for the demo model). ``shapes="dynamic"``
     compiles once for every batch size."""
 
-    runtime_name = "openvino"
 
+    throughput_options = {"performance_hint": "THROUGHPUT"}
     declared_options = (
         Option("device", str, "CPU", "the OpenVINO device (CPU, GPU, NPU, AUTO...)"),
         Option("inference_precision", str, None, "the plugin's compute precision (default: the bundle's; the CPU "

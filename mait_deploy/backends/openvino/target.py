@@ -24,6 +24,7 @@ from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.options import Option
+from mait_deploy.precision import PRECISIONS
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -110,9 +111,8 @@ def float_layer_ops(model: Any, onnx_nodes: list[str]) -> list[str]:
 
 
 class OpenVinoTarget(Target):
-    name = "openvino"
     capabilities = TargetCapabilities(
-        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("CPU", "GPU", "NPU", "AUTO"),
+        precisions=PRECISIONS, dynamic_batch=True, devices=("CPU", "GPU", "NPU", "AUTO"),
         layer_fallback=True,
     )
 

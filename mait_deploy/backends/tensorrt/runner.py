@@ -152,7 +152,6 @@ def ensure_engine(bundle_dir: Path, manifest: Any, trt: Any, gpu: GpuInfo, force
 
 
 class TensorRtRunner(Runner):
-    runtime_name = "tensorrt"
     cache_dirs = (CACHE_DIR,)
     declared_options = (Option("plan", dict, None, "recorded by the build: what the engine is built with (BuildPlan)"),)
 

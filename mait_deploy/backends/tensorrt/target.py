@@ -33,6 +33,7 @@ from mait_deploy.host.compile.qdq import (
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.options import Option
+from mait_deploy.precision import PRECISIONS
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -192,9 +193,8 @@ def _output_channel_axis(consumer: Any, ndim: int) -> int:
 
 
 class TensorRtTarget(Target):
-    name = "tensorrt"
     capabilities = TargetCapabilities(
-        precisions=("fp32", "fp16", "int8"), dynamic_batch=True, devices=("cuda", "dla"), layer_fallback=True,
+        precisions=PRECISIONS, dynamic_batch=True, devices=("cuda", "dla"), layer_fallback=True,
     )
 
     declared_options = (

@@ -212,8 +212,11 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
         runner = bundle_or_runner
     else:
         extra = dict(options.runtime_options)
-        if options.mode == "throughput":
-            extra.setdefault("performance_hint", "THROUGHPUT")
+        if options.mode == "throughput":  # the runtime's own setting for requests in flight, where it has one
+            from mait_deploy.backends import runner_class
+            from mait_deploy.device.manifest import read_manifest
+
+            extra = {**runner_class(read_manifest(bundle_or_runner).runtime.name).throughput_options, **extra}
         runner = load_bundle(bundle_or_runner, RunnerOptions(threads=options.threads, extra=extra))
     manifest = runner.manifest
     results: list[BatchResult] = []

@@ -85,10 +85,12 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
     def fmt(value: Any, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
+    failures = []  # said below the table, whole: a narrow cell would fold a reason one word per line
     for row in rows:
         if row["error"]:
+            failures.append(f"{row['bundle']} batch {row['batch']}: {row['error']}")
             table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
-                          Text(f"failed: {row['error']}", style="red"), *[""] * (len(columns) - 6))
+                          Text("failed (below)", style="red"), *[""] * (len(columns) - 6))
             continue
         table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
                       *[fmt(row.get(f"model_{k}")) for k in percentile_keys], fmt(row.get("model_mean")),
@@ -103,9 +105,11 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
     console.print(f"device: {cpu.get('model', '?')} ({cpu.get('cores', '?')} cores, governors "
                   f"{cpu.get('governors', '?')}), load {report.device['before'].get('load_avg')}; runtime "
                   f"{report.runtime}", highlight=False, soft_wrap=True)
+    for line in failures:
+        console.print(Text(line, style="red"), soft_wrap=True)
     for report in reports:
-        if report.error:
-            console.print(Text(f"{report.bundle['path']}: {report.error}", style="red"))
+        if report.error and not any(result.error and report.error.endswith(result.error) for result in report.results):
+            console.print(Text(f"{report.bundle['path']}: {report.error}", style="red"), soft_wrap=True)
 
 
 def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.precision import FP32, INT8, Precision, check_precisions
 from mait_deploy.host.compare.models import CompareModel, baseline_model, mait_model
 from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
@@ -29,7 +30,7 @@ OUT_MARKER = ".mait-compare"
 @dataclass
 class CompareOptions:
     targets: tuple[str, ...] | None = None  # None: every target this machine can build and run
-    precisions: tuple[str, ...] = ("fp32", "int8")
+    precisions: tuple[Precision, ...] = (FP32, INT8)
     batches: tuple[int, ...] = (1, 32)
     rounds: int = 8
     block: int = 4
@@ -44,9 +45,7 @@ class CompareOptions:
         unknown = [t for t in self.targets or () if t not in known]
         if unknown:
             raise UnsupportedOption(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        bad = [p for p in self.precisions if p not in ("fp32", "fp16", "int8")]
-        if bad or not self.precisions:
-            raise UnsupportedOption(f"precisions must be among fp32, fp16, int8, got {', '.join(bad) or 'none'}")
+        check_precisions(self.precisions)
         if not self.batches or any(b < 1 or b > 1024 for b in self.batches):
             raise UnsupportedOption(f"batch sizes must be 1 to 1024, got {list(self.batches)}")
         if self.rounds < 2 or self.block < 2:

@@ -117,7 +117,8 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
     from mait_deploy.device.manifest import Manifest
     from mait_deploy.device.profiling.side_by_side import time_bundles
     from mait_deploy.host.compile.gate import AccuracyGateFailed
-    from mait_deploy.recommendation import FP32, Candidate, recommend
+    from mait_deploy.precision import FP32
+    from mait_deploy.recommendation import Candidate, recommend
 
     built: dict[str, CompileResult] = {}
     rejected: dict[str, str] = {}

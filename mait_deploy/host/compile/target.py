@@ -36,18 +36,18 @@ from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, AccuracyGateFailed, accuracy_gate
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.options import Option, validate
+from mait_deploy.precision import AUTO, FP32, PRECISIONS, Precision
 
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
 class TargetCapabilities:
-    precisions: tuple[str, ...]
+    precisions: tuple[Precision, ...]
     dynamic_batch: bool
     devices: tuple[str, ...]
     needs_torch_model: bool = False  # converts from PyTorch rather than ONNX (LiteRT)
     default_batch: int | None = None  # None: dynamic
-    default_precision: str = "fp32"  # what `compile` builds when no precision is given (measured, see README)
+    default_precision: Precision = FP32  # what `compile` builds when no precision is given (measured, see README)
     layer_fallback: bool = False  # INT8 can keep named layers in float (``sensitivity_preset`` ranks them)
 
 
@@ -68,7 +68,7 @@ class CalibrationOptions:
 
 @dataclass(frozen=True)
 class CompileOptions:
-    precision: str = "fp32"
+    precision: str = FP32  # a Precision, or AUTO
     batch: int | str | None = None  # None: the target's default (dynamic where it can); "dynamic" asks for it
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     max_accuracy_drop: float = DEFAULT_MAX_DROP
@@ -83,7 +83,7 @@ class CompileOptions:
         object.__setattr__(self, "float_layers", tuple(self.float_layers))
         if self.float_layers and self.precision != "int8":
             raise UnsupportedOption("--float-layers applies to int8 only (not to fp32, fp16 or auto)")
-        if self.precision not in (*PRECISIONS, "auto"):
+        if self.precision not in (*PRECISIONS, AUTO):
             raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)} or auto")
         if self.batch is not None and self.batch != "dynamic" and (
                 isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
@@ -131,7 +131,6 @@ class CompileResult:
 
 
 class Target(abc.ABC):
-    name: str = "base"
     capabilities: TargetCapabilities
     # The ``-O KEY=VALUE`` options this target takes (type, default, help, allowed values): checked before any
     # work, read with ``setting``, listed by `mait-deploy targets`.
@@ -169,6 +168,11 @@ class Target(abc.ABC):
     def _quantization_detail(self, build: dict[str, Any]) -> str:
         """What a backend adds to the quantization line (which ops are INT8, what stays float)."""
         return ""
+
+    @property
+    def name(self) -> str:
+        """The backend's registered name (written once, in the registry)."""
+        return backends.name_of(type(self))
 
     @property
     def backend(self) -> Backend:
@@ -293,7 +297,7 @@ class Target(abc.ABC):
 
     def _gate_runner(self, staging: Path, manifest: Manifest) -> Runner:
         """The device runner by default; a backend without its runtime here names another (``gate_runtime``)."""
-        gate_runtime = self.backend.gate_runtime
+        gate_runtime = self.backend.gates_with
         defaults = dict(manifest.runtime.options) if gate_runtime == self.name else {}
         options = RunnerOptions(extra={**defaults, **self.gate_options(manifest)})
         return backends.runner_class(gate_runtime)(staging, manifest, options)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from mait_deploy.recommendation import FP32, Candidate, OwnLatency, recommend
+from mait_deploy.precision import FP32
+from mait_deploy.recommendation import Candidate, OwnLatency, recommend
 
 DEVICES_FOLDER = "devices"
 

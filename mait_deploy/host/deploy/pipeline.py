@@ -20,6 +20,10 @@ from mait_deploy import __version__, backends
 from mait_deploy._io import jsonable, read_json, sha256_file, write_json
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.precision import INT8, PRECISIONS, Precision, check_precisions
+from mait_deploy.host.compile.api import DEFAULT_DATA
+from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
+from mait_deploy.host.compile.target import CalibrationOptions
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
@@ -28,19 +32,18 @@ from mait_deploy.host.deploy.report import (
     write_deploy_report,
 )
 
-ALL_PRECISIONS = ("fp32", "fp16", "int8")
 STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)
 class DeployOptions:
     targets: tuple[str, ...] | None = None  # None: every target whose extras are installed
-    precisions: tuple[str, ...] = ALL_PRECISIONS
-    calibration: str = "fashion-mnist"
-    calibration_count: int = 256
-    evaluation: str | None = "fashion-mnist"  # None skips the accuracy gate
+    precisions: tuple[Precision, ...] = PRECISIONS
+    calibration: str = DEFAULT_DATA
+    calibration_count: int = CalibrationOptions.count
+    evaluation: str | None = DEFAULT_DATA  # None skips the accuracy gate
     eval_count: int | None = None
-    max_accuracy_drop: float = 1.0
+    max_accuracy_drop: float = DEFAULT_MAX_DROP
     profile_batches: tuple[int, ...] = (1, 32)
     profile_iterations: int = 50
     force: bool = False
@@ -58,10 +61,7 @@ class DeployOptions:
                 raise UnsupportedOption(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
             if not self.targets:
                 raise UnsupportedOption("no targets given")
-        unknown = [p for p in self.precisions if p not in ALL_PRECISIONS]
-        if unknown or not self.precisions:
-            raise UnsupportedOption(f"unknown precision(s) {', '.join(unknown) or '(none)'}; use "
-                                    f"{', '.join(ALL_PRECISIONS)}")
+        check_precisions(self.precisions)
         if self.max_accuracy_drop < 0:
             raise UnsupportedOption("--max-accuracy-drop must be >= 0")
         if self.profile_iterations < 1 or any(b < 1 for b in self.profile_batches):
@@ -150,14 +150,15 @@ def _reusable(bundle: Path, state: _State, key: str) -> Manifest | None:
 
 
 def _build_row(target_name: str, precision: str, bundle: Path, key: str, context: dict[str, Any],
-               options: DeployOptions, state: _State, why_not: str, runners: dict[str, Any]) -> Row:
+               options: DeployOptions, state: _State, why_not: str, runners: dict[str, Any],
+               progress: Callable[[str], None] | None = None) -> Row:
     """Compile (or reuse), verify and profile one bundle; every outcome is a row. The bundle is opened once (one
     hash check: a reused bundle's, or none for one this run just wrote) and its runner is left in ``runners`` for
     the race."""
     from mait_deploy.device.bundle import load_bundle, verify_runner
     from mait_deploy.device.profiling.measure import ProfileOptions, profile
     from mait_deploy.host.compile.gate import AccuracyGateFailed
-    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+    from mait_deploy.host.compile.target import CompileOptions
 
     started = time.perf_counter()
     row = Row(target=target_name, precision=precision, status="skipped", reason=why_not)
@@ -176,7 +177,7 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
                                              calibration=CalibrationOptions(count=options.calibration_count),
                                              force=True)
             manifest = target.compile(context["source"], compile_options, bundle, context["calibration"],
-                                      context["evaluation"]).manifest
+                                      context["evaluation"], progress).manifest
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
         row.take_gate(manifest.accuracy)
@@ -215,7 +216,6 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     from mait_deploy.device.profiling.isa import cpu_isa
     from mait_deploy.device.profiling.state import cpu_state
     from mait_deploy.host.compile.api import load_data
-    from mait_deploy.host.compile.target import CalibrationOptions
 
     options = options or DeployOptions()
     started = time.perf_counter()
@@ -232,7 +232,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     checkpoint_path, identity = _checkpoint_identity(checkpoint)
     source, reused_export, export_key = _export(checkpoint_path, identity, out_dir, state)
     calibration, evaluation = load_data(
-        source, options.calibration if any(p == "int8" for _, p in plan) else None,
+        source, options.calibration if any(p == INT8 for _, p in plan) else None,
         CalibrationOptions(count=options.calibration_count), options.evaluation, options.eval_count)
     context = {"source": source, "calibration": calibration, "evaluation": evaluation}
     data_key = {"calibration": calibration.content_sha256() if calibration else None,
@@ -248,7 +248,8 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                              max_drop=options.max_accuracy_drop, export=export_key)
             bundle = out_dir / "bundles" / f"{target_name}-{precision}"
             rows.append(_build_row(target_name, precision, bundle, key, context, options, state,
-                                   availability.get(target_name, ""), runners))
+                                   availability.get(target_name, ""), runners,
+                                   lambda message, index=index: step(message, index, total)))
         step("timing the bundles side by side", total, total)
         timing = race(rows, runners)
     finally:

@@ -23,7 +23,7 @@ def checkpoint_info(checkpoint: str | os.PathLike[str] | None = None) -> dict[st
     weights = path / WEIGHTS_FILE if path.is_dir() else path
     stats = model_stats(model)
     return {
-        "path": str(path), **_architecture(config), "params": stats.params, "gflops": round(stats.gflops, 4),
+        "path": str(path), **_architecture(config), "params": stats.params, "gmacs": round(stats.gmacs, 4),
         "talking_heads": config.talking_heads,
         "weights_bytes": weights.stat().st_size, "weights_sha256": sha256_file(weights),
     }

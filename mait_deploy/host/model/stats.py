@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mait_deploy._assets import VARIANT_TABLE
+from mait_deploy._io import write_json
 from mait_deploy.config import MaiTConfig
 from mait_deploy.host.model.mait import PAPER_FIGURES, VARIANTS, MaiT
 
@@ -80,3 +83,13 @@ def model_stats(model_or_config: MaiT | MaiTConfig) -> ModelStats:
 def variant_stats() -> list[ModelStats]:
     """Statistics of every registered variant (builds each model once, with random weights)."""
     return [model_stats(config) for config in VARIANTS.values()]
+
+
+def write_variant_table(path: Path = VARIANT_TABLE) -> None:
+    """Count every variant and write the table `mait-deploy models` prints without torch
+    (``python -m mait_deploy.host.model.stats``; tests/host/test_model.py checks it against a fresh count)."""
+    write_json(path, [stats.to_dict() for stats in variant_stats()])
+
+
+if __name__ == "__main__":
+    write_variant_table()
