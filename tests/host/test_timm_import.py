@@ -22,7 +22,7 @@ from mait_deploy.errors import CheckpointError  # noqa: E402
 from mait_deploy.host.model.mait import MaiT, variant_config  # noqa: E402
 from mait_deploy.host.model.timm_import import import_timm_deit  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _timm_python(venv: Path) -> str:

@@ -8,7 +8,7 @@ from mait_deploy.device.profiling.measure import ProfileOptions, parse_list
 from mait_deploy.device.profiling.stats import drift_ratio, latency_stats
 from mait_deploy.errors import UnsupportedOption
 
-FIXTURES = Path(__file__).parent / "fixtures" / "device"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "device"
 
 
 def test_percentiles_and_throughput_on_synthetic_timings():
