@@ -90,7 +90,7 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
         if row["error"]:
             failures.append(f"{row['bundle']} batch {row['batch']}: {row['error']}")
             table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
-                          Text("failed (below)", style="red"), *[""] * (len(columns) - 6))
+                          Text("failed", style="red"), *[""] * (len(columns) - 6))
             continue
         table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
                       *[fmt(row.get(f"model_{k}")) for k in percentile_keys], fmt(row.get("model_mean")),
