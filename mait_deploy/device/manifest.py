@@ -140,6 +140,9 @@ class Manifest:
                               f"{SCHEMA_VERSION}: upgrade mait-deploy on this device")
         if version < 1:
             raise BundleError(f"{origin} has an invalid schema_version {version}")
+        from mait_deploy.device.manifest_schema import validate_manifest
+
+        validate_manifest(data, origin)  # every field's type and bound (assets/manifest.schema.json)
         required = ("created", "model", "target", "precision", "artifact", "inputs", "outputs", "batch",
                     "runtime", "golden")
         missing = [key for key in required if key not in data]
@@ -173,13 +176,21 @@ class Manifest:
         return manifest
 
     def _check(self, origin: str) -> None:
-        if not isinstance(self.model.get("preprocess"), Mapping):
-            raise BundleError(f"{origin}: model.preprocess is missing")
-        for key in ("num_classes", "preprocess", "img_size", "in_chans"):
-            if key not in self.model:
-                raise BundleError(f"{origin}: model.{key} is missing")
-        if not self.inputs or not self.outputs:
-            raise BundleError(f"{origin}: inputs and outputs must not be empty")
+        """The rules across fields that a JSON Schema cannot state (the schema has checked each field)."""
+        from mait_deploy.config import MaiTConfig
+        from mait_deploy.errors import ConfigError
+
+        try:
+            config = MaiTConfig.from_dict(self.model)
+        except ConfigError as err:
+            raise BundleError(f"{origin}: model: {err}") from err
+        width = self.outputs[0].shape[-1]
+        if width != config.num_classes:
+            raise BundleError(f"{origin}: outputs[0] has {width} classes, model.num_classes is {config.num_classes}")
+        expected = [config.in_chans, config.img_size, config.img_size]
+        if list(self.inputs[0].shape[1:]) != expected:
+            raise BundleError(f"{origin}: inputs[0].shape {self.inputs[0].shape} does not match the model's input "
+                              f"[batch, {', '.join(map(str, expected))}]")
         if not (self.batch == "dynamic" or (isinstance(self.batch, int) and not isinstance(self.batch, bool)
                                             and self.batch >= 1)):
             raise BundleError(f"{origin}: batch must be 'dynamic' or a positive integer, got {self.batch!r}")

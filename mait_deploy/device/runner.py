@@ -15,7 +15,7 @@ import numpy as np
 from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.device.preprocess import preprocess
-from mait_deploy.errors import DataError, MaitDeployError, UnsupportedOption
+from mait_deploy.errors import BundleError, DataError, MaitDeployError, UnsupportedOption
 from mait_deploy.options import Option, validate
 
 MAX_BATCH_DEFAULT = 1024  # larger requests are split into chunks of this size
@@ -85,6 +85,7 @@ class Runner(abc.ABC):
         self.sample_shape = tuple(int(d) for d in spec.shape[1:])
         self.fixed_batch = manifest.batch if isinstance(manifest.batch, int) else None
         self.labels = manifest.labels
+        self.num_classes = int(manifest.model["num_classes"])
         self.last_inference_ms = 0.0
         self._active = False
 
@@ -202,6 +203,9 @@ class Runner(abc.ABC):
                 pad = np.zeros((self.fixed_batch - count, *part.shape[1:]), dtype=part.dtype)
                 part = np.concatenate([part, pad])
             logits, took = self.timed_call(part)
+            if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+                raise BundleError(f"{self.bundle_dir}: the artifact gives outputs of shape {list(logits.shape)}; "
+                                  f"its manifest promises [N, {self.num_classes}]")
             elapsed += took
             outputs.append(np.asarray(logits, dtype=np.float32)[:count])
         self.last_inference_ms = elapsed / 1e6

@@ -19,7 +19,7 @@ RGB = PreprocessConfig(input_size=32, channels=3)
 
 VALID = {
     "schema_version": 1, "created": "2026-11-25T00:00:00+00:00",
-    "model": {"num_classes": 10, "preprocess": GREY.to_dict(), "img_size": 28, "in_chans": 1},
+    "model": {"num_classes": 10, "preprocess": GREY.to_dict(), "img_size": 28, "patch_size": 4, "in_chans": 1},
     "target": "onnxruntime", "precision": "fp32",
     "artifact": {"path": "model.onnx", "sha256": "0" * 64, "bytes": 1},
     "inputs": [{"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32"}],

@@ -318,12 +318,13 @@ ONE_LINE_CASES = {
     "corrupt npz": (lambda t, b: ["evaluate", b, "--data", _write(t / "c.npz", b"PK\x03\x04junk")],
                     "cannot read"),
     "object npz": (lambda t, b: ["evaluate", b, "--data", _object_npz(t)], "object arrays are refused"),
-    "manifest batch is text": (lambda t, b: ["verify", _malformed_manifest(b, batch="lots")], "batch must be"),
+    "manifest batch is text": (lambda t, b: ["verify", _malformed_manifest(b, batch="lots")],
+                                "batch: 'lots' is not 'dynamic' or an integer from 1 to 65536"),
     "manifest golden without tolerance": (
         lambda t, b: ["verify", _malformed_manifest(b, golden={"file": "golden.npz", "sha256": "0", "count": 8})],
-        "golden needs"),
+        "golden: 'tolerance' is a required property"),
     "manifest accuracy is a list": (lambda t, b: ["verify", _malformed_manifest(b, accuracy=[1, 2])],
-                                    "accuracy must be an object"),
+                                    "accuracy: [1, 2] is not an object or null"),
     "profile --compare on a malformed report": (
         lambda t, b: ["profile", "--compare", _write(t / "r.json", b'{"schema": "mait-deploy/profile", '
                                                      b'"schema_version": 1, "reports": [{"schema_version": 1, '

@@ -1,0 +1,221 @@
+"""The bundle contract as a JSON Schema: generated from the typed manifest (the dataclasses in manifest.py and the
+model config they carry) plus the bounds below, checked in as ``assets/manifest.schema.json`` (the file a native
+runner validates against too), and enforced by ``Manifest.from_dict`` before any value is used.
+
+Regenerate after changing a manifest dataclass or a bound: ``python -m mait_deploy.device.manifest_schema``
+(tests/device/test_manifest_schema.py fails while the checked-in file and the dataclasses disagree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import types
+import typing
+from typing import Any, Mapping
+
+from mait_deploy._assets import ASSETS
+from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
+from mait_deploy.device.compare import GateResult, Tolerance
+from mait_deploy.errors import BundleError
+from mait_deploy.precision import PRECISIONS
+
+SCHEMA_FILE = ASSETS / "manifest.schema.json"
+SCHEMA_ID = "https://mait-deploy.invalid/manifest.schema.json"  # a name, never fetched
+
+# Defaults for anything not bounded below: a manifest is kilobytes, so every string, array and object is small.
+MAX_STRING = 4096
+MAX_ITEMS = 4096
+MAX_PROPERTIES = 256
+MAX_CLASSES = 100_000
+MAX_IMAGE_SIDE = 2048  # a bundle's input side; 3 x 2048 x 2048 floats is 48 MiB per image
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+
+# Bounds by dotted path ("*" = every item of an array); they replace or extend the generated keywords.
+BOUNDS: dict[str, dict[str, Any]] = {
+    "schema_version": {"minimum": 1, "maximum": 2},
+    "created": {"maxLength": 64},
+    "target": {"minLength": 1, "maxLength": 64},
+    "precision": {"enum": list(PRECISIONS)},
+    "batch": {"anyOf": [{"const": "dynamic"}, {"type": "integer", "minimum": 1, "maximum": 65536}]},
+    "artifact.path": FILE_NAME, "artifact.sha256": SHA256, "artifact.bytes": {"minimum": 0, "maximum": 2**40},
+    "files": {"maxItems": 64}, "files.*.path": FILE_NAME, "files.*.sha256": SHA256,
+    "files.*.bytes": {"minimum": 0, "maximum": 2**40},
+    "inputs": {"minItems": 1, "maxItems": 8}, "outputs": {"minItems": 1, "maxItems": 8},
+    "inputs.*.name": {"minLength": 1, "maxLength": 256}, "outputs.*.name": {"minLength": 1, "maxLength": 256},
+    "inputs.*.dtype": {"maxLength": 32}, "outputs.*.dtype": {"maxLength": 32},
+    "inputs.*.shape": {"minItems": 1, "maxItems": 8, "items": {"anyOf": [
+        {"const": "batch"}, {"type": "integer", "minimum": 1, "maximum": 65536}]}},
+    "outputs.*.shape": {"minItems": 1, "maxItems": 8, "items": {"anyOf": [
+        {"const": "batch"}, {"type": "integer", "minimum": 1, "maximum": MAX_CLASSES}]}},
+    "runtime.name": {"minLength": 1, "maxLength": 64}, "runtime.extra": {"maxLength": 64},
+    "runtime.options": {"maxProperties": 64},
+    "golden.file": FILE_NAME, "golden.sha256": SHA256, "golden.count": {"minimum": 1, "maximum": 4096},
+    "golden.kind": {"enum": ["images", "inputs", None]},
+    "golden.recorded_on": {"maxProperties": 32},
+    "golden.tolerance.max_abs_diff": {"minimum": 0, "maximum": 1e9},
+    "golden.tolerance.min_top1_agreement": {"minimum": 0, "maximum": 1},
+    "accuracy.reference_top1": {"minimum": 0, "maximum": 1}, "accuracy.top1": {"minimum": 0, "maximum": 1},
+    "accuracy.top1_agreement": {"minimum": 0, "maximum": 1}, "accuracy.drop_points": {"minimum": -100, "maximum": 100},
+    "accuracy.count": {"minimum": 1, "maximum": 10**9}, "accuracy.max_drop": {"minimum": 0, "maximum": 100},
+    "accuracy.seconds": {"minimum": 0}, "accuracy.max_abs_diff": {"minimum": 0},
+    "accuracy.mean_abs_diff": {"minimum": 0},
+    "model.name": {"maxLength": 256},
+    "model.num_classes": {"minimum": 1, "maximum": MAX_CLASSES},
+    "model.img_size": {"minimum": 1, "maximum": MAX_IMAGE_SIDE},
+    "model.in_chans": {"enum": [1, 3]},
+    "model.labels": {"maxItems": MAX_CLASSES, "items": {"type": "string", "minLength": 1, "maxLength": 256}},
+    "model.preprocess.input_size": {"minimum": 1, "maximum": MAX_IMAGE_SIDE},
+    "model.preprocess.channels": {"enum": [1, 3]},
+    "model.preprocess.mean": {"minItems": 1, "maxItems": 3}, "model.preprocess.std": {"minItems": 1, "maxItems": 3},
+    "model.preprocess.crop_pct": {"exclusiveMinimum": 0, "maximum": 1},
+    "model.preprocess.interpolation": {"enum": ["nearest", "bilinear", "bicubic"]},
+}
+# Fields of the manifest that hold a typed object the dataclass keeps as a plain dict.
+TYPED_DICTS: dict[str, type] = {"model": MaiTConfig, "model.preprocess": PreprocessConfig, "model.mask": MaskConfig,
+                                "golden.tolerance": Tolerance, "accuracy": GateResult}
+# In the objects the model config describes, only these are required (older bundles lack newer fields, which
+# then take the config's defaults).
+REQUIRED_IN = {"model": ("num_classes", "img_size", "in_chans", "preprocess"),
+               "model.preprocess": ("input_size", "channels", "mean", "std"), "model.mask": ()}
+
+
+def _for_type(hint: Any, path: str) -> dict[str, Any]:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [_for_type(arg, path) for arg in args if arg is not type(None)]
+        schema = options[0] if len(options) == 1 else {"anyOf": options}
+        return {"anyOf": [schema, {"type": "null"}]} if type(None) in args else schema
+    if hint is Any:
+        return {}
+    if hint is bool:
+        return {"type": "boolean"}
+    if hint is int:
+        return {"type": "integer"}
+    if hint is float:
+        return {"type": "number"}
+    if hint is str:
+        return {"type": "string", "maxLength": MAX_STRING}
+    if path in TYPED_DICTS or dataclasses.is_dataclass(hint):
+        return _for_dataclass(TYPED_DICTS.get(path, hint), path)
+    if origin in (list, tuple) or hint in (list, tuple):
+        item = args[0] if args else Any
+        return {"type": "array", "maxItems": MAX_ITEMS, "items": _for_type(item, f"{path}.*")}
+    if origin in (dict, Mapping) or hint is dict:
+        return {"type": "object", "maxProperties": MAX_PROPERTIES}
+    raise TypeError(f"no JSON Schema for {hint!r} at {path}")
+
+
+def _for_dataclass(cls: type, path: str = "") -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    properties, required = {}, []
+    for field in dataclasses.fields(cls):
+        if field.name.startswith("_"):
+            continue
+        child = f"{path}.{field.name}" if path else field.name
+        hint = hints[field.name]
+        plain_dict = hint is dict or typing.get_origin(hint) in (dict, Mapping)
+        schema = _for_type(TYPED_DICTS[child] if child in TYPED_DICTS and plain_dict else hint, child)
+        if child in BOUNDS:
+            schema = _bounded(schema, BOUNDS[child])
+        properties[field.name] = schema
+        # Required: what the dataclass cannot default (older bundles lack the fields added since, which default).
+        has_default = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+        if field.name in REQUIRED_IN.get(path, ()) or (path not in REQUIRED_IN and not has_default):
+            required.append(field.name)
+    for item_path, bound in BOUNDS.items():  # bounds on array items ("files.*.path") reach into their schemas
+        prefix = f"{path}." if path else ""
+        if item_path.startswith(prefix) and ".*." in item_path[len(prefix):]:
+            array, rest = item_path[len(prefix):].split(".*.", 1)
+            if array in properties and "." not in rest:
+                items = properties[array].setdefault("items", {})
+                items.setdefault("properties", {})[rest] = _bounded(items.get("properties", {}).get(rest, {}), bound)
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def _bounded(schema: dict[str, Any], bound: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with ``bound`` applied; a nullable schema keeps its null."""
+    if "anyOf" in schema and {"type": "null"} in schema["anyOf"] and "anyOf" not in bound and "enum" not in bound:
+        inner = [s for s in schema["anyOf"] if s != {"type": "null"}][0]
+        return {"anyOf": [{**inner, **bound}, {"type": "null"}]}
+    if "anyOf" in bound or "enum" in bound or "const" in bound:
+        return {key: value for key, value in {**schema, **bound}.items()
+                if key not in ("type", "anyOf") or key in bound}
+    return {**schema, **bound}
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (draft 2020-12), from the dataclasses and BOUNDS."""
+    from mait_deploy.device.manifest import Manifest
+
+    schema = _for_dataclass(Manifest)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            "title": "mait-deploy bundle manifest (manifest.json)",
+            "description": "Generated by `python -m mait_deploy.device.manifest_schema` from mait_deploy/device/"
+                           "manifest.py; cross-field rules (label count = class count = output width, input "
+                           "shape = the model's) are checked by Manifest.from_dict and the native runner.",
+            **schema}
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_manifest(data: Any, origin: str) -> None:
+    """One BundleError naming the first offending field and its bound, before any value is used."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(data))
+    if error is None:
+        _check_finite(data, origin, "")
+        return
+    where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    if error.validator == "anyOf":  # "is not valid under any of the given schemas" says too little: name them
+        message = f"{_short(error.instance)} is not {' or '.join(_describe(s) for s in error.validator_value)}"
+    else:
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+    raise BundleError(f"{origin}: {where}: {message}")
+
+
+def _check_finite(value: Any, origin: str, where: str) -> None:
+    """JSON Schema cannot refuse NaN or Infinity (Python's json reads both): a tolerance or a mean of NaN would
+    pass every bound and decide nothing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BundleError(f"{origin}: {where or '(top level)'}: {value} is not a finite number")
+    children = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        _check_finite(child, origin, f"{where}.{key}" if where else str(key))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _describe(schema: Mapping[str, Any]) -> str:
+    """'an integer from 1 to 65536', "'dynamic'", 'an object', 'null': one alternative of an anyOf."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    kind = schema.get("type")
+    article = {"integer": "an integer", "number": "a number", "string": "a string", "object": "an object",
+               "array": "a list", "boolean": "true/false", "null": "null"}.get(kind, "valid")
+    if "minimum" in schema and "maximum" in schema:
+        return f"{article} from {schema['minimum']:g} to {schema['maximum']:g}"
+    return article
+
+
+def write_schema() -> None:
+    SCHEMA_FILE.write_text(json.dumps(manifest_schema(), indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_schema()
