@@ -170,3 +170,87 @@ def test_deploy_device_options_need_an_inventory(tmp_path):
                            "--device", "pi"], capture_output=True, text=True)
     assert done.returncode == 1 and "need --inventory" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_silent_host_is_given_up_after_the_devices_own_timeout(tmp_path, keys):
+    """A host that accepts the connection and never speaks SSH: the device's timeout (2 s), not 20 s."""
+    pytest.importorskip("asyncssh")
+    import asyncio
+    import socket
+    import threading
+
+    from mait_deploy.host.remote.ssh import Board
+
+    key, known = keys
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    port = server.getsockname()[1]
+    (device,) = load_inventory(write(tmp_path, f"devices: {{mute: {{host: 127.0.0.1, port: {port}, runtime: onnxruntime, "
+                                              f"identity_file: {key}, known_hosts: {known}, timeout: 2}}}}"))
+    started = time.perf_counter()
+    with pytest.raises(RemoteError, match=r"^mute \(root@127.0.0.1:\d+\): "):
+        asyncio.run(Board.open(device))
+    assert time.perf_counter() - started < 10
+    server.close()
+
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)) + "devices: *i\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (ALIAS_BOMB, "anchors and aliases"),
+    ("defaults: &d {runtime: onnxruntime}\ndevices: {a: {host: h, <<: *d}}\n", "anchors and aliases"),
+    ("devices: [a, b]\n", "devices must be a mapping, got list"),
+    ("defaults: [a]\ndevices: {a: {host: h}}\n", "defaults must be a mapping, got list"),
+    ("devices: {a: [host, h]}\n", "device 'a' must be a mapping of settings"),
+    ("all: [a]\n", "group 'all' must be a mapping, got list"),
+    ("all: {hosts: [a, b]}\n", "all.hosts must be a mapping, got list"),
+    ("all: {vars: [1], hosts: {a: {}}}\n", "all.vars must be a mapping, got list"),
+    ("all: {children: {g: {hosts: {a: [1]}}}}\n", "host 'a' must be a mapping, got list"),
+    ("all: {children: [g]}\n", "all.children must be a mapping, got list"),
+    ("all:\n" + "".join("  " * (2 * i + 1) + "children:\n" + "  " * (2 * i + 2) + f"g{i}:\n" for i in range(20)),
+     "groups nested deeper than 16"),
+    ("devices:\n" + "".join(f"  d{i}: {{host: h}}\n" for i in range(300)), "more than 256 devices"),
+    ("devices: {a: {host: [h]}}\n", "host must be text, got list"),
+    ("devices: {a: {host: {h: 1}}}\n", "host must be text, got dict"),
+    ("devices: {a: {host: h, port: true}}\n", "port must be a number, got True"),
+    ("devices: {a: {host: h, port: [22]}}\n", "port must be a number"),
+    ("devices: {a: {host: h, runtime: {x: 1}}}\n", "runtime must be a word or a list"),
+    ("devices: {a: {host: h, tags: {x: 1}}}\n", "tags must be a word or a list"),
+    ("devices: {a: {host: h, tags: [" + ", ".join(f"t{i}" for i in range(40)) + "]}}\n", "at most 32"),
+    ("devices: {a: {host: h, timeout: forever}}\n", "timeout must be a number"),
+    ("devices: {a: {host: h, timeout: 1.0e+300}}\n", "timeout 1e\\+300 is out of range"),
+    ("devices: {a: {host: h, timeout: -5}}\n", "timeout -5 is out of range"),
+    ("devices: {a: {host: '" + "h" * 300 + "'}}\n", "host must be 1 to 255 characters"),
+    ("devices: {a: {host: h, user: [root]}}\n", "user must be text"),
+    ("devices: {a: {host: h, workdir: {x: 1}}}\n", "workdir must be text"),
+    ("devices: {a: {host: h, install: [push]}}\n", "install must be text"),
+])
+def test_hostile_inventories_are_one_line_within_bounds(tmp_path, keys, text, message):
+    import tracemalloc
+
+    key, known = keys
+    if "devices:" in text and "defaults" not in text and "runtime" not in text:
+        text = f"defaults: {{identity_file: {key}, known_hosts: {known}, runtime: onnxruntime}}\n" + text
+    inventory = write(tmp_path, text)
+    assert inventory.stat().st_size <= 64 * 1024
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(RemoteError, match=message) as caught:
+            load_inventory(inventory)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
+    assert peak < 64 * 2**20 and time.perf_counter() - started < 10
+
+
+def test_an_inventory_over_64_kb_is_refused_unread(tmp_path):
+    inventory = write(tmp_path, "# " + "x" * 70_000 + "\ndevices: {}\n")
+    with pytest.raises(RemoteError, match="larger than 64 KB"):
+        load_inventory(inventory)

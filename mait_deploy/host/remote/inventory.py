@@ -16,7 +16,9 @@ Two spellings are accepted::
             pi5-a: {ansible_host: 192.168.1.20, runtime: litert}
 
 Every value is checked here, before anything connects: a device name must be a plain word (it names a local
-folder), keys and known-hosts files must exist, each runtime must be a registered backend.
+folder), keys and known-hosts files must exist, each runtime must be a registered backend. The file is bounded
+before it is read (64 KB, 256 devices, groups 16 deep) and YAML anchors and aliases are refused before any object
+is built (a 600-byte alias bomb expands to gigabytes); every problem is one line naming the device and the key.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from mait_deploy._deps import require
 from mait_deploy.errors import RemoteError
 
 INSTALL_MODES = ("index", "push")
+MAX_INVENTORY_BYTES = 64 * 1024
+MAX_DEVICES = 256
+MAX_GROUP_DEPTH = 16
+MAX_TAGS = 32
+MAX_TIMEOUT_S = 7 * 24 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ALIASES = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
             "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python",
@@ -72,8 +79,45 @@ class Device:
                 "install": self.install}
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _text(where: str, key: str, value: Any) -> str:
+    """A setting that must be a short string (a number is taken as its text: YAML reads 10.0.0.5 as a string
+    but a host named 1234 as an integer)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise RemoteError(f"{where}: {key} must be text, got {type(value).__name__} {_short(value)}")
+    text = str(value)
+    if not text or len(text) > 255:
+        raise RemoteError(f"{where}: {key} must be 1 to 255 characters, got {len(text)}")
+    return text
+
+
+def _words(where: str, key: str, value: Any) -> tuple[str, ...]:
+    """A word or a list of words (runtimes, tags)."""
+    values = [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else \
+        list(value) if isinstance(value, tuple) else value
+    if not isinstance(values, list) or len(values) > MAX_TAGS:
+        raise RemoteError(f"{where}: {key} must be a word or a list of at most {MAX_TAGS}, got {_short(value)}")
+    return tuple(_text(where, key, item) for item in values)
+
+
+def _number(where: str, key: str, value: Any, kind: type, low: float, high: float) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RemoteError(f"{where}: {key} must be a number, got {_short(value)}")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise RemoteError(f"{where}: {key} must be a number, got {_short(value)}") from None
+    if not low < number < high:
+        raise RemoteError(f"{where}: {key} {_short(value)} is out of range")
+    return number
+
+
 def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:
-    where = f"{origin}: device {name!r}"
+    where = f"{origin}: device {_short(name)}"
     if not _NAME.match(name):
         raise RemoteError(f"{where}: a device name is letters, digits, '.', '_' and '-' (it names a local folder)")
     merged: dict[str, Any] = {}
@@ -84,17 +128,13 @@ def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:
         if key not in _FIELDS:
             raise RemoteError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(_FIELDS))})")
         merged[key] = value
-    if not merged.get("host") or not isinstance(merged["host"], str):
+    if not merged.get("host"):
         raise RemoteError(f"{where}: 'host' is missing")
-    if any(c.isspace() or c in ";|&$`'\"<>\\" for c in merged["host"]):
-        raise RemoteError(f"{where}: host {merged['host']!r} is not a host name or address")
-    try:
-        port = int(merged.get("port", 22))
-    except (TypeError, ValueError):
-        raise RemoteError(f"{where}: port must be a number, got {merged.get('port')!r}") from None
-    if not 0 < port < 65536:
-        raise RemoteError(f"{where}: port {port} is out of range")
-    user = str(merged.get("user", "root"))
+    host = _text(where, "host", merged["host"])
+    if any(c.isspace() or c in ";|&$`'\"<>\\" for c in host):
+        raise RemoteError(f"{where}: host {_short(host)} is not a host name or address")
+    port = _number(where, "port", merged.get("port", 22), int, 0, 65536)
+    user = _text(where, "user", merged.get("user", "root"))
     if not _NAME.match(user):
         raise RemoteError(f"{where}: user {user!r} is not a login name")
     from mait_deploy import backends
@@ -102,45 +142,66 @@ def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:
     runtimes = merged.get("runtimes", merged.get("runtime"))
     if not runtimes:
         raise RemoteError(f"{where}: 'runtime' is missing (one of {', '.join(backends.names())}, or a list)")
-    runtimes = (runtimes,) if isinstance(runtimes, str) else tuple(str(r) for r in runtimes)
+    runtimes = _words(where, "runtime", runtimes)
     for runtime in runtimes:
         if runtime not in backends.names():
-            raise RemoteError(f"{where}: runtime {runtime!r} is not one of {', '.join(backends.names())}")
-    install = str(merged.get("install", "index"))
+            raise RemoteError(f"{where}: runtime {_short(runtime)} is not one of {', '.join(backends.names())}")
+    install = _text(where, "install", merged.get("install", "index"))
     if install not in INSTALL_MODES:
         raise RemoteError(f"{where}: install {install!r} is not one of {', '.join(INSTALL_MODES)}")
-    workdir = str(merged.get("workdir", "mait-deploy"))
+    workdir = _text(where, "workdir", merged.get("workdir", "mait-deploy"))
     if not _WORKDIR.match(workdir) or ".." in PurePosixPath(workdir).parts or workdir in ("/", "."):
         raise RemoteError(f"{where}: workdir {workdir!r} must be a plain path (letters, digits, . _ - /), "
                           "relative to the login's home or absolute, without '..'")
-    python = str(merged.get("python", "python3"))
+    python = _text(where, "python", merged.get("python", "python3"))
     if not re.match(r"^[A-Za-z0-9._/-]+$", python):
         raise RemoteError(f"{where}: python {python!r} is not a path to an interpreter")
-    tags = merged.get("tags", ())
-    tags = (tags,) if isinstance(tags, str) else tuple(str(t) for t in tags)
+    tags = _words(where, "tags", list(merged.get("tags") or ()))
     paths = {}
     for key, default in (("identity_file", "~/.ssh/id_ed25519"), ("known_hosts", "~/.ssh/known_hosts")):
-        path = Path(os.path.expanduser(str(merged.get(key, default))))
+        path = Path(os.path.expanduser(_text(where, key, merged.get(key, default))))
         if not path.is_file():
             raise RemoteError(f"{where}: {key} {path} does not exist")
         paths[key] = path
-    try:
-        timeout = float(merged.get("timeout", 600))
-    except (TypeError, ValueError):
-        raise RemoteError(f"{where}: timeout must be seconds, got {merged.get('timeout')!r}") from None
-    return Device(name=name, host=merged["host"], port=port, user=user, runtimes=runtimes, install=install,
+    timeout = _number(where, "timeout", merged.get("timeout", 600), float, 0, MAX_TIMEOUT_S)
+    return Device(name=name, host=host, port=port, user=user, runtimes=runtimes, install=install,
                   workdir=workdir.rstrip("/"), python=python, tags=tags, timeout=timeout, **paths)
 
 
-def _ansible_hosts(group: Mapping[str, Any], inherited: Mapping[str, Any], tags: tuple[str, ...],
-                   out: dict[str, tuple[dict[str, Any], list[str]]]) -> None:
-    variables = {**inherited, **(group.get("vars") or {})}
-    for name, values in (group.get("hosts") or {}).items():
+def _mapping(value: Any, what: str, origin: str) -> Mapping[str, Any]:
+    """An inventory part that must be a mapping (absent or empty: an empty one)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RemoteError(f"{origin}: {what} must be a mapping, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _ansible_hosts(group: Any, inherited: Mapping[str, Any], tags: tuple[str, ...],
+                   out: dict[str, tuple[dict[str, Any], list[str]]], origin: str, where: str = "all") -> None:
+    if len(tags) > MAX_GROUP_DEPTH:
+        raise RemoteError(f"{origin}: groups nested deeper than {MAX_GROUP_DEPTH} ({where})")
+    group = _mapping(group, f"group {_short(where)}", origin)
+    variables = {**inherited, **_mapping(group.get("vars"), f"{where}.vars", origin)}
+    for name, values in _mapping(group.get("hosts"), f"{where}.hosts", origin).items():
         entry = out.setdefault(str(name), ({}, []))
-        entry[0].update({**variables, **(values or {})})
+        entry[0].update({**variables, **_mapping(values, f"host {_short(name)}", origin)})
         entry[1].extend(t for t in tags if t not in entry[1])
-    for child, body in (group.get("children") or {}).items():
-        _ansible_hosts(body or {}, variables, tags + (str(child),), out)
+        if len(out) > MAX_DEVICES:
+            raise RemoteError(f"{origin}: more than {MAX_DEVICES} devices")
+    for child, body in _mapping(group.get("children"), f"{where}.children", origin).items():
+        _ansible_hosts(body, variables, tags + (str(child),), out, origin, f"{where}.children.{child}")
+
+
+def _load_yaml(yaml: Any, path: Path) -> Any:
+    """The document, refused before any object is built when it uses anchors or aliases (an inventory needs
+    neither, and each alias can multiply what the next one expands: a 600-byte file becomes gigabytes)."""
+    text = path.read_text(encoding="utf-8")
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise RemoteError(f"{path}: YAML anchors and aliases (&name, *name) are not allowed in an inventory "
+                              f"(line {event.start_mark.line + 1}); write each setting out")
+    return yaml.safe_load(text)
 
 
 def load_inventory(path: str | os.PathLike[str]) -> list[Device]:
@@ -149,23 +210,27 @@ def load_inventory(path: str | os.PathLike[str]) -> list[Device]:
     path = Path(path)
     if not path.is_file():
         raise RemoteError(f"inventory not found: {path}")
-    if path.stat().st_size > 1_000_000:
-        raise RemoteError(f"{path}: an inventory larger than 1 MB is not an inventory")
+    if path.stat().st_size > MAX_INVENTORY_BYTES:
+        raise RemoteError(f"{path}: an inventory larger than {MAX_INVENTORY_BYTES // 1024} KB is not an inventory")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RemoteError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        data = _load_yaml(yaml, path)
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RemoteError(f"{path}: not valid YAML ({first[:200]})") from None
     if not isinstance(data, Mapping):
         raise RemoteError(f"{path}: expected a mapping with 'devices' (or an Ansible 'all' group)")
     entries: dict[str, tuple[dict[str, Any], list[str]]] = {}
     if "devices" in data:
-        defaults = data.get("defaults") or {}
-        for name, values in (data["devices"] or {}).items():
+        defaults = _mapping(data.get("defaults"), "defaults", str(path))
+        devices = _mapping(data["devices"], "devices", str(path))
+        if len(devices) > MAX_DEVICES:
+            raise RemoteError(f"{path}: more than {MAX_DEVICES} devices")
+        for name, values in devices.items():
             if not isinstance(values, Mapping):
-                raise RemoteError(f"{path}: device {name!r} must be a mapping of settings")
+                raise RemoteError(f"{path}: device {_short(name)} must be a mapping of settings")
             entries[str(name)] = ({**defaults, **values}, [])
     elif "all" in data:
-        _ansible_hosts(data["all"] or {}, {}, (), entries)
+        _ansible_hosts(data["all"], {}, (), entries, str(path))
     else:
         raise RemoteError(f"{path}: expected a mapping with 'devices' (or an Ansible 'all' group)")
     if not entries:
@@ -173,7 +238,7 @@ def load_inventory(path: str | os.PathLike[str]) -> list[Device]:
     devices = []
     for name, (values, group_tags) in entries.items():
         own = values.pop("tags", ())
-        own = [own] if isinstance(own, str) else list(own or ())
+        own = list(_words(f"{path}: device {_short(name)}", "tags", own if own is not None else []))
         devices.append(_check(name, {**values, "tags": own + [t for t in group_tags if t not in own]}, str(path)))
     return devices
 

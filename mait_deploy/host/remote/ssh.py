@@ -56,6 +56,9 @@ def host_listed(known_hosts: Path, host: str, port: int) -> bool:
     return False
 
 
+CONNECT_TIMEOUT_S = 20.0  # the longest a connection and login may take, whatever a device's step timeout
+
+
 class Board:
     """An open connection to one device. Use ``async with await Board.open(device): ...``."""
 
@@ -66,8 +69,11 @@ class Board:
         self._sftp = None
 
     @classmethod
-    async def open(cls, device: Device, accept_new: bool = False, connect_timeout: float = 20.0) -> "Board":
+    async def open(cls, device: Device, accept_new: bool = False, connect_timeout: float | None = None) -> "Board":
+        """Connect and log in; a board that does not answer within its own ``timeout`` (at most
+        CONNECT_TIMEOUT_S: a live board answers in about a second) is one RemoteError."""
         asyncssh = require("asyncssh", "remote")
+        connect_timeout = connect_timeout or min(device.timeout, CONNECT_TIMEOUT_S)
         where = f"{device.name} ({device.address})"
         options = dict(host=device.host, port=device.port, username=device.user,
                        client_keys=[str(device.identity_file)], agent_path=None, password=None,
