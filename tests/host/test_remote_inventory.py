@@ -254,3 +254,43 @@ def test_an_inventory_over_64_kb_is_refused_unread(tmp_path):
     inventory = write(tmp_path, "# " + "x" * 70_000 + "\ndevices: {}\n")
     with pytest.raises(RemoteError, match="larger than 64 KB"):
         load_inventory(inventory)
+
+
+def test_the_push_list_is_the_manifests_file_list(ort_fp32_bundle, tmp_path):
+    """A symbolic link or a stray file in a bundle folder is never pushed: only what the manifest lists, each a
+    plain file inside the folder with its recorded sha256."""
+    import shutil
+
+    from mait_deploy.errors import BundleError
+    from mait_deploy.host.remote.fleet import read_bundles
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the user's private file")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ort_fp32_bundle, bundle)
+    (bundle / "notes.txt").write_text("stray")
+    (bundle / "link.txt").symlink_to(secret)
+    (pushed,) = read_bundles([bundle])
+    assert sorted(pushed.files) == ["golden.npz", "manifest.json", "model.onnx"]
+    (bundle / "model.onnx").rename(tmp_path / "model.onnx")
+    (bundle / "model.onnx").symlink_to(tmp_path / "model.onnx")
+    with pytest.raises(BundleError, match="symbolic link"):
+        read_bundles([bundle])
+
+
+def test_the_wheel_is_built_outside_the_users_checkout(tmp_path):
+    """`remote setup` without --wheel builds from a copy: no build/ or *.egg-info appears in the checkout."""
+    from pathlib import Path
+
+    from mait_deploy.host.remote.setup import build_wheel
+
+    root = Path(__file__).resolve().parents[2]
+    before = {p.name for p in root.iterdir()} | {p.name for p in (root / "mait_deploy").iterdir()}
+    wheel = build_wheel(tmp_path / "wheel")
+    after = {p.name for p in root.iterdir()} | {p.name for p in (root / "mait_deploy").iterdir()}
+    assert wheel.name.startswith("mait_deploy-") and wheel.suffix == ".whl"
+    assert after - before == set(), after - before
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mait_deploy/assets/manifest.schema.json" in names and "mait_deploy/cli/app.py" in names

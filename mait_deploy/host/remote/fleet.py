@@ -100,18 +100,19 @@ class Row:
 
 
 def read_bundles(paths: Sequence[Path]) -> list[LocalBundle]:
-    """Read and hash-check each local bundle before anything connects."""
+    """Read and hash-check each local bundle before anything connects. What is pushed is what the manifest lists
+    (check_files: each a regular file inside the folder, no symbolic link on the way, with its recorded sha256),
+    never whatever else the folder holds."""
     from mait_deploy.device.bundle import check_files
 
     bundles: list[LocalBundle] = []
     for path in map(Path, paths):
         manifest = read_manifest(path)
         check_files(path, manifest)
-        files = {MANIFEST_FILE: sha256_file(path / MANIFEST_FILE)}
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            relative = item.relative_to(path).as_posix()
-            if relative != MANIFEST_FILE:
-                files[relative] = sha256_file(item)
+        manifest_file = path / MANIFEST_FILE
+        if manifest_file.is_symlink():
+            raise RemoteError(f"{path}: {MANIFEST_FILE} is a symbolic link; bundles hold plain files")
+        files = {MANIFEST_FILE: sha256_file(manifest_file), **dict(manifest.entries())}
         bundle = LocalBundle(path.resolve().name, path, manifest, files[MANIFEST_FILE][:20], files)
         if any(b.name == bundle.name for b in bundles):
             raise RemoteError(f"two bundles are named {bundle.name!r}; give them different folder names")

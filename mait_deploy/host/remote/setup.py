@@ -45,16 +45,33 @@ class SetupResult:
         return asdict(self)
 
 
+# What a wheel is built from: copied out of the user's checkout, so that the build's own folders (build/,
+# *.egg-info) are written beside the copy, never into the checkout.
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "mait_deploy")
+_NOT_SOURCES = ("__pycache__", "*.pyc", "*.egg-info", "build", ".mait-tmp-*")
+
+
 def build_wheel(out_dir: Path) -> Path:
-    """Build mait-deploy's wheel from the checkout this package runs from (pip wheel, no dependencies)."""
+    """Build mait-deploy's wheel from the checkout this package runs from (pip wheel, no dependencies), in a copy
+    of its sources under ``out_dir``: nothing is written into the checkout."""
+    import shutil
+
     root = Path(__file__).resolve().parents[3]
     if not (root / "pyproject.toml").is_file() or not (root / "mait_deploy").is_dir():
         raise RemoteError("mait-deploy is not running from a source checkout; build a wheel there "
                           "(pip wheel --no-deps .) and pass it with --wheel")
     out_dir.mkdir(parents=True, exist_ok=True)
+    source = out_dir / "source"
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir()
+    for name in WHEEL_SOURCES:
+        if (root / name).is_dir():
+            shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns(*_NOT_SOURCES), symlinks=False)
+        elif (root / name).is_file():
+            shutil.copy2(root / name, source / name)
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                           "--disable-pip-version-check", "-w", str(out_dir), str(root)],
-                          capture_output=True, text=True)
+                           "--disable-pip-version-check", "-w", str(out_dir), str(source)],
+                          capture_output=True, text=True, cwd=out_dir)
     wheels = sorted(out_dir.glob("mait_deploy-*.whl"))
     if done.returncode != 0 or not wheels:
         reason = failure_line(done.stderr, "no wheel was written")
