@@ -246,3 +246,61 @@ def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
     choice = report.devices["recommended"]["board-a"]
     assert choice["bundle"] in {r["bundle"] for r in fleet_rows} and choice["reason"]
     assert "## On the devices" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _step_processes(board_device, token: str) -> list[str]:
+    """The processes on the board whose command line holds ``token`` (read from /proc: the userland has no ps)."""
+    import asyncio
+
+    from mait_deploy.host.remote.ssh import Board
+
+    scan = ("import os, sys\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try: line = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()\n"
+            "    except OSError: continue\n"
+            "    if sys.argv[1] in line and 'import os' not in line: print(pid, line)\n")
+
+    async def look():
+        async with await Board.open(board_device) as board:
+            done = await board.run(["python3", "-c", scan, token], timeout=300)
+            return [line for line in done.stdout.splitlines() if line.strip()]
+
+    return asyncio.run(look())
+
+
+def test_a_step_that_times_out_or_loses_its_connection_ends_on_the_board(fleet):
+    """No process of a remote step survives it: a timeout kills its process group from the host, a lost
+    connection through the watcher the step runs beside (issue: a LiteRT job once kept a core busy for 20 min)."""
+    import asyncio
+    import dataclasses
+
+    from mait_deploy.errors import RemoteError
+    from mait_deploy.host.remote.ssh import Board
+
+    device = dataclasses.replace(fleet.devices[0], timeout=120)
+    token = f"mait-step-test-{secrets.token_hex(4)}"
+
+    async def timed_out():
+        async with await Board.open(device) as board:
+            with pytest.raises(RemoteError, match="did not finish within 5 s"):
+                await board.run(["sh", "-c", f"sleep 900; echo {token}-a"], timeout=5, what="a long step")
+
+    asyncio.run(timed_out())
+    assert _step_processes(device, f"{token}-a") == []
+
+    async def dropped():
+        board = await Board.open(device)
+        step = asyncio.ensure_future(board.run(["sh", "-c", f"sleep 900; echo {token}-b"], timeout=600))
+        await asyncio.sleep(8)  # the step is running on the board
+        assert not step.done()
+        board._connection.abort()  # the network goes: no kill command can be sent
+        with pytest.raises(RemoteError, match="connection lost|the connection was lost"):
+            await step
+
+    asyncio.run(dropped())
+    import time
+
+    deadline = time.monotonic() + 60  # the watcher polls every 2 s (slower under emulation)
+    while _step_processes(device, f"{token}-b") and time.monotonic() < deadline:
+        time.sleep(3)
+    assert _step_processes(device, f"{token}-b") == []

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,20 @@ def host_listed(known_hosts: Path, host: str, port: int) -> bool:
     return False
 
 
+# A remote step: a new session (setsid: its own process group, id = this shell's pid) that records its group id,
+# runs the command, and keeps a watcher on the sshd process that started it. When the connection is lost, sshd's
+# process ends, and the watcher kills the whole group: a step never outlives its connection (a LiteRT profile once
+# kept a core busy for 20 minutes after its host gave up). $1: pid file, $2: the sshd process, then the command.
+STEP_WRAPPER = (
+    'pidfile=$1; watched=$2; shift 2; echo $$ > "$pidfile"; '
+    '( while [ -d "/proc/$watched" ]; do sleep 2; done; rm -f "$pidfile"; kill -KILL -$$ ) '
+    '</dev/null >/dev/null 2>&1 & watcher=$!; '
+    '"$@"; status=$?; kill $watcher 2>/dev/null; rm -f "$pidfile"; exit $status')
+# Ends a step's group from a second command on the same connection (a timeout, Ctrl-C on the host).
+# (dash's kill takes no "--": a negative number after the signal is the group.)
+STEP_KILLER = ('group=$(cat "$1" 2>/dev/null) || exit 0; kill -TERM -"$group" 2>/dev/null; '
+               'for _ in 1 2 3 4 5; do kill -0 -"$group" 2>/dev/null || break; sleep 1; done; '
+               'kill -KILL -"$group" 2>/dev/null; rm -f "$1"')
 CONNECT_TIMEOUT_S = 20.0  # the longest a connection and login may take, whatever a device's step timeout
 
 
@@ -132,9 +147,13 @@ class Board:
 
     async def run(self, argv: Sequence[str], timeout: float | None = None, check: bool = True,
                   what: str | None = None) -> Completed:
-        """Run one command (an argument list, quoted here) with a timeout; a failure is a RemoteError."""
+        """Run one command (an argument list, quoted here) with a timeout; a failure is a RemoteError. The
+        command runs as a process group of its own that ends with the step: on a timeout or a cancel (Ctrl-C)
+        the group is killed, and a watcher on the board kills it when the connection is lost (STEP_WRAPPER)."""
         asyncssh = require("asyncssh", "remote")
-        command = "umask 077 && " + shlex.join(argv)
+        pidfile = f"/tmp/mait-step-{secrets.token_hex(8)}.pid"
+        command = "umask 077 && exec " + shlex.join(["setsid", "--wait", "sh", "-c", STEP_WRAPPER, "mait-step",
+                                                     pidfile]) + ' "$PPID" ' + shlex.join(argv)
         timeout = timeout or self.device.timeout
         what = what or argv[0]
         loop = asyncio.get_running_loop()
@@ -142,7 +161,12 @@ class Board:
         try:
             result = await self._connection.run(command, check=False, timeout=timeout)
         except asyncssh.TimeoutError:
-            raise RemoteError(f"{self.device.name}: {what} did not finish within {timeout:g} s") from None
+            await self._kill_step(pidfile)
+            raise RemoteError(f"{self.device.name}: {what} did not finish within {timeout:g} s (stopped on "
+                              f"the board)") from None
+        except asyncio.CancelledError:
+            await asyncio.shield(self._kill_step(pidfile))
+            raise
         except (asyncssh.Error, OSError) as err:
             raise RemoteError(f"{self.device.name}: {what}: connection lost ({err})") from None
         if result.exit_status is None:  # no exit status: the connection dropped or a signal killed it
@@ -184,6 +208,10 @@ class Board:
             return bool(await sftp.exists(remote))
         except Exception as err:  # asyncssh's SFTP errors (a dropped connection among them)
             raise RemoteError(f"{self.device.name}: checking {remote} failed ({err})") from None
+
+    async def _kill_step(self, pidfile: str) -> None:
+        """End a step's process group on the board (TERM, then KILL after a grace) and remove its pid file."""
+        await self._best_effort(["sh", "-c", STEP_KILLER, "mait-kill", pidfile], 30)
 
     async def _best_effort(self, argv: Sequence[str], timeout: float) -> None:
         """Run a clean-up command, ignoring every failure: on the way out (also after a cancel) a board that
