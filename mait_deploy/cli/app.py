@@ -73,6 +73,14 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = kwargs.get("as_json") is True  # --json: the error is a JSON object on stdout too
+
+        def fail(message: str, code: int) -> typer.Exit:
+            print_error(message)
+            if as_json:
+                print_json({"error": message, "exit_code": code})
+            return typer.Exit(code=code)
+
         try:
             with remember_interrupts():
                 try:
@@ -87,23 +95,22 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except MaitDeployError as err:
             if _state["debug"]:
                 raise
-            print_error(str(err))
-            raise typer.Exit(code=err.exit_code) from None
+            raise fail(str(err), err.exit_code) from None
         except KeyboardInterrupt:
             err_console.print(Text.assemble(("interrupted", "bold red"), " (no partial output was left behind)"))
+            if as_json:
+                print_json({"error": "interrupted", "exit_code": 130})
             raise typer.Exit(code=130) from None
         except ImportError as err:  # a plain import of an optional tool this install lacks (e.g. torch)
             missing = as_missing_dependency(err)
             if missing is None or _state["debug"]:
                 raise
-            print_error(str(missing))
-            raise typer.Exit(code=missing.exit_code) from None
+            raise fail(str(missing), missing.exit_code) from None
         except OSError as err:  # a full disk, a read-only folder...: the atomic writers already cleaned up
             if _state["debug"]:
                 raise
             where = f": {err.filename}" if getattr(err, "filename", None) else ""
-            print_error(f"{err.strerror or err}{where}")
-            raise typer.Exit(code=1) from None
+            raise fail(f"{err.strerror or err}{where}", 1) from None
 
     return wrapper
 

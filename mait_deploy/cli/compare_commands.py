@@ -77,6 +77,7 @@ def import_timm_command(
     window: int = typer.Option(3, "--window", help="Odd side of the local window."),
     num_heads: Optional[int] = typer.Option(None, "--num-heads", help="Heads per block (DeiT/ViT: default 64-wide heads)."),
     force: bool = typer.Option(False, "--force", help="Replace a checkpoint this tool wrote."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checkpoint's config as JSON."),
 ) -> None:
     """The mask transform: timm weights (kept) + a mask schedule -> a MaiT checkpoint to fine-tune and deploy."""
     from mait_deploy.host.model.timm_import import import_timm_checkpoint
@@ -85,6 +86,10 @@ def import_timm_command(
         status.update(f"importing {weights}")
         config = import_timm_checkpoint(weights, output, mode=mode, schedule=schedule, window=window,
                                         num_heads=num_heads, force=force)
+    if as_json:
+        print_json({"checkpoint": str(output), "config": config.to_dict(),
+                    "masked_heads_per_block": [len(h) for h in config.layer_heads()]})
+        return
     heads = ", ".join(str(len(h)) for h in config.layer_heads())
     console.print(f"{output}: {config.backbone} backbone, {config.depth} blocks, masked heads per block {heads} "
                   f"({config.mask.mode}, {config.mask.window_label})", highlight=False)

@@ -94,11 +94,15 @@ def pack(
     bundle: Path = typer.Argument(..., help="Bundle folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Archive to write (.tar.gz)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing archive."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Pack a bundle (its files, hash-checked first) into one .tar.gz to copy to a device."""
     from mait_deploy.device.archive import pack_bundle
 
     path = pack_bundle(bundle, output, force=force)
+    if as_json:
+        print_json({"bundle": str(bundle), "archive": str(path), "bytes": path.stat().st_size})
+        return
     console.print(f"packed {bundle} -> {path} ({path.stat().st_size / 1e6:.2f} MB)", highlight=False)
 
 
@@ -108,11 +112,15 @@ def unpack(
     archive: Path = typer.Argument(..., help="Archive made by `mait-deploy pack`."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to create."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Unpack a bundle archive safely: links, absolute or ../ paths and unlisted files are refused; hashes checked."""
     from mait_deploy.device.archive import unpack_bundle
 
     path = unpack_bundle(archive, output, force=force)
+    if as_json:
+        print_json({"archive": str(archive), "bundle": str(path), "hashes_checked": True})
+        return
     console.print(f"unpacked {archive} -> {path} (hashes checked; run `mait-deploy verify {path}` next)",
                   highlight=False)
 

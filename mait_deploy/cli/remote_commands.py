@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mait_deploy.cli.app import app, console, handle_errors, status_spinner
+from mait_deploy.cli.app import app, console, handle_errors, print_json, status_spinner
 from mait_deploy.errors import MaitDeployError
 
 remote = typer.Typer(no_args_is_help=True, help="Set up boards and run bundles on them over SSH (a fleet at once).")
@@ -21,6 +21,7 @@ ACCEPT_NEW = typer.Option(False, "--accept-new-host-keys",
                           help="Record the host key of a board not yet in its known-hosts file (like OpenSSH "
                                "accept-new); a changed key is always refused.")
 MAX_PARALLEL = typer.Option(4, "--max-parallel", min=1, help="Boards worked on at once.")
+AS_JSON = typer.Option(False, "--json", help="Print the result as JSON (an error as a JSON object too).")
 
 
 def _devices(inventory: Path, device: Optional[list[str]], tags: Optional[list[str]]):
@@ -39,6 +40,7 @@ def setup(
     accept_new: bool = ACCEPT_NEW,
     force: bool = typer.Option(False, "--force", help="Reinstall even where the board's venv is current."),
     max_parallel: int = MAX_PARALLEL,
+    as_json: bool = AS_JSON,
 ) -> None:
     """Create a venv on each board with the device side of mait-deploy and its runtimes (never torch)."""
     from mait_deploy.host.remote.setup import remote_setup
@@ -47,6 +49,13 @@ def setup(
     with status_spinner() as status:
         results = remote_setup(devices, wheel=wheel, accept_new=accept_new, force=force,
                                max_parallel=max_parallel, progress=status.update)
+    failed = [r for r in results if r.status == "failed"]
+    if as_json:
+        print_json([result.to_dict() for result in results])
+    if failed:
+        raise MaitDeployError(f"{len(failed)} of {len(results)} board(s) failed: {failed[0].device}: {failed[0].reason}")
+    if as_json:
+        return
     table = Table(title="remote setup")
     for column in ("device", "status", "machine", "python", "runtimes", "seconds"):
         table.add_column(column)
@@ -57,9 +66,6 @@ def setup(
                       board.get("machine", ""), board.get("python", ""), runtimes,
                       f"{result.steps.get('total', 0):.1f}")
     console.print(table)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise MaitDeployError(f"{len(failed)} of {len(results)} board(s) failed: {failed[0].device}: {failed[0].reason}")
 
 
 @remote.command("profile")
@@ -81,6 +87,7 @@ def profile(
     accept_new: bool = ACCEPT_NEW,
     force: bool = typer.Option(False, "--force", help="Write into an existing fleet output folder."),
     max_parallel: int = MAX_PARALLEL,
+    as_json: bool = AS_JSON,
 ) -> None:
     """Push bundles, then verify, evaluate and profile each on each board; one fleet report (JSON, markdown, plot)."""
     from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
@@ -98,6 +105,14 @@ def profile(
         report = remote_profile(devices, bundles, output, eval_source, eval_count, eval_seed, options,
                                 accept_new=accept_new, max_parallel=max_parallel, force=force,
                                 progress=status.update)
+    if as_json:
+        print_json(report)
+    failed = [r for r in report["rows"] if r["status"] == "failed"]
+    if failed and as_json:
+        raise MaitDeployError(f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed; "
+                              f"the report is in {output}")
+    if as_json:
+        return
     table = Table(title=f"fleet ({report['seconds']:.0f} s) -> {output}")
     for column in COLUMNS:
         table.add_column(column)

@@ -138,8 +138,9 @@ def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False)
     check_output(target, force, kind="dir", ours=bundle_ownership, what="bundle")
     try:
         tar = tarfile.open(source, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise BundleError(f"{source} is not a readable tar archive: {err}") from err
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        # tarfile's own message lists every compression it tried, one line each: say it in one
+        raise BundleError(f"{source} is not a readable tar archive (gzip, bzip2, xz or plain tar)") from err
     with tar:
         try:
             members = tar.getmembers()
@@ -167,8 +168,12 @@ def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False)
                 raise BundleError(f"{source} could not be unpacked: {err}") from err
             from mait_deploy.device.bundle import check_files
 
-            manifest = read_manifest(temp)
-            check_files(temp, manifest)
+            try:
+                manifest = read_manifest(temp)
+                check_files(temp, manifest)
+            except BundleError as err:  # it names the temporary folder: name the user's archive instead
+                message = str(err).replace(f"{temp / MANIFEST_FILE}", f"{source}: {MANIFEST_FILE}")
+                raise BundleError(message.replace(str(temp), str(source))) from err
             expected = set(_member_names(manifest))
             extra = sorted(name for name in seen if (temp / name).is_file() and name not in expected)
             if extra:

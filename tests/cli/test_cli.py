@@ -127,3 +127,34 @@ def test_compile_and_device_cli_errors(tmp_path, args, message):
     result = run_cli(*args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_takes_json():
+    """--json on every command: a flag that prints JSON (profile and locality: the file the report goes to)."""
+    import typer.main
+
+    from mait_deploy.cli import app
+
+    group = typer.main.get_command(app)
+    missing = []
+
+    def walk(command, prefix):
+        for name, sub in getattr(command, "commands", {}).items():
+            if getattr(sub, "commands", None):
+                walk(sub, prefix + [name])
+            elif not any("--json" in param.opts for param in sub.params):
+                missing.append(" ".join(prefix + [name]))
+
+    walk(group, [])
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("args", [["pack", "/nonexistent", "-o", "x.tar.gz"], ["unpack", "/nonexistent", "-o", "x"],
+                                  ["remote", "setup", "-i", "/nonexistent"], ["import-timm", "/nonexistent", "-o", "x"],
+                                  ["compile", "-t", "nope", "-o", "x"], ["verify", "/nonexistent"]])
+def test_an_error_with_json_is_a_json_object_too(args, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", *args, "--json"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode != 0
+    error = json.loads(result.stdout)
+    assert error["exit_code"] == result.returncode and error["error"] in result.stderr

@@ -174,3 +174,44 @@ def test_pack_and_unpack_cli(bundle, tmp_path):
                                 text=True, timeout=300)
         assert result.returncode == 0, result.stderr
     assert "PASS" in result.stdout
+
+
+def test_an_unreadable_archive_is_one_line(tmp_path):
+    for name, data in (("junk.tar.gz", b"\x1f\x8b\x08\x00junkjunk"), ("random.tar.gz", os.urandom(300))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(BundleError, match=r"is not a readable tar archive \(gzip, bzip2, xz or plain tar\)$") \
+                as caught:
+            unpack_bundle(tmp_path / name, tmp_path / "out")
+        assert "\n" not in str(caught.value)
+
+
+def test_a_tampered_member_is_named_by_the_archive_not_a_temporary_folder(packed, tmp_path):
+    with tarfile.open(packed) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    members["model.onnx"] = members["model.onnx"][:-8] + b"tampered"
+    archive = tmp_path / "tampered.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(BundleError, match=rf"^{archive}: model.onnx does not match its sha256") as caught:
+        unpack_bundle(archive, tmp_path / "out")
+    assert ".mait-tmp" not in str(caught.value) and not (tmp_path / "out").exists()
+
+
+def test_pack_and_unpack_speak_json_and_so_do_their_errors(bundle, tmp_path):
+    import json
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "mait_deploy.cli", *map(str, args), "--json"],
+                              capture_output=True, text=True, timeout=300)
+
+    archive = tmp_path / "b.tar.gz"
+    packed = cli("pack", bundle, "-o", archive)
+    assert packed.returncode == 0 and json.loads(packed.stdout)["bytes"] == archive.stat().st_size
+    unpacked = cli("unpack", archive, "-o", tmp_path / "b")
+    assert unpacked.returncode == 0 and json.loads(unpacked.stdout)["hashes_checked"] is True
+    refused = cli("unpack", archive, "-o", tmp_path / "b")  # it is there already: --force needed
+    error = json.loads(refused.stdout)
+    assert refused.returncode != 0 and error["exit_code"] == refused.returncode and "--force" in error["error"]
