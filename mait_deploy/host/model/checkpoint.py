@@ -67,14 +67,24 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a valid safetensors file (truncated or corrupt): {err}") from err
 
 
+MAX_STATE_DICT_KEYS = 20_000
+
+
 def _read_torch_file(path: Path) -> dict[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty")
+    import warnings
+
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol warnings would print before our one line
+            warnings.simplefilter("ignore")
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for unsafe or broken files
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        if "Unsupported operand" in str(err):
+            reason = ("it was saved with a pickle protocol torch's safe loader cannot read; save it again with "
+                      "torch.save's default protocol or as .safetensors")
+        elif "weights_only" in str(err) or "Unsupported global" in str(err):
             reason = "it contains Python objects that would run code when loaded; only plain tensors are accepted"
         raise CheckpointError(f"refusing to load {path}: {reason}") from err
     return _tensor_dict(data, path)
@@ -87,6 +97,13 @@ def _tensor_dict(data: Any, origin: Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{origin} does not hold a state dict of tensors")
+    odd = next((key for key in data if not isinstance(key, str) or not key or len(key) > 512), None)
+    if odd is not None:
+        raise CheckpointError(f"{origin}: a state dict's keys are parameter names; found {type(odd).__name__} "
+                              f"{str(odd)[:60]!r}")
+    if len(data) > MAX_STATE_DICT_KEYS:
+        raise CheckpointError(f"{origin} holds {len(data)} tensors; a MaiT has a few hundred (limit "
+                              f"{MAX_STATE_DICT_KEYS})")
     # DataParallel/DDP checkpoints prefix every key with "module.".
     return {key.removeprefix("module."): value for key, value in data.items()}
 

@@ -34,14 +34,40 @@ UNSUPPORTED_KEYS = {"reg_token": "register tokens", "fc_norm.weight": "global-po
                     "attn_pool.latent": "attention pooling"}
 
 
+# The tensors the architecture is read from, with their rank in timm's DeiT/ViT.
+RANKS = {"patch_embed.proj.weight": 4, "pos_embed": 3, "cls_token": 3, "head.weight": 2,
+         "blocks.0.attn.qkv.weight": 2, "blocks.0.mlp.fc1.weight": 2}
+
+
+def _check_shapes(state: Mapping[str, torch.Tensor]) -> None:
+    """The tensors the architecture is read from have timm's ranks and no empty dimension, and agree on the width:
+    a wrong-rank or zero-width tensor is one line, not an unpacking error deep in the inference."""
+    missing = [key for key in RANKS if key not in state]
+    if missing:
+        raise CheckpointError(f"not a timm DeiT/ViT state dict: missing {', '.join(missing)}")
+    for key, rank in RANKS.items():
+        shape = tuple(state[key].shape)
+        if len(shape) != rank:
+            raise CheckpointError(f"{key} has shape {list(shape)}; timm's DeiT/ViT has {rank} dimensions there")
+    empty = next((key for key, tensor in state.items() if 0 in tuple(tensor.shape)), None)
+    if empty is not None:
+        raise CheckpointError(f"{empty} has an empty dimension (shape {list(state[empty].shape)})")
+    floating = next((key for key, tensor in state.items() if not tensor.is_floating_point()), None)
+    if floating is not None:
+        raise CheckpointError(f"{floating} holds {state[floating].dtype} values; weights are floating point")
+    width = state["patch_embed.proj.weight"].shape[0]
+    for key, axis in (("pos_embed", 2), ("cls_token", 2), ("head.weight", 1), ("blocks.0.attn.qkv.weight", 1)):
+        if state[key].shape[axis] != width:
+            raise CheckpointError(f"{key} is {state[key].shape[axis]} wide; the patch embedding is {width}")
+    if state["blocks.0.attn.qkv.weight"].shape[0] != 3 * width:
+        raise CheckpointError(f"blocks.0.attn.qkv.weight has {state['blocks.0.attn.qkv.weight'].shape[0]} rows; "
+                              f"q, k and v of width {width} need {3 * width}")
+
+
 def deit_config_from_state_dict(state: Mapping[str, torch.Tensor], num_heads: int | None = None,
                                  **overrides: Any) -> MaiTConfig:
     """Infer a deit-backbone MaiT config (masks off unless given) from a timm DeiT/ViT state dict's shapes."""
-    required = ("patch_embed.proj.weight", "pos_embed", "cls_token", "head.weight", "blocks.0.attn.qkv.weight",
-                "blocks.0.mlp.fc1.weight")
-    missing = [key for key in required if key not in state]
-    if missing:
-        raise CheckpointError(f"not a timm DeiT/ViT state dict: missing {', '.join(missing)}")
+    _check_shapes(state)
     unsupported = [what for key, what in UNSUPPORTED_KEYS.items() if key in state]
     if unsupported:
         raise CheckpointError(f"this ViT uses {', '.join(unsupported)}, which the deit backbone does not have")
@@ -115,6 +141,7 @@ def import_timm(source: str | os.PathLike[str] | Mapping[str, torch.Tensor], mas
     from mait_deploy.host.model.mait import PAPER_MASK
 
     state = dict(source) if isinstance(source, Mapping) else load_state_dict_file(source)
+    state = _tensor_dict(state, Path("timm state dict" if isinstance(source, Mapping) else str(source)))
     for marker, what in _REFUSED:
         if any(marker in key for key in state):
             raise CheckpointError(f"the mask transform supports {' and '.join(TRANSFORM_SUPPORTS)}; this state dict "
