@@ -121,9 +121,12 @@ class Manifest:
 
     @classmethod
     def create(cls, folder: Path, **values: Any) -> "Manifest":
-        """A new manifest for the files in ``folder``: hashes the artifact and side files, stamps schema and time."""
-        artifact = FileEntry.of(folder, values.pop("artifact"))
-        files = [FileEntry.of(folder, name) for name in values.pop("side_files", [])]
+        """A new manifest for the files in ``folder``: hashes the artifact and side files (names; a FileEntry
+        given instead was hashed already), stamps schema and time."""
+        artifact = values.pop("artifact")
+        artifact = artifact if isinstance(artifact, FileEntry) else FileEntry.of(folder, artifact)
+        files = [entry if isinstance(entry, FileEntry) else FileEntry.of(folder, entry)
+                 for entry in values.pop("side_files", [])]
         return cls(schema_version=SCHEMA_VERSION,
                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    artifact=artifact, files=files, **values)

@@ -76,7 +76,8 @@ def test_runner_sets_f32_unless_asked(bundles):
 
 
 def test_static_shapes_per_batch_match_dynamic(bundles):
-    """Static mode compiles one shape per batch size (two kept at once) and gives the dynamic model's outputs."""
+    """Static mode compiles one shape per batch size (kept while they fit in static_cache_mb) and gives the dynamic
+    model's outputs; batch sizes that alternate compile once each."""
     root, _ = bundles
     x = np.random.default_rng(1).standard_normal((5, 1, 28, 28)).astype(np.float32)
     with load_bundle(root / "fp32", RunnerOptions(extra={"shapes": "dynamic"})) as runner:
@@ -85,8 +86,19 @@ def test_static_shapes_per_batch_match_dynamic(bundles):
     with load_bundle(root / "fp32") as runner:
         assert runner.runtime_info()["static_batches"] == [1]
         outputs = [runner.run(x[:n]) for n in (5, 2, 1, 5)]
-        assert runner.runtime_info()["static_batches"] == [1, 5]  # batch 2 was evicted
+        assert runner.runtime_info()["static_batches"] == [2, 1, 5]  # least recently used first
+        compiled = runner.compiles
+        for _ in range(3):
+            for n in (1, 2, 5):
+                runner.run(x[:n])
+        assert runner.compiles == compiled == 3  # alternating sizes never recompile
         assert runner.runtime_latency_ms > 0
+    with load_bundle(root / "fp32", RunnerOptions(extra={"static_cache_mb": 1})) as runner:
+        for n in (5, 2, 1):
+            runner.run(x[:n])
+        info = runner.runtime_info()
+        assert info["static_batches"][-1] == 1  # the newest is kept (at least one), older ones only within budget
+        assert len(info["static_batches"]) == 1 or info["static_cache_mb"] <= 1
     for out in outputs:
         np.testing.assert_allclose(out, dynamic[:len(out)], atol=1e-4)
     with pytest.raises(UnsupportedOption, match="shapes=.fixed.: use one of static, dynamic"):

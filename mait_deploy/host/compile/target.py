@@ -106,6 +106,7 @@ class BuiltArtifact:
     alternative_files: list[str] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
     tool_versions: dict[str, str] = field(default_factory=dict)
+    hashed: Any = field(default=None, repr=False)  # (artifact, side files) FileEntries once hashed (the template)
 
 
 @dataclass
@@ -306,9 +307,11 @@ class Target(abc.ABC):
                   golden: GoldenEntry | None, accuracy: GateResult | None) -> Manifest:
         from mait_deploy.host.export.onnx import tool_versions
 
-        return Manifest.create(
+        hashed = built.hashed  # the artifact and side files, hashed once when the build was staged
+        manifest = Manifest.create(
             staging, model=source.config.to_dict(), target=self.name, precision=options.precision,
-            artifact=built.artifact, side_files=built.side_files, inputs=built.inputs, outputs=built.outputs,
+            artifact=hashed[0] if hashed else built.artifact,
+            side_files=hashed[1] if hashed else built.side_files, inputs=built.inputs, outputs=built.outputs,
             batch=built.batch,
             runtime=RuntimeSpec(name=self.name, extra=self.backend.runtime_extra, options=built.runtime_options),
             # While staging (gate not run yet) the golden entry is a placeholder; the final manifest replaces it.
@@ -317,6 +320,8 @@ class Target(abc.ABC):
             build={**built.report, "options": jsonable(asdict(options)), "host_isa": cpu_isa(),
                    **({"alternative_files": built.alternative_files} if built.alternative_files else {})},
         )
+        built.hashed = (manifest.artifact, manifest.files)
+        return manifest
 
     def _golden(self, staging: Path, source: ModelSource, runner: Runner, evaluation: Dataset | None,
                 precision: str) -> GoldenEntry:
