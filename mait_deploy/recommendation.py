@@ -90,10 +90,6 @@ class Recommendation:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Recommendation":
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
-
 
 def faster_than_fp32(speed: Speed, candidate: Candidate, fp32: Candidate) -> tuple[bool, str]:
     """Whether ``candidate`` beat its target's FP32 (median of the ratios above 1), and the figures."""

@@ -3,7 +3,6 @@
 import json
 
 import jsonschema
-import pytest
 
 from mait_deploy.device.manifest import Manifest, read_manifest
 from mait_deploy.device.manifest_schema import SCHEMA_FILE, manifest_schema

@@ -93,9 +93,5 @@ class Latency:
         return cls(batch=batch, p50_ms=round(median_ms, 4), p99_ms=None,
                    throughput=round(batch * 1000.0 / median_ms, 2))
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Latency":
-        return cls(**{key: data[key] for key in ("batch", "p50_ms", "p99_ms", "throughput")})
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
