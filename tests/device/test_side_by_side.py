@@ -61,8 +61,8 @@ def test_bad_arguments():
 
 def test_recommendation_from_the_race_never_picks_a_precision_slower_than_its_fp32():
     from mait_deploy.device.profiling.side_by_side import SideBySide
-    from mait_deploy.host.deploy.race import recommend_rows
     from mait_deploy.device.profiling.stats import Latency
+    from mait_deploy.host.deploy.race import recommend_rows
     from mait_deploy.host.deploy.report import Row
 
     rows = [Row(target=t, precision=p, status="ok", bundle=f"{t}-{p}", drop_points=0.1,

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+from mait_deploy.device.profiling.stats import Latency  # noqa: E402
 from mait_deploy.errors import UnsupportedOption  # noqa: E402
 from mait_deploy.host.deploy.pipeline import DeployOptions, deploy  # noqa: E402
-from mait_deploy.device.profiling.stats import Latency  # noqa: E402
 from mait_deploy.host.deploy.race import recommend_rows  # noqa: E402
 from mait_deploy.host.deploy.report import Row, pareto_front  # noqa: E402
 

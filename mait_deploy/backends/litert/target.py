@@ -28,8 +28,6 @@ from mait_deploy.device.manifest import TensorSpec
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.source import ModelSource
-from mait_deploy.options import Option
-from mait_deploy.precision import PRECISIONS
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -37,6 +35,8 @@ from mait_deploy.host.compile.target import (
     TargetCapabilities,
 )
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
+from mait_deploy.options import Option
+from mait_deploy.precision import PRECISIONS
 
 ARTIFACT = "model.tflite"
 MAX_CALIBRATION_BATCHES = 512

@@ -23,14 +23,14 @@ from mait_deploy.host.compile.onnx_common import onnx_io_specs
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
-from mait_deploy.options import Option
-from mait_deploy.precision import PRECISIONS
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
     Target,
     TargetCapabilities,
 )
+from mait_deploy.options import Option
+from mait_deploy.precision import PRECISIONS
 
 ARTIFACT = "model.xml"
 WEIGHTS = "model.bin"

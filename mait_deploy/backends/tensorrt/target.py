@@ -32,8 +32,6 @@ from mait_deploy.host.compile.qdq import (
 )
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
-from mait_deploy.options import Option
-from mait_deploy.precision import PRECISIONS
 from mait_deploy.host.compile.target import (
     BuiltArtifact,
     CompileOptions,
@@ -42,6 +40,8 @@ from mait_deploy.host.compile.target import (
 )
 from mait_deploy.host.export import graph
 from mait_deploy.host.export.onnx import INPUT_NAME, convert_onnx_fp16
+from mait_deploy.options import Option
+from mait_deploy.precision import PRECISIONS
 
 ARTIFACT = "model.onnx"
 FP16_TYPED = "model_fp16.onnx"  # for TensorRT >= 11, which builds strongly typed networks only

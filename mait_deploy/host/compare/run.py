@@ -19,10 +19,10 @@ from typing import Any, Callable
 from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
-from mait_deploy.precision import FP32, INT8, Precision, check_precisions
 from mait_deploy.host.compare.models import CompareModel, baseline_model, mait_model
 from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.precision import FP32, INT8, Precision, check_precisions
 
 OUT_MARKER = ".mait-compare"
 

@@ -39,7 +39,6 @@ from mait_deploy.options import Option, validate
 from mait_deploy.precision import AUTO, FP32, PRECISIONS, Precision
 
 
-
 @dataclass(frozen=True)
 class TargetCapabilities:
     precisions: tuple[Precision, ...]

@@ -20,7 +20,6 @@ from mait_deploy import __version__, backends
 from mait_deploy._io import jsonable, read_json, sha256_file, write_json
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
-from mait_deploy.precision import INT8, PRECISIONS, Precision, check_precisions
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
 from mait_deploy.host.compile.target import CalibrationOptions
@@ -31,6 +30,7 @@ from mait_deploy.host.deploy.report import (
     Row,
     write_deploy_report,
 )
+from mait_deploy.precision import INT8, PRECISIONS, Precision, check_precisions
 
 STATE_FILE = "state.json"
 
