@@ -25,3 +25,15 @@ def ort_fp32_bundle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ort-fp32") / "bundle"
     compile_model(None, "onnxruntime", CompileOptions(precision="fp32"), folder, eval_count=200)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gate_memo():
+    """Each test scores its own gates: the compile template remembers gates by artifact bytes within a process
+    (host/compile/target.py), and a test may change a runner under the same bytes."""
+    import sys
+
+    module = sys.modules.get("mait_deploy.host.compile.target")
+    if module is not None:
+        module._GATES.clear()
+    yield

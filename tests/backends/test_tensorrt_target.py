@@ -304,3 +304,20 @@ def test_real_engine_build_and_inference(bundles):
     root, _ = bundles
     assert trt.__version__
     assert verify_bundle(root / "int8").passed
+
+
+def test_a_gate_already_scored_on_the_same_bytes_is_not_scored_again(tmp_path):
+    """TensorRT FP32 gates the very ONNX of ONNX Runtime's FP32 bundle, in ONNX Runtime, on the same images: deploy
+    scores it once. An artifact with other bytes (INT8 Q/DQ) is scored on its own."""
+    from mait_deploy.host.export.onnx import export_onnx
+
+    model = tmp_path / "model.onnx"  # one export, as in deploy
+    export_onnx(None, model)
+    ort = compile_model(model, "onnxruntime", CompileOptions(precision="fp32"), tmp_path / "ort", eval_count=300)
+    trt = compile_model(model, "tensorrt", CompileOptions(precision="fp32"), tmp_path / "trt", eval_count=300)
+    assert trt.manifest.build["gate_reused"]["from"] == "onnxruntime fp32"
+    assert "gate" not in trt.seconds and trt.gate.to_dict() == ort.gate.to_dict()
+    assert ort.manifest.artifact.sha256 == trt.manifest.artifact.sha256
+    other = compile_model(model, "tensorrt", CompileOptions(precision="fp32", max_accuracy_drop=0.5),
+                          tmp_path / "trt-strict", eval_count=300)  # another limit: another gate
+    assert "gate_reused" not in other.manifest.build and other.gate.max_drop == 0.5

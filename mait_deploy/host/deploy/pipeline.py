@@ -181,6 +181,8 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
         row.take_gate(manifest.accuracy)
+        reused = manifest.build.get("gate_reused")
+        gate_note = f"the gate of {reused['from']} ({reused['why']})" if reused else ""
         runnable, why = target.host_can_run()
         if runnable:
             # Hashed just now (reused) or written by this process a moment ago (built): not hashed again.
@@ -194,9 +196,9 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
                 raise MaitDeployError(f"profiling failed: {report.error}")
             row.take_profile(report)
             row.verify = verify_runner(runner).to_dict()
-            row.status = "ok"
+            row.status, row.reason = "ok", gate_note
         else:
-            row.reason = f"bundle built; {why}"
+            row.reason = f"bundle built; {why}" + (f"; {gate_note}" if gate_note else "")
         state.set_bundle(bundle.name, key)  # only a bundle that was built, verified and profiled is reused
     except AccuracyGateFailed as err:
         row.status, row.reason = "failed_gate", str(err)
