@@ -58,6 +58,12 @@ class RemoteError(MaitDeployError):
     """An inventory, an SSH connection or a step on a remote board failed."""
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, cut to ``limit`` characters with "..." when longer: a user's value quoted in a one-line error
+    (a 10,000-character label or a YAML bomb's expansion must not become the line)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 _ERROR_LINE = re.compile(r"^(Fatal Python error: .+|ERROR: .+|[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)$")
 
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from mait_deploy._assets import ASSETS
 from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
 from mait_deploy.device.compare import GateResult, Tolerance
-from mait_deploy.errors import BundleError
+from mait_deploy.errors import BundleError, shorten
 from mait_deploy.precision import PRECISIONS
 
 SCHEMA_FILE = ASSETS / "manifest.schema.json"
@@ -180,7 +180,7 @@ def validate_manifest(data: Any, origin: str) -> None:
     if error.validator == "anyOf":  # "is not valid under any of the given schemas" says too little: name them
         message = f"{_short(error.instance)} is not {' or '.join(_describe(s) for s in error.validator_value)}"
     else:
-        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        message = shorten(error.message, 200)
     raise BundleError(f"{origin}: {where}: {message}")
 
 
@@ -195,8 +195,7 @@ def _check_finite(value: Any, origin: str, where: str) -> None:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:60] + "..."
+    return shorten(json.dumps(value) if not isinstance(value, str) else repr(value))
 
 
 def _describe(schema: Mapping[str, Any]) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 
 from mait_deploy._deps import require
-from mait_deploy.errors import RemoteError
+from mait_deploy.errors import RemoteError, shorten
 
 INSTALL_MODES = ("index", "push")
 MAX_INVENTORY_BYTES = 64 * 1024
@@ -80,8 +80,7 @@ class Device:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:60] + "..."
+    return shorten(repr(value))
 
 
 def _text(where: str, key: str, value: Any) -> str:
