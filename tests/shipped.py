@@ -23,3 +23,32 @@ def default_checkpoint() -> Shipped:
     return Shipped(name=config.name, masked_blocks=sum(1 for heads in config.layer_heads() if heads),
                    patterns=len(model.mask_names), params=sum(p.numel() for p in model.parameters()),
                    layer_heads=config.layer_heads())
+
+
+def golden_arrays(bundle) -> dict:
+    """A bundle's golden arrays by name (``images`` or ``inputs``, ``logits``, ``reference_logits``), read as the
+    device reads them."""
+    from mait_deploy.device.bundle import load_golden
+    from mait_deploy.device.manifest import read_manifest
+
+    golden = load_golden(bundle, read_manifest(bundle))
+    return {golden.kind: golden.samples, "logits": golden.logits, "reference_logits": golden.reference_logits}
+
+
+def shift_golden_logits(bundle, by: float) -> None:
+    """Move a bundle's golden logits by ``by`` and re-hash the file, as if recorded so: golden outputs this
+    device cannot meet, with every hash intact."""
+    import json
+
+    import numpy as np
+
+    from mait_deploy._io import sha256_file
+    from mait_deploy.device.bundle import load_golden
+    from mait_deploy.device.manifest import MANIFEST_FILE, read_manifest
+
+    golden = load_golden(bundle, read_manifest(bundle))
+    golden.logits = (golden.logits + np.float32(by)).astype(np.float32)
+    path, _ = golden.write(bundle)
+    data = json.loads((bundle / MANIFEST_FILE).read_text())
+    data["golden"]["sha256"] = sha256_file(path)
+    (bundle / MANIFEST_FILE).write_text(json.dumps(data))

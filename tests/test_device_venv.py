@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.shipped import golden_arrays
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def test_verify_predict_profile_in_the_device_venv(device, tmp_path):
 
     venv, bundle = device
     image = tmp_path / "item.png"
-    Image.fromarray(np.load(bundle / "golden.npz")["images"][0]).save(image)
+    Image.fromarray(golden_arrays(bundle)["images"][0]).save(image)
     cli = str(venv / "bin" / "mait-deploy")
     verify = subprocess.run([cli, "verify", str(bundle), "--json"], capture_output=True, text=True, timeout=300)
     assert verify.returncode == 0, verify.stderr

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from tests.shipped import golden_arrays
 
 pytest.importorskip("onnxruntime")
 
@@ -48,7 +49,7 @@ def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
     import numpy as np
     from PIL import Image
 
-    golden = np.load(bundle / "golden.npz")
+    golden = golden_arrays(bundle)
     image = tmp_path / "shirt.png"
     Image.fromarray(golden["images"][0]).save(image)
     result = run_blocked(f'''
@@ -83,10 +84,9 @@ def test_device_cli_commands_without_torch(bundle):
     for args in (["verify", str(bundle)], ["predict", str(bundle), "--json",
                                            str(bundle.parent / "x.png")]):
         if args[0] == "predict":
-            import numpy as np
             from PIL import Image
 
-            Image.fromarray(np.load(bundle / "golden.npz")["images"][1]).save(args[-1])
+            Image.fromarray(golden_arrays(bundle)["images"][1]).save(args[-1])
         result = run_blocked(f'''
             import sys
             from mait_deploy.cli import app

@@ -50,7 +50,7 @@ def load_bundle(path: str | Path, options: RunnerOptions | None = None, check_ha
 
 
 def load_golden(folder: Path, manifest: Manifest) -> GoldenSet:
-    return GoldenSet.read(Path(folder) / manifest.golden.file, manifest.golden.kind)
+    return GoldenSet.read(Path(folder) / manifest.golden.file, manifest.golden.kind, manifest.golden.arrays)
 
 
 def isa_difference(manifest: Manifest, device_isa: dict[str, Any]) -> str | None:

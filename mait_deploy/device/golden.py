@@ -16,9 +16,10 @@ import numpy as np
 
 from mait_deploy._io import atomic_path
 from mait_deploy.device.compare import Tolerance
+from mait_deploy.device.manifest import GoldenArray
 from mait_deploy.errors import BundleError
 
-GOLDEN_FILE = "golden.npz"
+GOLDEN_FILE = "golden.bin"  # schema 3: uncompressed, laid out in the manifest (schema 1-2 bundles: golden.npz)
 GOLDEN_COUNT = 8
 KINDS = ("images", "inputs")
 # How far a device may differ from the host's outputs of the same artifact on the golden images, and what each
@@ -69,27 +70,56 @@ class GoldenSet:
         """This device's logits for the golden samples, through the path the kind calls for."""
         return run_golden(runner, self.kind, self.samples)
 
-    def write(self, folder: Path) -> Path:
+    def write(self, folder: Path) -> tuple[Path, list[GoldenArray]]:
+        """Write the uncompressed golden file (little-endian arrays packed back to back: a C++ program reads it
+        with the layout the manifest records, no zip or npy parser) and return it with that layout."""
         path = Path(folder) / GOLDEN_FILE
-        with atomic_path(path, suffix=".npz") as temp:
+        arrays, blobs, offset = [], [], 0
+        for name, values in ((self.kind, self.samples), ("logits", self.logits),
+                             ("reference_logits", self.reference_logits)):
+            dtype = "uint8" if name == "images" else "float32"
+            blob = np.ascontiguousarray(values, dtype="u1" if dtype == "uint8" else "<f4").tobytes()
+            arrays.append(GoldenArray(name=name, dtype=dtype, shape=[int(d) for d in values.shape], offset=offset))
+            blobs.append(blob)
+            offset += len(blob)
+        with atomic_path(path, suffix=".bin") as temp:
             with open(temp, "wb") as handle:
-                np.savez_compressed(handle, **{self.kind: self.samples, "logits": self.logits,
-                                               "reference_logits": self.reference_logits})
-        return path
+                for blob in blobs:
+                    handle.write(blob)
+        return path, arrays
 
     @classmethod
-    def read(cls, path: Path, kind: str | None = None) -> "GoldenSet":
-        """``kind`` from the manifest; None (schema-1 bundles) takes it from the file's arrays."""
+    def read(cls, path: Path, kind: str | None = None, arrays: list[GoldenArray] | None = None) -> "GoldenSet":
+        """``kind`` and ``arrays`` from the manifest: with ``arrays`` (schema 3) the uncompressed file they lay
+        out, else (schema 1-2) an .npz, whose kind None (schema 1) takes from the file's arrays."""
+        if arrays is not None:
+            return cls._read_raw(path, kind, arrays)
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
+                found = {key: data[key] for key in data.files}
         except (OSError, ValueError) as err:
             raise BundleError(f"{path}: unreadable golden set ({err})") from err
-        kind = kind or next((k for k in KINDS if k in arrays), None)
-        missing = [key for key in (kind, "logits", "reference_logits") if key not in arrays]
+        kind = kind or next((k for k in KINDS if k in found), None)
+        missing = [key for key in (kind, "logits", "reference_logits") if key not in found]
         if kind is None or missing:
             raise BundleError(f"{path}: golden set lacks {', '.join(map(str, missing or KINDS))}")
-        return cls(kind, arrays[kind], arrays["logits"], arrays["reference_logits"])
+        return cls(kind, found[kind], found["logits"], found["reference_logits"])
+
+    @classmethod
+    def _read_raw(cls, path: Path, kind: str | None, arrays: list[GoldenArray]) -> "GoldenSet":
+        expected = sum(array.nbytes for array in arrays)  # the manifest checked the layout is packed
+        try:
+            size = path.stat().st_size
+            if size != expected:
+                raise BundleError(f"{path}: golden file is {size} bytes; its manifest lays out {expected}")
+            data = path.read_bytes()
+        except OSError as err:
+            raise BundleError(f"{path}: unreadable golden set ({err})") from err
+        found = {array.name: np.frombuffer(data, dtype="u1" if array.dtype == "uint8" else "<f4",
+                                           count=array.nbytes // (1 if array.dtype == "uint8" else 4),
+                                           offset=array.offset).reshape(array.shape).astype(array.dtype)
+                 for array in arrays}
+        return cls(kind or "images", found[kind or "images"], found["logits"], found["reference_logits"])
 
 
 def run_golden(runner: Any, kind: str, samples: np.ndarray) -> np.ndarray:

@@ -5,7 +5,9 @@ manifest is typed: the runtime spec, the golden entry (with its tolerance) and t
 dataclasses with one reader (``Manifest.from_dict``) and one writer (``Manifest.write``).
 
 Schema 2 added ``golden.kind`` (raw images or preprocessed inputs); schema-1 bundles are still read (the kind is
-then taken from the golden file).
+then taken from the golden file). Schema 3 stores the golden set uncompressed (``golden.bin``, its arrays laid out in
+``golden.arrays``) so that a C++ program reads it with no zip or npy parser; schema 1-2 bundles keep their
+``golden.npz``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from mait_deploy._io import read_json, sha256_file
 from mait_deploy.device.compare import GateResult, Tolerance
 from mait_deploy.errors import BundleError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST_FILE = "manifest.json"
 
 
@@ -53,6 +55,23 @@ class RuntimeSpec:
 
 
 @dataclass
+class GoldenArray:
+    """One array of an uncompressed golden file: little-endian, C order, ``offset`` bytes from the file's start."""
+
+    name: str  # "images" | "inputs" | "logits" | "reference_logits"
+    dtype: str  # "uint8" | "float32"
+    shape: list[int]
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        size = {"uint8": 1, "float32": 4}[self.dtype]
+        for dim in self.shape:
+            size *= dim
+        return size
+
+
+@dataclass
 class GoldenEntry:
     file: str
     sha256: str
@@ -63,6 +82,7 @@ class GoldenEntry:
     # tolerance allows for; None in bundles built before they were recorded.
     recorded_on: dict[str, Any] | None = None
     tolerance_basis: str | None = None
+    arrays: list[GoldenArray] | None = None  # schema 3: the layout of the uncompressed file (None: an .npz)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -199,6 +219,11 @@ class Manifest:
             raise BundleError(f"{origin}: batch must be 'dynamic' or a positive integer, got {self.batch!r}")
         for path, _ in self.entries():
             _check_relative(path, origin)
+        if (self.golden.arrays is not None) != (self.schema_version >= 3):
+            raise BundleError(f"{origin}: golden.arrays lays out schema 3's uncompressed golden file; schema "
+                              f"{self.schema_version} " + ("needs it" if self.schema_version >= 3 else "has none"))
+        if self.golden.arrays is not None:
+            _check_golden_layout(self.golden, config.num_classes, origin)
 
 
 def _file_entry(entry: Any) -> FileEntry:
@@ -234,6 +259,8 @@ def _golden_entry(entry: Mapping[str, Any], origin: str) -> GoldenEntry:
     if not isinstance(values.get("tolerance"), Mapping):
         raise BundleError(f"{origin}: golden needs a file name, a sha256 and a tolerance")
     values["tolerance"] = Tolerance.from_dict(values["tolerance"], f"{origin}: golden.tolerance")
+    if values.get("arrays") is not None:
+        values["arrays"] = [GoldenArray(**array) for array in values["arrays"]]
     item = GoldenEntry(**values)
     if not isinstance(item.file, str) or not isinstance(item.sha256, str) or not isinstance(item.count, int) \
             or item.kind not in (None, "images", "inputs"):
@@ -242,6 +269,33 @@ def _golden_entry(entry: Mapping[str, Any], origin: str) -> GoldenEntry:
             or not isinstance(item.tolerance_basis, (str, type(None))):
         raise BundleError(f"{origin}: golden.recorded_on must be an object and golden.tolerance_basis a string")
     return item
+
+
+GOLDEN_ARRAY_DTYPES = {"images": "uint8", "inputs": "float32", "logits": "float32", "reference_logits": "float32"}
+
+
+def _check_golden_layout(golden: GoldenEntry, num_classes: int, origin: str) -> None:
+    """An uncompressed golden file's layout: the kind's samples and both logits, ``count`` rows each, packed
+    back to back from offset 0 (so the file's size is the layout's and nothing is read twice or skipped)."""
+    if golden.kind is None:
+        raise BundleError(f"{origin}: golden.arrays needs golden.kind")
+    names = [array.name for array in golden.arrays]
+    if sorted(names) != sorted([golden.kind, "logits", "reference_logits"]):
+        raise BundleError(f"{origin}: golden.arrays must be {golden.kind}, logits and reference_logits, got "
+                          f"{', '.join(names)}")
+    offset = 0
+    for array in golden.arrays:
+        if array.dtype != GOLDEN_ARRAY_DTYPES[array.name]:
+            raise BundleError(f"{origin}: golden array {array.name} must be {GOLDEN_ARRAY_DTYPES[array.name]}")
+        if array.shape[0] != golden.count:
+            raise BundleError(f"{origin}: golden array {array.name} has {array.shape[0]} rows; golden.count is "
+                              f"{golden.count}")
+        if array.name != golden.kind and array.shape != [golden.count, num_classes]:
+            raise BundleError(f"{origin}: golden array {array.name} must have shape [{golden.count}, {num_classes}]")
+        if array.offset != offset:
+            raise BundleError(f"{origin}: golden array {array.name} starts at {array.offset}; the arrays are packed "
+                              f"back to back, so it must start at {offset}")
+        offset += array.nbytes
 
 
 def _check_relative(path: str, origin: str) -> None:

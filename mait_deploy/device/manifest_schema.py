@@ -36,7 +36,7 @@ FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
 
 # Bounds by dotted path ("*" = every item of an array); they replace or extend the generated keywords.
 BOUNDS: dict[str, dict[str, Any]] = {
-    "schema_version": {"minimum": 1, "maximum": 2},
+    "schema_version": {"minimum": 1, "maximum": 3},
     "created": {"maxLength": 64},
     "target": {"minLength": 1, "maxLength": 64},
     "precision": {"enum": list(PRECISIONS)},
@@ -56,6 +56,13 @@ BOUNDS: dict[str, dict[str, Any]] = {
     "golden.file": FILE_NAME, "golden.sha256": SHA256, "golden.count": {"minimum": 1, "maximum": 4096},
     "golden.kind": {"enum": ["images", "inputs", None]},
     "golden.recorded_on": {"maxProperties": 32},
+    # A golden file holds up to 4096 samples of at most 3 x 2048 x 2048 (the bounds above); shapes stay small.
+    "golden.arrays": {"minItems": 3, "maxItems": 3},
+    "golden.arrays.*.name": {"enum": ["images", "inputs", "logits", "reference_logits"]},
+    "golden.arrays.*.dtype": {"enum": ["uint8", "float32"]},
+    "golden.arrays.*.shape": {"minItems": 2, "maxItems": 4, "items": {"type": "integer", "minimum": 1,
+                                                                       "maximum": 65536}},
+    "golden.arrays.*.offset": {"minimum": 0, "maximum": 2**40},
     "golden.tolerance.max_abs_diff": {"minimum": 0, "maximum": 1e9},
     "golden.tolerance.min_top1_agreement": {"minimum": 0, "maximum": 1},
     "accuracy.reference_top1": {"minimum": 0, "maximum": 1}, "accuracy.top1": {"minimum": 0, "maximum": 1},
@@ -131,7 +138,10 @@ def _for_dataclass(cls: type, path: str = "") -> dict[str, Any]:
         if item_path.startswith(prefix) and ".*." in item_path[len(prefix):]:
             array, rest = item_path[len(prefix):].split(".*.", 1)
             if array in properties and "." not in rest:
-                items = properties[array].setdefault("items", {})
+                target = properties[array]
+                if "anyOf" in target:  # a nullable list: bound the list, not the null
+                    target = next(option for option in target["anyOf"] if option.get("type") == "array")
+                items = target.setdefault("items", {})
                 items.setdefault("properties", {})[rest] = _bounded(items.get("properties", {}).get(rest, {}), bound)
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 

@@ -13,6 +13,7 @@ from mait_deploy.device.runner import RunnerOptions  # noqa: E402
 from mait_deploy.errors import UnsupportedOption  # noqa: E402
 from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from tests.shipped import golden_arrays  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_files_ops_and_sizes(bundles):
     root, results = bundles
     sizes = {}
     for precision in ("fp32", "fp16", "int8"):
-        assert sorted(p.name for p in (root / precision).iterdir()) == ["golden.npz", "manifest.json", "model.tflite"]
+        assert sorted(p.name for p in (root / precision).iterdir()) == ["golden.bin", "manifest.json", "model.tflite"]
         check = results[precision].manifest.build["interpreter_check"]
         assert not [op for op in check["ops"] if op.startswith("Flex") or op == "CUSTOM"]
         assert check["delegated"], "XNNPACK did not take the graph"
@@ -48,7 +49,7 @@ def test_parity_and_gate(bundles):
 
 def test_int8_io_is_handled_by_the_runner(bundles):
     root, _ = bundles
-    golden = np.load(root / "int8" / "golden.npz")
+    golden = golden_arrays(root / "int8")
     with load_bundle(root / "int8") as runner:
         prediction = runner.predict(golden["images"])
         assert prediction.logits.dtype == np.float32 and prediction.logits.shape == (8, 10)

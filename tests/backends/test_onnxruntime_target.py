@@ -21,7 +21,7 @@ from mait_deploy.errors import (  # noqa: E402
 from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
 from mait_deploy.host.export import graph  # noqa: E402
-from tests.shipped import default_checkpoint  # noqa: E402
+from tests.shipped import default_checkpoint, golden_arrays, shift_golden_logits  # noqa: E402
 
 EVAL_COUNT = 1000
 
@@ -40,7 +40,7 @@ def test_bundle_layout_and_manifest(bundles):
     root, results = bundles
     for precision in ("fp32", "int8"):
         folder = root / precision
-        assert sorted(p.name for p in folder.iterdir()) == ["golden.npz", "manifest.json", "model.onnx"]
+        assert sorted(p.name for p in folder.iterdir()) == ["golden.bin", "manifest.json", "model.onnx"]
         manifest = read_manifest(folder)
         assert manifest.target == "onnxruntime" and manifest.precision == precision
         assert manifest.batch == "dynamic" and manifest.inputs[0].shape == ["batch", 1, 28, 28]
@@ -98,7 +98,7 @@ def test_verify_and_predict_on_the_device_path(bundles):
         report = verify_bundle(root / precision)
         assert report.passed and report.count == 8
     with load_bundle(root / "int8") as runner:
-        golden = np.load(root / "int8" / "golden.npz")
+        golden = golden_arrays(root / "int8")
         prediction = runner.predict(golden["images"])
         assert prediction.logits.shape == (8, 10) and len(prediction.labels) == 8
         assert np.array_equal(prediction.indices, golden["logits"].argmax(-1))
@@ -121,14 +121,7 @@ def test_golden_mismatch_fails_loudly(bundles, tmp_path):
     root, _ = bundles
     copy = tmp_path / "copy"
     shutil.copytree(root / "fp32", copy)
-    golden = dict(np.load(copy / "golden.npz"))
-    golden["logits"] = golden["logits"] + 1.0
-    np.savez_compressed(copy / "golden.npz", **golden)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    from mait_deploy._io import sha256_file
-
-    manifest["golden"]["sha256"] = sha256_file(copy / "golden.npz")
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    shift_golden_logits(copy, 1.0)
     with pytest.raises(ValidationError, match="golden outputs do not match"):
         verify_bundle(copy)
 

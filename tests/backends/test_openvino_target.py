@@ -36,7 +36,7 @@ def test_ir_files_and_precisions(bundles):
     root, results = bundles
     for precision in ("fp32", "fp16", "int8"):
         names = sorted(p.name for p in (root / precision).iterdir())
-        assert names == ["golden.npz", "manifest.json", "model.bin", "model.xml"]
+        assert names == ["golden.bin", "manifest.json", "model.bin", "model.xml"]
         ir = results[precision].manifest.build["ir"]
         assert len(ir["mask_constants"]) == 1
         assert ir["mask_constants"][0]["consumers"] == default_checkpoint().masked_blocks

@@ -75,7 +75,7 @@ def test_rules_reject_a_quantized_softmax_and_asymmetric_points(bundles, tmp_pat
 def test_fp16_bundle_carries_both_onnx_files_and_the_plan(bundles):
     root, results = bundles
     names = sorted(p.name for p in (root / "fp16").iterdir())
-    assert names == ["golden.npz", "manifest.json", "model.onnx", "model_fp16.onnx"]
+    assert names == ["golden.bin", "manifest.json", "model.onnx", "model_fp16.onnx"]
     plan = results["fp16"].manifest.runtime.options["plan"]
     assert plan["precision"] == "fp16" and plan["onnx_strongly_typed_fp16"] == "model_fp16.onnx"
     assert results["fp16"].manifest.build["trtexec"].startswith("trtexec --onnx=model.onnx")

@@ -46,7 +46,7 @@ def test_targets_come_from_the_registry():
 
 def test_info_of_shipped_checkpoint():
     pytest.importorskip("torch")
-    from tests.shipped import default_checkpoint
+    from tests.shipped import default_checkpoint, golden_arrays
 
     result = run_cli("info", "--json", check=True)
     details = json.loads(result.stdout)
@@ -104,7 +104,7 @@ def test_compile_verify_predict_evaluate_cli(tmp_path):
     verify = run_cli("verify", str(bundle), "--json", check=True)
     assert json.loads(verify.stdout)["passed"]
     image = tmp_path / "img.png"
-    Image.fromarray(np.load(bundle / "golden.npz")["images"][0]).save(image)
+    Image.fromarray(golden_arrays(bundle)["images"][0]).save(image)
     predict = run_cli("predict", str(bundle), str(image), "--top", "3", "--json", check=True)
     row = json.loads(predict.stdout)["predictions"][0]
     assert len(row["top"]) == 3 and row["label"] and row["top"][0]["label"] == row["label"]

@@ -2,6 +2,7 @@
 one gated on the built-in set; schema-1 bundles still load; batch limits are enforced by the runner."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from mait_deploy.device.runner import RunnerOptions  # noqa: E402
 from mait_deploy.errors import UnsupportedOption  # noqa: E402
 from mait_deploy.host.compile.api import compile_model  # noqa: E402
 from mait_deploy.host.compile.target import CompileOptions  # noqa: E402
+from tests.shipped import golden_arrays, shift_golden_logits  # noqa: E402
 
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -76,6 +78,11 @@ def test_schema_1_bundles_still_load_and_verify(ort_fp32_bundle, tmp_path):
     data = json.loads((old / MANIFEST_FILE).read_text())
     data["schema_version"] = 1
     del data["golden"]["kind"]  # schema 1 had no kind: it is read from the golden file
+    golden = golden_arrays(old)  # schema 1-2 golden sets are .npz files (schema 3: golden.bin, laid out)
+    (old / "golden.bin").unlink()
+    np.savez_compressed(old / "golden.npz", **golden)
+    del data["golden"]["arrays"]
+    data["golden"].update(file="golden.npz", sha256=sha256_file(old / "golden.npz"))
     for key in ("runtime", "host_isa"):  # schema-1 gate results had neither
         data["accuracy"].pop(key)
     (old / MANIFEST_FILE).write_text(json.dumps(data))
@@ -152,13 +159,8 @@ def test_verify_says_what_the_golden_tolerance_was_calibrated_on(ort_fp32_bundle
     # A device whose outputs leave the tolerance is told what the golden outputs were recorded on.
     strict = tmp_path / "strict"
     shutil.copytree(ort_fp32_bundle, strict)
+    shift_golden_logits(strict, 1.0)  # golden logits this device cannot meet, hashed as recorded
     data = json.loads((strict / MANIFEST_FILE).read_text())
-    with np.load(strict / "golden.npz") as golden:  # golden logits this device cannot meet, hashed as recorded
-        arrays = {key: golden[key] for key in golden.files}
-    arrays["logits"] = arrays["logits"] + 1.0
-    np.savez_compressed(strict / "golden.npz", **arrays)
-    data["golden"]["sha256"] = sha256_file(strict / "golden.npz")
-    (strict / MANIFEST_FILE).write_text(json.dumps(data))
     with pytest.raises(ValidationError, match=r"do not match on this device: .*golden outputs recorded on "
                                               rf"{recorded['int8_class']} .* with onnxruntime"):
         verify_bundle(strict)
@@ -173,3 +175,36 @@ def test_verify_says_what_the_golden_tolerance_was_calibrated_on(ort_fp32_bundle
     (strict / MANIFEST_FILE).write_text(json.dumps(data))
     with pytest.raises(Exception, match="golden.recorded_on: 'x86' is not an object or null"):
         read_manifest(strict)
+
+
+def test_the_uncompressed_golden_file_is_read_only_as_its_manifest_lays_it_out(ort_fp32_bundle, tmp_path):
+    from mait_deploy.errors import BundleError
+
+    def variant(name, change):
+        folder = tmp_path / name
+        shutil.copytree(ort_fp32_bundle, folder)
+        data = json.loads((folder / MANIFEST_FILE).read_text())
+        change(folder, data)
+        (folder / MANIFEST_FILE).write_text(json.dumps(data))
+        return folder
+
+    def gap(folder, data):
+        data["golden"]["arrays"][2]["offset"] += 4
+
+    def truncated(folder, data):
+        path = folder / "golden.bin"
+        path.write_bytes(path.read_bytes()[:-4])
+        data["golden"]["sha256"] = sha256_file(path)
+
+    def schema_2(folder, data):
+        data["schema_version"] = 2
+
+    with pytest.raises(BundleError, match="packed back to back, so it must start at"):
+        read_manifest(variant("gap", gap))
+    with pytest.raises(BundleError, match="golden.arrays lays out schema 3's .* schema 2 has none"):
+        read_manifest(variant("schema_2", schema_2))
+    with pytest.raises(BundleError, match=r"golden file is \d+ bytes; its manifest lays out \d+"):
+        verify_bundle(variant("truncated", truncated))
+    manifest = read_manifest(ort_fp32_bundle)
+    assert [a.name for a in manifest.golden.arrays] == ["images", "logits", "reference_logits"]
+    assert (ort_fp32_bundle / "golden.bin").stat().st_size == sum(a.nbytes for a in manifest.golden.arrays)

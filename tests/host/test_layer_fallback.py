@@ -83,7 +83,7 @@ def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_model
     if result.precision != "fp32":  # a reduced precision only where it beat FP32 in the race
         assert timing["ratio"][result.precision]["median"] > 1.0
     assert verify_bundle(tmp_path / "auto").passed
-    assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["golden.npz", "manifest.json", "model.onnx"]
+    assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["golden.bin", "manifest.json", "model.onnx"]
     assert [p.name for p in tmp_path.iterdir()] == ["auto"]  # no candidate left behind
 
 

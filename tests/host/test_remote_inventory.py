@@ -278,7 +278,7 @@ def test_the_push_list_is_the_manifests_file_list(ort_fp32_bundle, tmp_path):
     (bundle / "notes.txt").write_text("stray")
     (bundle / "link.txt").symlink_to(secret)
     (pushed,) = read_bundles([bundle])
-    assert sorted(pushed.files) == ["golden.npz", "manifest.json", "model.onnx"]
+    assert sorted(pushed.files) == ["golden.bin", "manifest.json", "model.onnx"]
     (bundle / "model.onnx").rename(tmp_path / "model.onnx")
     (bundle / "model.onnx").symlink_to(tmp_path / "model.onnx")
     with pytest.raises(BundleError, match="symbolic link"):

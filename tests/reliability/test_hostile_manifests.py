@@ -9,8 +9,10 @@ import sys
 import time
 
 import pytest
+from PIL import Image
 
 from tests.reliability.test_faults import assert_clean_failure
+from tests.shipped import golden_arrays
 
 pytest.importorskip("onnxruntime")
 
@@ -117,10 +119,15 @@ def test_every_reader_refuses_it_before_using_a_value(command, ort_fp32_bundle, 
 def test_an_artifact_whose_output_width_disagrees_is_one_error(ort_fp32_bundle, tmp_path):
     # A manifest consistent in itself (5 classes everywhere) over an artifact that gives 10: caught at the first
     # run, never an IndexError in the label lookup.
-    changes = {"model.num_classes": 5, "outputs.0.shape.1": 5, "model.labels": list("abcde")}
+    # (predict reads no golden set, whose layout would now disagree with the file's size.)
+    images = 8 * 28 * 28
+    changes = {"model.num_classes": 5, "outputs.0.shape.1": 5, "model.labels": list("abcde"),
+               "golden.arrays.1.shape.1": 5, "golden.arrays.2.shape.1": 5, "golden.arrays.2.offset": images + 8 * 5 * 4}
     bundle = _hostile(ort_fp32_bundle, tmp_path / "bundle", changes)
-    result, _, _ = measured_cli("verify", bundle)
-    assert_clean_failure(result, "the artifact gives outputs of shape [8, 10]; its manifest promises [N, 5]",
+    image = tmp_path / "image.png"
+    Image.fromarray(golden_arrays(ort_fp32_bundle)["images"][0]).save(image)
+    result, _, _ = measured_cli("predict", bundle, image)
+    assert_clean_failure(result, "the artifact gives outputs of shape [1, 10]; its manifest promises [N, 5]",
                          tmp_path)
 
 

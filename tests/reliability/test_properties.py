@@ -25,7 +25,7 @@ VALID = {
     "inputs": [{"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32"}],
     "outputs": [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}],
     "batch": "dynamic", "runtime": {"name": "onnxruntime"},
-    "golden": {"file": "golden.npz", "sha256": "0" * 64, "count": 8,
+    "golden": {"file": "golden.bin", "sha256": "0" * 64, "count": 8,
                "tolerance": {"max_abs_diff": 1e-3, "min_top1_agreement": 1.0}, "kind": "images"},
 }
 

@@ -261,7 +261,7 @@ def test_an_archive_with_an_unlisted_member_writes_nothing(bundle, tmp_path):
 
     archive = tmp_path / "x.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for name in ("manifest.json", "golden.npz", "model.onnx"):
+        for name in ("manifest.json", "golden.bin", "model.onnx"):
             tar.add(bundle / name, arcname=name)
         big = tmp_path / "big.bin"
         with open(big, "wb") as handle:
@@ -321,7 +321,7 @@ ONE_LINE_CASES = {
     "manifest batch is text": (lambda t, b: ["verify", _malformed_manifest(b, batch="lots")],
                                 "batch: 'lots' is not 'dynamic' or an integer from 1 to 65536"),
     "manifest golden without tolerance": (
-        lambda t, b: ["verify", _malformed_manifest(b, golden={"file": "golden.npz", "sha256": "0", "count": 8})],
+        lambda t, b: ["verify", _malformed_manifest(b, golden={"file": "golden.bin", "sha256": "0", "count": 8})],
         "golden: 'tolerance' is a required property"),
     "manifest accuracy is a list": (lambda t, b: ["verify", _malformed_manifest(b, accuracy=[1, 2])],
                                     "accuracy: [1, 2] is not an object or null"),

@@ -371,9 +371,9 @@ class Target(abc.ABC):
         reference = source.reference_logits(inputs)
         index = choose_golden(reference)
         golden = GoldenSet.record(runner, raw, inputs, index, reference[index])
-        path = golden.write(staging)
+        path, arrays = golden.write(staging)
         isa = cpu_isa()
         recorded_on = {"cpu": isa["model"], "int8_class": isa["int8_class"], "runtime": runner.runtime_info()}
         return GoldenEntry(file=path.name, sha256=sha256_file(path), count=len(index),
                            tolerance=GOLDEN_TOLERANCE[precision], kind=golden.kind, recorded_on=recorded_on,
-                           tolerance_basis=TOLERANCE_BASIS[precision])
+                           tolerance_basis=TOLERANCE_BASIS[precision], arrays=arrays)
