@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.shipped import golden_arrays
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,6 @@ def test_device_install_has_no_torch(device):
 
 
 def test_verify_predict_profile_in_the_device_venv(device, tmp_path):
-    import numpy as np
     from PIL import Image
 
     venv, bundle = device

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+
 from tests.shipped import golden_arrays
 
 pytest.importorskip("onnxruntime")
@@ -46,7 +47,6 @@ def test_blocker_really_blocks():
 
 
 def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
-    import numpy as np
     from PIL import Image
 
     golden = golden_arrays(bundle)

@@ -46,7 +46,7 @@ def test_targets_come_from_the_registry():
 
 def test_info_of_shipped_checkpoint():
     pytest.importorskip("torch")
-    from tests.shipped import default_checkpoint, golden_arrays
+    from tests.shipped import default_checkpoint
 
     result = run_cli("info", "--json", check=True)
     details = json.loads(result.stdout)
@@ -94,8 +94,9 @@ def test_export_cli_errors(tmp_path, args, message):
 
 
 def test_compile_verify_predict_evaluate_cli(tmp_path):
-    import numpy as np
     from PIL import Image
+
+    from tests.shipped import golden_arrays
 
     bundle = tmp_path / "bundle"
     result = run_cli("compile", "--target", "onnxruntime", "--precision", "int8", "--calib-count", "64",
