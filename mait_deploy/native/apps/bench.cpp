@@ -1,0 +1,62 @@
+// mait-bench BUNDLE [--batch N] [--iterations N] [--warmup N] [--threads N]
+// Latency of Runner::run on random inputs beside the runtime call inside it (their ratio is the runner's
+// overhead), and the process's peak RSS: one JSON object on stdout.
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include <sys/resource.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+
+namespace {
+
+double percentile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  const double position = q * static_cast<double>(values.size() - 1);
+  const auto low = static_cast<std::size_t>(position);
+  const std::size_t high = std::min(low + 1, values.size() - 1);
+  return values[low] + (values[high] - values[low]) * (position - static_cast<double>(low));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return app::guarded([&] {
+    const app::Arguments args(argc, argv, {"--batch", "--iterations", "--warmup", "--threads"}, {});
+    if (args.positional.size() != 1)
+      throw std::invalid_argument("mait-bench BUNDLE [--batch N] [--iterations N] [--warmup N] [--threads N]");
+    const long batch = args.integer("--batch", 1, 1), iterations = args.integer("--iterations", 200, 1),
+               warmup = args.integer("--warmup", 20, 0);
+    mait::RunnerOptions options;
+    options.threads = static_cast<int>(args.integer("--threads", 0, 1));
+    mait::Runner runner = mait::Runner::open(args.positional[0], options);
+    std::vector<float> inputs(static_cast<std::size_t>(batch * runner.sample_size()));
+    std::mt19937 generator(0);
+    std::normal_distribution<float> normal;
+    for (float& value : inputs) value = normal(generator);
+    std::vector<double> total, runtime;
+    for (long i = 0; i < warmup + iterations; ++i) {
+      const auto started = std::chrono::steady_clock::now();
+      runner.run(inputs.data(), batch);
+      const double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+      if (i >= warmup) {
+        total.push_back(took);
+        runtime.push_back(runner.last_runtime_ms());
+      }
+    }
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    const double p50 = percentile(total, 0.5), runtime_p50 = percentile(runtime, 0.5);
+    const nlohmann::json report = {
+        {"runtime", runner.describe()},  {"batch", batch},
+        {"iterations", iterations},      {"p50_ms", p50},
+        {"p99_ms", percentile(total, 0.99)}, {"runtime_call_p50_ms", runtime_p50},
+        {"overhead", p50 / runtime_p50 - 1.0}, {"throughput", static_cast<double>(batch) / p50 * 1000.0},
+        {"peak_rss_mb", static_cast<double>(usage.ru_maxrss) / 1024.0}};
+    std::printf("%s\n", report.dump().c_str());
+    return 0;
+  });
+}

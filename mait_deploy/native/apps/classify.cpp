@@ -1,0 +1,41 @@
+// mait-classify BUNDLE IMAGE_OR_FOLDER... [--threads N] [--json] [--no-verify]
+// Classifies images with a bundle, one line per image (as examples/classify.py). At start-up it checks the
+// bundle's golden set on this device and refuses to classify if the device disagrees with the build.
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+
+int main(int argc, char** argv) {
+  return app::guarded([&] {
+    const app::Arguments args(argc, argv, {"--threads"}, {"--json", "--no-verify"});
+    if (args.positional.size() < 2)
+      throw std::invalid_argument("mait-classify BUNDLE IMAGE_OR_FOLDER... [--threads N] [--json] [--no-verify]");
+    mait::RunnerOptions options;
+    options.threads = static_cast<int>(args.integer("--threads", 0, 1));
+    mait::Runner runner = mait::Runner::open(args.positional[0], options);
+    if (!args.has("--no-verify")) {
+      const mait::VerifyReport report = mait::verify(runner);
+      if (!report.passed) throw mait::Error(report.message);
+      std::fprintf(stderr, "%s\n", report.message.c_str());
+    }
+    const bool as_json = args.has("--json");
+    for (const auto& path : app::images_under({args.positional.begin() + 1, args.positional.end()})) {
+      const auto started = std::chrono::steady_clock::now();
+      const mait::Classification result = runner.classify({mait::load_image(path)}).front();
+      const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+      if (as_json) {
+        nlohmann::json line = {{"image", path.string()},       {"label", result.label},
+                               {"index", result.index},        {"score", result.score},
+                               {"inference_ms", runner.last_runtime_ms()}, {"total_ms", total_ms},
+                               {"logits", result.logits}};
+        std::printf("%s\n", line.dump().c_str());
+      } else {
+        std::printf("%s: %s (%.2f) %.2f ms\n", path.filename().c_str(), result.label.c_str(), result.score,
+                    runner.last_runtime_ms());
+      }
+    }
+    return 0;
+  });
+}

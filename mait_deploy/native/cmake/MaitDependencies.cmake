@@ -1,0 +1,112 @@
+# Every SDK the native runner needs, found by CMake's conventions, each missing one one FATAL_ERROR naming
+# what to install. Imported targets: mait::json, mait::valijson, mait::stb, OpenSSL::Crypto and (from
+# mait_find_runtime) mait::runtime.
+
+# The runtime's Python package, where a runtime's wheel is the SDK (OpenVINO) or holds its library (ONNX
+# Runtime): asked of the python3 on PATH, never required.
+function(mait_python_package name out)
+  find_package(Python3 COMPONENTS Interpreter QUIET)
+  set(${out} "" PARENT_SCOPE)
+  if(Python3_Interpreter_FOUND)
+    execute_process(
+      COMMAND "${Python3_EXECUTABLE}" -c "import importlib.util, os; s = importlib.util.find_spec('${name}'); print(os.path.dirname(s.origin) if s else '')"
+      OUTPUT_VARIABLE _where OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    set(${out} "${_where}" PARENT_SCOPE)
+  endif()
+endfunction()
+
+find_package(nlohmann_json 3.9 CONFIG QUIET)
+if(NOT nlohmann_json_FOUND)
+  message(FATAL_ERROR "nlohmann/json (>= 3.9) not found: apt-get install nlohmann-json3-dev (or set nlohmann_json_DIR)")
+endif()
+add_library(mait::json ALIAS nlohmann_json::nlohmann_json)
+
+find_path(MAIT_VALIJSON_INCLUDE valijson/validator.hpp)
+if(NOT MAIT_VALIJSON_INCLUDE)
+  message(FATAL_ERROR "valijson (JSON Schema validator) not found: apt-get install libvalijson-dev (or set CMAKE_PREFIX_PATH)")
+endif()
+add_library(mait_valijson INTERFACE)
+target_include_directories(mait_valijson SYSTEM INTERFACE "${MAIT_VALIJSON_INCLUDE}")
+add_library(mait::valijson ALIAS mait_valijson)
+
+find_path(MAIT_STB_INCLUDE stb_image.h PATH_SUFFIXES stb)
+find_library(MAIT_STB_LIBRARY stb)
+if(NOT MAIT_STB_INCLUDE OR NOT MAIT_STB_LIBRARY)
+  message(FATAL_ERROR "stb_image not found: apt-get install libstb-dev (or set CMAKE_PREFIX_PATH)")
+endif()
+add_library(mait_stb UNKNOWN IMPORTED)
+set_target_properties(mait_stb PROPERTIES IMPORTED_LOCATION "${MAIT_STB_LIBRARY}"
+                      INTERFACE_INCLUDE_DIRECTORIES "${MAIT_STB_INCLUDE}")
+add_library(mait::stb ALIAS mait_stb)
+
+find_package(OpenSSL QUIET COMPONENTS Crypto)
+if(NOT OpenSSL_FOUND)
+  message(FATAL_ERROR "OpenSSL (sha256 of the bundle's files) not found: apt-get install libssl-dev")
+endif()
+
+# ONNX Runtime: the C API headers (Debian trixie's libonnxruntime-dev, or ONNXRUNTIME_ROOT/include) and the
+# library from the system or from the onnxruntime Python package (its wheel ships the library, not the headers).
+function(mait_find_onnxruntime)
+  mait_python_package(onnxruntime _package)
+  find_path(MAIT_ORT_INCLUDE onnxruntime_cxx_api.h
+            HINTS "${ONNXRUNTIME_ROOT}" "$ENV{ONNXRUNTIME_ROOT}"
+            PATH_SUFFIXES include/onnxruntime onnxruntime include)
+  if(NOT MAIT_ORT_INCLUDE)
+    message(FATAL_ERROR "ONNX Runtime's C/C++ headers not found: apt-get install libonnxruntime-dev (Debian "
+                        "trixie, Raspberry Pi OS), or set ONNXRUNTIME_ROOT to a folder with include/onnxruntime")
+  endif()
+  find_library(MAIT_ORT_LIBRARY NAMES onnxruntime
+               HINTS "${ONNXRUNTIME_ROOT}" "$ENV{ONNXRUNTIME_ROOT}" PATH_SUFFIXES lib lib64)
+  if(NOT MAIT_ORT_LIBRARY AND _package)
+    file(GLOB _wheel_library "${_package}/capi/libonnxruntime.so.*")
+    if(_wheel_library)
+      # The wheel holds libonnxruntime.so.1.N.M only; the loader looks for its soname, libonnxruntime.so.1:
+      # link it under that name in the build folder (which the build's RPATH names).
+      list(GET _wheel_library 0 _first)
+      set(_links "${CMAKE_BINARY_DIR}/runtime-libs")
+      file(MAKE_DIRECTORY "${_links}")
+      file(CREATE_LINK "${_first}" "${_links}/libonnxruntime.so.1" SYMBOLIC)
+      file(CREATE_LINK "${_first}" "${_links}/libonnxruntime.so" SYMBOLIC)
+      set(MAIT_ORT_LIBRARY "${_links}/libonnxruntime.so" CACHE FILEPATH "ONNX Runtime's library" FORCE)
+    endif()
+  endif()
+  if(NOT MAIT_ORT_LIBRARY)
+    message(FATAL_ERROR "ONNX Runtime's library not found: apt-get install libonnxruntime-dev, or pip install "
+                        "onnxruntime (its wheel holds libonnxruntime.so), or set ONNXRUNTIME_ROOT")
+  endif()
+  add_library(mait_runtime SHARED IMPORTED GLOBAL)
+  set_target_properties(mait_runtime PROPERTIES IMPORTED_LOCATION "${MAIT_ORT_LIBRARY}"
+                        INTERFACE_INCLUDE_DIRECTORIES "${MAIT_ORT_INCLUDE}")
+  message(STATUS "ONNX Runtime: ${MAIT_ORT_INCLUDE}, ${MAIT_ORT_LIBRARY}")
+endfunction()
+
+# OpenVINO: its CMake config (the openvino wheel is a full SDK: openvino/cmake/OpenVINOConfig.cmake).
+function(mait_find_openvino)
+  mait_python_package(openvino _package)
+  find_package(OpenVINO CONFIG QUIET COMPONENTS Runtime HINTS "${_package}/cmake")
+  if(NOT OpenVINO_FOUND)
+    message(FATAL_ERROR "OpenVINO's C++ SDK not found: pip install openvino==2026.4.1 (its wheel ships the "
+                        "headers and OpenVINOConfig.cmake), or set OpenVINO_DIR")
+  endif()
+  add_library(mait_runtime INTERFACE)
+  target_link_libraries(mait_runtime INTERFACE openvino::runtime)
+  message(STATUS "OpenVINO: ${OpenVINO_DIR}")
+endfunction()
+
+macro(mait_find_runtime runtime)
+  if("${runtime}" STREQUAL "onnxruntime")
+    mait_find_onnxruntime()
+  elseif("${runtime}" STREQUAL "openvino")
+    mait_find_openvino()
+  elseif("${runtime}" STREQUAL "litert")
+    message(FATAL_ERROR "LiteRT has no C/C++ SDK a build can use: ai-edge-litert ships libLiteRt.so without "
+                        "headers, and no package index has them. On a Raspberry Pi run this bundle with the "
+                        "Python device side (mait-deploy verify/predict) or build an ONNX Runtime bundle")
+  elseif("${runtime}" STREQUAL "tensorrt")
+    message(FATAL_ERROR "the native runner has no TensorRT backend yet: on a Jetson run this bundle with the "
+                        "Python device side (mait-deploy build-engine, verify, predict)")
+  else()
+    message(FATAL_ERROR "unknown runtime '${runtime}': onnxruntime or openvino")
+  endif()
+  add_library(mait::runtime ALIAS mait_runtime)
+endmacro()

@@ -1,0 +1,152 @@
+// mait-deploy native runner: open a bundle (manifest checked against the bundle contract, every file hashed),
+// preprocess images exactly as the Python device side does, run the bundle's runtime, check the golden set.
+//
+// One library per runtime (ONNX Runtime or OpenVINO), chosen when it is built; the bundle says which it needs.
+// Every failure is a mait::Error with a one-line message.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mait {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct FileEntry {
+  std::string path;  // relative to the bundle folder
+  std::string sha256;
+  std::uint64_t bytes = 0;
+};
+
+struct PreprocessConfig {
+  int input_size = 0;
+  int channels = 0;  // 1 (grey) or 3 (RGB)
+  std::vector<float> mean, std;
+  std::string interpolation;  // nearest | bilinear | bicubic
+  double crop_pct = 1.0;
+};
+
+struct GoldenArray {
+  std::string name;   // images | inputs | logits | reference_logits
+  std::string dtype;  // uint8 | float32
+  std::vector<std::int64_t> shape;
+  std::uint64_t offset = 0;
+  std::uint64_t nbytes() const;
+};
+
+struct GoldenEntry {
+  FileEntry file;
+  std::int64_t count = 0;
+  std::string kind;  // images | inputs
+  double max_abs_diff = 0;
+  double min_top1_agreement = 1;
+  std::vector<GoldenArray> arrays;  // empty before manifest schema 3 (an .npz this runner does not read)
+};
+
+struct Manifest {
+  int schema_version = 0;
+  std::string target, precision, runtime;
+  FileEntry artifact;
+  std::vector<FileEntry> files;  // side files (OpenVINO's .bin, ...)
+  std::string input_name;
+  std::vector<std::int64_t> sample_shape;  // [C, H, W]
+  std::optional<std::int64_t> fixed_batch;  // none: any batch size
+  int num_classes = 0;
+  std::vector<std::string> labels;
+  PreprocessConfig preprocess;
+  std::string runtime_options_json;  // the manifest's runtime.options, as JSON text
+  GoldenEntry golden;
+};
+
+// Reads <bundle>/manifest.json, validates it against the bundle contract (the JSON Schema the Python side
+// generates, compiled into this library) and the rules across fields. Throws mait::Error.
+Manifest read_manifest(const std::filesystem::path& bundle);
+// Checks every file the manifest lists (size, then sha256). Throws mait::Error naming the first that differs.
+void check_files(const std::filesystem::path& bundle, const Manifest& manifest);
+std::string sha256_file(const std::filesystem::path& path);
+// A message on one line (OpenVINO's span several), at most `limit` characters.
+std::string one_line(const std::string& text, std::size_t limit = 400);
+
+// An 8-bit image, interleaved: height x width x channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA).
+struct Image {
+  int width = 0, height = 0, channels = 0;
+  std::vector<std::uint8_t> pixels;
+};
+constexpr std::int64_t kMaxImagePixels = 40'000'000;  // as the Python side: a small file cannot decode to GBs
+Image load_image(const std::filesystem::path& path);  // PNG, JPEG, BMP
+// The model input for one image, float32 [C, S, S]: mode conversion, shorter-side resize, centre crop and
+// normalisation, computed as mait_deploy/device/preprocess.py computes them (Pillow's fixed-point resampling).
+std::vector<float> preprocess(const Image& image, const PreprocessConfig& config);
+// The resized, cropped 8-bit image before normalisation (what the parity test compares).
+Image resize_crop(const Image& image, const PreprocessConfig& config);
+
+struct Classification {
+  int index = 0;
+  std::string label;
+  float score = 0;  // softmax probability of the top class
+  std::vector<float> logits;
+};
+
+struct RunnerOptions {
+  int threads = 0;          // 0: the runtime's default
+  bool check_hashes = true;
+};
+
+class Backend;
+
+class Runner {
+ public:
+  static Runner open(const std::filesystem::path& bundle, const RunnerOptions& options = {});
+  Runner(Runner&&) noexcept;
+  Runner& operator=(Runner&&) noexcept;
+  ~Runner();
+
+  // Logits [count, classes] for preprocessed inputs [count, C, H, W] (any count; chunked or padded as the
+  // artifact's batch needs).
+  std::vector<float> run(const float* inputs, std::int64_t count);
+  std::vector<Classification> classify(const std::vector<Image>& images);
+
+  const Manifest& manifest() const { return manifest_; }
+  const std::filesystem::path& bundle() const { return bundle_; }
+  std::string describe() const;  // the runtime, its version and what it runs with
+  double last_runtime_ms() const;  // the runtime's own calls of the last run(), summed
+  std::int64_t sample_size() const;
+
+ private:
+  Runner(std::filesystem::path bundle, Manifest manifest, std::unique_ptr<Backend> backend);
+  std::filesystem::path bundle_;
+  Manifest manifest_;
+  std::unique_ptr<Backend> backend_;
+  double last_runtime_ms_ = 0;
+};
+
+// The golden set (schema 3's golden.bin): samples (raw uint8 images or float32 inputs) and the logits.
+struct GoldenSet {
+  std::string kind;
+  std::int64_t count = 0;
+  std::vector<std::int64_t> sample_shape;  // per sample
+  std::vector<std::uint8_t> images;
+  std::vector<float> inputs, logits, reference_logits;
+};
+GoldenSet read_golden(const std::filesystem::path& bundle, const Manifest& manifest);
+
+struct VerifyReport {
+  bool passed = false;
+  std::int64_t count = 0;
+  double max_abs_diff = 0, top1_agreement = 0;
+  double tolerance_max_abs_diff = 0, tolerance_min_top1_agreement = 0;
+  std::string message;  // one line
+};
+// Runs the golden set through this runner's whole path (preprocessing for raw images) with the manifest's
+// tolerance, as `mait-deploy verify` does.
+VerifyReport verify(Runner& runner);
+
+}  // namespace mait

@@ -1,0 +1,63 @@
+// Every file a bundle lists, checked by size and sha256 (OpenSSL's EVP digest) before anything is loaded.
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include <openssl/evp.h>
+
+#include "internal.hpp"
+
+namespace mait {
+namespace fs = std::filesystem;
+
+std::string sha256_file(const fs::path& path) {
+  std::ifstream stream(path, std::ios::binary);
+  if (!stream) throw Error("cannot read " + path.string());
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!context || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1)
+    throw Error("OpenSSL cannot start a sha256 digest");
+  std::vector<char> buffer(1 << 20);
+  while (stream) {
+    stream.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    if (stream.gcount() > 0 &&
+        EVP_DigestUpdate(context.get(), buffer.data(), static_cast<std::size_t>(stream.gcount())) != 1)
+      throw Error("OpenSSL sha256 failed on " + path.string());
+  }
+  if (stream.bad()) throw Error("cannot read " + path.string());
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  if (EVP_DigestFinal_ex(context.get(), digest.data(), &length) != 1)
+    throw Error("OpenSSL sha256 failed on " + path.string());
+  std::string hex;
+  char byte[3];
+  for (unsigned int i = 0; i < length; ++i) {
+    std::snprintf(byte, sizeof byte, "%02x", digest[i]);
+    hex += byte;
+  }
+  return hex;
+}
+
+void check_files(const fs::path& bundle, const Manifest& manifest) {
+  std::vector<FileEntry> entries = manifest.files;
+  entries.insert(entries.begin(), manifest.artifact);
+  FileEntry golden = manifest.golden.file;
+  entries.push_back(golden);
+  for (const auto& entry : entries) {
+    const fs::path path = bundle / entry.path;
+    std::error_code error;
+    if (!fs::is_regular_file(path, error))
+      throw Error(bundle.string() + ": " + entry.path + " is missing");
+    const auto size = fs::file_size(path, error);
+    if (error) throw Error(bundle.string() + ": cannot read " + entry.path + " (" + error.message() + ")");
+    // The golden entry records no size (its layout gives it); the others are checked before hashing gigabytes.
+    if (&entry != &entries.back() && size != entry.bytes)
+      throw Error(bundle.string() + ": " + entry.path + " is " + std::to_string(size) + " bytes; the manifest says " +
+                  std::to_string(entry.bytes) + " (changed or truncated since it was built)");
+    if (sha256_file(path) != entry.sha256)
+      throw Error(bundle.string() + ": " + entry.path + " does not match its sha256 in the manifest (changed "
+                  "since it was built)");
+  }
+}
+
+}  // namespace mait
