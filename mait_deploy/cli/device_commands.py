@@ -1,4 +1,4 @@
-"""Device commands: evaluate, predict, verify, pack, unpack, profile (numpy + the bundle's runtime)."""
+"""Device commands: evaluate, predict, verify, pack, app, unpack, profile (numpy + the bundle's runtime)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,26 @@ def pack(
         print_json({"bundle": str(bundle), "archive": str(path), "bytes": path.stat().st_size})
         return
     console.print(f"packed {bundle} -> {path} ({path.stat().st_size / 1e6:.2f} MB)", highlight=False)
+
+
+@app.command(name="app")
+@handle_errors
+def native_app(
+    bundle: Path = typer.Argument(..., help="Bundle folder (ONNX Runtime or OpenVINO)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Project folder to create."),
+    force: bool = typer.Option(False, "--force", help="Replace a project folder this command wrote."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Generate a native C++ project (CMake) that runs the bundle and self-tests it against its golden set."""
+    from mait_deploy.device.native_app import generate_app
+
+    project = generate_app(bundle, output, force=force)
+    if as_json:
+        print_json(project.to_dict())
+        return
+    console.print(f"wrote {project.folder}: the native runner for {project.bundle} ({project.runtime}, "
+                  f"{project.precision}); build and self-test it on the device with:\n  {project.build}",
+                  highlight=False, markup=False)
 
 
 @app.command()

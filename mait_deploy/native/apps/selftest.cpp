@@ -10,8 +10,8 @@ int main(int argc, char** argv) {
     options.threads = static_cast<int>(args.integer("--threads", 0, 1));
     mait::Runner runner = mait::Runner::open(args.positional[0], options);
     const mait::VerifyReport report = mait::verify(runner);
+    if (!report.passed) throw mait::Error(args.positional[0] + ": " + report.message);
     std::printf("%s: %s\n%s\n", args.positional[0].c_str(), runner.describe().c_str(), report.message.c_str());
-    if (!report.passed) throw mait::Error(report.message);
     return 0;
   });
 }

@@ -1,5 +1,5 @@
 # Every SDK the native runner needs, found by CMake's conventions, each missing one one FATAL_ERROR naming
-# what to install. Imported targets: mait::json, mait::valijson, mait::stb, OpenSSL::Crypto and (from
+# what to install. Imported targets: mait::json, mait::valijson, mait::stb, JPEG::JPEG, OpenSSL::Crypto and (from
 # mait_find_runtime) mait::runtime.
 
 # The runtime's Python package, where a runtime's wheel is the SDK (OpenVINO) or holds its library (ONNX
@@ -38,6 +38,11 @@ add_library(mait_stb UNKNOWN IMPORTED)
 set_target_properties(mait_stb PROPERTIES IMPORTED_LOCATION "${MAIT_STB_LIBRARY}"
                       INTERFACE_INCLUDE_DIRECTORIES "${MAIT_STB_INCLUDE}")
 add_library(mait::stb ALIAS mait_stb)
+
+find_package(JPEG QUIET)
+if(NOT JPEG_FOUND)
+  message(FATAL_ERROR "libjpeg (JPEG decoding, as Pillow's) not found: apt-get install libjpeg-dev")
+endif()
 
 find_package(OpenSSL QUIET COMPONENTS Crypto)
 if(NOT OpenSSL_FOUND)

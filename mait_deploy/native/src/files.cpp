@@ -1,4 +1,5 @@
 // Every file a bundle lists, checked by size and sha256 (OpenSSL's EVP digest) before anything is loaded.
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -43,11 +44,19 @@ void check_files(const fs::path& bundle, const Manifest& manifest) {
   entries.insert(entries.begin(), manifest.artifact);
   FileEntry golden = manifest.golden.file;
   entries.push_back(golden);
+  std::error_code error;
+  const fs::path root = fs::canonical(bundle, error);
+  if (error) throw Error("cannot open bundle " + bundle.string() + " (" + error.message() + ")");
   for (const auto& entry : entries) {
     const fs::path path = bundle / entry.path;
-    std::error_code error;
+    if (fs::is_symlink(fs::symlink_status(path, error)))
+      throw Error(bundle.string() + ": " + entry.path + " is a symbolic link; bundles hold plain files");
     if (!fs::is_regular_file(path, error))
       throw Error(bundle.string() + ": " + entry.path + " is missing");
+    // A link on a folder of the path leads elsewhere too.
+    const fs::path resolved = fs::canonical(path, error);
+    if (error || std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end()).first != root.end())
+      throw Error(bundle.string() + ": " + entry.path + " leads outside the bundle folder (a symbolic link)");
     const auto size = fs::file_size(path, error);
     if (error) throw Error(bundle.string() + ": cannot read " + entry.path + " (" + error.message() + ")");
     // The golden entry records no size (its layout gives it); the others are checked before hashing gigabytes.

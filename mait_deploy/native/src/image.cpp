@@ -1,4 +1,4 @@
-// Decoding (stb_image, Debian's libstb) and preprocessing, computed as mait_deploy/device/preprocess.py computes
+// Decoding (libjpeg-turbo for JPEG, as Pillow does; stb_image, Debian's libstb, for PNG and BMP) and preprocessing, computed as mait_deploy/device/preprocess.py computes
 // it with Pillow, so that the same file gives the same tensor on both sides (tests/native checks it on real and
 // odd images): Pillow's mode conversions (ITU-R 601-2 luma in 16-bit fixed point, alpha composited over white in
 // its 7-bit fixed point) and its resampling (a separable convolution whose weights are rounded to 22-bit fixed
@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <memory>
 
+#include <csetjmp>
+
+#include <jpeglib.h>
 #include <stb_image.h>
 
 #include "internal.hpp"
@@ -201,11 +204,81 @@ Image resize(const Image& in, int width, int height, const std::string& interpol
   return height != in.height ? resample_pass(current, width, height, vertical, false, 0) : current;
 }
 
+// libjpeg reports errors by longjmp: only plain C objects live in decode_jpeg's frame; the image is the caller's.
+struct JpegErrors {
+  jpeg_error_mgr manager;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+void jpeg_fail(j_common_ptr info) {
+  auto* errors = reinterpret_cast<JpegErrors*>(info->err);
+  (*info->err->format_message)(info, errors->message);
+  std::longjmp(errors->jump, 1);
+}
+
+// Decodes with libjpeg's defaults (the accurate integer IDCT, fancy upsampling): Pillow's settings, so the same
+// pixels. Returns nullptr on success, else the reason.
+const char* decode_jpeg(FILE* file, Image* image, char* reason, std::size_t reason_size) {
+  jpeg_decompress_struct info;
+  JpegErrors errors;
+  info.err = jpeg_std_error(&errors.manager);
+  errors.manager.error_exit = jpeg_fail;
+  errors.message[0] = '\0';
+  if (setjmp(errors.jump)) {
+    std::snprintf(reason, reason_size, "%s", errors.message[0] ? errors.message : "corrupt JPEG");
+    jpeg_destroy_decompress(&info);
+    return reason;
+  }
+  jpeg_create_decompress(&info);
+  jpeg_stdio_src(&info, file);
+  jpeg_read_header(&info, TRUE);
+  if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
+    std::snprintf(reason, reason_size, "CMYK JPEGs are not read natively: save it as RGB");
+    jpeg_destroy_decompress(&info);
+    return reason;
+  }
+  if (static_cast<std::int64_t>(info.image_width) * info.image_height > kMaxImagePixels) {
+    std::snprintf(reason, reason_size, "%ux%u is above the %lld MP limit: downscale it first", info.image_width,
+                  info.image_height, static_cast<long long>(kMaxImagePixels / 1'000'000));
+    jpeg_destroy_decompress(&info);
+    return reason;
+  }
+  info.out_color_space = info.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&info);
+  image->width = static_cast<int>(info.output_width);
+  image->height = static_cast<int>(info.output_height);
+  image->channels = info.output_components;
+  image->pixels.resize(static_cast<std::size_t>(image->width) * image->height * image->channels);
+  while (info.output_scanline < info.output_height) {
+    JSAMPROW row = image->pixels.data() +
+                   static_cast<std::size_t>(info.output_scanline) * image->width * image->channels;
+    jpeg_read_scanlines(&info, &row, 1);
+  }
+  jpeg_finish_decompress(&info);
+  jpeg_destroy_decompress(&info);
+  return nullptr;
+}
+
+bool is_jpeg(FILE* file) {
+  unsigned char magic[3] = {0, 0, 0};
+  const std::size_t read = std::fread(magic, 1, sizeof magic, file);
+  std::rewind(file);
+  return read == 3 && magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF;
+}
+
 }  // namespace
 
 Image load_image(const fs::path& path) {
   std::unique_ptr<FILE, decltype(&std::fclose)> file(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!file) throw Error("image not found: " + path.string());
+  if (is_jpeg(file.get())) {
+    Image image;
+    char reason[JMSG_LENGTH_MAX + 64];
+    if (decode_jpeg(file.get(), &image, reason, sizeof reason))
+      throw Error("cannot read image " + path.string() + ": " + reason);
+    return image;
+  }
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_file(file.get(), &width, &height, &channels))
     throw Error("cannot read image " + path.string() + ": " + stbi_failure_reason());

@@ -71,18 +71,17 @@ void validate(const json& document, const std::string& origin) {
   valijson::ValidationResults results;
   valijson::adapters::NlohmannJsonAdapter target(document);
   if (validator.validate(contract(), target, &results)) return;
-  // valijson reports outermost first; the innermost error names the field and the rule.
-  valijson::ValidationResults::Error error, last;
-  while (results.popError(error)) last = error;
-  std::string where;
-  for (const auto& part : last.context)
-    if (part != "<root>") where += (where.empty() ? "" : ".") + part;
-  for (char& c : where)
-    if (c == '[' || c == ']') c = '.';
-  std::string cleaned;
-  for (std::size_t i = 0; i < where.size(); ++i)
-    if (!(where[i] == '.' && (i + 1 == where.size() || where[i + 1] == '.'))) cleaned += where[i];
-  throw Error(origin + ": " + (cleaned.empty() ? "(top level)" : cleaned) + ": " +
+  // valijson records the innermost failure first (the field and the rule), then each enclosing one.
+  valijson::ValidationResults::Error last;
+  results.popError(last);
+  std::string where;  // valijson's context is ["<root>", "[golden]", "[count]"]: golden.count, as the Python side says
+  for (const auto& part : last.context) {
+    std::string name;
+    for (char c : part)
+      if (c != '[' && c != ']' && c != '"' && c != '\'') name += c;
+    if (!name.empty() && name != "<root>") where += (where.empty() ? "" : ".") + name;
+  }
+  throw Error(origin + ": " + (where.empty() ? "(top level)" : where) + ": " +
               one_line(last.description, 200));
 }
 
@@ -129,6 +128,31 @@ void check_golden_layout(const GoldenEntry& golden, int num_classes, const std::
   }
 }
 
+PreprocessConfig preprocess_from(const json& pre, const std::string& origin) {
+  PreprocessConfig config;
+  config.input_size = pre.at("input_size").get<int>();
+  config.channels = pre.at("channels").get<int>();
+  config.mean = pre.at("mean").get<std::vector<float>>();
+  config.std = pre.at("std").get<std::vector<float>>();
+  config.interpolation = pre.value("interpolation", std::string("bicubic"));
+  config.crop_pct = pre.value("crop_pct", 1.0);
+  if (config.input_size < 1 || config.input_size > 2048 || (config.channels != 1 && config.channels != 3))
+    throw Error(origin + ": model.preprocess needs input_size 1-2048 and channels 1 or 3");
+  if (config.interpolation != "nearest" && config.interpolation != "bilinear" && config.interpolation != "bicubic")
+    throw Error(origin + ": model.preprocess.interpolation must be nearest, bilinear or bicubic");
+  if (!(config.crop_pct > 0 && config.crop_pct <= 1))
+    throw Error(origin + ": model.preprocess.crop_pct must be in (0, 1]");
+  for (auto* values : {&config.mean, &config.std}) {
+    if (values->size() == 1) values->resize(static_cast<std::size_t>(config.channels), values->front());
+    if (static_cast<int>(values->size()) != config.channels)
+      throw Error(origin + ": model.preprocess mean and std need 1 or " + std::to_string(config.channels) +
+                  " values");
+  }
+  for (float value : config.std)
+    if (!(value > 0)) throw Error(origin + ": model.preprocess.std must be positive");
+  return config;
+}
+
 Manifest from_json(const json& data, const std::string& origin) {
   Manifest manifest;
   manifest.schema_version = data.at("schema_version").get<int>();
@@ -171,26 +195,12 @@ Manifest from_json(const json& data, const std::string& origin) {
     for (int i = 0; i < manifest.num_classes; ++i) manifest.labels.push_back(std::to_string(i));
   }
 
-  const json& pre = model.at("preprocess");
   PreprocessConfig& config = manifest.preprocess;
-  config.input_size = pre.at("input_size").get<int>();
-  config.channels = pre.at("channels").get<int>();
-  config.mean = pre.at("mean").get<std::vector<float>>();
-  config.std = pre.at("std").get<std::vector<float>>();
-  config.interpolation = pre.value("interpolation", std::string("bicubic"));
-  config.crop_pct = pre.value("crop_pct", 1.0);
+  config = preprocess_from(model.at("preprocess"), origin);
   if (config.channels != in_chans || config.input_size != img_size)
     throw Error(origin + ": model.preprocess gives " + std::to_string(config.channels) + " x " +
                 std::to_string(config.input_size) + " px; the model takes " + std::to_string(in_chans) + " x " +
                 std::to_string(img_size));
-  for (auto* values : {&config.mean, &config.std}) {
-    if (values->size() == 1) values->resize(config.channels, values->front());
-    if (static_cast<int>(values->size()) != config.channels)
-      throw Error(origin + ": model.preprocess mean and std need 1 or " + std::to_string(config.channels) +
-                  " values");
-  }
-  for (float value : config.std)
-    if (!(value > 0)) throw Error(origin + ": model.preprocess.std must be positive");
 
   const json& golden = data.at("golden");
   GoldenEntry& entry = manifest.golden;
@@ -217,6 +227,15 @@ Manifest from_json(const json& data, const std::string& origin) {
 }
 
 }  // namespace
+
+PreprocessConfig parse_preprocess(const std::string& json_text) {
+  const json data = parse_json(json_text, "preprocess config");
+  try {
+    return preprocess_from(data, "preprocess config");
+  } catch (const json::exception& error) {
+    throw Error("preprocess config is malformed (" + one_line(error.what(), 200) + ")");
+  }
+}
 
 std::uint64_t GoldenArray::nbytes() const {
   // The schema bounds each dimension to 65536 and the layout check runs before any read; the product of up to

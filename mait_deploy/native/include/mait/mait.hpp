@@ -66,6 +66,8 @@ struct Manifest {
   GoldenEntry golden;
 };
 
+// A manifest's model.preprocess object (JSON text) as a PreprocessConfig; throws mait::Error.
+PreprocessConfig parse_preprocess(const std::string& json_text);
 // Reads <bundle>/manifest.json, validates it against the bundle contract (the JSON Schema the Python side
 // generates, compiled into this library) and the rules across fields. Throws mait::Error.
 Manifest read_manifest(const std::filesystem::path& bundle);
