@@ -1,0 +1,62 @@
+"""What a native build needs on this machine, and the build itself (the commands a user types, in a subprocess).
+
+ONNX Runtime's C API headers come from Debian trixie's libonnxruntime-dev: installed (/usr/include/onnxruntime),
+under ONNXRUNTIME_ROOT, or unpacked by .ci/fetch-onnxruntime-headers into ~/.cache/mait-deploy/sdk/onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ORT_HEADERS_CACHE = Path.home() / ".cache" / "mait-deploy" / "sdk" / "onnxruntime" / "usr"
+# Headers of the libraries every native build needs, and the Debian package that has each.
+SYSTEM_HEADERS = {"nlohmann/json.hpp": "nlohmann-json3-dev", "valijson/validator.hpp": "libvalijson-dev",
+                  "stb/stb_image.h": "libstb-dev", "jpeglib.h": "libjpeg-dev", "openssl/evp.h": "libssl-dev"}
+BUILD_TIMEOUT = 900  # seconds: an ASan build of the OpenVINO runner takes ~2 minutes on 2 cores
+
+
+def onnxruntime_root() -> Path | None:
+    """A prefix with include/onnxruntime/onnxruntime_cxx_api.h, or None (then the build finds the system's)."""
+    for root in (os.environ.get("ONNXRUNTIME_ROOT"), ORT_HEADERS_CACHE):
+        if root and (Path(root) / "include" / "onnxruntime" / "onnxruntime_cxx_api.h").is_file():
+            return Path(root)
+    return None
+
+
+def missing(runtime: str) -> str | None:
+    """Why a native build for ``runtime`` cannot run here (None: it can)."""
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install cmake g++)"
+    absent = [package for header, package in SYSTEM_HEADERS.items() if not Path("/usr/include", header).is_file()]
+    if absent:
+        return f"native build dependencies missing: apt-get install {' '.join(absent)}"
+    if importlib.util.find_spec(runtime) is None:
+        return f"the {runtime} Python package (its library) is not installed"
+    if runtime == "onnxruntime" and onnxruntime_root() is None \
+            and not Path("/usr/include/onnxruntime/onnxruntime_cxx_api.h").is_file():
+        return ("ONNX Runtime's C API headers are missing: apt-get install libonnxruntime-dev (Debian trixie), "
+                "or run .ci/fetch-onnxruntime-headers")
+    return None
+
+
+def build_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = onnxruntime_root()
+    if root is not None:
+        env["ONNXRUNTIME_ROOT"] = str(root)
+    return env
+
+
+def build(project: Path, build_dir: Path, *options: str) -> Path:
+    """cmake -S project -B build_dir [options] && cmake --build build_dir: the user's commands. Returns build_dir."""
+    for command in (["cmake", "-S", str(project), "-B", str(build_dir), *options],
+                    ["cmake", "--build", str(build_dir), "-j", "2"]):
+        done = subprocess.run(command, capture_output=True, text=True, env=build_env(), timeout=BUILD_TIMEOUT)
+        if done.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return build_dir

@@ -1,0 +1,293 @@
+"""The native runner (mait_deploy/native) as a user gets it: `mait-deploy app` writes the project, CMake builds it
+against the runtime's own SDK, CTest runs its self-test; then the same top-1 as the Python runner on 1,000 test
+images, the same input tensor from the same file, and one clear line for every failure."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.native import sdk
+
+pytest.importorskip("torch")
+
+RUNTIMES = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")
+AGREEMENT_IMAGES = 1000
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """The shipped model as ONNX Runtime and OpenVINO bundles, FP32 and INT8, of this mait-deploy."""
+    from mait_deploy.host.compile.api import compile_model
+    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+
+    root = tmp_path_factory.mktemp("native-bundles")
+    built = {}
+    for runtime in RUNTIMES:
+        if sdk.missing(runtime) is None:
+            for precision in PRECISIONS:
+                options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
+                compile_model(None, runtime, options, root / f"{runtime}-{precision}", eval_count=200)
+                built[runtime, precision] = root / f"{runtime}-{precision}"
+    return built
+
+
+@pytest.fixture(scope="module")
+def apps(bundles, tmp_path_factory):
+    """runtime -> the build folder of the project `mait-deploy app` wrote for its FP32 bundle."""
+    from mait_deploy.device.native_app import generate_app
+
+    root = tmp_path_factory.mktemp("native-apps")
+    built = {}
+    for runtime in RUNTIMES:
+        if (runtime, "fp32") in bundles:
+            project = generate_app(bundles[runtime, "fp32"], root / runtime).folder
+            built[runtime] = sdk.build(Path(project), Path(project) / "build")
+    return built
+
+
+def needs(runtime):
+    reason = sdk.missing(runtime)
+    if reason:
+        pytest.skip(reason)
+
+
+def run(tool: Path, *args, check: bool = False) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(tool), *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{tool.name} {' '.join(map(str, args))}: {done.stderr}")
+    return done
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_generated_project_builds_and_ctest_runs_its_golden_selftest(runtime, apps, bundles):
+    needs(runtime)
+    build = apps[runtime]
+    done = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and "100% tests passed" in done.stdout, done.stdout + done.stderr
+    # The same build runs the INT8 bundle of its runtime; the report names what ran.
+    done = run(build / "mait-selftest", bundles[runtime, "int8"], check=True)
+    assert "golden outputs match on this device: 8 images" in done.stdout
+    assert done.stdout.startswith(f"{bundles[runtime, 'int8']}: {runtime} ")
+    if runtime == "openvino":  # the manifest's precision, not the CPU plugin's bf16/f16 default
+        assert "inference precision f32" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def test_images(tmp_path_factory):
+    """1,000 Fashion-MNIST test images (the shipped sample) as PNG files, and their labels."""
+    from mait_deploy.device.data.builtin import load_sample
+
+    folder = tmp_path_factory.mktemp("native-images")
+    sample = load_sample("test")
+    for index in range(AGREEMENT_IMAGES):
+        Image.fromarray(sample.images[index]).save(folder / f"{index:04d}.png")
+    return folder, sample.labels[:AGREEMENT_IMAGES]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_top1_equals_the_python_runner_on_1000_test_images(runtime, precision, apps, bundles, test_images):
+    needs(runtime)
+    from mait_deploy.device.bundle import load_bundle
+
+    folder, labels = test_images
+    bundle = bundles[runtime, precision]
+    done = run(apps[runtime] / "mait-classify", bundle, folder, "--json", check=True)
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    paths = sorted(folder.glob("*.png"))
+    assert [row["image"] for row in rows] == [str(p) for p in paths]
+    native = np.array([row["index"] for row in rows])
+    native_logits = np.array([row["logits"] for row in rows], dtype=np.float32)
+    with load_bundle(bundle) as runner:
+        python = runner.predict([str(p) for p in paths])
+    assert np.array_equal(native, python.indices)  # every image, not a share
+    assert float(np.abs(native_logits - python.logits).max()) <= 1e-4
+    assert (native == labels).mean() > 0.85
+
+
+PREPROCESS_CONFIGS = [
+    {"input_size": 28, "channels": 1, "mean": [0.286], "std": [0.353], "interpolation": "bilinear", "crop_pct": 1.0},
+    *({"input_size": 24, "channels": channels, "mean": [0.5] * channels, "std": [0.25] * channels,
+       "interpolation": interpolation, "crop_pct": 0.875}
+      for interpolation in ("nearest", "bilinear", "bicubic") for channels in (1, 3)),
+]
+
+
+def odd_images(folder: Path) -> list[Path]:
+    """Real images (Fashion-MNIST) and odd ones: every mode Pillow reads differently, sizes up and down, JPEG."""
+    from mait_deploy.device.data.builtin import load_sample
+
+    images = load_sample("test").images
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    grey_alpha = np.stack([images[3], rng.integers(0, 256, (28, 28), dtype=np.uint8)], -1)
+    palette = Image.fromarray(rgb).quantize(16)
+    made = {
+        "fmnist_28.png": Image.fromarray(images[0]),
+        "grey_57x41.png": Image.fromarray(images[1]).resize((57, 41), Image.BICUBIC),
+        "grey_9x13.png": Image.fromarray(images[2]).resize((9, 13)),
+        "grey_252x336.png": Image.fromarray(np.kron(images[5], np.ones((12, 9), dtype=np.uint8))),
+        "rgb_53x37.png": Image.fromarray(rgb), "rgb_53x37.bmp": Image.fromarray(rgb),
+        "rgba_30x40.png": Image.fromarray(rng.integers(0, 256, (40, 30, 4), dtype=np.uint8), "RGBA"),
+        "grey_alpha_31x33.png": Image.fromarray(grey_alpha, "LA").resize((31, 33)),
+        "palette_53x37.png": palette, "grey16_35x29.png": Image.fromarray(
+            rng.integers(0, 65536, (29, 35)).astype(np.uint16)),
+        "bilevel_28.png": Image.fromarray(images[4] > 128),
+        "photo_200x120.jpg": Image.fromarray(images[6]).resize((200, 120), Image.BILINEAR).convert("RGB"),
+        "grey_64.jpg": Image.fromarray(images[7]).resize((64, 64)),
+        "rgb_53x37.jpg": Image.fromarray(rgb),
+    }
+    paths = []
+    for name, image in made.items():
+        image.save(folder / name, quality=80) if name.endswith(".jpg") else image.save(folder / name)
+        paths.append(folder / name)
+    palette.save(folder / "palette_transparent_53x37.png", transparency=3)
+    return [*paths, folder / "palette_transparent_53x37.png"]
+
+
+def test_preprocessing_gives_the_python_tensor_exactly_on_real_and_odd_images(apps, tmp_path):
+    runtime = next(iter(apps), None)
+    if runtime is None:
+        pytest.skip(sdk.missing("onnxruntime") or sdk.missing("openvino"))
+    from mait_deploy.config import PreprocessConfig
+    from mait_deploy.device.preprocess import preprocess
+
+    tool = apps[runtime] / "mait-preprocess"
+    images = odd_images(tmp_path)
+    compared = 0
+    for number, values in enumerate(PREPROCESS_CONFIGS):
+        settings = tmp_path / f"preprocess{number}.json"
+        settings.write_text(json.dumps(values))
+        config = PreprocessConfig.from_dict(values)
+        for image in images:
+            expected = preprocess(str(image), config)[0]
+            run(tool, settings, image, tmp_path / "tensor.f32", check=True)
+            native = np.fromfile(tmp_path / "tensor.f32", dtype="<f4").reshape(expected.shape)
+            assert np.array_equal(native, expected), (values, image.name, float(np.abs(native - expected).max()))
+            compared += 1
+    assert compared == len(PREPROCESS_CONFIGS) * len(images) == 7 * 15
+
+
+def hostile_cases(source: Path, root: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (a broken copy of the bundle, the message the runner must give)."""
+    from tests.shipped import shift_golden_logits
+
+    cases = {}
+
+    def copy(name, change=None):
+        folder = root / name
+        shutil.copytree(source, folder)
+        if change:
+            data = json.loads((folder / "manifest.json").read_text())
+            change(data)
+            (folder / "manifest.json").write_text(json.dumps(data))
+        return folder
+
+    artifact = json.loads((source / "manifest.json").read_text())["artifact"]["path"]
+    tampered = copy("tampered")
+    data = bytearray((tampered / artifact).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tampered / artifact).write_bytes(bytes(data))
+    cases["tampered"] = (tampered, f"{artifact} does not match its sha256 in the manifest")
+    truncated = copy("truncated")
+    (truncated / artifact).write_bytes((truncated / artifact).read_bytes()[:100])
+    cases["truncated"] = (truncated, f"{artifact} is 100 bytes; the manifest says")
+    cases["newer schema"] = (copy("schema4", lambda d: d.update(schema_version=4)),
+                             "uses schema version 4; this runner reads up to 3")
+    cases["count is text"] = (copy("count", lambda d: d["golden"].update(count="eight")), "golden.count:")
+    cases["unknown field"] = (copy("unknown", lambda d: d.update(extra=1)), "(top level):")
+    cases["escaping path"] = (copy("escape", lambda d: d["golden"].update(file="../golden.bin")),
+                              "escapes the bundle folder")
+    cases["classes disagree"] = (copy("classes", lambda d: d["model"].update(num_classes=5)),
+                                 "outputs[0] has 10 classes, model.num_classes is 5")
+    golden = copy("golden")
+    shift_golden_logits(golden, 0.75)
+    cases["golden disagrees"] = (golden, "golden outputs do not match on this device")
+    cases["another runtime"] = (copy("runtime", lambda d: d["runtime"].update(
+        name="openvino" if d["runtime"]["name"] == "onnxruntime" else "onnxruntime")), "this runner was built for")
+    not_json = copy("not-json")
+    (not_json / "manifest.json").write_text('{"schema_version": 3, "model": ')
+    cases["not JSON"] = (not_json, "is not valid JSON")
+    deep = copy("deep")
+    (deep / "manifest.json").write_text('{"schema_version": 3, "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    cases["deep nesting"] = (deep, "is nested deeper than 32 levels")
+    huge = copy("huge")
+    (huge / "manifest.json").write_text(" " * (2 << 20))
+    cases["huge manifest"] = (huge, "the limit is 1048576")
+    return cases
+
+
+def assert_one_line_failure(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_every_failure_is_one_line_and_exit_1(runtime, apps, bundles, tmp_path):
+    needs(runtime)
+    build = apps[runtime]
+    for name, (bundle, message) in hostile_cases(bundles[runtime, "fp32"], tmp_path).items():
+        assert_one_line_failure(run(build / "mait-selftest", bundle), message)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    for image, message in (("bad.png", "cannot read image"), ("absent.png", "image not found")):
+        done = run(build / "mait-classify", bundles[runtime, "fp32"], tmp_path / image, "--no-verify")
+        assert_one_line_failure(done, message)
+    done = run(build / "mait-classify", bundles[runtime, "fp32"])
+    assert done.returncode == 2 and done.stderr.startswith("usage error: mait-classify BUNDLE")
+
+
+def test_app_refuses_what_it_cannot_build_and_replaces_only_its_own_projects(bundles, tmp_path):
+    source = next(iter(bundles.values()), None)
+    if source is None:
+        pytest.skip(sdk.missing("onnxruntime"))
+    from mait_deploy.device.native_app import generate_app
+    from mait_deploy.errors import BundleError, MaitDeployError, UnsupportedOption
+
+    litert = tmp_path / "litert"
+    shutil.copytree(source, litert)
+    data = json.loads((litert / "manifest.json").read_text())
+    data["runtime"]["name"] = "litert"
+    (litert / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UnsupportedOption, match="no native app for litert bundles: LiteRT has no C/C.. SDK"):
+        generate_app(litert, tmp_path / "out")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(source, tampered)
+    (tampered / "golden.bin").write_bytes(b"0" * (tampered / "golden.bin").stat().st_size)
+    with pytest.raises(BundleError, match="golden.bin does not match its sha256"):
+        generate_app(tampered, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    project = Path(generate_app(source, tmp_path / "out").folder)
+    assert sorted(p.name for p in (project / "bundle").iterdir()) == sorted(
+        p.name for p in source.iterdir())
+    with pytest.raises(MaitDeployError, match="exists; pass --force"):
+        generate_app(source, project)
+    generate_app(source, project, force=True)
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(MaitDeployError, match="not mait-deploy's own native app"):
+        generate_app(source, tmp_path / "mine", force=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_runner_is_clean_under_address_and_undefined_behaviour_sanitizers(runtime, bundles, tmp_path):
+    needs(runtime)
+    from mait_deploy.device.native_app import generate_app
+
+    project = Path(generate_app(bundles[runtime, "fp32"], tmp_path / "app").folder)
+    build = sdk.build(project, project / "build-asan", "-DMAIT_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo")
+    for precision in PRECISIONS:
+        done = run(build / "mait-selftest", bundles[runtime, precision])
+        assert done.returncode == 0 and "Sanitizer" not in done.stderr and "runtime error" not in done.stderr, \
+            done.stderr[-3000:]
+    for name, (bundle, message) in hostile_cases(bundles[runtime, "fp32"], tmp_path / "hostile").items():
+        assert_one_line_failure(run(build / "mait-selftest", bundle), message)
