@@ -28,6 +28,9 @@ SUITE = "trixie"
 MIRROR = os.environ.get("MAIT_ARM64_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("MAIT_ARM64_CACHE", Path.home() / ".cache" / "mait-deploy" / "arm64"))
 PACKAGES = "python3,python3-venv,ca-certificates,openssh-server,tar"
+# The native runner's SDK as a Raspberry Pi OS (trixie) user installs it: the board builds the app itself.
+NATIVE_PACKAGES = ("g++,cmake,make,libonnxruntime-dev,nlohmann-json3-dev,libvalijson-dev,libstb-dev,libjpeg-dev,"
+                   "libssl-dev")
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # The Raspberry Pi 5's core, for every process on the board (sshd's SetEnv reaches the sessions). qemu's default
 # "max" CPU advertises SVE2/SME/I8MM, and XNNPACK's int8 kernels for those compute wrong logits under qemu 7.2
@@ -67,13 +70,16 @@ def ensure_binfmt() -> str | None:
 def userland() -> Path:
     """The arm64 root folder, built once (an atomic rename marks it complete)."""
     root = CACHE / "root"
-    if (root / "usr" / "bin" / "python3").exists() and (CACHE / "complete").exists():
+    packages = f"{PACKAGES},{NATIVE_PACKAGES}"
+    stamp = CACHE / "complete"  # the package list it was built with, then the time
+    if (root / "usr" / "bin" / "python3").exists() and stamp.exists() \
+            and stamp.read_text().splitlines()[:1] == [packages]:
         return root
     CACHE.mkdir(parents=True, exist_ok=True)
     building = CACHE / "root.building"
     shutil.rmtree(building, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
-    _run(["mmdebstrap", "--quiet", "--architectures=arm64", "--variant=apt", f"--include={PACKAGES}", SUITE,
+    _run(["mmdebstrap", "--quiet", "--architectures=arm64", "--variant=apt", f"--include={packages}", SUITE,
           str(building), MIRROR])
     # Package traffic from the board (pip against an index) goes through the CAs this host trusts.
     for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
@@ -82,7 +88,7 @@ def userland() -> Path:
     (building / "etc" / "mait-fixture").mkdir(exist_ok=True)
     (building / "etc" / "mait-fixture" / "cpuinfo").write_text(PI5_CPUINFO)
     building.rename(root)
-    (CACHE / "complete").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+    stamp.write_text(f"{packages}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     return root
 
 

@@ -38,6 +38,11 @@ class Backend:
     runtime_module: str = ""  # what the device runner imports (`remote setup` checks it imports on a board)
     system_runtime: bool = False  # the runtime comes with the board's OS (a board venv then sees system packages)
     cli: str = ""  # "module:function" that adds the backend's own commands to the typer app, if it has any
+    # The native C++ runner (mait_deploy/native, `mait-deploy app`): where the runtime's C/C++ SDK comes from
+    # (native_sdk; the runner then has src/<name>_backend.cpp), or why there is no native runner and what a user
+    # of that device does instead (no_native).
+    native_sdk: str = ""
+    no_native: str = ""
 
     @property
     def gates_with(self) -> str:

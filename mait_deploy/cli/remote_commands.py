@@ -84,6 +84,7 @@ def profile(
     iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Measured iterations (default 100)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Measure for S seconds instead."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads on the board."),
+    native: bool = typer.Option(False, "--native", help="Also build the native C++ runner on each board (CMake, the board's SDK) and self-test and profile each ONNX Runtime/OpenVINO bundle with it: rows of their own."),
     accept_new: bool = ACCEPT_NEW,
     force: bool = typer.Option(False, "--force", help="Write into an existing fleet output folder."),
     max_parallel: int = MAX_PARALLEL,
@@ -100,7 +101,7 @@ def profile(
 
     options = ProfileOptionsRemote(batches=tuple(parse_list(batch, int, "batch")), warmup=warmup,
                                    iterations=iterations if iterations is not None or duration is not None else 100,
-                                   duration_s=duration, threads=threads)
+                                   duration_s=duration, threads=threads, native=native)
     with status_spinner() as status:
         report = remote_profile(devices, bundles, output, eval_source, eval_count, eval_seed, options,
                                 accept_new=accept_new, max_parallel=max_parallel, force=force,

@@ -9,4 +9,7 @@ BACKEND = Backend(
     runtime_extra="onnxruntime", runtime_module="onnxruntime", compile_extra="export", compile_modules=("onnxruntime",),
     colour="#4c72b0",
     summary="ONNX Runtime (any CPU; fp32, fp16, int8 Q/DQ)",
+    native_sdk="ONNX Runtime's C API: `apt-get install libonnxruntime-dev` (Debian trixie, Raspberry Pi OS), or set "
+               "`ONNXRUNTIME_ROOT` to a folder with `include/onnxruntime` (the library may come from `pip install "
+               "onnxruntime`, whose wheel holds it)",
 )

@@ -13,4 +13,7 @@ BACKEND = Backend(
     gate_runtime="onnxruntime", colour="#c44e52",
     cli="mait_deploy.backends.tensorrt.cli:register",
     summary="TensorRT (Jetson and NVIDIA GPUs; engine built on the device; fp32, fp16, int8 Q/DQ)",
+    no_native="the native runner has no TensorRT backend yet (TensorRT's SDK comes with JetPack and could not be "
+              "built against here): on a Jetson run this bundle with the Python device side "
+              "(mait-deploy build-engine, verify, predict)",
 )

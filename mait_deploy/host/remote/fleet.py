@@ -67,6 +67,7 @@ class ProfileOptionsRemote:
     duration_s: float | None = None
     threads: int | None = None
     mode: str = "latency"
+    native: bool = False  # also build the native runner on the board, self-test and profile it (its own rows)
 
     def job(self) -> dict[str, Any]:
         return {"batches": list(self.batches), "warmup": self.warmup, "iterations": self.iterations,
@@ -81,6 +82,7 @@ class Row:
     bundle: str
     status: str  # ok | failed | skipped
     reason: str = ""
+    runner: str = "python"  # python (the device side's runner) | native (the C++ runner, built on the board)
     target: str = ""
     precision: str = ""
     machine: str = ""
@@ -94,6 +96,7 @@ class Row:
     peak_rss_mb: float | None = None
     device_state: dict[str, Any] = field(default_factory=dict)  # thermal, throttling, load (as the board says)
     steps: dict[str, float] = field(default_factory=dict)
+    native: dict[str, Any] | None = None  # native rows: the runtime call's p50 and the runner's overhead over it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -259,11 +262,42 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
                     row.status = "ok"
                 except RemoteError as err:
                     row.reason = str(err)
+                if options.native:
+                    rows.append(await _native_row(board, bundle, row, work, python, options, temporaries,
+                                                  progress))
         finally:
             for path in list(temporaries):
                 await board.remove_tree(path)
             await board.protect(str(work))
     return rows
+
+
+async def _native_row(board: Board, bundle: LocalBundle, python_row: Row, work: PurePosixPath, python: str,
+                      options: ProfileOptionsRemote, temporaries: list[str],
+                      progress: Callable[[str], None] | None) -> Row:
+    """The bundle through the native runner built on the board (remote/native.py): a row of its own."""
+    from mait_deploy.device.native_app import native_runtimes
+    from mait_deploy.host.remote.native import ensure_built, native_on_board
+
+    row = Row(python_row.device, bundle.name, "failed", runner="native", target=python_row.target,
+              precision=python_row.precision, machine=python_row.machine, gate_top1=python_row.gate_top1,
+              gate_drop=python_row.gate_drop)
+    if bundle.runtime not in native_runtimes():
+        row.status, row.reason = "skipped", f"no native runner for {bundle.runtime} (docs/native.md)"
+        return row
+    if python_row.pushed is None:  # the bundle never reached the board
+        row.status, row.reason = "skipped", "the bundle is not on the board (see its python row)"
+        return row
+    if progress:
+        progress(f"{board.device.name}: {bundle.name} (native)")
+    try:
+        build, seconds = await ensure_built(board, work, bundle.runtime, python, temporaries)
+        row.steps["build"] = seconds
+        await native_on_board(board, build, str(work / "bundles" / bundle.key), row, options)
+        row.status = "ok"
+    except RemoteError as err:
+        row.reason = str(err)
+    return row
 
 
 async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: PurePosixPath, python: str,
@@ -342,8 +376,12 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
                 device_seconds[device.name] = round(time.perf_counter() - clock, 2)
 
         def failed(device: Device, reason: str) -> list[Row]:
-            return [Row(device.name, bundle.name, "failed", reason, bundle.manifest.target,
-                        bundle.manifest.precision) for bundle in bundles]
+            from mait_deploy.device.native_app import native_runtimes
+
+            return [Row(device.name, bundle.name, "failed", reason, runner, bundle.manifest.target,
+                        bundle.manifest.precision) for bundle in bundles
+                    for runner in ("python", "native") if runner == "python"
+                    or (options.native and bundle.runtime in native_runtimes())]
 
         per_device = run_on_devices(devices, job, failed, max_parallel=max_parallel)
     rows = [row for device_rows in per_device for row in device_rows]

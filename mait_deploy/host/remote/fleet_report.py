@@ -8,8 +8,8 @@ from typing import Any
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
 
-COLUMNS = ("device", "machine", "bundle", "status", "top-1", "host top-1", "board - host", "gate top-1",
-           "p50 ms", "p99 ms", "img/s", "peak MB", "state", "push s", "verify s", "eval s", "profile s")
+COLUMNS = ("device", "machine", "bundle", "runner", "status", "top-1", "host top-1", "board - host", "gate top-1",
+           "p50 ms", "p99 ms", "img/s", "peak MB", "state", "push s", "build s", "verify s", "eval s", "profile s")
 
 
 def _pct(value: float | None) -> str:
@@ -44,13 +44,15 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         steps = row.get("steps") or {}
         status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row.get('reason', '')}"
         cells.append([
-            row["device"], row.get("machine", ""), row["bundle"], status, _pct(row.get("top1")),
+            row["device"], row.get("machine", ""), row["bundle"], row.get("runner", "python"), status, _pct(row.get("top1")),
             _pct(row.get("host_top1")), "" if delta is None else f"{delta:+.2f}", _pct(row.get("gate_top1")),
             f"{latency['p50_ms']:.2f}" if latency.get("p50_ms") else "",
             f"{latency['p99_ms']:.2f}" if latency.get("p99_ms") else "",
             f"{latency['throughput']:.1f}" if latency.get("throughput") else "",
             f"{row['peak_rss_mb']:.0f}" if row.get("peak_rss_mb") else "", _state(row),
-            *(f"{steps[k]:.1f}" if k in steps else "" for k in ("push", "verify", "evaluate", "profile"))])
+            # A native row's verify is its golden self-test; its build is the board's (0: built by an earlier run).
+            *(f"{steps[k]:.1f}" if k in steps else "" for k in ("push", "build", "selftest" if "selftest" in steps
+                                                                 else "verify", "evaluate", "profile"))])
     return cells
 
 
@@ -68,7 +70,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def plot(report: dict[str, Any], path: Path) -> bool:
     """p50 latency per bundle, one group per device, top-1 written on each bar; False when nothing ran."""
-    rows = [r for r in report["rows"] if r["status"] == "ok" and (r.get("latency") or {}).get("p50_ms")]
+    rows = [{**r, "bundle": r["bundle"] + (" (native)" if r.get("runner") == "native" else "")}
+            for r in report["rows"] if r["status"] == "ok" and (r.get("latency") or {}).get("p50_ms")]
     if not rows:
         return False
     plt = pyplot()

@@ -1,0 +1,103 @@
+"""The native runner on a board (`remote profile --native`): the runner's sources pushed once per board
+(content-addressed), built there with CMake against the board's own SDK (as a user of the board installs it:
+`apt-get install g++ cmake libonnxruntime-dev ...`, OpenVINO's from the board's venv), then for each bundle its
+golden self-test and a profile (mait-bench): one more row per bundle in the fleet report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mait_deploy.device.native_app import NATIVE_SOURCES, SOURCE_ITEMS, native_runtimes
+from mait_deploy.device.profiling.stats import Latency
+from mait_deploy.errors import RemoteError
+from mait_deploy.host.remote.ssh import Board, last_line
+
+BUILD_TIMEOUT_S = 3600.0  # a compile under emulation (the arm64 fixture) takes minutes per runtime
+BUILT = ".mait-built"  # written into a build folder once its build succeeded
+
+
+def source_files() -> dict[str, Path]:
+    """Relative path -> file, of everything the native project is made of (the schema included)."""
+    from mait_deploy._assets import ASSETS
+
+    files = {}
+    for item in SOURCE_ITEMS:
+        path = NATIVE_SOURCES / item
+        for file in ([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())):
+            files[str(file.relative_to(NATIVE_SOURCES))] = file
+    files["manifest.schema.json"] = ASSETS / "manifest.schema.json"
+    return files
+
+
+def sources_key(files: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: str,
+                       temporaries: list[str]) -> tuple[PurePosixPath, float]:
+    """The board's build folder of the native runner for ``runtime`` (pushed and built when missing) and the
+    seconds it took here (0 when an earlier run had built it)."""
+    if runtime not in native_runtimes():
+        raise RemoteError(f"no native runner for {runtime}")
+    files = source_files()
+    source = work / "native" / sources_key(files)
+    clock = time.perf_counter()
+    if not await board.exists(str(source)):
+        partial = f"{source}.partial-{secrets.token_hex(4)}"
+        temporaries.append(partial)
+        for name in sorted({str(PurePosixPath(partial, n).parent) for n in files}):
+            await board.run(["mkdir", "-p", name], what="creating the native source folder")
+        for name, path in files.items():
+            await board.put(path, str(PurePosixPath(partial, name)))
+        await board.run(["mv", "-T", partial, str(source)], what="committing the native sources")
+        temporaries.remove(partial)
+    build = source / f"build-{runtime}"
+    if await board.exists(str(build / BUILT)):
+        return build, 0.0
+    # The board's SDK: ONNX Runtime from the system (libonnxruntime-dev), OpenVINO from the board's venv.
+    await board.run(["cmake", "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
+                     "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={python}"],
+                    timeout=BUILD_TIMEOUT_S, what=f"configuring the native {runtime} runner")
+    await board.run(["cmake", "--build", str(build), "-j", "2"], timeout=BUILD_TIMEOUT_S,
+                    what=f"building the native {runtime} runner")
+    await board.run(["touch", str(build / BUILT)], what="marking the native build")
+    return build, round(time.perf_counter() - clock, 2)
+
+
+async def native_on_board(board: Board, build: PurePosixPath, bundle_remote: str, row: Any,
+                          options: Any) -> None:
+    """The golden self-test, then a profile at the first batch size; fills ``row`` (a fleet Row)."""
+    threads = ["--threads", str(options.threads)] if options.threads else []
+    clock = time.perf_counter()
+    done = await board.run([str(build / "mait-selftest"), bundle_remote, *threads], check=False,
+                           what="the native self-test")
+    row.steps["selftest"] = round(time.perf_counter() - clock, 2)
+    if done.exit_status != 0:
+        raise RemoteError(f"native self-test: {last_line(done.stderr) or f'exit {done.exit_status}'}")
+    lines = done.stdout.strip().splitlines()
+    row.verify = {"passed": True, "message": lines[-1] if lines else "",
+                  "runtime": lines[0].split(": ", 1)[-1] if lines else ""}
+    batch = options.batches[0]
+    clock = time.perf_counter()
+    done = await board.run([str(build / "mait-bench"), bundle_remote, "--batch", str(batch), "--iterations",
+                            str(options.iterations or 100), "--warmup", str(options.warmup), *threads],
+                           check=False, what="the native profile")
+    row.steps["profile"] = round(time.perf_counter() - clock, 2)
+    try:
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        report = None
+    if done.exit_status != 0 or not isinstance(report, dict):
+        raise RemoteError(f"native profile: {last_line(done.stderr) or f'exit {done.exit_status}'}")
+    row.latency = Latency(batch=batch, p50_ms=round(report["p50_ms"], 4), p99_ms=round(report["p99_ms"], 4),
+                          throughput=round(report["throughput"], 2))
+    row.peak_rss_mb = round(report["peak_rss_mb"], 1)
+    row.native = {"runtime_call_p50_ms": report["runtime_call_p50_ms"], "overhead": report["overhead"]}
