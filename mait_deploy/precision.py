@@ -6,11 +6,14 @@ from typing import Iterable, Literal
 
 from mait_deploy.errors import UnsupportedOption
 
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 FP32: Precision = "fp32"
 FP16: Precision = "fp16"
+BF16: Precision = "bf16"  # where the device computes in bfloat16 (AVX512_BF16/AMX, Armv8.6): Target.hardware_lacks
 INT8: Precision = "int8"
-PRECISIONS: tuple[Precision, ...] = (FP32, FP16, INT8)
+PRECISIONS: tuple[Precision, ...] = (FP32, FP16, BF16, INT8)
+# What every target builds anywhere; BF16 needs hardware and a runtime that uses it.
+PORTABLE_PRECISIONS: tuple[Precision, ...] = (FP32, FP16, INT8)
 AUTO = "auto"  # compile only: build each, keep the fastest that passes (recommendation.py)
 
 

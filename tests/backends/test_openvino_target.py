@@ -192,3 +192,57 @@ def test_a_precision_the_device_cannot_compute_is_refused():
         check_precision_supported("f16", "CPU", ["FP32", "BF16"])
     check_precision_supported("bf16", "CPU", ["FP32", "BF16"])
     check_precision_supported("f32", "CPU", ["FP32"])
+
+
+def _host_bf16() -> bool:
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+_REAL_CORE = ov.Core
+
+
+class _CoreWithout:
+    """openvino.Core on a CPU without BF16 compute (the AVX2 Zen 3's capabilities)."""
+
+    def __init__(self):
+        self._core = _REAL_CORE()
+
+    def get_property(self, device, name):
+        if name == "OPTIMIZATION_CAPABILITIES":
+            return ["FP32", "FP16", "INT8", "BIN", "EXPORT_IMPORT"]
+        return self._core.get_property(device, name)
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+
+def test_bf16_where_the_cpu_computes_it_and_a_one_line_refusal_where_not(tmp_path, monkeypatch):
+    from mait_deploy import backends
+    from mait_deploy.host.deploy.pipeline import DeployOptions, _in_matrix
+
+    target = backends.target("openvino")
+    assert not _in_matrix("onnxruntime", "bf16", DeployOptions(), {})  # only OpenVINO builds BF16
+    if _host_bf16():
+        result = compile_model(None, "openvino", CompileOptions(precision="bf16"), tmp_path / "bf16",
+                               eval_count=EVAL_COUNT)
+        manifest = result.manifest
+        assert manifest.precision == "bf16" and manifest.runtime.options["inference_precision"] == "bf16"
+        assert result.gate.passed and abs(result.gate.drop_points) <= 0.3, result.gate.summary()
+        assert manifest.golden.tolerance.max_abs_diff == 0.1  # bfloat16's own tolerance
+        assert verify_bundle(tmp_path / "bf16").passed
+        with load_bundle(tmp_path / "bf16") as runner:
+            runner.run(np.zeros((1, 1, 28, 28), np.float32))
+            assert runner.runtime_info()["inference_precision_hint"] == "bf16"
+        assert _in_matrix("openvino", "bf16", DeployOptions(), {})
+        monkeypatch.setattr(ov, "Core", _CoreWithout)
+        with pytest.raises(UnsupportedOption, match="inference precision bf16 is not available"):
+            with load_bundle(tmp_path / "bf16") as runner:  # a BF16 bundle on a device without BF16
+                runner.run(np.zeros((1, 1, 28, 28), np.float32))
+    monkeypatch.setattr(ov, "Core", _CoreWithout)
+    lacking = target.hardware_lacks(CompileOptions(precision="bf16"))
+    assert lacking.startswith("openvino bf16 needs a device that computes in bfloat16") and "\n" not in lacking
+    with pytest.raises(UnsupportedOption, match="openvino bf16 needs a device that computes in bfloat16"):
+        compile_model(None, "openvino", CompileOptions(precision="bf16"), tmp_path / "refused", eval_count=100)
+    assert not (tmp_path / "refused").exists()
+    assert not _in_matrix("openvino", "bf16", DeployOptions(), {})  # not in deploy's matrix there
+    assert _in_matrix("openvino", "bf16", DeployOptions(precisions=("bf16",)), {})  # asked for: a row says why

@@ -36,7 +36,7 @@ from mait_deploy.host.compile.target import (
 )
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
 from mait_deploy.options import Option
-from mait_deploy.precision import PRECISIONS
+from mait_deploy.precision import PORTABLE_PRECISIONS
 
 ARTIFACT = "model.tflite"
 MAX_CALIBRATION_BATCHES = 512
@@ -84,7 +84,7 @@ def check_tflite(path: Path, batch: int, sample_shape: tuple[int, ...]) -> dict[
 
 class LiteRtTarget(Target):
     capabilities = TargetCapabilities(
-        precisions=PRECISIONS, dynamic_batch=False, devices=("cpu",), needs_torch_model=True, default_batch=1,
+        precisions=PORTABLE_PRECISIONS, dynamic_batch=False, devices=("cpu",), needs_torch_model=True, default_batch=1,
         layer_fallback=True,
         # Which precision is fastest with XNNPACK depends on the CPU (INT8 won on an AVX-512 VNNI host, lost on an
         # AVX2 one): the default builds each and keeps the fastest that passes the gate, timed side by side.

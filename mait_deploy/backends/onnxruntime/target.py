@@ -21,7 +21,7 @@ from mait_deploy.host.compile.target import (
 )
 from mait_deploy.host.export.onnx import convert_onnx_fp16
 from mait_deploy.options import Option
-from mait_deploy.precision import PRECISIONS
+from mait_deploy.precision import PORTABLE_PRECISIONS
 
 ARTIFACT = "model.onnx"
 
@@ -58,7 +58,7 @@ def choose_int8_format(asked: str, device_isa: str | None = None) -> tuple[str, 
 
 class OnnxRuntimeTarget(Target):
     capabilities = TargetCapabilities(
-        precisions=PRECISIONS, dynamic_batch=True, devices=("cpu",), layer_fallback=True,
+        precisions=PORTABLE_PRECISIONS, dynamic_batch=True, devices=("cpu",), layer_fallback=True,
     )
 
     declared_options = (

@@ -24,6 +24,8 @@ PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 
 def default_precision(bundle_precision: str, capabilities: list[str]) -> tuple[str, str]:
     """(inference precision, why) for a bundle precision on a device with these OPTIMIZATION_CAPABILITIES."""
+    if bundle_precision == "bf16":
+        return "bf16", "BF16 bundle: computed in bfloat16 (its gate and golden outputs were)"
     if bundle_precision == "fp16":
         if "FP16" in capabilities:
             return "f16", "FP16 bundle on a device with FP16 compute"
@@ -94,8 +96,7 @@ class OpenVinoRunner(Runner):
             capabilities = list(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
             if precision is None:
                 precision, self._precision_reason = default_precision(self.manifest.precision, capabilities)
-            else:
-                check_precision_supported(precision, device, capabilities)
+            check_precision_supported(precision, device, capabilities)
         if precision is not None:
             config["INFERENCE_PRECISION_HINT"] = precision
         if self.options.threads:

@@ -139,6 +139,22 @@ class OpenVinoTarget(Target):
             return own
         return {"ONEDNN_MAX_CPU_ISA": cap, "OV_CPU_MAX_ISA": cap}
 
+    def hardware_lacks(self, options: CompileOptions) -> str | None:
+        """BF16: the FP32 IR run with a bf16 inference precision, which the device must compute (the CPU plugin
+        on AVX512_BF16 or AMX x86 CPUs and on Armv8.6 BF16 cores); the gate and the golden outputs run it here."""
+        if options.precision != "bf16":
+            return None
+        ov = require("openvino", extra="openvino")
+        device = self.setting(options, "device")
+        try:
+            capabilities = list(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+        except RuntimeError as err:
+            return f"openvino bf16: cannot ask OpenVINO {device} for its capabilities ({str(err).splitlines()[0]})"
+        if "BF16" in capabilities:
+            return None
+        return (f"openvino bf16 needs a device that computes in bfloat16 (x86 with AVX512_BF16 or AMX, Arm with "
+                f"BF16); OpenVINO {device} here offers {', '.join(capabilities)}: build fp32, fp16 or int8")
+
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("openvino bundles keep the dynamic batch axis; --batch is not supported")
@@ -168,9 +184,11 @@ class OpenVinoTarget(Target):
             raise ExportError(f"OpenVINO IR: {'; '.join(problems)}")
         inputs, outputs = onnx_io_specs(source.config)
         device = self.setting(options, "device")
+        # BF16 is the FP32 IR computed in bfloat16: the precision is the runtime's, recorded for every runner.
+        precision = {"inference_precision": "bf16"} if options.precision == "bf16" else {}
         return BuiltArtifact(
             artifact=ARTIFACT, side_files=[WEIGHTS], inputs=inputs, outputs=outputs, batch="dynamic",
-            runtime_options={"device": device},
+            runtime_options={"device": device, **precision},
             report=report, tool_versions={"openvino": ov.get_version()},
         )
 

@@ -41,7 +41,7 @@ from mait_deploy.host.compile.target import (
 from mait_deploy.host.export import graph
 from mait_deploy.host.export.onnx import INPUT_NAME, convert_onnx_fp16
 from mait_deploy.options import Option
-from mait_deploy.precision import PRECISIONS
+from mait_deploy.precision import PORTABLE_PRECISIONS
 
 ARTIFACT = "model.onnx"
 FP16_TYPED = "model_fp16.onnx"  # for TensorRT >= 11, which builds strongly typed networks only
@@ -194,7 +194,7 @@ def _output_channel_axis(consumer: Any, ndim: int) -> int:
 
 class TensorRtTarget(Target):
     capabilities = TargetCapabilities(
-        precisions=PRECISIONS, dynamic_batch=True, devices=("cuda", "dla"), layer_fallback=True,
+        precisions=PORTABLE_PRECISIONS, dynamic_batch=True, devices=("cuda", "dla"), layer_fallback=True,
     )
 
     declared_options = (

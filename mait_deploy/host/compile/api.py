@@ -75,8 +75,10 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
     step = progress or (lambda message: None)
     plugin = backends.target(target)
     auto = options.precision == "auto"
-    candidates = [dataclasses.replace(options, precision=p) for p in plugin.capabilities.precisions] if auto \
-        else [options]
+    # --precision auto: every precision this target builds and this machine computes (BF16 needs the hardware).
+    candidates = [candidate for candidate in (dataclasses.replace(options, precision=p)
+                                              for p in plugin.capabilities.precisions)
+                  if not plugin.hardware_lacks(candidate)] if auto else [options]
     for candidate in candidates:
         plugin.check_options(candidate)  # fail on an impossible option before any slow work
     if auto:

@@ -206,6 +206,11 @@ class Target(abc.ABC):
         """Whether this machine can run the artifact (for profiling); TensorRT says no without a GPU."""
         return True, ""
 
+    def hardware_lacks(self, options: CompileOptions) -> str | None:
+        """Why this machine cannot build and gate ``options.precision`` for this target (None: it can): BF16
+        needs a CPU that computes in bfloat16, which the gate and the golden outputs run on."""
+        return None
+
     def timing_environment(self, device_isa: str | None) -> dict[str, str] | None:
         """Environment variables under which this runtime, on this machine, dispatches the kernels a CPU of int8
         class ``device_isa`` gets (for `--precision auto` timing for another device): {} for this machine's own
@@ -218,6 +223,9 @@ class Target(abc.ABC):
         if options.precision not in caps.precisions:
             raise UnsupportedOption(f"target {self.name} does not support precision {options.precision}; "
                                     f"use {', '.join(caps.precisions)}")
+        lacking = self.hardware_lacks(options)
+        if lacking:
+            raise UnsupportedOption(lacking)
         if options.float_layers and not caps.layer_fallback:
             raise UnsupportedOption(f"target {self.name} cannot keep layers in float (--float-layers)")
         self.option_values(options)  # names, types, choices, bounds, precisions: declared_options

@@ -30,7 +30,7 @@ from mait_deploy.host.deploy.report import (
     Row,
     write_deploy_report,
 )
-from mait_deploy.precision import INT8, PRECISIONS, Precision, check_precisions
+from mait_deploy.precision import INT8, PORTABLE_PRECISIONS, PRECISIONS, Precision, check_precisions
 
 STATE_FILE = "state.json"
 
@@ -168,6 +168,10 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
     if precision not in target.capabilities.precisions:
         row.reason = f"{target_name} has no {precision}"
         return row
+    lacking = target.hardware_lacks(CompileOptions(precision=precision))
+    if lacking:
+        row.reason = lacking
+        return row
     try:
         manifest = _reusable(bundle, state, key)
         row.reused = manifest is not None
@@ -212,6 +216,21 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
     return row
 
 
+def _in_matrix(target_name: str, precision: str, options: DeployOptions, availability: dict[str, str]) -> bool:
+    """Whether a target x precision gets a row. The portable precisions always do (a skipped row says why not);
+    a hardware precision (BF16) only where the target offers it and this machine computes it, unless asked for by
+    name (then its row says why not)."""
+    from mait_deploy.host.compile.target import CompileOptions
+
+    if precision in PORTABLE_PRECISIONS or options.precisions != DeployOptions.precisions:
+        return True
+    if availability.get(target_name):
+        return False
+    target = backends.target(target_name)
+    return precision in target.capabilities.precisions \
+        and not target.hardware_lacks(CompileOptions(precision=precision))
+
+
 def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOptions | None = None,
            progress: Callable[[str, int, int], None] | None = None) -> DeployReport:
     """Run the whole pipeline into ``out_dir`` and write report.json, report.md and report.png there."""
@@ -226,7 +245,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     state = _State(out_dir, fresh=options.force)
     availability = backends.availability()
     targets = options.targets or tuple(t for t in backends.names() if not availability[t])
-    plan = [(t, p) for t in targets for p in options.precisions]
+    plan = [(t, p) for t in targets for p in options.precisions if _in_matrix(t, p, options, availability)]
     total = len(plan) + 1
     step = progress or (lambda message, done, total: None)
 
