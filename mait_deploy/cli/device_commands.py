@@ -160,6 +160,7 @@ def profile(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report(s) to this JSON file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot."),
     compare: bool = typer.Option(False, "--compare", help="Compare saved JSON reports (the arguments) instead of running."),
+    layers: bool = typer.Option(False, "--layers", help="Per-layer profile instead: the runtime's own per-operation times mapped to the model's parts (patch embed, each block's attention and MLP, head) and op kinds, and which ran in int8/bf16/float."),
 ) -> None:
     """Measure bundles on this device: latency percentiles, throughput, memory, device state (no torch)."""
     from mait_deploy.device.profiling.measure import (
@@ -176,6 +177,17 @@ def profile(
 
     if not bundles:
         raise MaitDeployError("give at least one bundle (or saved reports with --compare)")
+    if layers:
+        from mait_deploy.device.profiling.measure import parse_list  # noqa: F811 (the branch returns)
+
+        given = [flag for flag, value in (("--compare", compare), ("--duration", duration is not None),
+                                          ("--requests", requests is not None), ("--mode", mode != "latency"))
+                 if value]
+        if given:
+            raise MaitDeployError(f"--layers takes --batch, --iterations, --warmup, --threads, --json and --plot; "
+                                  f"not {', '.join(given)}")
+        _profile_layers(bundles, parse_list(batch, int, "batch"), iterations or 50, warmup, threads, json_out, plot)
+        return
     if compare:
         reports = [report for path in bundles for report in load_reports(path)]
     else:
@@ -195,3 +207,39 @@ def profile(
     if failed and not compare:
         raise MaitDeployError(f"{len(failed)} of {len(reports)} profile run(s) failed"
                               + (f"; the report was written to {json_out}" if json_out else ""))
+
+
+def _profile_layers(bundles: list[Path], batches: list[int], iterations: int, warmup: int, threads: Optional[int],
+                    json_out: Optional[Path], plot: Optional[Path]) -> None:
+    """`profile --layers`: one table per bundle x batch (time per model part, its top op kinds)."""
+    from mait_deploy._io import write_json
+    from mait_deploy.device.bundle import load_bundle
+    from mait_deploy.device.profiling.layers import plot_layers, profile_layers
+    from mait_deploy.device.runner import RunnerOptions
+
+    profiles = []
+    with status_spinner() as status:
+        for bundle in bundles:
+            with load_bundle(bundle, RunnerOptions(threads=threads)) as runner:
+                for size in batches:
+                    status.update(f"{bundle}: per-layer profile at batch {size}")
+                    profiles.append(profile_layers(runner, size, iterations, warmup))
+    for profile in profiles:
+        shares = ", ".join(f"{k} {v / profile.total_ms * 100:.0f}%" for k, v in profile.by_precision.items())
+        table = Table(title=f"{profile.bundle} ({profile.runtime}, batch {profile.batch}): {profile.total_ms:.3f} ms "
+                            f"per inference in ops under the profiler (a plain call: {profile.call_ms:.3f} ms); "
+                            f"{shares}")
+        for column in ("part", "ms", "share", "top op kinds"):
+            table.add_column(column)
+        for part in profile.parts:
+            kinds = sorted(part["by_kind"].items(), key=lambda kv: -kv[1])[:3]
+            table.add_row(part["part"], f"{part['ms']:.3f}", f"{part['share'] * 100:.1f}%",
+                          ", ".join(f"{kind} {ms:.3f}" for kind, ms in kinds))
+        console.print(table)
+    if json_out:
+        write_json(json_out, {"schema": "mait-deploy.layer-profile", "schema_version": 1,
+                              "profiles": [profile.to_dict() for profile in profiles]})
+        console.print(f"report written to {json_out}", highlight=False, markup=False)
+    if plot:
+        plot_layers(profiles, plot)
+        console.print(f"plot written to {plot}", highlight=False, markup=False)

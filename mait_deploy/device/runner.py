@@ -141,6 +141,15 @@ class Runner(abc.ABC):
         """The runtime's own timing of the last inference where it keeps one (None otherwise)."""
         return None
 
+    # Why this runtime has no per-layer profile here, and where one is (backends with layer_times override it).
+    layer_profiler_missing: str = "its runtime has no per-operation profiler in mait-deploy"
+
+    def layer_times(self, inputs: np.ndarray, iterations: int, warmup: int) -> list[Any]:
+        """Per-operation times of ``iterations`` calls on ``inputs`` (after ``warmup``), from the runtime's own
+        profiler, in execution order: a list of device.profiling.layers.LayerTime, each averaged per call."""
+        raise UnsupportedOption(f"per-layer profiles are not available for {self.runtime_name} bundles: "
+                                f"{self.layer_profiler_missing}")
+
     def throughput_run(self, batch: np.ndarray, iterations: int, requests: int | None) -> tuple[int, int]:
         """Keep ``requests`` inferences in flight with the runtime's own async machinery until ``iterations``
         have completed; returns (wall time in ns, requests used). Backends without one raise UnsupportedOption."""

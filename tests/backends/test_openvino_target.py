@@ -246,3 +246,15 @@ def test_bf16_where_the_cpu_computes_it_and_a_one_line_refusal_where_not(tmp_pat
     assert not (tmp_path / "refused").exists()
     assert not _in_matrix("openvino", "bf16", DeployOptions(), {})  # not in deploy's matrix there
     assert _in_matrix("openvino", "bf16", DeployOptions(precisions=("bf16",)), {})  # asked for: a row says why
+
+
+def test_per_layer_profile_shows_the_int8_kernels_and_the_blocks(bundles):
+    from mait_deploy.device.profiling.layers import profile_layers
+
+    root, _ = bundles
+    with load_bundle(root / "int8") as runner:
+        profile = profile_layers(runner, batch=1, iterations=5, warmup=2)
+    assert profile.mapping == "blocks" and profile.parts[-1]["part"] == "head"
+    # NNCF's INT8 IR: the MatMuls run in int8 kernels, the norms and softmax in float.
+    assert profile.by_precision.get("int8", 0) > 0.3 * profile.total_ms, profile.by_precision
+    assert any(layer.precision == "float" and layer.is_norm for layer in profile.layers)

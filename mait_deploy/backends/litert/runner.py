@@ -71,6 +71,8 @@ class _Io:
 
 
 class LiteRtRunner(Runner):
+    layer_profiler_missing = ("ai-edge-litert's Python interpreter has no op profiler: on the device, LiteRT's "
+                              "benchmark_model --enable_op_profiling=true --graph=model.tflite gives one")
     declared_options = (Option("xnnpack", bool, True, "run on the XNNPACK delegate (else the reference kernels)"),)
 
     def _xnnpack(self) -> bool:

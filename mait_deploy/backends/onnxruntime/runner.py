@@ -28,13 +28,18 @@ class OnnxRuntimeRunner(Runner):
         Option("int8_format", str, None, "recorded by the build: the bundle's int8 format", choices=("u8s8", "u8u8")),
     )
 
-    def _load(self) -> None:
+    def _session_options(self) -> Any:
         ort = require("onnxruntime", extra="onnxruntime")
         options = ort.SessionOptions()
         if self.settings["simulate_int8"]:
             options.add_session_config_entry("session.disable_quant_qdq", "1")
         if self.options.threads:
             options.intra_op_num_threads = self.options.threads
+        return options
+
+    def _load(self) -> None:
+        ort = require("onnxruntime", extra="onnxruntime")
+        options = self._session_options()
         providers = self.settings["providers"] or ["CPUExecutionProvider"]
         available = ort.get_available_providers()
         unknown = [p for p in providers if p not in available]
@@ -77,6 +82,46 @@ class OnnxRuntimeRunner(Runner):
             raise RuntimeError(f"onnxruntime run_async failed: {errors[0]}")
         return elapsed, requests
 
+    def layer_times(self, inputs: np.ndarray, iterations: int, warmup: int) -> list[Any]:
+        """ONNX Runtime's session profiling on a session made like this runner's: each node's kernel time in the
+        runs after the warm-up, in execution order."""
+        import json
+        import tempfile
+
+        from mait_deploy.device.profiling.layers import LayerTime
+
+        ort = require("onnxruntime", extra="onnxruntime")
+        if not self._active:
+            self.activate()
+        if self._input_type == "tensor(float16)":
+            inputs = inputs.astype(np.float16)
+        with tempfile.TemporaryDirectory(prefix="mait-ort-profile-") as folder:
+            options = self._session_options()
+            options.enable_profiling = True
+            options.profile_file_prefix = f"{folder}/profile"
+            session = ort.InferenceSession(str(self.bundle_dir / self.manifest.artifact.path), options,
+                                           providers=self._session.get_providers())
+            for _ in range(warmup + iterations):
+                session.run(None, {self.input_name: inputs})
+            with open(session.end_profiling(), encoding="utf-8") as handle:
+                events = json.load(handle)
+        runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+        after = runs[warmup - 1]["ts"] + runs[warmup - 1]["dur"] if warmup and len(runs) >= warmup else 0
+        fp16 = self._input_type == "tensor(float16)"
+        totals: dict[str, LayerTime] = {}
+        for event in sorted(events, key=lambda e: e.get("ts", 0)):
+            name = event.get("name", "")
+            if event.get("cat") != "Node" or not name.endswith("_kernel_time") or event["ts"] < after:
+                continue
+            op = event.get("args", {}).get("op_name", "")
+            node = name[: -len("_kernel_time")]
+            layer = totals.setdefault(node, LayerTime(
+                node, op, 0.0, kernel=event.get("args", {}).get("provider", ""),
+                precision=_ORT_PRECISION.get(op, "fp16" if fp16 else "float"),
+                is_norm=op in ("LayerNormalization", "SkipLayerNormalization")))
+            layer.ms += event["dur"] / 1000 / iterations
+        return list(totals.values())
+
     def _close(self) -> None:
         self._session = None
 
@@ -96,6 +141,13 @@ class OnnxRuntimeRunner(Runner):
                     "larger accuracy drop than at the gate; rebuild with -O int8_format=u8u8 for this device")
         return None
 
+
+# ONNX Runtime CPU kernels that compute in integers, and the conversions around them.
+_ORT_PRECISION = {**{op: "int8" for op in ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QGemm",
+                                          "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearAdd",
+                                          "QLinearMul", "QLinearSoftmax", "QLinearConcat", "QAttention",
+                                          "QLinearGlobalAveragePool", "QLinearLeakyRelu", "QLinearSigmoid")},
+                  **{op: "q/dq" for op in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")}}
 
 # MatMulInteger(uint8 [1, 64], int8 [64, 1]) -> int32, serialized (built with onnx.helper, opset 13): the device
 # side has no onnx package to build it with.

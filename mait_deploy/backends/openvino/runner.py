@@ -41,6 +41,18 @@ def check_precision_supported(precision: str, device: str, capabilities: list[st
                                 f"(its capabilities: {', '.join(capabilities)})")
 
 
+def _kernel_precision(exec_type: str) -> str:
+    """What an OpenVINO CPU kernel computed in, from its exec type ("jit_avx512_I8", "brgemm_avx512_bf16"...)."""
+    name = exec_type.lower()
+    if "i8" in name or "u8" in name:
+        return "int8"
+    if "bf16" in name:
+        return "bf16"
+    if "f16" in name:
+        return "fp16"
+    return "float"
+
+
 SHAPE_MODES = ("static", "dynamic")
 STATIC_CACHE_MB = 1024  # memory the compiled static-batch models may take together (each measured as compiled)
 
@@ -173,6 +185,31 @@ class OpenVinoRunner(Runner):
             queue.start_async({0: batch})
         queue.wait_all()
         return time.perf_counter_ns() - started, requests
+
+    def layer_times(self, inputs: np.ndarray, iterations: int, warmup: int) -> list[Any]:
+        """OpenVINO's performance counters (PERF_COUNT) on a model compiled for them, with this runner's config."""
+        from mait_deploy.device.profiling.layers import LayerTime
+
+        if not self._active:
+            self.activate()
+        model = self._model
+        if self._model.is_dynamic():
+            model = self._model.clone()
+            model.reshape({model.input(0): list(inputs.shape)})
+        compiled = self._core.compile_model(model, self._device, {**self._config, "PERF_COUNT": True})
+        request = compiled.create_infer_request()
+        totals: dict[str, LayerTime] = {}
+        for index in range(warmup + iterations):
+            request.infer({0: inputs})
+            if index < warmup:
+                continue
+            for info in request.get_profiling_info():
+                if str(info.status).endswith("EXECUTED") and not str(info.status).endswith("NOT_EXECUTED"):
+                    layer = totals.setdefault(info.node_name, LayerTime(
+                        info.node_name, info.node_type, 0.0, kernel=info.exec_type,
+                        precision=_kernel_precision(info.exec_type), is_norm=info.node_type == "MVN"))
+                    layer.ms += info.real_time.total_seconds() * 1000 / iterations
+        return list(totals.values())  # in execution order (the counters' order)
 
     def _close(self) -> None:
         self._by_shape.clear()

@@ -152,6 +152,8 @@ def ensure_engine(bundle_dir: Path, manifest: Any, trt: Any, gpu: GpuInfo, force
 
 
 class TensorRtRunner(Runner):
+    layer_profiler_missing = ("on the Jetson, trtexec --loadEngine=ENGINE --dumpProfile --separateProfileRun gives "
+                              "TensorRT's per-layer times")
     cache_dirs = (CACHE_DIR,)
     declared_options = (Option("plan", dict, None, "recorded by the build: what the engine is built with (BuildPlan)"),)
 
