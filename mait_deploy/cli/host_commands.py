@@ -189,6 +189,7 @@ def compile_command(
     eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the accuracy gate (the manifest records it)."),
     max_accuracy_drop: float = typer.Option(default_of(CompileOptions, "max_accuracy_drop"), "--max-accuracy-drop", help="Fail when top-1 drops more than this many points."),
+    gate_sample: Optional[int] = typer.Option(None, "--gate-sample", min=100, help="Gate on a fixed sample of N images first; the full set only where the drop's 99%% interval reaches the limit (default: the full set)."),
     batch: Optional[str] = typer.Option(None, "--batch", help="Batch size N (LiteRT: one file per batch size, default 1) or 'dynamic'."),
     seed: int = typer.Option(default_of(CalibrationOptions, "seed"), "--seed", help="Seed for drawing calibration images."),
     target_option: list[str] = typer.Option([], "--target-option", "-O", help="Target-specific KEY=VALUE, e.g. -O accuracy_control=true -O device=GPU (openvino)."),
@@ -205,7 +206,8 @@ def compile_command(
     options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
                              calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed),
                              target_options=parse_key_values(target_option), layer_fallback=layer_fallback,
-                             float_layers=tuple(name.strip() for name in (float_layers or "").split(",") if name.strip()))
+                             float_layers=tuple(name.strip() for name in (float_layers or "").split(",") if name.strip()),
+                             gate_sample=gate_sample)
     with status_spinner() as status:
         result = compile_model(model, target, options, output, calibration=calib,
                                evaluation=None if no_eval else eval_data, eval_count=eval_count,
@@ -264,6 +266,7 @@ def deploy(
     eval_data: str = typer.Option(default_of(DeployOptions, "evaluation"), "--eval", help="Held-out labelled images for the accuracy gate ('none' to skip)."),
     eval_count: Optional[int] = typer.Option(None, "--eval-count", min=1, help="Gate on N images (default: all)."),
     max_accuracy_drop: float = typer.Option(default_of(DeployOptions, "max_accuracy_drop"), "--max-accuracy-drop", help="Gate: max top-1 drop in points."),
+    gate_sample: int = typer.Option(default_of(DeployOptions, "gate_sample"), "--gate-sample", min=0, help="Gate each bundle on a fixed sample of N images first; the full set only where the drop's 99%% interval reaches the limit (0: every gate on the full set)."),
     profile_batches: str = typer.Option(default_of(DeployOptions, "profile_batches"), "--profile-batches", help="Batch sizes to profile."),
     iterations: int = typer.Option(default_of(DeployOptions, "profile_iterations"), "--iterations", min=1, help="Profiling iterations per batch size."),
     force: bool = typer.Option(False, "--force", help="Redo every stage instead of reusing verified ones."),
@@ -285,8 +288,8 @@ def deploy(
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None,
         precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), calibration=calib,
         calibration_count=calib_count, evaluation=None if eval_data == "none" else eval_data, eval_count=eval_count,
-        max_accuracy_drop=max_accuracy_drop, profile_batches=parse_list(profile_batches, int, "batch"),
-        profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
+        max_accuracy_drop=max_accuracy_drop, gate_sample=gate_sample or None,
+        profile_batches=parse_list(profile_batches, int, "batch"), profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
         devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new,
         device_eval_count=device_eval_count)
     with status_spinner() as status:

@@ -90,6 +90,10 @@ class GateResult:
     # the device only where the two agree (see device/profiling/isa.py).
     runtime: dict[str, Any] = field(default_factory=dict)
     host_isa: dict[str, Any] = field(default_factory=dict)
+    # A sampled gate: it decided on ``count`` images drawn (deterministically) from ``sampled_from``, because the
+    # 99% interval of the drop over all of them (``drop_interval``, points) lay wholly on one side of the limit.
+    sampled_from: int | None = None
+    drop_interval: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +117,12 @@ class GateResult:
         return result
 
     def summary(self) -> str:
+        sampled = ""
+        if self.sampled_from and self.drop_interval:
+            low, high = self.drop_interval
+            sampled = (f" (a fixed sample of {self.sampled_from}; 99% interval of the drop on all: {low:+.2f} to "
+                       f"{high:+.2f})")
         return (f"top-1 {self.top1 * 100:.2f}% vs reference {self.reference_top1 * 100:.2f}% "
                 f"(drop {self.drop_points:+.2f} points, limit {self.max_drop:g}), agreement "
-                f"{self.top1_agreement * 100:.2f}%, max |logit diff| {self.max_abs_diff:.3g} on {self.count} images")
+                f"{self.top1_agreement * 100:.2f}%, max |logit diff| {self.max_abs_diff:.3g} on {self.count} images"
+                + sampled)

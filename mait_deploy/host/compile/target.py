@@ -78,6 +78,9 @@ class CompileOptions:
     # sensitive layers are kept in float, 1, 2, 4, ... until it passes (``layer_fallback``).
     float_layers: tuple[str, ...] = ()
     layer_fallback: bool = True
+    # The accuracy gate on a fixed sample of this many images first, the full set only where the sample leaves the
+    # decision open (gate.py); None: always the full set.
+    gate_sample: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "float_layers", tuple(self.float_layers))
@@ -90,6 +93,8 @@ class CompileOptions:
             raise UnsupportedOption(f"batch must be a positive integer or 'dynamic', got {self.batch!r}")
         if self.max_accuracy_drop < 0:
             raise UnsupportedOption(f"--max-accuracy-drop must be >= 0, got {self.max_accuracy_drop}")
+        if self.gate_sample is not None and (isinstance(self.gate_sample, bool) or self.gate_sample < 100):
+            raise UnsupportedOption(f"--gate-sample must be at least 100 images, got {self.gate_sample}")
 
 
 @dataclass
@@ -138,13 +143,14 @@ _GATES: dict[str, tuple[GateResult, str]] = {}
 _MAX_GATES = 64
 
 
-def _gate_key(manifest: Manifest, runner: Runner, source: ModelSource, evaluation: Dataset, max_drop: float) -> str:
+def _gate_key(manifest: Manifest, runner: Runner, source: ModelSource, evaluation: Dataset, max_drop: float,
+              sample: int | None = None) -> str:
     import hashlib
     import json
 
     parts = {"artifact": manifest.artifact.sha256, "runner": type(runner).__qualname__, "settings": runner.settings,
              "threads": runner.options.threads, "source": source.onnx_sha256, "images": evaluation.content_sha256(),
-             "max_drop": max_drop}
+             "max_drop": max_drop, "sample": sample}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -283,7 +289,8 @@ class Target(abc.ABC):
         golden = None
         with self._gate_runner(staging, manifest) as runner:
             if evaluation is not None:
-                key = _gate_key(manifest, runner, source, evaluation, options.max_accuracy_drop)
+                key = _gate_key(manifest, runner, source, evaluation, options.max_accuracy_drop,
+                                options.gate_sample)
                 if key in _GATES:  # the same bytes scored by the same runner on the same images: the same gate
                     gate, first = _GATES[key]
                     gate = dataclasses.replace(gate)
@@ -296,7 +303,7 @@ class Target(abc.ABC):
                     started = time.perf_counter()
                     gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
                                          options.max_accuracy_drop, raise_on_failure=False,
-                                         measured_with=runner.runtime_info())
+                                         measured_with=runner.runtime_info(), sample=options.gate_sample)
                     seconds["gate"] = round(seconds.get("gate", 0.0) + time.perf_counter() - started, 3)
                     _remember_gate(key, gate, f"{self.name} {options.precision}")
             if gate is None or gate.passed:

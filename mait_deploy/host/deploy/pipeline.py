@@ -44,6 +44,8 @@ class DeployOptions:
     evaluation: str | None = DEFAULT_DATA  # None skips the accuracy gate
     eval_count: int | None = None
     max_accuracy_drop: float = DEFAULT_MAX_DROP
+    # Each gate on a fixed sample first; the full set only where the sample leaves the decision open (gate.py).
+    gate_sample: int | None = 2000
     profile_batches: tuple[int, ...] = (1, 32)
     profile_iterations: int = 50
     force: bool = False
@@ -64,6 +66,9 @@ class DeployOptions:
         check_precisions(self.precisions)
         if self.max_accuracy_drop < 0:
             raise UnsupportedOption("--max-accuracy-drop must be >= 0")
+        if self.gate_sample is not None and (isinstance(self.gate_sample, bool) or self.gate_sample < 100):
+            raise UnsupportedOption(f"--gate-sample must be at least 100 images (0: every gate on the full set), "
+                                    f"got {self.gate_sample}")
         if self.profile_iterations < 1 or any(b < 1 for b in self.profile_batches):
             raise UnsupportedOption("profile iterations and batches must be positive")
 
@@ -179,7 +184,7 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
             state.set_bundle(bundle.name, None)
             compile_options = CompileOptions(precision=precision, max_accuracy_drop=options.max_accuracy_drop,
                                              calibration=CalibrationOptions(count=options.calibration_count),
-                                             force=True)
+                                             force=True, gate_sample=options.gate_sample)
             manifest = target.compile(context["source"], compile_options, bundle, context["calibration"],
                                       context["evaluation"], progress).manifest
         row.bundle = str(bundle)
@@ -266,7 +271,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
             step(f"{target_name} {precision}", index, total)
             key = _stage_key(stage="bundle", checkpoint=identity, target=target_name, precision=precision,
                              data=data_key, calibration_count=options.calibration_count,
-                             max_drop=options.max_accuracy_drop, export=export_key)
+                             max_drop=options.max_accuracy_drop, export=export_key, gate_sample=options.gate_sample)
             bundle = out_dir / "bundles" / f"{target_name}-{precision}"
             rows.append(_build_row(target_name, precision, bundle, key, context, options, state,
                                    availability.get(target_name, ""), runners,

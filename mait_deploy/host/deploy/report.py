@@ -34,10 +34,23 @@ class Row:
     rss_added_mb: float | None = None  # what loading and running this bundle added to that process
     verify: dict[str, Any] | None = None
     seconds: float = 0.0
+    # A gate that decided on a sample: {"count": n, "of": N, "drop_interval": [low, high]} (points, 99%).
+    gate_sample: dict[str, Any] | None = None
 
     def take_gate(self, gate: GateResult | None) -> None:
         if gate:
             self.top1, self.reference_top1, self.drop_points = gate.top1, gate.reference_top1, gate.drop_points
+            if gate.sampled_from:
+                self.gate_sample = {"count": gate.count, "of": gate.sampled_from, "drop_interval": gate.drop_interval}
+
+    def notes(self) -> str:
+        """The reason, and how the gate decided when it decided on a sample."""
+        notes = [self.reason] if self.reason else []
+        if self.gate_sample:
+            low, high = self.gate_sample["drop_interval"]
+            notes.append(f"gate on {self.gate_sample['count']} of {self.gate_sample['of']} images (drop's 99% "
+                         f"interval {low:+.2f} to {high:+.2f})")
+        return "; ".join(notes)
 
     def take_profile(self, report: Any) -> None:
         for result in report.results:
@@ -96,7 +109,7 @@ def markdown_table(report: DeployReport) -> str:
                                                           f"{lat.throughput:.0f}"]
         cells += ["-" if row.size_bytes is None else f"{row.size_bytes / 1e6:.2f}",
                   "-" if row.rss_added_mb is None else f"{row.rss_added_mb:.0f}",
-                  row.reason.replace("|", "/").replace("\n", " ")]
+                  row.notes().replace("|", "/").replace("\n", " ")]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if report.recommended:
