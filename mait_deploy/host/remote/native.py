@@ -63,13 +63,23 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
     if await board.exists(str(build / BUILT)):
         return build, 0.0
     # The board's SDK: ONNX Runtime from the system (libonnxruntime-dev), OpenVINO from the board's venv.
-    await board.run(["cmake", "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
-                     "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={python}"],
-                    timeout=BUILD_TIMEOUT_S, what=f"configuring the native {runtime} runner")
-    await board.run(["cmake", "--build", str(build), "-j", "2"], timeout=BUILD_TIMEOUT_S,
-                    what=f"building the native {runtime} runner")
+    for step, argv in (("configuring", ["cmake", "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
+                                        "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={python}"]),
+                       ("building", ["cmake", "--build", str(build), "-j", "2"])):
+        done = await board.run(argv, timeout=BUILD_TIMEOUT_S, check=False, what=f"{step} the native {runtime} runner")
+        if done.exit_status != 0:
+            raise RemoteError(f"{step} the native {runtime} runner failed: {first_error(done.stdout + done.stderr)}")
     await board.run(["touch", str(build / BUILT)], what="marking the native build")
     return build, round(time.perf_counter() - clock, 2)
+
+
+def first_error(output: str) -> str:
+    """The line of a CMake or compiler run that says what went wrong (not make's closing 'Error 2')."""
+    for line in output.splitlines():
+        text = line.strip()
+        if ("error" in text.lower() or "CMake Error" in text) and not text.startswith(("gmake", "make")):
+            return text[:300]
+    return last_line(output) or "no output"
 
 
 async def native_on_board(board: Board, build: PurePosixPath, bundle_remote: str, row: Any,

@@ -25,6 +25,10 @@ struct StbFree {
   void operator()(void* pixels) const { stbi_image_free(pixels); }
 };
 
+struct FileClose {  // a deleter type, not decltype(&fclose): GCC 14 warns on fclose's attributes in a template
+  void operator()(FILE* file) const { std::fclose(file); }
+};
+
 std::uint8_t clamp8(float value) {  // numpy's np.clip(x, 0, 255).astype(np.uint8): clip, then truncate
   return static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, value)));
 }
@@ -270,7 +274,7 @@ bool is_jpeg(FILE* file) {
 }  // namespace
 
 Image load_image(const fs::path& path) {
-  std::unique_ptr<FILE, decltype(&std::fclose)> file(std::fopen(path.c_str(), "rb"), std::fclose);
+  std::unique_ptr<FILE, FileClose> file(std::fopen(path.c_str(), "rb"));
   if (!file) throw Error("image not found: " + path.string());
   if (is_jpeg(file.get())) {
     Image image;
