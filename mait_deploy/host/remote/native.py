@@ -62,7 +62,11 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
     build = source / f"build-{runtime}"
     if await board.exists(str(build / BUILT)):
         return build, 0.0
-    # The board's SDK: ONNX Runtime from the system (libonnxruntime-dev), OpenVINO from the board's venv.
+    # The board's SDK: ONNX Runtime from the system (libonnxruntime-dev), OpenVINO from the board's venv, whose
+    # python CMake asks by an absolute path (a workdir is relative to the login's home).
+    if not PurePosixPath(python).is_absolute():
+        home = (await board.run(["sh", "-c", 'printf "%s" "$PWD"'], what="asking for the home folder")).stdout
+        python = str(PurePosixPath(home.strip()) / python)
     for step, argv in (("configuring", ["cmake", "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
                                         "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={python}"]),
                        ("building", ["cmake", "--build", str(build), "-j", "2"])):
@@ -75,10 +79,15 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
 
 def first_error(output: str) -> str:
     """The line of a CMake or compiler run that says what went wrong (not make's closing 'Error 2')."""
-    for line in output.splitlines():
-        text = line.strip()
-        if ("error" in text.lower() or "CMake Error" in text) and not text.startswith(("gmake", "make")):
-            return text[:300]
+    lines = [line.strip() for line in output.splitlines()]
+    for wanted in (lambda t: t.startswith("CMake Error") or ": error:" in t or "fatal error" in t,
+                   lambda t: "error" in t.lower() and not t.startswith(("gmake", "make", "--"))):
+        for index, text in enumerate(lines):
+            if wanted(text):
+                # CMake puts the message on the lines after "CMake Error at FILE:LINE (message):".
+                detail = " ".join(line for line in lines[index + 1:index + 4] if line) \
+                    if text.startswith("CMake Error") else ""
+                return f"{text} {detail}".strip()[:400]
     return last_line(output) or "no output"
 
 
