@@ -258,3 +258,13 @@ def test_per_layer_profile_shows_the_int8_kernels_and_the_blocks(bundles):
     # NNCF's INT8 IR: the MatMuls run in int8 kernels, the norms and softmax in float.
     assert profile.by_precision.get("int8", 0) > 0.3 * profile.total_ms, profile.by_precision
     assert any(layer.precision == "float" and layer.is_norm for layer in profile.layers)
+
+
+def test_bf16_is_not_built_for_another_cpu_named_by_its_int8_class():
+    from mait_deploy import backends
+    from mait_deploy.device.profiling import isa
+
+    other = "x86-avx2" if isa.cpu_isa()["int8_class"] != "x86-avx2" else "x86-vnni"
+    lacking = backends.target("openvino").hardware_lacks(
+        CompileOptions(precision="bf16", target_options={"device_isa": other}))
+    assert lacking and lacking.startswith(f"openvino bf16 for another CPU (-O device_isa={other})")

@@ -144,6 +144,13 @@ class OpenVinoTarget(Target):
         on AVX512_BF16 or AMX x86 CPUs and on Armv8.6 BF16 cores); the gate and the golden outputs run it here."""
         if options.precision != "bf16":
             return None
+        from mait_deploy.device.profiling.isa import cpu_isa
+
+        device_isa = self.setting(options, "device_isa")
+        if device_isa not in (None, cpu_isa()["int8_class"]):
+            # An int8 class says nothing of bfloat16 (an AVX2 x86 has none, an AVX-512 VNNI one may or may not).
+            return (f"openvino bf16 for another CPU (-O device_isa={device_isa}) cannot be gated here: its int8 "
+                    f"class does not say whether it computes bfloat16; build bf16 on a host of that CPU")
         ov = require("openvino", extra="openvino")
         device = self.setting(options, "device")
         try:
