@@ -3,6 +3,8 @@ limit; otherwise the rest is scored (never an image twice) and the full set deci
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,9 @@ def test_a_clear_pass_and_a_clear_failure_are_decided_on_the_sample():
     assert low <= gate.drop_points <= high < 1.0
     assert sum(len(c) for c in calls) == 2000
     assert "a fixed sample of 10000" in gate.summary()
+    # What a manifest stores: plain JSON (numpy scalars here once failed every row of the main job).
+    assert json.loads(json.dumps(gate.to_dict()))["drop_interval"] == [low, high]
+    assert type(gate.passed) is bool
 
     data, reference, predict, calls = _case(error_rate=0.05)  # a ~4.5-point drop
     gate = accuracy_gate(predict, reference, data, max_drop=1.0, sample=2000, raise_on_failure=False)

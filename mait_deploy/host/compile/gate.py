@@ -26,7 +26,7 @@ def drop_interval(reference_correct: np.ndarray, correct: np.ndarray, population
     spread = differences.std(ddof=1) if count > 1 else 1.0
     correction = np.sqrt(max(0.0, (population - count) / max(1, population - 1)))
     half = SAMPLE_Z * spread / np.sqrt(count) * correction
-    return round((mean - half) * 100, 4), round((mean + half) * 100, 4)
+    return round(float(mean - half) * 100, 4), round(float(mean + half) * 100, 4)  # plain floats: JSON
 
 
 def accuracy_gate(predict: Callable[[np.ndarray], np.ndarray], reference_logits: np.ndarray, data: Dataset,
@@ -74,7 +74,7 @@ def accuracy_gate(predict: Callable[[np.ndarray], np.ndarray], reference_logits:
         reference_top1=reference_top1, top1=top1, drop_points=drop,
         top1_agreement=comparison.top1_agreement, max_abs_diff=comparison.max_abs_diff,
         mean_abs_diff=comparison.mean_abs_diff, count=len(labels), data=data.origin, max_drop=max_drop,
-        passed=comparison.non_finite == 0 and (drop <= max_drop if interval is None else interval[1] <= max_drop),
+        passed=bool(comparison.non_finite == 0 and (drop <= max_drop if interval is None else interval[1] <= max_drop)),
         seconds=round(time.perf_counter() - started, 2), runtime=measured_with or {}, host_isa=cpu_isa(),
         sampled_from=sampled_from, drop_interval=interval,
     )
