@@ -71,6 +71,10 @@ def test_the_interval_narrows_with_the_sample_and_vanishes_at_the_population():
     large = drop_interval(reference[:5000], candidate[:5000], N)
     whole = drop_interval(reference, candidate, N)
     assert small[1] - small[0] > large[1] - large[0] > whole[1] - whole[0] == pytest.approx(0.0)
+    # No disagreement in the sample is not certainty about the rest: the interval keeps the rule-of-three width.
+    same = np.ones(2000, dtype=bool)
+    low, high = drop_interval(same, same, N)
+    assert low < 0 < high and high == pytest.approx(-np.log(0.01) / 2000 * np.sqrt(8000 / 9999) * 100, abs=1e-3)
 
 
 def test_a_sample_below_100_images_is_an_error():
