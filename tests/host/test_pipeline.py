@@ -73,14 +73,15 @@ def test_pareto_and_recommendation():
 
 def test_a_sampled_gate_goes_through_the_whole_row_and_its_note_says_so(tmp_path):
     # A gate that decides on its sample writes a manifest and a report like a full one (the main job's default).
-    report = deploy(None, tmp_path, DeployOptions(targets=("onnxruntime",), precisions=("fp32",), eval_count=1000,
-                                                  gate_sample=200, profile_batches=(1,), profile_iterations=5))
+    # 500 of 2,000 identical outputs: the interval (at least the 99% rule-of-three width, 0.8 point) decides.
+    report = deploy(None, tmp_path, DeployOptions(targets=("onnxruntime",), precisions=("fp32",), eval_count=2000,
+                                                  gate_sample=500, profile_batches=(1,), profile_iterations=5))
     row = report.rows[0]
     assert row.status == "ok", row.reason
-    assert row.gate_sample["count"] == 200 and row.gate_sample["of"] == 1000
-    assert "gate on 200 of 1000 images (drop's 99% interval" in row.notes()
+    assert row.gate_sample["count"] == 500 and row.gate_sample["of"] == 2000
+    assert "gate on 500 of 2000 images (drop's 99% interval" in row.notes()
     from mait_deploy.device.manifest import read_manifest
 
     gate = read_manifest(tmp_path / "bundles" / "onnxruntime-fp32").accuracy
-    assert gate.sampled_from == 1000 and gate.count == 200 and gate.drop_interval[1] <= 1.0
-    assert "gate on 200 of 1000" in (tmp_path / "report.md").read_text()
+    assert gate.sampled_from == 2000 and gate.count == 500 and gate.drop_interval[1] <= 1.0
+    assert "gate on 500 of 2000" in (tmp_path / "report.md").read_text()
