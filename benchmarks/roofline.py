@@ -44,7 +44,6 @@ def _time(call, seconds: float = 1.0, repeats: int = 5) -> float:
 
 def gemm_rates() -> dict[str, dict[str, float]]:
     """GFLOP/s of a GEMM^3 MatMul per precision and runtime, measured here and now."""
-    import onnx
     import onnxruntime as ort
     import openvino as ov
     from onnx import TensorProto, helper
@@ -83,7 +82,6 @@ def gemm_rates() -> dict[str, dict[str, float]]:
                                                      "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
         rates[precision]["openvino"] = flops / _time(lambda: request.infer({0: a32})) / 1e9
-    del onnx
     return rates
 
 
@@ -112,7 +110,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--label", default="", help="results/roofline[_LABEL].json")
     args = parser.parse_args()
-    from mait_deploy.device.bundle import load_bundle
     from mait_deploy.device.profiling.side_by_side import time_bundles
     from mait_deploy.host.model.checkpoint import load_checkpoint
     from mait_deploy.host.model.stats import count_flops
