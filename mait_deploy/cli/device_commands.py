@@ -178,8 +178,6 @@ def profile(
     if not bundles:
         raise MaitDeployError("give at least one bundle (or saved reports with --compare)")
     if layers:
-        from mait_deploy.device.profiling.measure import parse_list  # noqa: F811 (the branch returns)
-
         given = [flag for flag, value in (("--compare", compare), ("--duration", duration is not None),
                                           ("--requests", requests is not None), ("--mode", mode != "latency"))
                  if value]

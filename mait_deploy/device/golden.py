@@ -16,12 +16,13 @@ import numpy as np
 
 from mait_deploy._io import atomic_path
 from mait_deploy.device.compare import Tolerance
-from mait_deploy.device.manifest import GoldenArray
+from mait_deploy.device.manifest import GOLDEN_ARRAY_DTYPES, GoldenArray
 from mait_deploy.errors import BundleError
 
 GOLDEN_FILE = "golden.bin"  # schema 3: uncompressed, laid out in the manifest (schema 1-2 bundles: golden.npz)
 GOLDEN_COUNT = 8
 KINDS = ("images", "inputs")
+LITTLE_ENDIAN = {"uint8": "u1", "float32": "<f4"}  # golden.bin's dtypes as numpy reads and writes them
 # How far a device may differ from the host's outputs of the same artifact on the golden images, and what each
 # bound allows for (recorded in the manifest beside the CPU and runtime the golden outputs came from, so that
 # `verify` on a device can say what its tolerance was calibrated on).
@@ -77,8 +78,8 @@ class GoldenSet:
         arrays, blobs, offset = [], [], 0
         for name, values in ((self.kind, self.samples), ("logits", self.logits),
                              ("reference_logits", self.reference_logits)):
-            dtype = "uint8" if name == "images" else "float32"
-            blob = np.ascontiguousarray(values, dtype="u1" if dtype == "uint8" else "<f4").tobytes()
+            dtype = GOLDEN_ARRAY_DTYPES[name]
+            blob = np.ascontiguousarray(values, dtype=LITTLE_ENDIAN[dtype]).tobytes()
             arrays.append(GoldenArray(name=name, dtype=dtype, shape=[int(d) for d in values.shape], offset=offset))
             blobs.append(blob)
             offset += len(blob)
@@ -115,8 +116,7 @@ class GoldenSet:
             data = path.read_bytes()
         except OSError as err:
             raise BundleError(f"{path}: unreadable golden set ({err})") from err
-        found = {array.name: np.frombuffer(data, dtype="u1" if array.dtype == "uint8" else "<f4",
-                                           count=array.nbytes // (1 if array.dtype == "uint8" else 4),
+        found = {array.name: np.frombuffer(data, dtype=LITTLE_ENDIAN[array.dtype], count=int(np.prod(array.shape)),
                                            offset=array.offset).reshape(array.shape).astype(array.dtype)
                  for array in arrays}
         return cls(kind or "images", found[kind or "images"], found["logits"], found["reference_logits"])

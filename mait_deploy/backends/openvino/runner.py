@@ -188,6 +188,8 @@ class OpenVinoRunner(Runner):
 
     def layer_times(self, inputs: np.ndarray, iterations: int, warmup: int) -> list[Any]:
         """OpenVINO's performance counters (PERF_COUNT) on a model compiled for them, with this runner's config."""
+        import openvino as ov
+
         from mait_deploy.device.profiling.layers import LayerTime
 
         if not self._active:
@@ -204,7 +206,7 @@ class OpenVinoRunner(Runner):
             if index < warmup:
                 continue
             for info in request.get_profiling_info():
-                if str(info.status).endswith("EXECUTED") and not str(info.status).endswith("NOT_EXECUTED"):
+                if info.status == ov.ProfilingInfo.Status.EXECUTED:  # not NOT_RUN / OPTIMIZED_OUT
                     layer = totals.setdefault(info.node_name, LayerTime(
                         info.node_name, info.node_type, 0.0, kernel=info.exec_type,
                         precision=_kernel_precision(info.exec_type), is_norm=info.node_type == "MVN"))

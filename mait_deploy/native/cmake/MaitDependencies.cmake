@@ -103,13 +103,9 @@ macro(mait_find_runtime runtime)
     mait_find_onnxruntime()
   elseif("${runtime}" STREQUAL "openvino")
     mait_find_openvino()
-  elseif("${runtime}" STREQUAL "litert")
-    message(FATAL_ERROR "LiteRT has no C/C++ SDK a build can use: ai-edge-litert ships libLiteRt.so without "
-                        "headers, and no package index has them. On a Raspberry Pi run this bundle with the "
-                        "Python device side (mait-deploy verify/predict) or build an ONNX Runtime bundle")
-  elseif("${runtime}" STREQUAL "tensorrt")
-    message(FATAL_ERROR "the native runner has no TensorRT backend yet: on a Jetson run this bundle with the "
-                        "Python device side (mait-deploy build-engine, verify, predict)")
+  elseif("${runtime}" STREQUAL "litert" OR "${runtime}" STREQUAL "tensorrt")
+    # Why, and what a user of that device does instead: the backend's registry entry (`mait-deploy app` says it).
+    message(FATAL_ERROR "the native runner has no ${runtime} backend: see docs/native.md")
   else()
     message(FATAL_ERROR "unknown runtime '${runtime}': onnxruntime or openvino")
   endif()
