@@ -61,7 +61,8 @@ def compare(
     for failure in report.failures:
         console.print(f"not built: {failure['model']} {failure['target']} {failure['precision']}: {failure['error']}",
                       highlight=False)
-    console.print(f"reports: {output / 'compare.json'}, {output / 'compare.md'}, {output / 'compare.png'}",
+    plots = [output / name for name in (data["plot"], data["pareto_plot"]) if name]
+    console.print("reports: " + ", ".join(str(p) for p in [output / "compare.json", output / "compare.md", *plots]),
                   highlight=False)
     if not report.cells:
         raise MaitDeployError("nothing was timed: every model failed to build; see compare.md")

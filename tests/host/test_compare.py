@@ -56,6 +56,9 @@ def test_compare_builds_times_and_reports_every_pair(tiny):
     assert {m["role"] for m in data["models"]} == {"mait", "baseline"}
     assert all(m["flops"] > 0 for m in data["models"] if m["role"] == "mait")
     assert (out / "compare.png").stat().st_size > 10_000 and "| tiny_deit |" in (out / "compare.md").read_text()
+    # Checkpoints and ONNX files have no paper accuracy: no Pareto plot rather than an empty one.
+    assert data["pareto_plot"] is None and not (out / "compare_pareto.png").exists()
+    assert all(m["paper_top1"] is None for m in data["models"])
     # Every bundle is a real bundle (the baseline's manifest says it is external): `remote profile` can take them.
     manifest = json.loads((out / "bundles" / "tiny_deit-onnxruntime-int8" / "manifest.json").read_text())
     assert manifest["source"]["external"].startswith("onnx ") and manifest["accuracy"] is None
@@ -92,3 +95,32 @@ def test_impossible_options_and_bad_baselines_are_one_line_errors(tiny, tmp_path
             compare([str(tiny / "tiny_mait")], ["deit_tiny_patch16_224"], tmp_path / "c",
                     CompareOptions(targets=("onnxruntime",)))
         assert not (tmp_path / "c").exists()
+
+
+def test_the_pareto_frontier_keeps_only_models_nothing_beats_on_accuracy_and_speed():
+    from mait_deploy.host.compare.report import pareto_frontier
+
+    points = [(79.1, 30.0), (81.3, 12.0), (81.0, 14.0), (83.0, 7.0), (82.1, 6.0), (72.2, 25.0), (81.0, 13.0)]
+    assert pareto_frontier(points) == [(79.1, 30.0), (81.0, 14.0), (81.3, 12.0), (83.0, 7.0)]
+    assert pareto_frontier([]) == []
+
+
+def test_the_pareto_plot_places_models_by_their_papers_accuracy(tmp_path):
+    from mait_deploy.host.compare.report import markdown, pareto_plot
+
+    models = [{"name": "mait_xs_patch16_224", "role": "mait", "origin": "variant", "params": 24_550_000,
+               "gflops": 10.6, "input_shape": [3, 224, 224], "note": "", "paper_top1": 81.0, "paper_source": "MaiT"},
+              {"name": "swin_tiny_patch4_window7_224", "role": "baseline", "origin": "timm", "params": 28_300_000,
+               "gflops": 9.0, "input_shape": [3, 224, 224], "note": "", "paper_top1": 81.3, "paper_source": "Swin"},
+              {"name": "mystery.onnx", "role": "baseline", "origin": "onnx file", "params": 1, "gflops": None,
+               "input_shape": [3, 224, 224], "note": "", "paper_top1": None, "paper_source": ""}]
+    rows = [{"model": m["name"], "role": m["role"], "gflops": m["gflops"],
+             "latency": {"p50_ms": 50.0 + i, "throughput": 20.0 - i}} for i, m in enumerate(models)]
+    report = {"models": models, "failures": [], "machine": {},
+              "cells": [{"target": t, "precision": "fp32", "batch": 1, "rounds": 3, "rows": rows,
+                         "throughput_ratios": []} for t in ("onnxruntime", "openvino")]}
+    assert pareto_plot(report, tmp_path / "pareto.png")
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    assert "| 81.3% (Swin) |" in markdown(report)
+    alone = {**report, "models": [models[0], models[2]]}  # one paper figure: nothing to compare
+    assert not pareto_plot(alone, tmp_path / "none.png") and not (tmp_path / "none.png").exists()

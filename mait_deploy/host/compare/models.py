@@ -25,6 +25,21 @@ TIMM_SCRIPT = Path(__file__).with_name("timm_export.py")
 DEFAULT_BASELINES = ("deit_tiny_patch16_224", "cait_xxs24_224", "swin_tiny_patch4_window7_224")
 DEFAULT_MODELS = ("mait_t_patch16_224", "mait_pyramid_t_224", "mait_pyramid_s_224")
 PARITY_LIMIT = 1e-3  # ONNX vs the framework's own output, max |diff| of the logits
+# The ImageNet-1k top-1 (%) each baseline's paper reports at 224 px, and where. Nothing here measures it: it is the
+# accuracy the architecture reaches when trained, the x axis of compare_pareto.png (images/s measured here on the y).
+# The MaiT variants' figures are PAPER_FIGURES in host/model/mait.py.
+PAPER_TOP1: dict[str, tuple[float, str]] = {
+    "deit_tiny_patch16_224": (72.2, "DeiT (Touvron et al. 2021), Table 1"),
+    "deit_small_patch16_224": (79.8, "DeiT (Touvron et al. 2021), Table 1"),
+    "deit_base_patch16_224": (81.8, "DeiT (Touvron et al. 2021), Table 1"),
+    "cait_xxs24_224": (78.4, "CaiT (Touvron et al. 2021), distilled, 224 px"),
+    "cait_xxs36_224": (79.7, "CaiT (Touvron et al. 2021), distilled, 224 px"),
+    "cait_s24_224": (83.5, "CaiT (Touvron et al. 2021), distilled, 224 px"),
+    "swin_tiny_patch4_window7_224": (81.3, "Swin (Liu et al. 2021), Table 1a"),
+    "swin_small_patch4_window7_224": (83.0, "Swin (Liu et al. 2021), Table 1a"),
+    "swin_base_patch4_window7_224": (83.5, "Swin (Liu et al. 2021), Table 1a"),
+}
+MAIT_PAPER = "MaiT (Li et al. 2022, arXiv 2207.03006), Table 3"
 
 
 @dataclass
@@ -37,11 +52,14 @@ class CompareModel:
     source: ModelSource
     note: str = ""
     no_torch_module: str = ""  # why there is no PyTorch module (LiteRT converts from one); empty when there is
+    paper_top1: float | None = None  # the architecture's ImageNet top-1 as its paper reports it (not these weights)
+    paper_source: str = ""
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "origin": self.origin, "params": self.params,
                 "flops": self.flops, "gflops": None if self.flops is None else round(self.flops / 1e9, 3),
-                "input_shape": list(self.source.config.input_shape), "note": self.note}
+                "input_shape": list(self.source.config.input_shape), "note": self.note,
+                "paper_top1": self.paper_top1, "paper_source": self.paper_source}
 
 
 def interface_config(name: str, input_shape: tuple[int, int, int], num_classes: int,
@@ -63,7 +81,7 @@ def mait_model(spec: str, work: Path, step: Callable[[str], None]) -> CompareMod
 
     from mait_deploy.host.export.onnx import ExportOptions, export_onnx
     from mait_deploy.host.model.checkpoint import load_checkpoint
-    from mait_deploy.host.model.mait import VARIANTS, create_model
+    from mait_deploy.host.model.mait import PAPER_FIGURES, VARIANTS, create_model
     from mait_deploy.host.model.stats import model_stats
     from mait_deploy.host.model.zoo import resolve_checkpoint
 
@@ -77,9 +95,11 @@ def mait_model(spec: str, work: Path, step: Callable[[str], None]) -> CompareMod
     path.parent.mkdir(parents=True, exist_ok=True)
     result = export_onnx(model, path, ExportOptions(force=True))
     stats = model_stats(model)
+    paper = PAPER_FIGURES.get(spec) if spec in VARIANTS else None
     return CompareModel(name=model.config.name if spec in VARIANTS else _safe(spec), role="mait", origin=origin,
-                        params=stats.params, flops=stats.flops, source=source_from_export(model, path,
-                                                                                           result.to_dict()))
+                        params=stats.params, flops=stats.flops,
+                        source=source_from_export(model, path, result.to_dict()),
+                        paper_top1=paper["top1"] if paper else None, paper_source=MAIT_PAPER if paper else "")
 
 
 def timm_in_process() -> str | None:
@@ -135,9 +155,12 @@ def baseline_model(spec: str, work: Path, step: Callable[[str], None], timm_pyth
             "nearest", "bilinear", "bicubic") else "bicubic", crop_pct=min(1.0, float(info["crop_pct"]))))
     source = ModelSource(onnx_path=out / "model.onnx", config=config, torch_model=module,
                          export_report={"opset": 17, "timm": info["versions"]}, external=f"timm {name}")
+    # A checkpoint's accuracy is its own, not the paper's.
+    paper_top1, paper_source = (None, "") if checkpoint else PAPER_TOP1.get(name, (None, ""))
     return CompareModel(name=name, role="baseline", origin="timm" + (" checkpoint" if checkpoint else
                                                                       " (random weights)"),
-                        params=info["params"], flops=info["flops"], source=source, no_torch_module=missing)
+                        params=info["params"], flops=info["flops"], source=source, no_torch_module=missing,
+                        paper_top1=paper_top1, paper_source=paper_source)
 
 
 def _load_exported(path: Path, name: str, python: str) -> tuple[Any, str]:

@@ -1,5 +1,6 @@
-"""The comparison report: compare.json (everything), compare.md (the tables a person reads) and compare.png
-(throughput against counted FLOPs, one panel per target)."""
+"""The comparison report: compare.json (everything), compare.md (the tables a person reads), compare.png
+(throughput against counted FLOPs, one panel per target) and compare_pareto.png (throughput against the accuracy
+each architecture's paper reports, one panel per target: which model is fastest at a given accuracy)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,14 @@ def markdown(report: dict[str, Any]) -> str:
              "Each table cell group was timed in one process, round-robin in blocks (first call of each block "
              "dropped, order reversed every round); a ratio is the median of per-round ratios (min and max beside "
              "it). Weights are random unless a checkpoint was given: these are speed figures, not accuracy.", "",
-             "## Models", "", "| model | role | origin | params (M) | GFLOPs | input | note |", "|---|---|---|---|---|---|---|"]
+             "## Models", "", "| model | role | origin | params (M) | GFLOPs | input | paper's ImageNet top-1 | note |",
+             "|---|---|---|---|---|---|---|---|"]
     for model in report["models"]:
         params = "" if model["params"] is None else f"{model['params'] / 1e6:.2f}"
         gflops = "" if model["gflops"] is None else f"{model['gflops']:.2f}"
+        top1 = "" if model.get("paper_top1") is None else f"{model['paper_top1']}% ({model['paper_source']})"
         lines.append(f"| {model['name']} | {model['role']} | {model['origin']} | {params} | {gflops} | "
-                     f"{'x'.join(map(str, model['input_shape']))} | {model['note']} |")
+                     f"{'x'.join(map(str, model['input_shape']))} | {top1} | {model['note']} |")
     lines += ["", "## Throughput ratios (MaiT over baseline; > 1: the MaiT is faster)", "",
               *_table(RATIO_COLUMNS, ratio_rows(report)), "", "## Timings", "",
               *_table(TIMING_COLUMNS, timing_rows(report))]
@@ -83,9 +86,55 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def pareto_frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (accuracy, throughput) points no other point beats on both, by increasing accuracy."""
+    frontier: list[tuple[float, float]] = []
+    for point in sorted(points, key=lambda p: (-p[0], -p[1])):  # most accurate first
+        if not frontier or point[1] > frontier[-1][1]:
+            frontier.append(point)
+    return frontier[::-1]
+
+
+def pareto_plot(report: dict[str, Any], path: Path) -> bool:
+    """Throughput (img/s, log) against the paper's ImageNet top-1, one panel per target, the frontier of each
+    precision x batch drawn; False when fewer than two timed models have a paper figure."""
+    top1 = {m["name"]: m["paper_top1"] for m in report["models"] if m.get("paper_top1") is not None}
+    cells = [c for c in report["cells"] if sum(r["model"] in top1 for r in c["rows"]) >= 2]
+    if not cells:
+        return False
+    plt = pyplot()
+    targets = list(dict.fromkeys(c["target"] for c in cells))
+    figure, axes = plt.subplots(1, len(targets), figsize=(5.6 * len(targets), 4.6), squeeze=False)
+    series = list(dict.fromkeys((c["precision"], c["batch"]) for c in cells))
+    for axis, target in zip(axes[0], targets):
+        for cell in (c for c in cells if c["target"] == target):
+            color = f"C{series.index((cell['precision'], cell['batch']))}"
+            points = []
+            for row in (r for r in cell["rows"] if r["model"] in top1):
+                x, y, mait = top1[row["model"]], row["latency"]["throughput"], row["role"] == "mait"
+                points.append((x, y))
+                axis.scatter(x, y, color=color, marker="o" if mait else "s", facecolors=color if mait else "none",
+                             s=36)
+                axis.annotate(row["model"].split("_patch")[0], (x, y), fontsize=6, xytext=(3, 2),
+                              textcoords="offset points")
+            frontier = pareto_frontier(points)
+            axis.plot([p[0] for p in frontier], [p[1] for p in frontier], color=color, linewidth=0.8,
+                      linestyle="--", drawstyle="steps-pre")
+        for index, (precision, batch) in enumerate(series):
+            axis.scatter([], [], color=f"C{index}", label=f"{precision}, batch {batch}")
+        axis.set_yscale("log")
+        axis.set_xlabel("ImageNet-1k top-1 (%), as each paper reports it")
+        axis.set_ylabel("images/s here")
+        axis.set_title(f"{target} (filled: MaiT, hollow: baseline; dashed: frontier)", fontsize=9)
+        axis.legend(fontsize=7)
+    save_png(figure, path)
+    return True
+
+
 def write_report(report: Any, out: Path) -> None:
     data = report.to_dict()
     data["plot"] = "compare.png" if plot(data, out / "compare.png") else None
+    data["pareto_plot"] = "compare_pareto.png" if pareto_plot(data, out / "compare_pareto.png") else None
     write_json(out / "compare.json", data)
     with atomic_path(out / "compare.md", suffix=".md") as temp:
         temp.write_text(markdown(data), encoding="utf-8")
