@@ -5,6 +5,7 @@ golden self-test and a profile (mait-bench): one more row per bundle in the flee
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -34,6 +35,13 @@ def source_files() -> dict[str, Path]:
     return files
 
 
+@functools.cache
+def _sources() -> tuple[dict[str, Path], str]:
+    """The source files and their key, read once per process (the fleet builds every bundle from the same)."""
+    files = source_files()
+    return files, sources_key(files)
+
+
 def sources_key(files: dict[str, Path]) -> str:
     digest = hashlib.sha256()
     for name in sorted(files):
@@ -47,8 +55,8 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
     seconds it took here (0 when an earlier run had built it)."""
     if runtime not in native_runtimes():
         raise RemoteError(f"no native runner for {runtime}")
-    files = source_files()
-    source = work / "native" / sources_key(files)
+    files, key = _sources()
+    source = work / "native" / key
     clock = time.perf_counter()
     if not await board.exists(str(source)):
         partial = f"{source}.partial-{secrets.token_hex(4)}"
