@@ -57,8 +57,8 @@ def throughput(part: str, args: Any) -> dict:
     models, baselines, pairs = PAIRINGS[part]
     work = Path(tempfile.mkdtemp(prefix="mait-claims-"))
     try:
-        # One build per model x target x precision serves both batch sizes. Batch 32 of the 9-GMAC models is ~5 s a
-        # call here, so blocks are short (the first call dropped).
+        # One build per model x target x precision serves both batch sizes. Batch 32 of the 9-GMAC models is up to ~3 s
+        # a call here, so blocks are short (the first call dropped).
         options = CompareOptions(targets=tuple(args.targets.split(",")), precisions=("fp32", "int8"),
                                  batches=(1, 32), rounds=args.rounds, block=args.block, calibration_count=32,
                                  timm_python=args.timm_python)

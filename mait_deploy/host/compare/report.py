@@ -103,6 +103,8 @@ def pareto_plot(report: dict[str, Any], path: Path) -> bool:
     if not cells:
         return False
     plt = pyplot()
+    from matplotlib import ticker
+
     targets = list(dict.fromkeys(c["target"] for c in cells))
     figure, axes = plt.subplots(1, len(targets), figsize=(5.6 * len(targets), 4.6), squeeze=False)
     series = list(dict.fromkeys((c["precision"], c["batch"]) for c in cells))
@@ -123,6 +125,8 @@ def pareto_plot(report: dict[str, Any], path: Path) -> bool:
         for index, (precision, batch) in enumerate(series):
             axis.scatter([], [], color=f"C{index}", label=f"{precision}, batch {batch}")
         axis.set_yscale("log")
+        for axis_formatter in (axis.yaxis.set_major_formatter, axis.yaxis.set_minor_formatter):
+            axis_formatter(ticker.FormatStrFormatter("%g"))  # 20, 30, 40 rather than 2x10^1 on a log axis
         axis.set_xlabel("ImageNet-1k top-1 (%), as each paper reports it")
         axis.set_ylabel("images/s here")
         axis.set_title(f"{target} (filled: MaiT, hollow: baseline; dashed: frontier)", fontsize=9)
