@@ -47,6 +47,55 @@ def test_parity_and_gate(bundles):
     assert results["int8"].gate.passed and results["int8"].gate.drop_points <= 1.0
 
 
+def test_each_operation_cut_out_computes_what_it_computes_in_the_whole_model(bundles):
+    """The per-layer profile times each op as a model of its own: that model must be the op (same output on the
+    same inputs as in the whole model), for every op of the FP32 and INT8 graphs."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from mait_deploy.backends.litert.op_profile import single_op_model, tensor_values
+    from mait_deploy.backends.litert.runner import _Io, make_interpreter
+
+    root, _ = bundles
+    for precision in ("fp32", "int8"):
+        path = str(root / precision / "model.tflite")
+        with load_bundle(root / precision) as runner:
+            inputs = np.random.default_rng(0).standard_normal((1, *runner.sample_shape)).astype(np.float32)
+        values = tensor_values(path, inputs, lambda interpreter, batch: _Io(interpreter).set_input(batch))
+        model = flatbuffer_utils.read_model(path)
+        graph = model.subgraphs[0]
+        for index, op in enumerate(graph.operators):
+            content, variable = single_op_model(model, index)
+            interpreter = make_interpreter(None, 1, False, content=content)[0]  # the reference kernels, as above
+            for detail, original in zip(interpreter.get_input_details(), variable):
+                interpreter.set_tensor(detail["index"], values[original])
+            interpreter.invoke()
+            got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+            want = values[op.outputs[0]]
+            assert got.shape == want.shape and got.dtype == want.dtype, (precision, index)
+            # The whole-model run and this one pick different reference kernels for some ops (reductions, GEMMs):
+            # float results agree to ~1e-6 relative, int8 ones to one step of rounding.
+            diff = np.abs(got.astype(np.float64) - want.astype(np.float64)).max(initial=0.0)
+            limit = 1.0 if got.dtype.kind in "iu" else 1e-5 * max(1.0, float(np.abs(want).max(initial=0.0)))
+            assert diff <= limit, (precision, index, diff)
+
+
+def test_the_per_layer_profile_maps_every_operation_to_the_blocks(bundles):
+    from mait_deploy.device.profiling.layers import profile_layers
+
+    root, _ = bundles
+    for precision in ("fp32", "int8"):
+        with load_bundle(root / precision) as runner:
+            profile = profile_layers(runner, batch=1, iterations=5, warmup=1)
+            depth = runner.manifest.model["depth"]
+        assert profile.mapping == "blocks" and len(profile.parts) == 2 * depth + 2
+        assert profile.parts[0]["part"] == "patch embed" and profile.parts[-1]["part"] == "head"
+        assert any(part["masked"] for part in profile.parts)
+        assert all(layer.ms >= 0 for layer in profile.layers) and profile.total_ms > 0 and profile.call_ms > 0
+        assert profile.by_kind["matmul/conv"] > 0 and profile.by_kind["norm"] > 0
+        expected = {"float"} if precision == "fp32" else {"int8", "float", "q/dq"}
+        assert set(profile.by_precision) == expected, profile.by_precision
+
+
 def test_int8_io_is_handled_by_the_runner(bundles):
     root, _ = bundles
     golden = golden_arrays(root / "int8")

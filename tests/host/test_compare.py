@@ -29,6 +29,23 @@ def tiny(tmp_path_factory):
     return root
 
 
+def test_compare_times_side_by_side_on_one_target_and_says_what_it_could_not_build(tiny):
+    """The default run's share (the slow one below adds LiteRT's one-bundle-per-batch path and the pyramid)."""
+    options = CompareOptions(targets=("onnxruntime", "tensorrt"), precisions=("fp32", "int8"), batches=(1, 4),
+                             rounds=2, block=2, calibration_count=16)
+    compare([str(tiny / "tiny_mait")], [str(tiny / "tiny_deit.onnx")], tiny / "quick", options)
+    data = json.loads((tiny / "quick" / "compare.json").read_text())
+    assert {(c["precision"], c["batch"]) for c in data["cells"]} == {(p, b) for p in ("fp32", "int8") for b in (1, 4)}
+    for cell in data["cells"]:
+        assert [r["model"] for r in cell["rows"]] == ["tiny_mait", "tiny_deit"]
+        (ratio,) = cell["throughput_ratios"]
+        assert (ratio["mait"], ratio["baseline"]) == ("tiny_mait", "tiny_deit")
+        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
+    assert {f["target"] for f in data["failures"]} == {"tensorrt"}
+    assert (tiny / "quick" / "compare.png").is_file() and data["pareto_plot"] is None
+
+
+@pytest.mark.slow
 def test_compare_builds_times_and_reports_every_pair(tiny):
     out = tiny / "out"
     # A dynamic-batch target (one bundle serves both batches), a fixed-batch one converted from PyTorch (one
@@ -53,8 +70,8 @@ def test_compare_builds_times_and_reports_every_pair(tiny):
     assert "ONNX file has no PyTorch module" in why[("tiny_deit", "litert")]
     assert "cannot run tensorrt" in why[("tiny_mait", "tensorrt")]
     # Every bundle is inside the output (checkpoint paths name models by their folder's name).
-    assert sorted(p.name for p in tiny.iterdir()) == ["out", "tiny_deit.onnx", "tiny_deit.onnx.json", "tiny_mait",
-                                                      "tiny_pyramid"]
+    assert sorted(p.name for p in tiny.iterdir() if p.name != "quick") == [
+        "out", "tiny_deit.onnx", "tiny_deit.onnx.json", "tiny_mait", "tiny_pyramid"]
     assert {m["role"] for m in data["models"]} == {"mait", "baseline"}
     assert all(m["flops"] > 0 for m in data["models"] if m["role"] == "mait")
     assert (out / "compare.png").stat().st_size > 10_000 and "| tiny_deit |" in (out / "compare.md").read_text()

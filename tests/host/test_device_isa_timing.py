@@ -68,6 +68,7 @@ def test_the_capped_race_runs_in_a_child_that_has_the_environment(tmp_path):
         time_bundles({"a": tmp_path, "b": tmp_path}, environment={"PYTHONHOME": "/nonexistent"})
 
 
+@pytest.mark.slow  # three OpenVINO builds and a timed race (~35 s): CI's slow run
 def test_openvino_precision_auto_for_an_avx2_device_times_under_the_cap(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("openvino")

@@ -37,9 +37,11 @@ def interpreter_module() -> tuple[Any, str]:
             raise MissingDependency("ai_edge_litert", extra="litert", detail=detail) from first
 
 
-def make_interpreter(model_path: str, threads: int | None, xnnpack: bool) -> tuple[Any, str]:
+def make_interpreter(model_path: str | None, threads: int | None, xnnpack: bool,
+                     content: bytes | None = None) -> tuple[Any, str]:
+    """An allocated interpreter of the file ``model_path`` (or of the model bytes ``content``)."""
     module, package = interpreter_module()
-    kwargs: dict[str, Any] = {"model_path": model_path, "num_threads": threads or None}
+    kwargs: dict[str, Any] = {"model_path": model_path, "model_content": content, "num_threads": threads or None}
     if not xnnpack:
         kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interpreter = module.Interpreter(**kwargs)
@@ -55,13 +57,16 @@ class _Io:
         self.input = interpreter.get_input_details()[0]
         self.output = interpreter.get_output_details()[0]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def set_input(self, batch: np.ndarray) -> None:
         tensor = batch
         if self.input["dtype"] in (np.int8, np.uint8):
             scale, zero = self.input["quantization"]
             info = np.iinfo(self.input["dtype"])
             tensor = np.clip(np.round(batch / scale) + zero, info.min, info.max).astype(self.input["dtype"])
         self.interpreter.set_tensor(self.input["index"], tensor)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.set_input(batch)
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output["index"])
         if self.output["dtype"] in (np.int8, np.uint8):
@@ -71,8 +76,6 @@ class _Io:
 
 
 class LiteRtRunner(Runner):
-    layer_profiler_missing = ("ai-edge-litert's Python interpreter has no op profiler: on the device, LiteRT's "
-                              "benchmark_model --enable_op_profiling=true --graph=model.tflite gives one")
     declared_options = (Option("xnnpack", bool, True, "run on the XNNPACK delegate (else the reference kernels)"),)
 
     def _xnnpack(self) -> bool:
@@ -98,6 +101,21 @@ class LiteRtRunner(Runner):
 
     def _close(self) -> None:
         self._io = None
+
+    def layer_times(self, inputs: np.ndarray, iterations: int, warmup: int) -> list[Any]:
+        """Each operation timed on its own (ai-edge-litert's Python interpreter has no op profiler; see
+        op_profile.py for how, and what isolation leaves out)."""
+        from mait_deploy.backends.litert.op_profile import op_times
+        from mait_deploy.device.profiling.layers import LayerTime
+
+        path = str(self.bundle_dir / self.manifest.artifact.path)
+        threads, xnnpack = self._threads(), self._xnnpack()
+        rows = op_times(path, inputs, iterations, warmup,
+                        make=lambda content: make_interpreter(None, threads, xnnpack, content=content)[0],
+                        feed=lambda interpreter, batch: _Io(interpreter).set_input(batch))
+        kernel = "XNNPACK, each op alone" if xnnpack else "reference kernels, each op alone"
+        return [LayerTime(row["name"], row["op_type"], row["ms"], kernel=kernel, precision=row["precision"],
+                          is_norm=row["is_norm"]) for row in rows]
 
     def throughput_run(self, batch: np.ndarray, iterations: int, requests: int | None) -> tuple[int, int]:
         """LiteRT has no async API and an interpreter is not thread-safe: one interpreter per worker thread."""

@@ -1,5 +1,6 @@
 """`profile --layers`: where the time goes inside the model, from the runtime's own per-operation profiler
-(ONNX Runtime's session profiling, OpenVINO's performance counters), mapped back to the model's parts (patch
+(ONNX Runtime's session profiling, OpenVINO's performance counters; LiteRT's ops timed one by one, see
+backends/litert/op_profile.py), mapped back to the model's parts (patch
 embedding, each block's attention with its mask and its MLP, the head) and to op kinds, with the precision each
 kernel ran in (int8 / bf16 / fp16 / float). numpy + the bundle's runtime only.
 
@@ -52,11 +53,12 @@ class LayerProfile:
 
 def op_kind(op_type: str) -> str:
     """Group an op type into what a person reads: matmul, norm, softmax, gelu, elementwise, data movement."""
-    name = op_type.lower()
+    name = op_type.lower().replace("_", "")  # LiteRT writes FULLY_CONNECTED, ONNX Runtime and OpenVINO CamelCase
     if any(k in name for k in ("matmul", "gemm", "fullyconnected", "conv", "qlinear", "innerproduct", "sdpa",
                                "scaleddotproduct")):
         return "matmul/conv"
-    if any(k in name for k in ("layernorm", "mvn", "normalization")):
+    # LiteRT's LayerNorm is decomposed: MEAN, SQUARED_DIFFERENCE, RSQRT (and an ADD, MUL, SUB counted elementwise).
+    if any(k in name for k in ("layernorm", "mvn", "normalization", "squareddifference", "rsqrt", "mean")):
         return "norm"
     if "softmax" in name:
         return "softmax"
