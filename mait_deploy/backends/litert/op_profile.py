@@ -19,14 +19,19 @@ from typing import Any
 
 import numpy as np
 
+from mait_deploy.errors import MissingDependency, UnsupportedOption
+
 # Decomposed ops as litert-torch writes them: a LayerNorm is MEAN -> SQUARED_DIFFERENCE -> MEAN -> ... -> RSQRT.
 NORM_OPENER = "SQUARED_DIFFERENCE"
 
 
 def _schema() -> tuple[Any, Any]:
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
-
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+        from ai_edge_litert.tools import flatbuffer_utils
+    except ImportError as err:  # tflite-runtime runs bundles but has no flatbuffer tools to cut a model with
+        raise MissingDependency("ai_edge_litert", extra="litert",
+                                detail="per-layer profiles cut the .tflite with its flatbuffer tools") from err
     return schema, flatbuffer_utils
 
 
@@ -106,6 +111,9 @@ def op_times(path: str, inputs: np.ndarray, iterations: int, warmup: int, make: 
     set up like the bundle's; ``feed(interpreter, inputs)`` sets the whole model's input as its runner does."""
     schema, utils = _schema()
     model = utils.read_model(path)
+    if len(model.subgraphs) != 1:
+        raise UnsupportedOption(f"per-layer profiles of LiteRT models with control flow ({len(model.subgraphs)} "
+                                f"subgraphs) are not supported: an operation cannot be cut out of its subgraph")
     graph = model.subgraphs[0]
     names = op_names(model)
     values = tensor_values(path, inputs, feed)
