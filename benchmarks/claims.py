@@ -45,7 +45,8 @@ PAIRINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str
                         ("mait_s_ls_patch16_224", SWIN_S))),
 }
 # What each part copies from compare's output into benchmarks/results/.
-COPIES = {"size": {"compare.png": "claims.png", "compare.md": "claims.md"},
+COPIES = {"size": {"compare.png": "claims.png", "compare.md": "claims.md",
+                   "compare_pareto.png": "claims_size_pareto.png"},
           "equal_accuracy": {"compare.md": "claims_equal_accuracy.md", "compare_pareto.png": "claims_pareto.png"}}
 PARTS = (*PAIRINGS, "study")
 STUDY = Path(__file__).resolve().parent.parent / "training" / "masking_comparison.json"
@@ -57,8 +58,8 @@ def throughput(part: str, args: Any) -> dict:
     models, baselines, pairs = PAIRINGS[part]
     work = Path(tempfile.mkdtemp(prefix="mait-claims-"))
     try:
-        # One build per model x target x precision serves both batch sizes. Batch 32 of the 9-GMAC models is up to ~3 s
-        # a call here, so blocks are short (the first call dropped).
+        # One build per model x target x precision serves both batch sizes. Batch 32 of the 9-GMAC models takes up
+        # to ~3 s a call here, so blocks are short (the first call dropped).
         options = CompareOptions(targets=tuple(args.targets.split(",")), precisions=("fp32", "int8"),
                                  batches=(1, 32), rounds=args.rounds, block=args.block, calibration_count=32,
                                  timm_python=args.timm_python)
