@@ -40,14 +40,17 @@ std::string sha256_file(const fs::path& path) {
 }
 
 void check_files(const fs::path& bundle, const Manifest& manifest) {
-  std::vector<FileEntry> entries = manifest.files;
-  entries.insert(entries.begin(), manifest.artifact);
-  FileEntry golden = manifest.golden.file;
-  entries.push_back(golden);
+  struct Expected {
+    FileEntry entry;
+    bool has_size;  // the golden entry records no size: its layout gives it, checked when it is read
+  };
+  std::vector<Expected> expected{{manifest.artifact, true}};
+  for (const auto& entry : manifest.files) expected.push_back({entry, true});
+  expected.push_back({manifest.golden.file, false});
   std::error_code error;
   const fs::path root = fs::canonical(bundle, error);
   if (error) throw Error("cannot open bundle " + bundle.string() + " (" + error.message() + ")");
-  for (const auto& entry : entries) {
+  for (const auto& [entry, has_size] : expected) {
     const fs::path path = bundle / entry.path;
     if (fs::is_symlink(fs::symlink_status(path, error)))
       throw Error(bundle.string() + ": " + entry.path + " is a symbolic link; bundles hold plain files");
@@ -59,8 +62,8 @@ void check_files(const fs::path& bundle, const Manifest& manifest) {
       throw Error(bundle.string() + ": " + entry.path + " leads outside the bundle folder (a symbolic link)");
     const auto size = fs::file_size(path, error);
     if (error) throw Error(bundle.string() + ": cannot read " + entry.path + " (" + error.message() + ")");
-    // The golden entry records no size (its layout gives it); the others are checked before hashing gigabytes.
-    if (&entry != &entries.back() && size != entry.bytes)
+    // Sizes are checked before hashing: a truncated or swapped file is caught without reading gigabytes.
+    if (has_size && size != entry.bytes)
       throw Error(bundle.string() + ": " + entry.path + " is " + std::to_string(size) + " bytes; the manifest says " +
                   std::to_string(entry.bytes) + " (changed or truncated since it was built)");
     if (sha256_file(path) != entry.sha256)
