@@ -4,6 +4,7 @@ each architecture's paper reports, one panel per target: which model is fastest 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,32 +58,53 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _panels(cells: list[dict[str, Any]], x_of: Callable[[dict[str, Any]], float | None], path: Path, xlabel: str,
+            title: str, frontier: bool = False) -> None:
+    """Images/s (log) against ``x_of(row)`` for every row it gives a value, one panel per target, one colour per
+    precision x batch (filled: MaiT, hollow: baseline); with ``frontier``, each series' Pareto frontier dashed."""
+    plt = pyplot()
+    from matplotlib import ticker
+
+    targets = list(dict.fromkeys(c["target"] for c in cells))
+    figure, axes = plt.subplots(1, len(targets), figsize=(5.6 * len(targets), 4.6), squeeze=False)
+    series = list(dict.fromkeys((c["precision"], c["batch"]) for c in cells))
+    for axis, target in zip(axes[0], targets):
+        for cell in (c for c in cells if c["target"] == target):
+            color = f"C{series.index((cell['precision'], cell['batch']))}"
+            points = []
+            for row in cell["rows"]:
+                x = x_of(row)
+                if x is None:
+                    continue
+                y, mait = row["latency"]["throughput"], row["role"] == "mait"
+                points.append((x, y))
+                axis.scatter(x, y, color=color, marker="o" if mait else "s", facecolors=color if mait else "none",
+                             s=36)
+                axis.annotate(row["model"].split("_patch")[0], (x, y), fontsize=6, xytext=(3, 2),
+                              textcoords="offset points")
+            if frontier:
+                line = pareto_frontier(points)
+                axis.plot([p[0] for p in line], [p[1] for p in line], color=color, linewidth=0.8, linestyle="--",
+                          drawstyle="steps-pre")
+        for index, (precision, batch) in enumerate(series):
+            axis.scatter([], [], color=f"C{index}", label=f"{precision}, batch {batch}")
+        axis.set_yscale("log")
+        for set_formatter in (axis.yaxis.set_major_formatter, axis.yaxis.set_minor_formatter):
+            set_formatter(ticker.FormatStrFormatter("%g"))  # 20, 30, 40 rather than 2x10^1 on a log axis
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("images/s here")
+        axis.set_title(f"{target} ({title})", fontsize=9)
+        axis.legend(fontsize=7)
+    save_png(figure, path)
+
+
 def plot(report: dict[str, Any], path: Path) -> bool:
     """Throughput (img/s, log) against GFLOPs per image, one panel per target; False when nothing was timed."""
     cells = [c for c in report["cells"] if any(r["gflops"] for r in c["rows"])]
     if not cells:
         return False
-    plt = pyplot()
-    targets = list(dict.fromkeys(c["target"] for c in cells))
-    figure, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.4), squeeze=False)
-    series = list(dict.fromkeys((c["precision"], c["batch"]) for c in cells))
-    for axis, target in zip(axes[0], targets):
-        for cell in (c for c in cells if c["target"] == target):
-            color = f"C{series.index((cell['precision'], cell['batch']))}"
-            for row in (r for r in cell["rows"] if r["gflops"]):
-                mait = row["role"] == "mait"
-                axis.scatter(row["gflops"], row["latency"]["throughput"], color=color, marker="o" if mait else "s",
-                             facecolors=color if mait else "none", s=36)
-                axis.annotate(row["model"], (row["gflops"], row["latency"]["throughput"]), fontsize=6,
-                              xytext=(3, 2), textcoords="offset points")
-        for index, (precision, batch) in enumerate(series):
-            axis.scatter([], [], color=f"C{index}", label=f"{precision}, batch {batch}")
-        axis.set_yscale("log")
-        axis.set_xlabel("GFLOPs per image (counted, 2 per multiply-add)")
-        axis.set_ylabel("images/s")
-        axis.set_title(f"{target} (filled: MaiT, hollow: baseline)", fontsize=9)
-        axis.legend(fontsize=7)
-    save_png(figure, path)
+    _panels(cells, lambda row: row["gflops"] or None, path, "GFLOPs per image (counted, 2 per multiply-add)",
+            "filled: MaiT, hollow: baseline")
     return True
 
 
@@ -102,36 +124,8 @@ def pareto_plot(report: dict[str, Any], path: Path) -> bool:
     cells = [c for c in report["cells"] if sum(r["model"] in top1 for r in c["rows"]) >= 2]
     if not cells:
         return False
-    plt = pyplot()
-    from matplotlib import ticker
-
-    targets = list(dict.fromkeys(c["target"] for c in cells))
-    figure, axes = plt.subplots(1, len(targets), figsize=(5.6 * len(targets), 4.6), squeeze=False)
-    series = list(dict.fromkeys((c["precision"], c["batch"]) for c in cells))
-    for axis, target in zip(axes[0], targets):
-        for cell in (c for c in cells if c["target"] == target):
-            color = f"C{series.index((cell['precision'], cell['batch']))}"
-            points = []
-            for row in (r for r in cell["rows"] if r["model"] in top1):
-                x, y, mait = top1[row["model"]], row["latency"]["throughput"], row["role"] == "mait"
-                points.append((x, y))
-                axis.scatter(x, y, color=color, marker="o" if mait else "s", facecolors=color if mait else "none",
-                             s=36)
-                axis.annotate(row["model"].split("_patch")[0], (x, y), fontsize=6, xytext=(3, 2),
-                              textcoords="offset points")
-            frontier = pareto_frontier(points)
-            axis.plot([p[0] for p in frontier], [p[1] for p in frontier], color=color, linewidth=0.8,
-                      linestyle="--", drawstyle="steps-pre")
-        for index, (precision, batch) in enumerate(series):
-            axis.scatter([], [], color=f"C{index}", label=f"{precision}, batch {batch}")
-        axis.set_yscale("log")
-        for axis_formatter in (axis.yaxis.set_major_formatter, axis.yaxis.set_minor_formatter):
-            axis_formatter(ticker.FormatStrFormatter("%g"))  # 20, 30, 40 rather than 2x10^1 on a log axis
-        axis.set_xlabel("ImageNet-1k top-1 (%), as each paper reports it")
-        axis.set_ylabel("images/s here")
-        axis.set_title(f"{target} (filled: MaiT, hollow: baseline; dashed: frontier)", fontsize=9)
-        axis.legend(fontsize=7)
-    save_png(figure, path)
+    _panels(cells, lambda row: top1.get(row["model"]), path, "ImageNet-1k top-1 (%), as each paper reports it",
+            "filled: MaiT, hollow: baseline; dashed: frontier", frontier=True)
     return True
 
 
