@@ -48,18 +48,16 @@ def test_compare_times_side_by_side_on_one_target_and_says_what_it_could_not_bui
 @pytest.mark.slow
 def test_compare_builds_times_and_reports_every_pair(tiny):
     out = tiny / "out"
-    # A dynamic-batch target (one bundle serves both batches), a fixed-batch one converted from PyTorch (one
-    # bundle per batch; the ONNX baseline has no module) and one this machine cannot run.
-    options = CompareOptions(targets=("onnxruntime", "litert", "tensorrt"), precisions=("fp32", "int8"),
-                             batches=(1, 4), rounds=2, block=2, calibration_count=16)
+    options = CompareOptions(targets=("onnxruntime", "openvino", "litert", "tensorrt"), precisions=("fp32", "int8"),
+                             batches=(1, 4), rounds=3, block=3, calibration_count=16)
     report = compare([str(tiny / "tiny_mait"), str(tiny / "tiny_pyramid")], [str(tiny / "tiny_deit.onnx")], out,
                      options)
     data = json.loads((out / "compare.json").read_text())
     assert {(c["target"], c["precision"], c["batch"]) for c in data["cells"]} == {
-        (t, p, b) for t in ("onnxruntime", "litert") for p in ("fp32", "int8") for b in (1, 4)}
+        (t, p, b) for t in ("onnxruntime", "openvino", "litert") for p in ("fp32", "int8") for b in (1, 4)}
     for cell in data["cells"]:
-        expected = {"onnxruntime": 3, "litert": 2}[cell["target"]]  # LiteRT: no baseline module
-        assert len(cell["rows"]) == expected and cell["rounds"] >= 2
+        expected = {"onnxruntime": 3, "openvino": 3, "litert": 2}[cell["target"]]  # LiteRT: no baseline module
+        assert len(cell["rows"]) == expected and cell["rounds"] >= 3
         assert all(row["latency"]["p50_ms"] > 0 and row["latency"]["throughput"] > 0 for row in cell["rows"])
         pairs = {(r["mait"], r["baseline"]) for r in cell["throughput_ratios"]}
         if cell["target"] != "litert":
