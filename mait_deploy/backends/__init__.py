@@ -59,6 +59,7 @@ REGISTRY: dict[str, str] = {
     "openvino": "mait_deploy.backends.openvino",
     "litert": "mait_deploy.backends.litert",
     "tensorrt": "mait_deploy.backends.tensorrt",
+    "executorch": "mait_deploy.backends.executorch",
 }
 _registered: dict[str, Backend] = {}
 ENTRY_POINT_GROUP = "mait_deploy.backends"  # installed plug-ins: name = "package.module" holding BACKEND
