@@ -173,3 +173,21 @@ def test_precisions_are_defined_once():
     offenders = [f"{module}" for module, path in modules().items() if module != "mait_deploy.precision"
                  and '("fp32", "fp16", "int8")' in path.read_text()]
     assert not offenders, offenders
+
+
+def test_a_plug_in_backends_native_runner_is_in_its_own_folder():
+    """A backend that brings a native runner backend keeps it in its folder (native/backend.cpp + find.cmake);
+    the native runner's own sources never name it, and `mait-deploy app` and `remote --native` ship it."""
+    from mait_deploy.device.native_app import NATIVE_SOURCES, native_items
+
+    plug_ins = [name for name in backends.names() if backends.native_folder(name) is not None]
+    assert "executorch" in plug_ins
+    shared = [path for path in NATIVE_SOURCES.rglob("*") if path.is_file()]
+    for name in plug_ins:
+        folder = backends.native_folder(name)
+        assert folder == PACKAGE / "backends" / name / "native"
+        assert {p.name for p in folder.iterdir() if p.is_file()} >= {"backend.cpp", "find.cmake"}
+        assert backends.get(name).native_sdk, f"{name} brings a native backend but does not say where its SDK is"
+        assert native_items()[f"backends/{name}"] == folder
+        naming = [str(path.relative_to(PACKAGE)) for path in shared if name in path.read_text(errors="ignore").lower()]
+        assert not naming, f"the native runner's shared sources name the plug-in {name}: {naming}"

@@ -16,6 +16,8 @@ from mait_deploy._deps import is_available
 from mait_deploy.errors import UnsupportedOption
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from mait_deploy.device.runner import Runner
     from mait_deploy.host.compile.target import Target
 
@@ -138,6 +140,19 @@ def target(name: str) -> "Target":
 def runner_class(name: str) -> type["Runner"]:
     """The device-side runner class (imports the backend's device module, not its runtime)."""
     return _load(get(name).runner)
+
+
+def native_folder(name: str) -> "Path | None":
+    """A plug-in backend's own native runner backend (its folder's ``native/``: backend.cpp + find.cmake), if it
+    brings one; the built-in ones live in mait_deploy/native/src."""
+    import importlib.util
+    from pathlib import Path
+
+    module = REGISTRY.get(name) if name in names() else None
+    spec = importlib.util.find_spec(module) if module else None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    folder = Path(locations[0]) / "native" if locations else None
+    return folder if folder is not None and (folder / "backend.cpp").is_file() else None
 
 
 def register_cli(app: Any) -> None:

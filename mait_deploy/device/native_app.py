@@ -25,6 +25,17 @@ SOURCE_ITEMS = ("CMakeLists.txt", "cmake", "include", "src", "apps")
 MARKER = ".mait-app.json"  # what --force checks before it replaces a folder
 
 
+def native_items() -> dict[str, Path]:
+    """Path in a native project -> the folder or file it is copied from: the runner's own sources, and each plug-in
+    backend's native folder under backends/<name> (where CMakeLists.txt looks for it)."""
+    items = {item: NATIVE_SOURCES / item for item in SOURCE_ITEMS}
+    for name in backends.names():
+        folder = backends.native_folder(name)
+        if folder is not None:
+            items[f"backends/{name}"] = folder
+    return items
+
+
 def native_runtimes() -> list[str]:
     """The runtimes the native runner has a backend for (each declares its SDK in its registry entry)."""
     return [name for name in backends.names() if backends.get(name).native_sdk]
@@ -68,10 +79,9 @@ def generate_app(bundle: str | Path, out: str | Path, force: bool = False) -> Na
         raise BundleError(f"the native sources are missing from this install ({NATIVE_SOURCES})")
     check_output(out, force, kind="dir", ours=app_ownership, what="native app")
     with atomic_dir(out) as staging:
-        for item in SOURCE_ITEMS:
-            source = NATIVE_SOURCES / item
+        for item, source in native_items().items():
             if source.is_dir():
-                shutil.copytree(source, staging / item)
+                shutil.copytree(source, staging / item, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy2(source, staging / item)
         shutil.copy2(ASSETS / "manifest.schema.json", staging / "manifest.schema.json")

@@ -37,11 +37,19 @@ def missing(runtime: str) -> str | None:
         return f"native build dependencies missing: apt-get install {' '.join(absent)}"
     if importlib.util.find_spec(runtime) is None:
         return f"the {runtime} Python package (its library) is not installed"
+    if runtime == "executorch" and cmake_version() < (3, 28):
+        return "ExecuTorch's CMake package needs CMake >= 3.28 (pip install cmake)"
     if runtime == "onnxruntime" and onnxruntime_root() is None \
             and not Path("/usr/include/onnxruntime/onnxruntime_cxx_api.h").is_file():
         return ("ONNX Runtime's C API headers are missing: apt-get install libonnxruntime-dev (Debian trixie), "
                 "or run .ci/fetch-onnxruntime-headers")
     return None
+
+
+def cmake_version() -> tuple[int, ...]:
+    done = subprocess.run(["cmake", "--version"], capture_output=True, text=True, timeout=60)
+    words = done.stdout.split()
+    return tuple(int(part) for part in words[2].split(".")[:2]) if len(words) > 2 else (0,)
 
 
 def build_env() -> dict[str, str]:

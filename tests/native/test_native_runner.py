@@ -18,9 +18,11 @@ from tests.native import sdk
 
 pytest.importorskip("torch")
 
-RUNTIMES = ("onnxruntime", "openvino")
-# The OpenVINO runner's C++ build takes ~1 minute more than ONNX Runtime's C one: in CI's slow run, not the default.
-BUILT_RUNTIMES = ("onnxruntime", pytest.param("openvino", marks=pytest.mark.slow))
+RUNTIMES = ("onnxruntime", "openvino", "executorch")
+# The OpenVINO runner's C++ build takes ~1 minute more than ONNX Runtime's C one, and ExecuTorch's INT8 bundle ~2
+# minutes to quantize and lower: in CI's slow run, not the default.
+BUILT_RUNTIMES = ("onnxruntime", pytest.param("openvino", marks=pytest.mark.slow),
+                  pytest.param("executorch", marks=pytest.mark.slow))
 PRECISIONS = ("fp32", "int8")
 AGREEMENT_IMAGES = 1000
 
@@ -40,7 +42,7 @@ class Built(dict):
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    """(runtime, precision) -> the shipped model's bundle of this mait-deploy (ONNX Runtime/OpenVINO, FP32/INT8)."""
+    """(runtime, precision) -> the shipped model's bundle of this mait-deploy (each native runtime, FP32/INT8)."""
     from mait_deploy.host.compile.api import compile_model
     from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 
@@ -313,3 +315,52 @@ def test_the_runner_is_clean_under_address_and_undefined_behaviour_sanitizers(ru
             done.stderr[-3000:]
     for name, (bundle, message) in hostile_cases(bundles[runtime, "fp32"], tmp_path / "hostile").items():
         assert_one_line_failure(run(build / "mait-selftest", bundle, env=env), message)
+
+
+@pytest.mark.slow
+def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bundles, tmp_path):
+    """The Python device side on a device without torch (nor ExecuTorch's Python runtime): verify, evaluate,
+    predict and profile an ExecuTorch bundle through the native runner's C ABI (libmait_runner_c.so, ctypes)."""
+    import sys
+    import textwrap
+
+    from tests.test_torch_free import BLOCKER
+
+    needs("executorch")
+    library = apps["executorch"] / "libmait_runner_c.so"
+    code = BLOCKER.replace('"safetensors"}', '"safetensors", "executorch"}') + textwrap.dedent(f'''
+        import json, sys
+        from mait_deploy.device.bundle import load_bundle, verify_bundle
+        from mait_deploy.device.evaluate import evaluate_bundle
+        from mait_deploy.device.profiling.measure import ProfileOptions, profile
+        rows = {{}}
+        for precision, bundle in (("fp32", {str(bundles["executorch", "fp32"])!r}),
+                                  ("int8", {str(bundles["executorch", "int8"])!r})):
+            report = verify_bundle(bundle)
+            with load_bundle(bundle) as runner:
+                info = runner.runtime_info()
+            accuracy = evaluate_bundle(bundle, count=200)
+            timing = profile(bundle, ProfileOptions(batches=(1,), warmup=1, iterations=5))
+            rows[precision] = {{"passed": report.passed, "via": info["via"], "top1": accuracy.top1,
+                                "error": timing.error}}
+        assert "torch" not in sys.modules
+        print(json.dumps(rows))
+    ''')
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MAIT_NATIVE_LIBRARY": str(library)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    for precision, row in rows.items():
+        assert row["passed"] and row["via"] == "native library" and row["error"] is None, (precision, row)
+        assert row["top1"] > 0.85, (precision, row)
+    # The library built for another runtime is refused in one line, and so is a missing one.
+    from mait_deploy.device.bundle import load_bundle
+    from mait_deploy.device.runner import RunnerOptions
+    from mait_deploy.errors import BundleError
+
+    with pytest.raises(BundleError, match="cannot load the native runner library"):
+        load_bundle(bundles["executorch", "fp32"], RunnerOptions(extra={"native_library": str(tmp_path)})).activate()
+    if "onnxruntime" in [r for r in RUNTIMES if sdk.missing(r) is None]:
+        other = apps["onnxruntime"] / "libmait_runner_c.so"
+        with pytest.raises(BundleError, match="was built for onnxruntime"):
+            load_bundle(bundles["executorch", "fp32"], RunnerOptions(extra={"native_library": str(other)})).activate()

@@ -1,14 +1,14 @@
-"""ExecuTorch runner: the .pte through ExecuTorch's Python runtime where it is installed (the host: it links
-libtorch), else through the native runner's library (mait_deploy/native, built against the wheel's C++ runtime):
-a device needs numpy and that library, never torch.
-
-Both load the same program into the same C++ runtime and its XNNPACK delegate; the one in use is in
-``runtime_info`` (``via``).
+"""ExecuTorch runner: the .pte through ExecuTorch's Python runtime (pybind over its C++ runtime and XNNPACK
+delegate), or through the native runner's library (mait_deploy/native's C ABI, built against the wheel's C++
+runtime) where one is named. The Python runtime links libtorch, so a torch-free device uses the library: its
+``native_library`` option, or MAIT_NATIVE_LIBRARY (device/native_library.py). Both run the same C++ runtime; the
+golden set checks they agree, and ``runtime_info`` says which one ran (``via``).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,16 @@ def _threads(asked: int | None) -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _package_version() -> str:
+    """The executorch wheel's version (a device running the native library has the wheel: it is the SDK)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("executorch")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class _PythonRuntime:
@@ -50,39 +60,55 @@ class _PythonRuntime:
                 from err
         meta = self._method.metadata
         self.input_shape = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())
-        import executorch
-
-        self.version = getattr(executorch, "__version__", "")
+        self.version, self.detail = _package_version(), "XNNPACK delegate"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         out = self._method.execute([self._torch.from_numpy(batch)])[0]
         return out.numpy().astype(np.float32, copy=True)
 
 
+class _NativeRuntime:
+    """The native runner's library (numpy + ctypes)."""
+
+    via = "native library"
+
+    def __init__(self, library: Path, runner: Runner, threads: int) -> None:
+        from mait_deploy.device.native_library import open_native
+
+        self._session = open_native(library, runner.bundle_dir, runner.runtime_name, runner.num_classes, threads)
+        self.input_shape = (runner.fixed_batch, *runner.sample_shape)  # the library checks the program's own
+        self.version, self.detail = _package_version(), self._session.description
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(batch)[0]
+
+    def close(self) -> None:
+        self._session.close()
+
+
 class ExecuTorchRunner(Runner):
     declared_options = (
-        Option("via", str, "auto", "auto: ExecuTorch's Python runtime where installed, else the native library; "
-                                   "python or native to insist", choices=("auto", "python", "native")),
+        Option("native_library", str, None, "run through this libmait_runner_c.so (or a folder holding it) instead "
+                                            "of ExecuTorch's Python runtime; default: $MAIT_NATIVE_LIBRARY"),
     )
     layer_profiler_missing = "ExecuTorch's op profiler (ETDump) needs a runtime built with event tracing"
 
-    def _runtime(self) -> Any:
-        path = str(self.bundle_dir / self.manifest.artifact.path)
-        threads = _threads(self.options.threads)
-        via = self.settings["via"]
-        if via in ("auto", "python"):
-            try:
-                return _PythonRuntime(path, threads)
-            except ImportError as err:
-                if via == "python":
-                    raise MissingDependency("executorch", extra="executorch",
-                                            detail="its Python runtime also needs torch") from err
-        from mait_deploy.backends.executorch.native_lib import NativeRuntime
-
-        return NativeRuntime(self.bundle_dir, threads)
-
     def _load(self) -> None:
-        self._rt = self._runtime()
+        from mait_deploy.device.native_library import LIBRARY_ENV, library_path
+
+        threads = _threads(self.options.threads)
+        library = library_path(self.settings["native_library"])
+        if library is not None:
+            self._rt = _NativeRuntime(library, self, threads)
+            return
+        try:
+            self._rt = _PythonRuntime(str(self.bundle_dir / self.manifest.artifact.path), threads)
+        except ImportError as err:
+            raise MissingDependency(
+                "executorch", extra="executorch",
+                detail=f"its Python runtime needs torch; a torch-free device runs this bundle through the native "
+                       f"runner's library: build it with `mait-deploy app BUNDLE -o DIR` and set {LIBRARY_ENV}="
+                       f"DIR/build/libmait_runner_c.so") from err
         expected = (self.fixed_batch, *self.sample_shape)
         if tuple(self._rt.input_shape) != expected:
             raise BundleError(f"the program's input is {list(self._rt.input_shape)}; the manifest says "
@@ -92,10 +118,12 @@ class ExecuTorchRunner(Runner):
         return self._rt.run(batch)
 
     def _close(self) -> None:
+        if isinstance(self._rt, _NativeRuntime):
+            self._rt.close()
         self._rt = None
 
     def runtime_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"runtime": self.runtime_name, "threads": _threads(self.options.threads)}
         if self.is_active:
-            info.update(via=self._rt.via, version=f"executorch {self._rt.version}".strip())
+            info.update(via=self._rt.via, version=self._rt.version, detail=self._rt.detail)
         return info

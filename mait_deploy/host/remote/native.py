@@ -13,7 +13,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mait_deploy.device.native_app import NATIVE_SOURCES, SOURCE_ITEMS, native_runtimes
+from mait_deploy.device.native_app import native_items, native_runtimes
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.ssh import Board, last_line
@@ -27,10 +27,10 @@ def source_files() -> dict[str, Path]:
     from mait_deploy._assets import ASSETS
 
     files = {}
-    for item in SOURCE_ITEMS:
-        path = NATIVE_SOURCES / item
+    for item, path in native_items().items():
         for file in ([path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())):
-            files[str(file.relative_to(NATIVE_SOURCES))] = file
+            if "__pycache__" not in file.parts:
+                files[str(Path(item) / file.relative_to(path)) if path.is_dir() else item] = file
     files["manifest.schema.json"] = ASSETS / "manifest.schema.json"
     return files
 

@@ -2,14 +2,14 @@
 # what to install. Imported targets: mait::json, mait::valijson, mait::stb, JPEG::JPEG, OpenSSL::Crypto and (from
 # mait_find_runtime) mait::runtime.
 
-# The runtime's Python package, where a runtime's wheel is the SDK (OpenVINO) or holds its library (ONNX
-# Runtime): asked of the python3 on PATH, never required.
+# The runtime's Python package folder (a namespace package's too), where a runtime's wheel is the SDK (OpenVINO,
+# some plug-ins) or holds its library (ONNX Runtime): asked of the python3 on PATH, never required.
 function(mait_python_package name out)
   find_package(Python3 COMPONENTS Interpreter QUIET)
   set(${out} "" PARENT_SCOPE)
   if(Python3_Interpreter_FOUND)
     execute_process(
-      COMMAND "${Python3_EXECUTABLE}" -c "import importlib.util, os; s = importlib.util.find_spec('${name}'); print(os.path.dirname(s.origin) if s else '')"
+      COMMAND "${Python3_EXECUTABLE}" -c "import importlib.util, os; s = importlib.util.find_spec('${name}'); print('' if not s else os.path.dirname(s.origin) if s.origin else next(iter(s.submodule_search_locations or []), ''))"
       OUTPUT_VARIABLE _where OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
     set(${out} "${_where}" PARENT_SCOPE)
   endif()
@@ -107,7 +107,7 @@ macro(mait_find_runtime runtime)
     # Why, and what a user of that device does instead: the backend's registry entry (`mait-deploy app` says it).
     message(FATAL_ERROR "the native runner has no ${runtime} backend: see docs/native.md")
   else()
-    message(FATAL_ERROR "unknown runtime '${runtime}': onnxruntime or openvino")
+    message(FATAL_ERROR "unknown runtime '${runtime}': onnxruntime, openvino, or a plug-in backend with a native/ folder")
   endif()
   add_library(mait::runtime ALIAS mait_runtime)
 endmacro()

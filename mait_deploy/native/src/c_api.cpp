@@ -1,0 +1,70 @@
+// The C ABI over mait::Runner (include/mait/mait_c.h): exceptions end here, as a return code and one line.
+#include <cstring>
+#include <exception>
+#include <new>
+
+#include "internal.hpp"
+#include "mait/mait_c.h"
+
+struct mait_runner {
+  mait::Runner runner;
+};
+
+namespace {
+
+void copy_text(const std::string& text, char* out, size_t size) {
+  if (out == nullptr || size == 0) return;
+  const size_t length = std::min(text.size(), size - 1);
+  std::memcpy(out, text.data(), length);
+  out[length] = '\0';
+}
+
+template <typename Call>
+int guarded(char* error, size_t error_size, Call call) {
+  try {
+    call();
+    return 0;
+  } catch (const std::bad_alloc&) {
+    copy_text("out of memory", error, error_size);
+  } catch (const std::exception& failure) {
+    copy_text(mait::one_line(failure.what()), error, error_size);
+  } catch (...) {
+    copy_text("unknown error", error, error_size);
+  }
+  return 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* mait_runtime(void) { return mait::backend_runtime(); }
+
+int mait_runner_open(const char* bundle, int threads, int check_hashes, mait_runner** out, char* error,
+                     size_t error_size) {
+  return guarded(error, error_size, [&] {
+    if (bundle == nullptr || out == nullptr) throw mait::Error("no bundle given");
+    mait::RunnerOptions options;
+    options.threads = threads;
+    options.check_hashes = check_hashes != 0;
+    *out = new mait_runner{mait::Runner::open(bundle, options)};
+  });
+}
+
+int mait_runner_run(mait_runner* runner, const float* inputs, int64_t count, float* logits, double* runtime_ms,
+                    char* error, size_t error_size) {
+  return guarded(error, error_size, [&] {
+    if (runner == nullptr || inputs == nullptr || logits == nullptr) throw mait::Error("null argument");
+    const std::vector<float> result = runner->runner.run(inputs, count);
+    std::copy(result.begin(), result.end(), logits);
+    if (runtime_ms != nullptr) *runtime_ms = runner->runner.last_runtime_ms();
+  });
+}
+
+void mait_runner_describe(const mait_runner* runner, char* text, size_t size) {
+  copy_text(runner != nullptr ? runner->runner.describe() : std::string(), text, size);
+}
+
+void mait_runner_close(mait_runner* runner) { delete runner; }
+
+}  // extern "C"
