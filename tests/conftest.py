@@ -27,6 +27,22 @@ def ort_fp32_bundle(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def executorch_bundles(tmp_path_factory):
+    """precision -> the shipped checkpoint as an ExecuTorch bundle (FP32, INT8 on 128 calibration images; gate on
+    200 images), built once for the slow tests that run them (natively, on the boards); tests only read them."""
+    pytest.importorskip("torch")
+    pytest.importorskip("executorch.runtime")
+    from mait_deploy.host.compile.api import compile_model
+    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+
+    root = tmp_path_factory.mktemp("executorch-bundles")
+    for precision in ("fp32", "int8"):
+        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
+        compile_model(None, "executorch", options, root / f"executorch-{precision}", eval_count=200)
+    return {precision: root / f"executorch-{precision}" for precision in ("fp32", "int8")}
+
+
 @pytest.fixture(autouse=True)
 def _fresh_gate_memo():
     """Each test scores its own gates: the compile template remembers gates by artifact bytes within a process

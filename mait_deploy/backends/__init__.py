@@ -45,6 +45,12 @@ class Backend:
     # of that device does instead (no_native).
     native_sdk: str = ""
     no_native: str = ""
+    # Requirements a device installs without their dependencies (`remote setup` adds them with --no-deps): a wheel
+    # that is the runtime's C/C++ SDK, whose Python side (and what it depends on) the device never imports.
+    runtime_sdk_wheels: tuple[str, ...] = ()
+    # A device runs this backend's bundles through the native runner's library (its Python runtime needs torch):
+    # `remote` builds the runner on the board and hands the library to the Python device side.
+    device_runs_native: bool = False
 
     @property
     def gates_with(self) -> str:

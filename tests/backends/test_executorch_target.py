@@ -29,8 +29,7 @@ SHAPED_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", SHAPED_CONFIGS)
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name, batch", [("deit", 1), *((name, 3) for name in SHAPED_CONFIGS)])
 def test_the_shaped_export_computes_what_the_model_computes(name, batch):
     torch.manual_seed(0)
     model = MaiT(SHAPED_CONFIGS[name]()).eval()
@@ -43,6 +42,22 @@ def test_the_shaped_export_computes_what_the_model_computes(name, batch):
         assert torch.allclose(exported.module()(x), expected, atol=1e-5, rtol=1e-5)
     # The model itself is untouched: its LayerNorms and its masks' stride-0 views are still there.
     assert any(isinstance(module, torch.nn.LayerNorm) for module in model.modules())
+
+
+@pytest.mark.slow
+def test_cait_backbones_lower_whole_and_the_pyramid_leaves_its_token_sum():
+    from mait_deploy.backends.executorch.target import ExecuTorchTarget
+
+    left = {}
+    for name in ("cait with talking heads", "pyramid"):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            _, delegation = ExecuTorchTarget._lower(torch, edge_model(MaiT(SHAPED_CONFIGS[name]()).eval()),
+                                                   torch.zeros(2, 1, 28, 28))
+        left[name] = delegation["undelegated_by_op"]
+    assert left["cait with talking heads"] == {}
+    # The pyramid's mean over tokens (a sum over axis 1) and one layout copy stay with the portable kernels.
+    assert sum(left["pyramid"].values()) <= 2 and "aten_sum_dim_int_list" in left["pyramid"], left
 
 
 def test_the_decompositions_are_the_ops_they_replace():
@@ -113,18 +128,20 @@ def test_impossible_options_are_one_line_errors(options, message, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_is_delegated_whole_passes_its_gate_and_keeps_named_layers_in_float(tmp_path):
+def test_int8_is_delegated_whole_passes_its_gate_and_keeps_named_layers_in_float(executorch_bundles, tmp_path):
+    from mait_deploy.device.manifest import read_manifest
+
+    manifest = read_manifest(executorch_bundles["int8"])
+    assert manifest.build["delegation"]["undelegated_ops"] == 0
+    assert manifest.accuracy.passed and manifest.accuracy.drop_points <= 1.0
+    assert (executorch_bundles["int8"] / "model.pte").stat().st_size < 0.35 * (
+        executorch_bundles["fp32"] / "model.pte").stat().st_size
     model = load_checkpoint(resolve_checkpoint(None))
-    options = CompileOptions(precision="int8", calibration=CalibrationOptions(count=128))
-    result = compile_model(model, "executorch", options, tmp_path / "int8", eval_count=1000)
-    assert result.manifest.build["delegation"]["undelegated_ops"] == 0
-    assert result.gate.passed and result.gate.drop_points <= 1.0
-    assert (tmp_path / "int8" / "model.pte").stat().st_size < 0.35 * 5.45e6
     kept = CompileOptions(precision="int8", calibration=CalibrationOptions(count=32), float_layers=("head",))
     partial = compile_model(model, "executorch", kept, tmp_path / "kept", evaluation=None)
     quantization = partial.manifest.build["quantization"]
     assert quantization["float_layers"] == ["head"]
-    assert quantization["quantized_layers"] == result.manifest.build["quantization"]["quantized_layers"] - 1
+    assert quantization["quantized_layers"] == manifest.build["quantization"]["quantized_layers"] - 1
     with pytest.raises(UnsupportedOption, match="unknown layer"):
         compile_model(model, "executorch", CompileOptions(precision="int8", float_layers=("nope",)),
                       tmp_path / "bad", evaluation=None)

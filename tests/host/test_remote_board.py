@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("asyncssh")
 pytest.importorskip("yaml")
 
-RUNTIMES = ["onnxruntime", "litert", "openvino"]
+RUNTIMES = ["onnxruntime", "litert", "openvino", "executorch"]
+TARGETS = ["onnxruntime", "litert", "openvino"]  # the `bundles` fixture's; ExecuTorch's are the session's own
 PROFILE = dict(iterations=10, warmup=2)  # under emulation: enough to prove the profiler runs, not to time
 EVAL_COUNT = 100  # on-board images per bundle (an emulated image costs milliseconds to a second)
 
@@ -87,7 +88,7 @@ def bundles(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("bundles")
     built = {}
-    for target in RUNTIMES:
+    for target in TARGETS:
         for precision in ("fp32", "int8"):
             folder = root / f"{target}-{precision}"
             compile_model(None, target, CompileOptions(precision=precision), folder, eval_count=300)
@@ -338,3 +339,30 @@ def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet
                            options=ProfileOptionsRemote(iterations=2, warmup=1, native=True), force=True)
     row = next(r for r in again["rows"] if r["runner"] == "native")
     assert row["status"] == "ok" and row["steps"]["build"] == 0.0, row  # the board kept its build
+
+
+def test_executorch_bundles_run_on_the_board_through_the_native_runner(fleet, set_up, executorch_bundles, tmp_path):
+    """A board has ExecuTorch's aarch64 wheel as an SDK (no torch, no Python runtime): `remote profile` builds the
+    native runner there and the Python device side verifies, scores and profiles each bundle through its library;
+    `--native` adds the C++ runner's own rows from the same build."""
+    from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
+
+    work = fleet.root / "root" / fleet.workdirs["board-a"]
+    site = next((work / "venv" / "lib").glob("python3*/site-packages"))
+    assert (site / "executorch" / "share" / "cmake" / "executorch-config.cmake").is_file()
+    assert not (site / "torch").exists() and not (site / "pandas").exists(), "the SDK wheel came with its deps"
+    out = tmp_path / "out"
+    report = remote_profile(fleet.devices[:1], list(executorch_bundles.values()), out, eval_source="fashion-mnist",
+                            eval_count=EVAL_COUNT, options=ProfileOptionsRemote(**PROFILE, native=True))
+    rows = {(row["bundle"], row["runner"]): row for row in report["rows"]}
+    for precision in ("fp32", "int8"):
+        python_row, native_row = rows[f"executorch-{precision}", "python"], rows[f"executorch-{precision}", "native"]
+        for row in (python_row, native_row):
+            assert row["status"] == "ok", (precision, row["runner"], row["reason"])
+            assert row["machine"] == "aarch64" and row["verify"]["passed"] and row["latency"]["p50_ms"] > 0
+        assert python_row["verify"]["runtime"]["via"] == "native library"
+        assert abs(python_row["top1"] - python_row["host_top1"]) <= 0.02, python_row
+        assert native_row["verify"]["runtime"].startswith("executorch")
+    builds = [rows["executorch-fp32", "python"]["steps"]["native_build"],
+              rows["executorch-int8", "python"]["steps"]["native_build"]]
+    assert builds[0] > 0 and builds[1] == 0, builds  # built once on the board, for both bundles and both rows

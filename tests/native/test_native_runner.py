@@ -41,7 +41,7 @@ class Built(dict):
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
+def bundles(tmp_path_factory, request):
     """(runtime, precision) -> the shipped model's bundle of this mait-deploy (each native runtime, FP32/INT8)."""
     from mait_deploy.host.compile.api import compile_model
     from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
@@ -50,6 +50,8 @@ def bundles(tmp_path_factory):
 
     def make(key):
         runtime, precision = key
+        if runtime == "executorch":  # built once per session, shared with the boards' tests
+            return request.getfixturevalue("executorch_bundles")[precision]
         options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
         compile_model(None, runtime, options, root / f"{runtime}-{precision}", eval_count=200)
         return root / f"{runtime}-{precision}"

@@ -5,8 +5,9 @@ leaves 75 operators to ExecuTorch's portable kernels, around 42 delegated pieces
 model, never the model itself:
 - LayerNorm is written as XNNPACK's operators (mean over a 4-D view, rsqrt): ``native_layer_norm`` has no XNNPACK
   lowering;
-- self-attention uses 3-D batched matmuls: the 4-D ``@`` decomposes into expands and views XNNPACK refuses, and
-  the qkv ``unbind`` into selects and squeezes, so q, k and v are slices of one [B, 3H, T, d] tensor;
+- self-attention (and CaiT's class attention) uses 3-D batched matmuls: the 4-D ``@`` decomposes into expands
+  and views XNNPACK refuses, and the qkv ``unbind`` into selects and squeezes, so q, k and v are slices of one
+  [B, 3H, T, d] tensor;
 - the mask buffers are contiguous copies (``.to_executorch()`` refuses stride 0: the masks are numpy views);
 - ``select`` (the class token's row) becomes a slice and a reshape, and ``expand`` of the class token a
   concatenation (XNNPACK has no lowering for either).
@@ -34,7 +35,7 @@ from mait_deploy.host.compile.target import (
     TargetCapabilities,
 )
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
-from mait_deploy.host.model.layers import MaskedSelfAttention
+from mait_deploy.host.model.layers import ClassAttention, MaskedSelfAttention
 from mait_deploy.precision import FP32, INT8
 
 ARTIFACT = "model.pte"
@@ -62,7 +63,8 @@ def _layer_norm(torch: Any) -> type:
 
 def _attention_forward(torch: Any) -> Callable[..., Any]:
     def forward(self: MaskedSelfAttention, x: Any, mask: Any = None) -> Any:
-        """MaskedSelfAttention.forward with 3-D batched matmuls and q/k/v as slices (same arithmetic)."""
+        """MaskedSelfAttention.forward with 3-D batched matmuls and q/k/v as slices (same arithmetic; talking
+        heads still mix the heads of the 4-D scores)."""
         batch, tokens, dim = x.shape
         heads, head_dim = self.num_heads, dim // self.num_heads
         qkv = self.qkv(x).reshape(batch, tokens, 3 * heads, head_dim).permute(0, 2, 1, 3)
@@ -71,11 +73,30 @@ def _attention_forward(torch: Any) -> Callable[..., Any]:
             scores = torch.bmm(q, k.transpose(1, 2)).reshape(batch, heads, tokens, tokens) * mask
         else:
             scores = torch.bmm(q * self.scale, k.transpose(1, 2)).reshape(batch, heads, tokens, tokens)
+            if self.talking_heads:
+                scores = self.proj_l(scores.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             if mask is not None:
                 scores = scores + mask
-        weights = scores.softmax(dim=-1).reshape(batch * heads, tokens, tokens)
-        out = torch.bmm(weights, v).reshape(batch, heads, tokens, head_dim).permute(0, 2, 1, 3)
-        return self.proj(out.reshape(batch, tokens, dim))
+        weights = scores.softmax(dim=-1)
+        if self.talking_heads:
+            weights = self.proj_w(weights.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        out = torch.bmm(weights.reshape(batch * heads, tokens, tokens), v)
+        return self.proj(out.reshape(batch, heads, tokens, head_dim).permute(0, 2, 1, 3).reshape(batch, tokens, dim))
+
+    return forward
+
+
+def _class_attention_forward(torch: Any) -> Callable[..., Any]:
+    def forward(self: ClassAttention, x: Any) -> Any:
+        """ClassAttention.forward with 3-D batched matmuls (same arithmetic)."""
+        batch, tokens, dim = x.shape
+        heads, head_dim = self.num_heads, dim // self.num_heads
+        q = self.q(x[:, :1]).reshape(batch, 1, heads, head_dim).transpose(1, 2).reshape(batch * heads, 1, head_dim)
+        k = self.k(x).reshape(batch, tokens, heads, head_dim).transpose(1, 2).reshape(batch * heads, tokens, head_dim)
+        v = self.v(x).reshape(batch, tokens, heads, head_dim).transpose(1, 2).reshape(batch * heads, tokens, head_dim)
+        weights = torch.bmm(q * self.scale, k.transpose(1, 2)).softmax(dim=-1)
+        out = torch.bmm(weights, v).reshape(batch, heads, 1, head_dim).transpose(1, 2).reshape(batch, 1, dim)
+        return self.proj(out)
 
     return forward
 
@@ -92,9 +113,10 @@ def edge_model(model: Any) -> Any:
         for name, child in list(module.named_children()):
             if isinstance(child, torch.nn.LayerNorm):
                 setattr(module, name, _layer_norm(torch)(child))
-        # Talking heads (CaiT) mix the heads with a Linear on a permuted 4-D tensor: left as written.
-        if isinstance(module, MaskedSelfAttention) and not module.talking_heads:
+        if isinstance(module, MaskedSelfAttention):
             module.forward = _attention_forward(torch).__get__(module)
+        elif isinstance(module, ClassAttention):
+            module.forward = _class_attention_forward(torch).__get__(module)
     return shaped
 
 

@@ -120,12 +120,17 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
                "--abi", f"cp{version}", "--target", str(target)]
     for tag in board_platforms(board["machine"], board["libc"]):
         command += ["--platform", tag]
-    command.append(f"{wheel}[{','.join(runtime_extras(runtimes))}]")
+    sdk_wheels = runtime_sdk_wheels(runtimes)
     try:
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            reason = failure_line(done.stderr, "pip failed")
-            raise RemoteError(f"resolving wheels for {board['machine']} / Python {board['python']} failed: {reason}")
+        for requirements in ([f"{wheel}[{','.join(runtime_extras(runtimes))}]"],
+                             ["--no-deps", *sdk_wheels] if sdk_wheels else None):
+            if requirements is None:
+                continue
+            done = subprocess.run(command + requirements, capture_output=True, text=True)
+            if done.returncode != 0:
+                reason = failure_line(done.stderr, "pip failed")
+                raise RemoteError(f"resolving wheels for {board['machine']} / Python {board['python']} failed: "
+                                  f"{reason}")
         partial = archive.with_suffix(".partial")
         with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
             for entry in sorted(target.iterdir()):
@@ -139,6 +144,11 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
 def runtime_extras(runtimes: Sequence[str]) -> list[str]:
     """The pip extras that bring these backends' device runtimes."""
     return sorted({backends.get(name).runtime_extra for name in runtimes})
+
+
+def runtime_sdk_wheels(runtimes: Sequence[str]) -> list[str]:
+    """The requirements these backends' devices install without their dependencies (a runtime's SDK wheel)."""
+    return sorted({wheel for name in runtimes for wheel in backends.get(name).runtime_sdk_wheels})
 
 
 def _read_stamp(text: str) -> dict[str, Any] | None:
@@ -223,6 +233,11 @@ async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts
         await board.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-input",
                          "--disable-pip-version-check", f"{remote_wheel}[{','.join(runtime_extras(device.runtimes))}]"],
                         what="pip install on the board")
+        sdk_wheels = runtime_sdk_wheels(device.runtimes)
+        if sdk_wheels:
+            await board.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-input",
+                             "--disable-pip-version-check", "--no-deps", *sdk_wheels],
+                            what="pip install of the runtimes' SDK wheels on the board")
         steps["install"] = round(time.perf_counter() - clock, 2)
         return
     async with resolving:  # one pip resolution at a time (boards of one platform share it), off the event loop
