@@ -301,3 +301,17 @@ def test_the_wheel_is_built_outside_the_users_checkout(tmp_path):
 
     names = zipfile.ZipFile(wheel).namelist()
     assert "mait_deploy/assets/manifest.schema.json" in names and "mait_deploy/cli/app.py" in names
+
+
+def test_the_probe_report_is_found_among_a_runtimes_stdout_lines_and_its_absence_is_one_line():
+    from mait_deploy.host.remote.setup import _probe_report, runtime_sdk_wheels
+
+    report = '{"machine": "aarch64", "runtimes": {"onnxruntime": {"ok": true}}}'
+    for stdout in (report + "\n", f"{report}\nlibrary noise at exit\n", f"[info] 1\n{{\"other\": 1}}\n{report}\n"):
+        assert _probe_report(stdout)["machine"] == "aarch64"
+    with pytest.raises(RemoteError, match="printed no report") as caught:
+        _probe_report("Segmentation fault\n{not json\n")
+    assert "\n" not in str(caught.value)
+    # The runtimes whose wheel is their C++ SDK, installed without dependencies: ExecuTorch's, not the others'.
+    assert runtime_sdk_wheels(["onnxruntime", "executorch", "litert"]) == ["executorch==1.5.1"]
+    assert runtime_sdk_wheels(["onnxruntime", "openvino"]) == []

@@ -151,6 +151,19 @@ def runtime_sdk_wheels(runtimes: Sequence[str]) -> list[str]:
     return sorted({wheel for name in runtimes for wheel in backends.get(name).runtime_sdk_wheels})
 
 
+def _probe_report(stdout: str) -> dict[str, Any]:
+    """The probe's JSON line. A runtime's native library may write to stdout too (once, under qemu, a line came
+    after the report): the report is the line that parses as the probe's object."""
+    for line in stdout.splitlines():
+        try:
+            report = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(report, dict) and "runtimes" in report and "machine" in report:
+            return report
+    raise RemoteError(f"the board's probe printed no report: {stdout.strip()[:300]!r}")
+
+
 def _read_stamp(text: str) -> dict[str, Any] | None:
     try:
         return json.loads(text)
@@ -196,7 +209,7 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
             probe = await board.run([python, "-m", "mait_deploy.device.probe", *device.runtimes],
                                     what="checking the runtimes")
             steps["check"] = round(time.perf_counter() - clock, 2)
-            result.board = json.loads(probe.stdout)
+            result.board = _probe_report(probe.stdout)
             broken = {name: info["error"] for name, info in result.board["runtimes"].items() if not info["ok"]}
             if broken:
                 name, error = next(iter(broken.items()))
