@@ -119,7 +119,7 @@ def test_a_device_without_executorchs_python_runtime_is_told_to_use_the_native_r
 @pytest.mark.parametrize("options, message", [
     (CompileOptions(precision="fp32", batch="dynamic"), "static batch"),
     (CompileOptions(precision="fp16"), "does not support precision fp16"),
-    (CompileOptions(precision="int8", calibration=CalibrationOptions(method="entropy")), "min/max observers"),
+    (CompileOptions(precision="int8", calibration=CalibrationOptions(method="entropy")), "own observers"),
 ])
 def test_impossible_options_are_one_line_errors(options, message, tmp_path):
     with pytest.raises(UnsupportedOption, match=message) as caught:

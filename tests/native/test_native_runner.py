@@ -320,6 +320,24 @@ def test_the_runner_is_clean_under_address_and_undefined_behaviour_sanitizers(ru
 
 
 @pytest.mark.slow
+def test_a_program_executorch_refuses_is_its_reason_on_one_line(apps, bundles, tmp_path):
+    """A .pte cut short whose manifest matches it (so the hashes pass): ExecuTorch's own reason, one line, exit 1,
+    none of its log lines on stderr."""
+    import hashlib
+
+    needs("executorch")
+    bundle = tmp_path / "cut"
+    shutil.copytree(bundles["executorch", "fp32"], bundle)
+    program = (bundle / "model.pte").read_bytes()[:200_000]
+    (bundle / "model.pte").write_bytes(program)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["artifact"].update(sha256=hashlib.sha256(program).hexdigest(), bytes=len(program))
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_failure(run(apps["executorch"] / "mait-selftest", bundle),
+                            "executorch cannot load the forward method of model.pte (Error::InvalidProgram")
+
+
+@pytest.mark.slow
 def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bundles, tmp_path):
     """The Python device side on a device without torch (nor ExecuTorch's Python runtime): verify, evaluate,
     predict and profile an ExecuTorch bundle through the native runner's C ABI (libmait_runner_c.so, ctypes)."""

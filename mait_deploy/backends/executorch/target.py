@@ -191,8 +191,9 @@ class ExecuTorchTarget(Target):
             raise UnsupportedOption("ExecuTorch bundles have a static batch here (XNNPACK's delegate is planned for "
                                     "one shape): pass --batch N, one bundle per batch size")
         if options.calibration.method != "minmax":
-            raise UnsupportedOption("executorch int8 uses XNNPACKQuantizer's min/max observers; --calib-method is "
-                                    "for the onnxruntime/tensorrt targets")
+            raise UnsupportedOption("executorch int8 uses XNNPACKQuantizer's own observers (histogram for "
+                                    "activations, per-channel min/max for weights); --calib-method is for the "
+                                    "onnxruntime/tensorrt targets")
 
     def summary_lines(self, manifest: Manifest) -> list[tuple[str, str]]:
         lines = super().summary_lines(manifest)

@@ -23,6 +23,7 @@ from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.inventory import Device
+from mait_deploy.host.remote.native import device_environment
 from mait_deploy.host.remote.parallel import run_on_devices
 from mait_deploy.host.remote.setup import STAMP
 from mait_deploy.host.remote.ssh import Board, last_line
@@ -257,9 +258,8 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
                 if progress:
                     progress(f"{device.name}: {bundle.name}")
                 try:
-                    environment = await _device_environment(board, bundle, row, work, python, temporaries)
                     await _bundle_on_board(board, bundle, row, work, python, eval_remote, options, out,
-                                           temporaries, environment)
+                                           temporaries)
                     row.status = "ok"
                 except RemoteError as err:
                     row.reason = str(err)
@@ -301,24 +301,9 @@ async def _native_row(board: Board, bundle: LocalBundle, python_row: Row, work: 
     return row
 
 
-async def _device_environment(board: Board, bundle: LocalBundle, row: Row, work: PurePosixPath, python: str,
-                              temporaries: list[str]) -> list[str]:
-    """``env`` arguments for the board job: where a backend's device runs its bundles through the native runner's
-    library, the library (built on the board when missing, remote/native.py)."""
-    from mait_deploy import backends
-    from mait_deploy.device.native_library import LIBRARY_ENV, LIBRARY_NAME
-    from mait_deploy.host.remote.native import ensure_built
-
-    if not backends.get(bundle.runtime).device_runs_native:
-        return []
-    build, seconds = await ensure_built(board, work, bundle.runtime, python, temporaries)
-    row.steps["native_build"] = seconds
-    return ["env", f"{LIBRARY_ENV}={build / LIBRARY_NAME}"]
-
-
 async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: PurePosixPath, python: str,
                            eval_remote: str | None, options: ProfileOptionsRemote, out: Path,
-                           temporaries: list[str], environment: list[str] | None = None) -> None:
+                           temporaries: list[str]) -> None:
     """Push (if needed), then verify + evaluate + profile in one process on the board; pull its JSON."""
     local = out / board.device.name / bundle.name
     local.mkdir(parents=True, exist_ok=True)
@@ -326,12 +311,12 @@ async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: Pu
     clock = time.perf_counter()
     row.pushed = await _ensure_pushed(board, bundle, work / "bundles", python, temporaries)
     row.steps["push"] = round(time.perf_counter() - clock, 2)
+    environment = await device_environment(board, bundle.runtime, work, python, temporaries, row.steps)
     report_remote = str(work / "runs" / f"{bundle.key}-{secrets.token_hex(4)}.json")
     temporaries.append(report_remote)
     job = {"bundle": remote, "eval_data": eval_remote, "profile": options.job(), "profile_json": report_remote,
            "threads": options.threads}
-    result = await _remote_json(board, [*(environment or []), python, "-m", "mait_deploy.device.board_job",
-                                        json.dumps(job)],
+    result = await _remote_json(board, [*environment, python, "-m", "mait_deploy.device.board_job", json.dumps(job)],
                                 f"{bundle.name} on the board")
     row.steps.update(result.get("seconds", {}))
     row.verify = result.get("verify")

@@ -85,6 +85,19 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
     return build, round(time.perf_counter() - clock, 2)
 
 
+async def device_environment(board: Board, runtime: str, work: PurePosixPath, python: str, temporaries: list[str],
+                             steps: dict[str, float]) -> list[str]:
+    """``env`` arguments for a board job: where a backend's device runs its bundles through the native runner's
+    library, that library, built on the board when missing (``steps["native_build"]``: the seconds it took)."""
+    from mait_deploy import backends
+    from mait_deploy.device.native_library import LIBRARY_ENV, LIBRARY_NAME
+
+    if not backends.get(runtime).device_runs_native:
+        return []
+    build, steps["native_build"] = await ensure_built(board, work, runtime, python, temporaries)
+    return ["env", f"{LIBRARY_ENV}={build / LIBRARY_NAME}"]
+
+
 def first_error(output: str) -> str:
     """The line of a CMake or compiler run that says what went wrong (not make's closing 'Error 2')."""
     lines = [line.strip() for line in output.splitlines()]

@@ -5,7 +5,6 @@
 #include <executorch/extension/tensor/tensor.h>
 #include <executorch/runtime/platform/platform.h>
 
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 
@@ -46,11 +45,7 @@ void quiet_logging() {
 }
 
 std::string error_text(et::runtime::Error error) {
-  std::string text = "error 0x" + [&] {
-    char hex[16];
-    std::snprintf(hex, sizeof hex, "%x", static_cast<unsigned>(error));
-    return std::string(hex);
-  }();
+  std::string text = et::runtime::to_string(error);
   std::lock_guard<std::mutex> lock(log_mutex);
   if (!last_log_error.empty()) text += ": " + one_line(last_log_error, 200);
   last_log_error.clear();
@@ -69,7 +64,7 @@ class ExecuTorchBackend final : public Backend {
     const auto loaded = module_.load_forward();
     if (loaded != et::runtime::Error::Ok)
       throw Error("executorch cannot load the forward method of " + manifest.artifact.path + " (" +
-                  error_text(loaded) + "; was it lowered for a backend this runtime lacks?)");
+                  error_text(loaded) + ")");
     const auto meta = module_.method_meta("forward");
     if (!meta.ok()) throw Error("executorch: no metadata for forward (" + error_text(meta.error()) + ")");
     const auto input = meta->input_tensor_meta(0);
