@@ -75,9 +75,13 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
     if not PurePosixPath(python).is_absolute():
         home = (await board.run(["sh", "-c", 'printf "%s" "$PWD"'], what="asking for the home folder")).stdout
         python = str(PurePosixPath(home.strip()) / python)
-    for step, argv in (("configuring", ["cmake", "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
+    # The venv's CMake where a runtime's extra brought one (ExecuTorch's package needs >= 3.28; a bookworm board
+    # has 3.25), else the board's.
+    venv_cmake = str(PurePosixPath(python).parent / "cmake")
+    cmake = venv_cmake if await board.exists(venv_cmake) else "cmake"
+    for step, argv in (("configuring", [cmake, "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
                                         "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={python}"]),
-                       ("building", ["cmake", "--build", str(build), "-j", "2"])):
+                       ("building", [cmake, "--build", str(build), "-j", "2"])):
         done = await board.run(argv, timeout=BUILD_TIMEOUT_S, check=False, what=f"{step} the native {runtime} runner")
         if done.exit_status != 0:
             raise RemoteError(f"{step} the native {runtime} runner failed: {first_error(done.stdout + done.stderr)}")

@@ -122,10 +122,8 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
         command += ["--platform", tag]
     sdk_wheels = runtime_sdk_wheels(runtimes)
     try:
-        for requirements in ([f"{wheel}[{','.join(runtime_extras(runtimes))}]"],
-                             ["--no-deps", *sdk_wheels] if sdk_wheels else None):
-            if requirements is None:
-                continue
+        for requirements in [[f"{wheel}[{','.join(runtime_extras(runtimes))}]"]] + (
+                [["--no-deps", *sdk_wheels]] if sdk_wheels else []):
             done = subprocess.run(command + requirements, capture_output=True, text=True)
             if done.returncode != 0:
                 reason = failure_line(done.stderr, "pip failed")
