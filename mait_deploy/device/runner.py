@@ -5,6 +5,7 @@ metadata, runs one backend, and records inference time. numpy only; each backend
 from __future__ import annotations
 
 import abc
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,16 @@ class Runner(abc.ABC):
             return self.fixed_batch
         backend = self._backend_batch_limit()
         return min(self.options.max_batch, backend) if backend else self.options.max_batch
+
+    def threads_or_all_cores(self) -> int:
+        """The asked-for thread count, else every core this process may use (for runtimes whose own default is
+        fewer: LiteRT's interpreter takes one thread unless told)."""
+        if self.options.threads:
+            return int(self.options.threads)
+        try:
+            return len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            return os.cpu_count() or 1
 
     def _backend_batch_limit(self) -> int | None:
         """The backend's own limit on one call's batch (None: none beyond memory)."""

@@ -7,34 +7,20 @@ golden set checks they agree, and ``runtime_info`` says which one ran (``via``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mait_deploy._deps import package_versions
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import BundleError, MissingDependency
 from mait_deploy.options import Option
 
 
-def _threads(asked: int | None) -> int:
-    if asked:
-        return int(asked)
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _package_version() -> str:
     """The executorch wheel's version (a device running the native library has the wheel: it is the SDK)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("executorch")
-    except PackageNotFoundError:
-        return "unknown"
+    return package_versions("executorch")["executorch"]
 
 
 class _PythonRuntime:
@@ -96,7 +82,7 @@ class ExecuTorchRunner(Runner):
     def _load(self) -> None:
         from mait_deploy.device.native_library import LIBRARY_ENV, library_path
 
-        threads = _threads(self.options.threads)
+        threads = self.threads_or_all_cores()
         library = library_path(self.settings["native_library"])
         if library is not None:
             self._rt = _NativeRuntime(library, self, threads)
@@ -123,7 +109,7 @@ class ExecuTorchRunner(Runner):
         self._rt = None
 
     def runtime_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"runtime": self.runtime_name, "threads": _threads(self.options.threads)}
+        info: dict[str, Any] = {"runtime": self.runtime_name, "threads": self.threads_or_all_cores()}
         if self.is_active:
             info.update(via=self._rt.via, version=self._rt.version, detail=self._rt.detail)
         return info
