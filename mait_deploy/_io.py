@@ -202,10 +202,29 @@ def read_json(path: str | os.PathLike[str], error: type[MaitDeployError] = MaitD
         size = path.stat().st_size
         if size > MAX_JSON_BYTES:
             raise error(f"{path} is {size / 2**20:.0f} MB: too large for a {what}")
-        return json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as err:
         raise error(f"{what} not found: {path}") from err
     except IsADirectoryError as err:
         raise error(f"{path} is a folder, not a {what}") from err
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise error(f"{path} is not valid JSON: {str(err).splitlines()[0][:200]}") from err
+    if json_depth(data) > MAX_JSON_DEPTH:  # every reader after this one (validation included) may recurse
+        raise error(f"{path} is nested deeper than {MAX_JSON_DEPTH} levels: not a {what}")
+    return data
+
+
+MAX_JSON_DEPTH = 32  # as the native runner's manifest reader
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iterative: a hostile file cannot recurse)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

@@ -26,6 +26,9 @@ CONFIG_LIMITS = {"img_size": 8192, "patch_size": 1024, "in_chans": 64, "num_clas
 BACKBONES = ("cait", "deit", "pyramid")
 
 
+MIN_CROP_PCT = 0.05  # timm's models use 0.75-1.0
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How a raw image becomes the model input; applied in numpy by mait_deploy.device.preprocess."""
@@ -48,8 +51,8 @@ class PreprocessConfig:
             raise ConfigError("std values must be positive")
         if self.interpolation not in ("nearest", "bilinear", "bicubic"):
             raise ConfigError(f"interpolation must be nearest, bilinear or bicubic, got {self.interpolation!r}")
-        if not 0.0 < self.crop_pct <= 1.0:
-            raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if not MIN_CROP_PCT <= self.crop_pct <= 1.0:  # a tiny one would resize the image to an endless size
+            raise ConfigError(f"crop_pct must be from {MIN_CROP_PCT} to 1, got {self.crop_pct}")
         if self.input_size < 1:
             raise ConfigError(f"input_size must be positive, got {self.input_size}")
 

@@ -58,6 +58,21 @@ class RemoteError(MaitDeployError):
     """An inventory, an SSH connection or a step on a remote board failed."""
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """User text (a label, a file name, a message quoting them) safe on one output line and in JSON: control
+    characters, backslashes and the bytes of a non-UTF-8 file name (surrogate escapes) become \\xNN, so no name
+    can forge an output line. The native runner's mait::printable does the same."""
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00 if 0xDC80 <= code <= 0xDCFF else code:02x}" if code < 0xD800 or code >= 0xDC80 \
+            else f"\\u{code:04x}"
+
+    return _UNPRINTABLE.sub(escape, text)
+
+
 def shorten(text: str, limit: int = 60) -> str:
     """``text``, cut to ``limit`` characters with "..." when longer: a user's value quoted in a one-line error
     (a 10,000-character label or a YAML bomb's expansion must not become the line)."""

@@ -1,3 +1,3 @@
-from mait_deploy.cli import app
+from mait_deploy.cli import main
 
-app(prog_name="mait-deploy")
+main()

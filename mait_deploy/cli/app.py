@@ -19,7 +19,7 @@ from mait_deploy._interrupts import (
     raise_if_interrupted,
     remember_interrupts,
 )
-from mait_deploy.errors import MaitDeployError
+from mait_deploy.errors import MaitDeployError, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Take MaiT image transformers to embedded devices: export, compile, run, profile.")
@@ -33,8 +33,18 @@ _state = {"debug": False}
 
 
 def print_error(message: str) -> None:
-    """One line on stderr, the message printed as it is (no markup)."""
-    err_console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
+    """One line on stderr, the message printed as it is (no markup; control characters escaped, so a name quoted in
+    it cannot add a line)."""
+    err_console.print(Text.assemble(("error: ", "bold red"), printable(message)), highlight=False, soft_wrap=True)
+
+
+def usage_error(message: str, code: int, as_json: bool) -> int:
+    """A usage error click found (unknown option, bad value): one line, and the JSON object under --json."""
+    line = " ".join(message.split())
+    print_error(line)
+    if as_json:
+        print_json({"error": printable(line), "exit_code": code})
+    return code
 
 
 # What the converters and runtimes print on their own (TensorFlow's converter inside litert-torch, absl, torchao's
@@ -78,7 +88,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         def fail(message: str, code: int) -> typer.Exit:
             print_error(message)
             if as_json:
-                print_json({"error": message, "exit_code": code})
+                print_json({"error": printable(message), "exit_code": code})
             return typer.Exit(code=code)
 
         try:
@@ -111,6 +121,17 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             where = f": {err.filename}" if getattr(err, "filename", None) else ""
             raise fail(f"{err.strerror or err}{where}", 1) from None
+        except (typer.Exit, SystemExit):
+            raise
+        except MemoryError:
+            if _state["debug"]:
+                raise
+            raise fail("out of memory (the input asks for more than this device has)", 1) from None
+        except Exception as err:  # noqa: BLE001  a library's own error type: still one line, never a traceback
+            if _state["debug"]:
+                raise
+            text = " ".join(str(err).split()) or repr(err)
+            raise fail(f"{type(err).__name__}: {text[:300]} (--debug shows where)", 1) from None
 
     return wrapper
 

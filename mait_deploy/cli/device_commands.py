@@ -9,7 +9,28 @@ import typer
 from rich.table import Table
 
 from mait_deploy.cli.app import app, console, handle_errors, print_json, status_spinner
-from mait_deploy.errors import MaitDeployError
+from mait_deploy.device.runner import MAX_THREADS
+from mait_deploy.errors import MaitDeployError, printable
+
+# Device settings every command that runs a bundle takes (each also an environment variable, so a board keeps it).
+THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="Runtime threads.")
+TRUST = typer.Option(None, "--trust", help="Run only bundles signed with this Ed25519 public key (PEM); default: $MAIT_TRUSTED_KEY.")
+NATIVE_LIBRARY = typer.Option(None, "--native-library", help="ExecuTorch bundles: run through this libmait_runner_c.so (or a folder holding it); default: $MAIT_NATIVE_LIBRARY.")
+
+
+def device_settings(trust: Optional[Path], native_library: Optional[Path]) -> None:
+    """--trust and --native-library for this process and what it starts: they are device settings (the
+    environment), never a bundle's, and every runner this command opens honours them."""
+    import os
+
+    from mait_deploy.device.native_library import LIBRARY_ENV
+    from mait_deploy.device.signing import TRUSTED_KEY_ENV, load_public_key
+
+    if trust is not None:
+        load_public_key(trust)  # a wrong key is a usage error now, not a refusal of every bundle later
+        os.environ[TRUSTED_KEY_ENV] = str(trust.resolve())
+    if native_library is not None:
+        os.environ[LIBRARY_ENV] = str(native_library.resolve())
 
 
 @app.command()
@@ -19,11 +40,14 @@ def evaluate(
     data: str = typer.Option("fashion-mnist", "--data", help="Labelled data: 'fashion-mnist' (test split), a folder with class sub-folders, or an .npz with labels."),
     count: Optional[int] = typer.Option(None, "--count", help="Evaluate on N images drawn (stratified, seeded) from the data."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing --count images."),
+    trust: Optional[Path] = TRUST,
+    native_library: Optional[Path] = NATIVE_LIBRARY,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Top-1 accuracy of a bundle (device runtime), an .onnx (ONNX Runtime) or a checkpoint (PyTorch) on labelled data."""
     from mait_deploy.host.evaluate import evaluate as evaluate_any
 
+    device_settings(trust, native_library)
     result = evaluate_any(model, data, count, seed)
     if as_json:
         print_json(result.to_dict())
@@ -38,27 +62,36 @@ def predict(
     bundle: Path = typer.Argument(..., help="Bundle folder."),
     images: list[Path] = typer.Argument(..., help="Image files (png/jpg/bmp)."),
     top: int = typer.Option(1, "--top", min=1, help="Show the top K classes."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads."),
+    threads: Optional[int] = THREADS,
+    trust: Optional[Path] = TRUST,
+    native_library: Optional[Path] = NATIVE_LIBRARY,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Classify images with a bundle (numpy + the bundle's runtime only)."""
     from mait_deploy.device.bundle import load_bundle
     from mait_deploy.device.runner import RunnerOptions
 
+    device_settings(trust, native_library)
     with load_bundle(bundle, RunnerOptions(threads=threads)) as runner:
         prediction = runner.predict([str(p) for p in images])
     rows = prediction.to_list(top=top)
+    # File names and labels are escaped (control characters, non-UTF-8 bytes as \xNN): a name cannot forge a
+    # line, and the JSON stays valid UTF-8.
+    for row in rows:
+        row["label"] = printable(row["label"])
+        for entry in row["top"]:
+            entry["label"] = printable(entry["label"])
     if as_json:
-        print_json({"bundle": str(bundle), "inference_ms": prediction.inference_ms,
+        print_json({"bundle": printable(str(bundle)), "inference_ms": prediction.inference_ms,
                     "preprocess_ms": prediction.preprocess_ms,
-                    "predictions": [{"image": str(p), **row} for p, row in zip(images, rows)]})
+                    "predictions": [{"image": printable(str(p)), **row} for p, row in zip(images, rows)]})
         return
-    table = Table(title=f"{bundle} ({prediction.inference_ms:.2f} ms inference, "
+    table = Table(title=f"{printable(str(bundle))} ({prediction.inference_ms:.2f} ms inference, "
                         f"{prediction.preprocess_ms:.2f} ms preprocessing)")
     for column in ("image", "label", "score", f"top {top}"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for path, row in zip(images, rows):
-        table.add_row(str(path), row["label"], f"{row['score']:.3f}",
+        table.add_row(printable(str(path)), row["label"], f"{row['score']:.3f}",
                       ", ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top"]))
     console.print(table)
 
@@ -67,18 +100,22 @@ def predict(
 @handle_errors
 def verify(
     bundle: Path = typer.Argument(..., help="Bundle folder."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads."),
+    threads: Optional[int] = THREADS,
+    trust: Optional[Path] = TRUST,
+    native_library: Optional[Path] = NATIVE_LIBRARY,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Check a bundle on this device: file hashes, then the golden images against their recorded outputs."""
+    """Check a bundle on this device: its signature (with --trust), file hashes, then the golden images against
+    their recorded outputs."""
     from mait_deploy.device.bundle import verify_bundle
     from mait_deploy.device.runner import RunnerOptions
 
+    device_settings(trust, native_library)
     report = verify_bundle(bundle, RunnerOptions(threads=threads))
     if as_json:
         print_json(report.to_dict())
         return
-    console.print(f"PASS {bundle}: {report.target} {report.precision}, {report.count} golden images, max |diff| "
+    console.print(f"PASS {printable(str(bundle))}: {report.target} {report.precision}, {report.count} golden images, max |diff| "
                   f"{report.max_abs_diff:.3g} (limit {report.tolerance['max_abs_diff']:g}), top-1 agreement "
                   f"{report.top1_agreement * 100:.0f}%", highlight=False)
     console.print(report.calibration(), highlight=False)
@@ -150,10 +187,12 @@ def unpack(
 def profile(
     bundles: list[Path] = typer.Argument(None, help="Bundle folders to profile (or, with --compare, saved reports)."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, e.g. 1,8,32."),
-    warmup: int = typer.Option(10, "--warmup", help="Warm-up iterations (reported apart)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Measured iterations (default 100)."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Measure for S seconds instead of N iterations."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads."),
+    warmup: int = typer.Option(10, "--warmup", min=0, max=100_000, help="Warm-up iterations (reported apart)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, max=1_000_000, help="Measured iterations (default 100)."),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.001, max=86_400, help="Measure for S seconds instead of N iterations."),
+    threads: Optional[int] = THREADS,
+    trust: Optional[Path] = TRUST,
+    native_library: Optional[Path] = NATIVE_LIBRARY,
     percentiles: str = typer.Option("50,90,95,99", "--percentiles", help="Percentiles to report."),
     mode: str = typer.Option("latency", "--mode", help="latency (one call at a time) or throughput (the runtime's async API)."),
     requests: Optional[int] = typer.Option(None, "--requests", help="Throughput mode: inferences in flight."),
@@ -177,6 +216,7 @@ def profile(
 
     if not bundles:
         raise MaitDeployError("give at least one bundle (or saved reports with --compare)")
+    device_settings(trust, native_library)
     if layers:
         given = [flag for flag, value in (("--compare", compare), ("--duration", duration is not None),
                                           ("--requests", requests is not None), ("--mode", mode != "latency"))
@@ -241,3 +281,38 @@ def _profile_layers(bundles: list[Path], batches: list[int], iterations: int, wa
     if plot:
         plot_layers(profiles, plot)
         console.print(f"plot written to {plot}", highlight=False, markup=False)
+
+
+@app.command()
+@handle_errors
+def keygen(
+    output: Path = typer.Option(..., "-o", "--output", help="Private key to write (PEM); the public key goes to OUTPUT.pub."),
+    force: bool = typer.Option(False, "--force", help="Replace existing key files."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Make an Ed25519 key pair for signing bundles (compile/deploy --sign KEY; devices --trust KEY.pub)."""
+    from mait_deploy.device.signing import generate_keys
+
+    private, public = generate_keys(output, force=force)
+    if as_json:
+        print_json({"private_key": str(private), "public_key": str(public)})
+        return
+    console.print(f"wrote {private} (keep it on the build host) and {public} (give it to devices: --trust or "
+                  f"$MAIT_TRUSTED_KEY)", highlight=False)
+
+
+@app.command()
+@handle_errors
+def sign(
+    bundle: Path = typer.Argument(..., help="Bundle folder."),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key (PEM)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Sign a bundle (its files are hash-checked first): writes manifest.sig, a DSSE envelope over manifest.json."""
+    from mait_deploy.device.signing import sign_bundle
+
+    path = sign_bundle(bundle, key)
+    if as_json:
+        print_json({"bundle": printable(str(bundle)), "signature": str(path)})
+        return
+    console.print(f"signed {printable(str(bundle))}: {path.name}", highlight=False)

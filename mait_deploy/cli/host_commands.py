@@ -197,10 +197,16 @@ def compile_command(
     layer_fallback: bool = typer.Option(default_of(CompileOptions, "layer_fallback"), "--layer-fallback/--no-layer-fallback", help="int8: when the gate fails, keep the most sensitive layers in float until it passes."),
     sensitivity_plot: Optional[Path] = typer.Option(None, "--sensitivity-plot", help="Write the per-layer sensitivity chart here when the fallback ran."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
+    sign: Optional[Path] = typer.Option(None, "--sign", help="Sign the bundle with this Ed25519 private key (PEM); devices given the public key with --trust run only signed bundles."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compile a model for a target into a verified bundle (artifact + manifest + golden I/O)."""
     from mait_deploy.host.compile.api import compile_model
+
+    if sign is not None:  # the key is checked before the build, not after minutes of it
+        from mait_deploy.device.signing import load_private_key
+
+        load_private_key(sign)
 
     precision = precision or backends.target(target).capabilities.default_precision
     options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
@@ -212,6 +218,10 @@ def compile_command(
         result = compile_model(model, target, options, output, calibration=calib,
                                evaluation=None if no_eval else eval_data, eval_count=eval_count,
                                progress=status.update)
+    if sign is not None:
+        from mait_deploy.device.signing import sign_bundle
+
+        sign_bundle(result.bundle, sign)
     fallback = result.manifest.build.get("layer_fallback")
     if sensitivity_plot and fallback:
         from mait_deploy.host.compile.sensitivity import plot_sensitivity
@@ -275,6 +285,7 @@ def deploy(
     tags: Optional[list[str]] = typer.Option(None, "--tags", help="With --inventory: only devices with this tag (repeatable)."),
     accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="With --inventory: record unknown boards' host keys on first use."),
     device_eval_count: Optional[int] = typer.Option(None, "--device-eval-count", min=1, help="With --inventory: images scored on each board (default: --eval-count)."),
+    sign: Optional[Path] = typer.Option(None, "--sign", help="Sign every bundle that passed with this Ed25519 private key (PEM)."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
 ) -> None:
     """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
@@ -284,6 +295,11 @@ def deploy(
     from mait_deploy.host.deploy.pipeline import deploy as run_deploy
     from mait_deploy.host.deploy.report import markdown_table
 
+    if sign is not None:
+        from mait_deploy.device.signing import load_private_key
+
+        load_private_key(sign)
+
     options = DeployOptions(
         targets=tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None,
         precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), calibration=calib,
@@ -291,7 +307,7 @@ def deploy(
         max_accuracy_drop=max_accuracy_drop, gate_sample=gate_sample or None,
         profile_batches=parse_list(profile_batches, int, "batch"), profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
         devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new,
-        device_eval_count=device_eval_count)
+        device_eval_count=device_eval_count, sign_key=None if sign is None else str(sign))
     with status_spinner() as status:
         report = run_deploy(checkpoint, output, options,
                             progress=lambda message, done, total: status.update(f"[{done}/{total}] {message}"))

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from mait_deploy._io import MAX_JSON_BYTES, atomic_dir, atomic_path, check_output
 from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
+from mait_deploy.device.signing import SIGNATURE_FILE
 from mait_deploy.errors import BundleError, MaitDeployError
 
 MAX_UNPACKED_BYTES = 8 << 30  # a MaiT bundle is MBs to a few hundred MBs; refuse archive bombs well before disk-full
@@ -29,11 +30,13 @@ def bundle_members(folder: Path) -> list[str]:
 
     manifest = read_manifest(folder)
     check_files(folder, manifest)
-    return _member_names(manifest)
+    signed = [SIGNATURE_FILE] if (folder / SIGNATURE_FILE).is_file() else []
+    return sorted({*_member_names(manifest), *signed})
 
 
 def _member_names(manifest: Manifest) -> list[str]:
-    names = [MANIFEST_FILE, *(path for path, _ in manifest.entries())]
+    """What a bundle may hold: its manifest, the files it lists, and a signature of it (optional)."""
+    names = [MANIFEST_FILE, SIGNATURE_FILE, *(path for path, _ in manifest.entries())]
     return sorted({str(PurePosixPath(name)) for name in names})
 
 

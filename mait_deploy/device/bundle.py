@@ -16,6 +16,7 @@ from mait_deploy.device.golden import GoldenSet
 from mait_deploy.device.manifest import Manifest, read_manifest
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions
+from mait_deploy.device.signing import trusted_key, verify_signature
 from mait_deploy.errors import BundleError, ValidationError
 
 
@@ -37,10 +38,15 @@ def check_files(folder: Path, manifest: Manifest) -> None:
 
 
 def load_bundle(path: str | Path, options: RunnerOptions | None = None, check_hashes: bool = True) -> Runner:
-    """Open a bundle and return its runner (a context manager; the backend loads on first use or ``with``)."""
+    """Open a bundle and return its runner (a context manager; the backend loads on first use or ``with``).
+    With a trusted key (``options.trusted_key``, else $MAIT_TRUSTED_KEY) the bundle must carry a valid signature
+    by it, checked before its manifest is read; its files are then always hashed."""
     folder = Path(path)
+    key = trusted_key(options.trusted_key if options else None)
+    if key is not None:
+        verify_signature(folder, key)
     manifest = read_manifest(folder)
-    if check_hashes:
+    if check_hashes or key is not None:
         check_files(folder, manifest)
     cls = runner_class(manifest.runtime.name)
     merged = options or RunnerOptions()

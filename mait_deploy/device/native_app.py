@@ -78,7 +78,8 @@ def generate_app(bundle: str | Path, out: str | Path, force: bool = False) -> Na
     if not NATIVE_SOURCES.is_dir():
         raise BundleError(f"the native sources are missing from this install ({NATIVE_SOURCES})")
     check_output(out, force, kind="dir", ours=app_ownership, what="native app")
-    with atomic_dir(out) as staging:
+    # Never over a project another `mait-deploy app` wrote meanwhile (without --force): one wins, the other fails.
+    with atomic_dir(out, replace=force) as staging:
         for item, source in native_items().items():
             if source.is_dir():
                 shutil.copytree(source, staging / item, ignore=shutil.ignore_patterns("__pycache__"))

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mait_deploy.config import PreprocessConfig
-from mait_deploy.errors import DataError
+from mait_deploy.errors import DataError, printable
 
 _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling values
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -42,18 +42,24 @@ def load_image(path: str | os.PathLike[str]) -> Any:
     """Open an image file fully (so a truncated file fails here, with its name)."""
     Image = _pil()
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image not found: {path}")
+    name = printable(str(path))
+    if not path.exists():
+        raise DataError(f"image not found: {name}")
+    if path.is_dir():
+        raise DataError(f"{name} is a folder; give image files ({', '.join(IMAGE_SUFFIXES)}) or use evaluate for "
+                        f"a labelled folder")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise DataError(f"{name} is not a regular file")
     try:
         with Image.open(path) as image:
             width, height = image.size  # read from the header: nothing is decoded yet
             if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(f"image {path} is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is "
+                raise DataError(f"image {name} is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is "
                                 f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP: downscale it first")
             image.load()
             return image.copy()
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from err
+        raise DataError(f"cannot read image {name}: {err}") from err
 
 
 def _to_mode(image: Any, channels: int) -> Any:
@@ -82,6 +88,14 @@ def _resize_crop(image: Any, config: PreprocessConfig) -> np.ndarray:
             new_size = (scale_to, max(scale_to, int(round(height * scale_to / width))))
         else:
             new_size = (max(scale_to, int(round(width * scale_to / height))), scale_to)
+        # The resize of a very elongated image would be far larger than the image itself (1 x 16,000,000 px ->
+        # 32 x 512,000,000): every intermediate (the resized image, and Pillow's horizontal pass: the new width
+        # times the source's rows) is held to the pixel budget, as the native runner does.
+        largest = max(new_size[0] * new_size[1], new_size[0] * height)
+        if largest > MAX_IMAGE_PIXELS:
+            raise DataError(f"a {width}x{height} image resizes to {new_size[0]}x{new_size[1]} before the centre "
+                            f"crop, above the {MAX_IMAGE_PIXELS // 1_000_000} MP budget: crop it to a less "
+                            f"elongated shape first")
         if new_size != (width, height):
             image = image.resize(new_size, resample=_RESAMPLE[config.interpolation])
         left = (image.size[0] - size) // 2

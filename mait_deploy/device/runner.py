@@ -20,6 +20,8 @@ from mait_deploy.errors import BundleError, DataError, MaitDeployError, Unsuppor
 from mait_deploy.options import Option, validate
 
 MAX_BATCH_DEFAULT = 1024  # larger requests are split into chunks of this size
+MAX_THREADS = 256  # runtime threads a runner takes (the native runner's kMaxThreads: one range on both sides)
+MAX_INPUT_BYTES = 1 << 30  # a random or padded input batch the tools make: at most 1 GiB of float32
 
 
 @dataclass
@@ -56,11 +58,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RunnerOptions:
-    """Options every runner understands; backends add their own through ``extra``."""
+    """Options every runner understands; backends add their own through ``extra`` (which a bundle's manifest
+    fills too). What chooses code or trust is a device setting here, never in ``extra``: the native runner's
+    library (else $MAIT_NATIVE_LIBRARY) and the key a bundle must be signed with (else $MAIT_TRUSTED_KEY)."""
 
     threads: int | None = None
     max_batch: int = MAX_BATCH_DEFAULT
     extra: dict[str, Any] = field(default_factory=dict)
+    native_library: str | None = None
+    trusted_key: str | None = None
 
 
 class Runner(abc.ABC):
@@ -76,8 +82,10 @@ class Runner(abc.ABC):
         self.bundle_dir = Path(bundle_dir)
         self.manifest = manifest
         self.options = options or RunnerOptions()
-        if self.options.threads is not None and self.options.threads < 1:
-            raise MaitDeployError(f"threads must be positive, got {self.options.threads}")
+        threads = self.options.threads
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or not 1 <= threads <= MAX_THREADS):
+            raise UnsupportedOption(f"threads must be from 1 to {MAX_THREADS}, got {threads!r}")
         self.settings = validate(self.declared_options, self.options.extra, f"the {self.runtime_name} runner",
                                  flag="runtime option")
         self.preprocess_config = PreprocessConfig.from_dict(manifest.preprocess)
@@ -189,6 +197,16 @@ class Runner(abc.ABC):
             return len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             return os.cpu_count() or 1
+
+    def random_inputs(self, batch: int, seed: int = 0) -> np.ndarray:
+        """A random float32 batch of this model's inputs (what profiles time), its size checked before it is made:
+        a large --batch is one line, not a MemoryError."""
+        per_sample = 4 * int(np.prod(self.sample_shape))
+        if batch < 1 or batch * per_sample > MAX_INPUT_BYTES:
+            raise UnsupportedOption(f"batch {batch} of {list(self.sample_shape)} inputs needs "
+                                    f"{batch * per_sample / 2**20:.0f} MiB; the limit is {MAX_INPUT_BYTES >> 20} MiB "
+                                    f"(at most {MAX_INPUT_BYTES // per_sample} here)")
+        return np.random.default_rng(seed).standard_normal((batch, *self.sample_shape)).astype(np.float32)
 
     def _backend_batch_limit(self) -> int | None:
         """The backend's own limit on one call's batch (None: none beyond memory)."""

@@ -88,4 +88,5 @@ def test_profile_cli(bundle, tmp_path):
     assert compare.returncode == 0 and compare.stdout.count("onnxrunt") >= 4
     bad = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "profile", str(bundle), "--iterations", "0"],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "iterations must be >= 1" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("error: Invalid value for '--iterations'"), bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

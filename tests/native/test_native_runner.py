@@ -378,9 +378,9 @@ def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bund
     from mait_deploy.device.runner import RunnerOptions
     from mait_deploy.errors import BundleError
 
-    with pytest.raises(BundleError, match="cannot load the native runner library"):
-        load_bundle(bundles["executorch", "fp32"], RunnerOptions(extra={"native_library": str(tmp_path)})).activate()
+    with pytest.raises(BundleError, match="native runner library .* does not exist"):
+        load_bundle(bundles["executorch", "fp32"], RunnerOptions(native_library=str(tmp_path))).activate()
     if "onnxruntime" in [r for r in RUNTIMES if sdk.missing(r) is None]:
         other = apps["onnxruntime"] / "libmait_runner_c.so"
         with pytest.raises(BundleError, match="was built for onnxruntime"):
-            load_bundle(bundles["executorch", "fp32"], RunnerOptions(extra={"native_library": str(other)})).activate()
+            load_bundle(bundles["executorch", "fp32"], RunnerOptions(native_library=str(other))).activate()

@@ -1,8 +1,10 @@
 """ExecuTorch runner: the .pte through ExecuTorch's Python runtime (pybind over its C++ runtime and XNNPACK
 delegate), or through the native runner's library (mait_deploy/native's C ABI, built against the wheel's C++
 runtime) where one is named. The Python runtime links libtorch, so a torch-free device uses the library: its
-``native_library`` option, or MAIT_NATIVE_LIBRARY (device/native_library.py). Both run the same C++ runtime; the
-golden set checks they agree, and ``runtime_info`` says which one ran (``via``).
+device setting (device/native_library.py). Both run the same C++ runtime; the
+golden set checks they agree, and ``runtime_info`` says which one ran (``via``). The library is a device setting
+(``RunnerOptions.native_library``, ``--native-library`` or MAIT_NATIVE_LIBRARY), never a bundle's: code a
+manifest named would run with the device's rights.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import numpy as np
 from mait_deploy._deps import package_versions
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import BundleError, MissingDependency
-from mait_deploy.options import Option
 
 
 def _package_version() -> str:
@@ -73,17 +74,13 @@ class _NativeRuntime:
 
 
 class ExecuTorchRunner(Runner):
-    declared_options = (
-        Option("native_library", str, None, "run through this libmait_runner_c.so (or a folder holding it) instead "
-                                            "of ExecuTorch's Python runtime; default: $MAIT_NATIVE_LIBRARY"),
-    )
     layer_profiler_missing = "ExecuTorch's op profiler (ETDump) needs a runtime built with event tracing"
 
     def _load(self) -> None:
         from mait_deploy.device.native_library import LIBRARY_ENV, library_path
 
         threads = self.threads_or_all_cores()
-        library = library_path(self.settings["native_library"])
+        library = library_path(self.options.native_library)
         if library is not None:
             self._rt = _NativeRuntime(library, self, threads)
             return

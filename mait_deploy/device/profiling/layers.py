@@ -137,7 +137,7 @@ def profile_layers(runner: Any, batch: int = 1, iterations: int = 50, warmup: in
         raise UnsupportedOption("--layers needs a batch and iterations >= 1")
     if runner.fixed_batch and batch != runner.fixed_batch:
         raise UnsupportedOption(f"this bundle has a fixed batch of {runner.fixed_batch}; got {batch}")
-    inputs = np.random.default_rng(0).standard_normal((batch, *runner.sample_shape)).astype(np.float32)
+    inputs = runner.random_inputs(batch)
     layers = runner.layer_times(inputs, iterations, warmup)
     calls = []
     for index in range(warmup + iterations):

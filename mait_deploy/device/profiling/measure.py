@@ -151,8 +151,7 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
     if batch > runner.batch_limit:
         raise UnsupportedOption(f"batch {batch} is above this bundle's limit of {runner.batch_limit} per call; "
                                 f"profile --batch {runner.batch_limit} or less")
-    rng = np.random.default_rng(batch)
-    inputs = rng.standard_normal((batch, *runner.sample_shape)).astype(np.float32)
+    inputs = runner.random_inputs(batch, seed=batch)
     warm = []
     for _ in range(options.warmup):
         warm.append(runner.timed_call(inputs)[1])

@@ -54,6 +54,7 @@ class DeployOptions:
     devices: tuple[str, ...] = ()
     device_tags: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
+    sign_key: str | None = None  # an Ed25519 private key (PEM): sign every bundle that passed (device/signing.py)
 
     def __post_init__(self) -> None:
         if self.targets is not None:
@@ -282,6 +283,12 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
         for runner in runners.values():
             runner.close()
     recommended = recommend_rows(rows, timing)
+    if options.sign_key:  # before the boards run them: a board that trusts the key runs only signed bundles
+        from mait_deploy.device.signing import sign_bundle
+
+        for row in rows:
+            if row.status == "ok" and row.bundle:
+                sign_bundle(row.bundle, options.sign_key)
     on_devices = None
     if options.inventory:
         from mait_deploy.host.deploy.devices import run_on_devices

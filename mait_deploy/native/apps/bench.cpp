@@ -25,26 +25,27 @@ double percentile(std::vector<double> values, double q) {
 
 int main(int argc, char** argv) {
   return app::guarded([&] {
-    const app::Arguments args(argc, argv, {"--batch", "--iterations", "--warmup", "--threads"}, {});
+    const app::Arguments args(argc, argv, {"--batch", "--iterations", "--warmup", "--threads", "--trust"}, {});
     if (args.positional.size() != 1)
-      throw std::invalid_argument("mait-bench BUNDLE [--batch N] [--iterations N] [--warmup N] [--threads N]");
-    const long batch = args.integer("--batch", 1, 1), iterations = args.integer("--iterations", 200, 1),
-               warmup = args.integer("--warmup", 20, 0);
-    mait::RunnerOptions options;
-    options.threads = static_cast<int>(args.integer("--threads", 0, 1));
-    mait::Runner runner = mait::Runner::open(args.positional[0], options);
+      throw std::invalid_argument(
+          "mait-bench BUNDLE [--batch N] [--iterations N] [--warmup N] [--threads N] [--trust KEY]");
+    const long long iterations = args.integer("--iterations", 200, 1, 1'000'000),
+                    warmup = args.integer("--warmup", 20, 0, 1'000'000);
+    mait::Runner runner = mait::Runner::open(args.positional[0], args.runner_options());
+    const long long batch = args.integer("--batch", 1, 1, runner.max_run_samples());
     std::vector<float> inputs(static_cast<std::size_t>(batch * runner.sample_size()));
     std::mt19937 generator(0);
     std::normal_distribution<float> normal;
     for (float& value : inputs) value = normal(generator);
     std::vector<double> total, runtime;
-    for (long i = 0; i < warmup + iterations; ++i) {
+    for (long long i = 0; i < warmup + iterations; ++i) {
       const auto started = std::chrono::steady_clock::now();
-      runner.run(inputs.data(), batch);
+      double runtime_ms = 0;
+      runner.run(inputs.data(), batch, &runtime_ms);
       const double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
       if (i >= warmup) {
         total.push_back(took);
-        runtime.push_back(runner.last_runtime_ms());
+        runtime.push_back(runtime_ms);
       }
     }
     rusage usage{};

@@ -1,4 +1,4 @@
-// mait-classify BUNDLE IMAGE_OR_FOLDER... [--threads N] [--json] [--no-verify]
+// mait-classify BUNDLE IMAGE_OR_FOLDER... [--threads N] [--trust KEY] [--json] [--no-verify]
 // Classifies images with a bundle, one line per image (as examples/classify.py). At start-up it checks the
 // bundle's golden set on this device and refuses to classify if the device disagrees with the build.
 #include <chrono>
@@ -9,12 +9,11 @@
 
 int main(int argc, char** argv) {
   return app::guarded([&] {
-    const app::Arguments args(argc, argv, {"--threads"}, {"--json", "--no-verify"});
+    const app::Arguments args(argc, argv, {"--threads", "--trust"}, {"--json", "--no-verify"});
     if (args.positional.size() < 2)
-      throw std::invalid_argument("mait-classify BUNDLE IMAGE_OR_FOLDER... [--threads N] [--json] [--no-verify]");
-    mait::RunnerOptions options;
-    options.threads = static_cast<int>(args.integer("--threads", 0, 1));
-    mait::Runner runner = mait::Runner::open(args.positional[0], options);
+      throw std::invalid_argument(
+          "mait-classify BUNDLE IMAGE_OR_FOLDER... [--threads N] [--trust KEY] [--json] [--no-verify]");
+    mait::Runner runner = mait::Runner::open(args.positional[0], args.runner_options());
     if (!args.has("--no-verify")) {
       const mait::VerifyReport report = mait::verify(runner);
       if (!report.passed) throw mait::Error(report.message);
@@ -26,14 +25,15 @@ int main(int argc, char** argv) {
       const mait::Classification result = runner.classify({mait::load_image(path)}).front();
       const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
       if (as_json) {
-        nlohmann::json line = {{"image", path.string()},       {"label", result.label},
+        // Names as valid UTF-8 (other bytes as \xNN): a file name can be any bytes, a JSON string cannot.
+        nlohmann::json line = {{"image", mait::printable(path.string())}, {"label", mait::printable(result.label)},
                                {"index", result.index},        {"score", result.score},
                                {"inference_ms", runner.last_runtime_ms()}, {"total_ms", total_ms},
                                {"logits", result.logits}};
         std::printf("%s\n", line.dump().c_str());
       } else {
-        std::printf("%s: %s (%.2f) %.2f ms\n", path.filename().c_str(), result.label.c_str(), result.score,
-                    runner.last_runtime_ms());
+        std::printf("%s: %s (%.2f) %.2f ms\n", mait::printable(path.filename().string()).c_str(),
+                    mait::printable(result.label).c_str(), result.score, runner.last_runtime_ms());
       }
     }
     return 0;

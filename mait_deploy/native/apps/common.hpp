@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -24,6 +25,10 @@ inline int guarded(const std::function<int()>& body) {
   } catch (const std::invalid_argument& error) {
     std::fprintf(stderr, "usage error: %s\n", error.what());
     return 2;
+  } catch (const std::bad_alloc&) {  // the bounds should make this unreachable; never the library's internals
+    std::fprintf(stderr, "error: out of memory\n");
+  } catch (const std::length_error&) {
+    std::fprintf(stderr, "error: a size is too large for this device's memory\n");
   } catch (const std::exception& error) {
     std::fprintf(stderr, "error: %s\n", mait::one_line(error.what()).c_str());
   }
@@ -47,24 +52,38 @@ struct Arguments {
         if (i + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
         flags.emplace_back(arg, argv[++i]);
       } else {
-        throw std::invalid_argument("unknown option " + arg);
+        throw std::invalid_argument("unknown option " + mait::printable(arg));
       }
     }
   }
   bool has(const std::string& name) const {
     return std::any_of(flags.begin(), flags.end(), [&](const auto& flag) { return flag.first == name; });
   }
-  long integer(const std::string& name, long fallback, long minimum) const {
+  // An integer flag from `minimum` to `maximum`: parsed whole (no trailing text), never wrapped around.
+  long long integer(const std::string& name, long long fallback, long long minimum, long long maximum) const {
     for (const auto& [key, value] : flags)
       if (key == name) {
         char* end = nullptr;
-        const long parsed = std::strtol(value.c_str(), &end, 10);
-        if (value.empty() || *end != '\0' || parsed < minimum)
-          throw std::invalid_argument(name + " needs an integer >= " + std::to_string(minimum) + ", got '" + value +
-                                      "'");
+        errno = 0;
+        const long long parsed = std::strtoll(value.c_str(), &end, 10);
+        if (value.empty() || *end != '\0' || errno == ERANGE || parsed < minimum || parsed > maximum)
+          throw std::invalid_argument(name + " needs an integer from " + std::to_string(minimum) + " to " +
+                                      std::to_string(maximum) + ", got '" + mait::printable(value) + "'");
         return parsed;
       }
     return fallback;
+  }
+  std::string text(const std::string& name) const {
+    for (const auto& [key, value] : flags)
+      if (key == name) return value;
+    return {};
+  }
+  // The runner options every app takes: --threads N and --trust KEY (else $MAIT_TRUSTED_KEY).
+  mait::RunnerOptions runner_options() const {
+    mait::RunnerOptions options;
+    options.threads = static_cast<int>(integer("--threads", 0, 1, mait::kMaxThreads));
+    options.trusted_key = text("--trust");
+    return options;
   }
 };
 
@@ -83,7 +102,7 @@ inline std::vector<fs::path> images_under(const std::vector<std::string>& paths)
       std::vector<fs::path> inside;
       for (const auto& entry : fs::recursive_directory_iterator(path))
         if (entry.is_regular_file() && is_image(entry.path())) inside.push_back(entry.path());
-      if (inside.empty()) throw mait::Error("no images (.png, .jpg, .jpeg, .bmp) in " + path.string());
+      if (inside.empty()) throw mait::Error("no images (.png, .jpg, .jpeg, .bmp) in " + mait::printable(path.string()));
       std::sort(inside.begin(), inside.end());
       found.insert(found.end(), inside.begin(), inside.end());
     } else {

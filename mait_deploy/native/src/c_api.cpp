@@ -1,4 +1,5 @@
 // The C ABI over mait::Runner (include/mait/mait_c.h): exceptions end here, as a return code and one line.
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -38,6 +39,8 @@ int guarded(char* error, size_t error_size, Call call) {
 
 extern "C" {
 
+int mait_abi_version(void) { return MAIT_ABI_VERSION; }
+
 const char* mait_runtime(void) { return mait::backend_runtime(); }
 
 int mait_runner_open(const char* bundle, int threads, int check_hashes, mait_runner** out, char* error,
@@ -51,14 +54,28 @@ int mait_runner_open(const char* bundle, int threads, int check_hashes, mait_run
   });
 }
 
-int mait_runner_run(mait_runner* runner, const float* inputs, int64_t count, float* logits, double* runtime_ms,
-                    char* error, size_t error_size) {
+int mait_runner_run(mait_runner* runner, const float* inputs, int64_t count, float* logits, size_t capacity,
+                    double* runtime_ms, char* error, size_t error_size) {
   return guarded(error, error_size, [&] {
     if (runner == nullptr || inputs == nullptr || logits == nullptr) throw mait::Error("null argument");
-    const std::vector<float> result = runner->runner.run(inputs, count);
+    const auto classes = static_cast<std::uint64_t>(runner->runner.manifest().num_classes);
+    if (count <= 0) throw mait::Error("empty batch: no images given");
+    if (static_cast<std::uint64_t>(count) > capacity / classes)
+      throw mait::Error("the logits buffer holds " + std::to_string(capacity) + " floats; " +
+                        std::to_string(count) + " samples need " + std::to_string(classes) + " each");
+    double spent = 0;  // this call's own time (another thread's run may follow before it is read)
+    const std::vector<float> result = runner->runner.run(inputs, count, &spent);
     std::copy(result.begin(), result.end(), logits);
-    if (runtime_ms != nullptr) *runtime_ms = runner->runner.last_runtime_ms();
+    if (runtime_ms != nullptr) *runtime_ms = spent;
   });
+}
+
+int mait_runner_shape(const mait_runner* runner, int64_t* classes, int64_t* shape) {
+  if (runner == nullptr || classes == nullptr || shape == nullptr) return 1;
+  *classes = runner->runner.manifest().num_classes;
+  const auto& sample = runner->runner.manifest().sample_shape;
+  std::copy(sample.begin(), sample.end(), shape);
+  return 0;
 }
 
 void mait_runner_describe(const mait_runner* runner, char* text, size_t size) {

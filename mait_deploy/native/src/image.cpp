@@ -274,28 +274,33 @@ bool is_jpeg(FILE* file) {
 }  // namespace
 
 Image load_image(const fs::path& path) {
+  std::error_code error;
+  const auto status = fs::status(path, error);
+  if (!fs::exists(status)) throw Error("image not found: " + printable(path.string()));
+  // A FIFO or a device would block or never end: images are regular files.
+  if (!fs::is_regular_file(status)) throw Error(printable(path.string()) + " is not a regular file");
   std::unique_ptr<FILE, FileClose> file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw Error("image not found: " + path.string());
+  if (!file) throw Error("cannot open image " + printable(path.string()));
   if (is_jpeg(file.get())) {
     Image image;
     char reason[JMSG_LENGTH_MAX + 64];
     if (decode_jpeg(file.get(), &image, reason, sizeof reason))
-      throw Error("cannot read image " + path.string() + ": " + reason);
+      throw Error("cannot read image " + printable(path.string()) + ": " + reason);
     return image;
   }
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_file(file.get(), &width, &height, &channels))
-    throw Error("cannot read image " + path.string() + ": " + stbi_failure_reason());
+    throw Error("cannot read image " + printable(path.string()) + ": " + stbi_failure_reason());
   if (static_cast<std::int64_t>(width) * height > kMaxImagePixels)
-    throw Error("image " + path.string() + " is " + std::to_string(width) + "x" + std::to_string(height) +
+    throw Error("image " + printable(path.string()) + " is " + std::to_string(width) + "x" + std::to_string(height) +
                 "; the limit is " + std::to_string(kMaxImagePixels / 1'000'000) + " MP: downscale it first");
   if (channels == 1 && stbi_is_16_bit_from_file(file.get())) {
     std::unique_ptr<std::uint16_t, StbFree> values(stbi_load_from_file_16(file.get(), &width, &height, &channels, 1));
-    if (!values) throw Error("cannot read image " + path.string() + ": " + stbi_failure_reason());
+    if (!values) throw Error("cannot read image " + printable(path.string()) + ": " + stbi_failure_reason());
     return from_grey16(values.get(), width, height);
   }
   std::unique_ptr<std::uint8_t, StbFree> pixels(stbi_load_from_file(file.get(), &width, &height, &channels, 0));
-  if (!pixels) throw Error("cannot read image " + path.string() + ": " + stbi_failure_reason());
+  if (!pixels) throw Error("cannot read image " + printable(path.string()) + ": " + stbi_failure_reason());
   Image image{width, height, channels, {}};
   image.pixels.assign(pixels.get(), pixels.get() + static_cast<std::size_t>(width) * height * channels);
   return image;
@@ -309,17 +314,26 @@ Image resize_crop(const Image& image, const PreprocessConfig& config) {
   const int size = config.input_size;
   if (current.width == size && current.height == size) return current;
   // Python's round() rounds half to even, as nearbyint does in the default rounding mode.
-  const int scale_to = static_cast<int>(std::nearbyint(size / config.crop_pct));
-  int width, height;
-  if (current.width <= current.height) {
-    width = scale_to;
-    height = std::max(scale_to, static_cast<int>(std::nearbyint(static_cast<double>(current.height) * scale_to /
-                                                                current.width)));
-  } else {
-    height = scale_to;
-    width = std::max(scale_to, static_cast<int>(std::nearbyint(static_cast<double>(current.width) * scale_to /
-                                                               current.height)));
+  const double scale_to = std::nearbyint(size / config.crop_pct);
+  double long_side = current.width <= current.height
+                         ? std::nearbyint(static_cast<double>(current.height) * scale_to / current.width)
+                         : std::nearbyint(static_cast<double>(current.width) * scale_to / current.height);
+  long_side = std::max(long_side, scale_to);
+  // The resize before the centre crop holds scale_to x long_side pixels, and its horizontal pass the new width
+  // times the source's rows: both within the pixel budget, checked before anything is allocated.
+  const double new_width = current.width <= current.height ? scale_to : long_side;
+  const double largest = std::max(scale_to * long_side, new_width * current.height);
+  if (largest > static_cast<double>(kMaxImagePixels))
+  {
+    char sizes[96];
+    std::snprintf(sizes, sizeof sizes, "%.0fx%.0f", new_width,
+                  current.width <= current.height ? long_side : scale_to);
+    throw Error("a " + std::to_string(image.width) + "x" + std::to_string(image.height) + " image resizes to " +
+                sizes + " before the centre crop, above the " + std::to_string(kMaxImagePixels / 1'000'000) +
+                " MP budget: crop it to a less elongated shape first");
   }
+  const int width = static_cast<int>(new_width);
+  const int height = static_cast<int>(current.width <= current.height ? long_side : scale_to);
   if (width != current.width || height != current.height)
     current = resize(current, width, height, config.interpolation);
   const int left = (current.width - size) / 2, top = (current.height - size) / 2;

@@ -2,6 +2,7 @@
 // Schema the Python side generates (valijson), then the rules across fields that a schema cannot state
 // (the same as Manifest._check in mait_deploy/device/manifest.py).
 #include <algorithm>
+#include <cstdio>
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -140,8 +141,8 @@ PreprocessConfig preprocess_from(const json& pre, const std::string& origin) {
     throw Error(origin + ": model.preprocess needs input_size 1-2048 and channels 1 or 3");
   if (config.interpolation != "nearest" && config.interpolation != "bilinear" && config.interpolation != "bicubic")
     throw Error(origin + ": model.preprocess.interpolation must be nearest, bilinear or bicubic");
-  if (!(config.crop_pct > 0 && config.crop_pct <= 1))
-    throw Error(origin + ": model.preprocess.crop_pct must be in (0, 1]");
+  if (!(config.crop_pct >= 0.05 && config.crop_pct <= 1))  // MIN_CROP_PCT, as the schema says
+    throw Error(origin + ": model.preprocess.crop_pct must be from 0.05 to 1");
   for (auto* values : {&config.mean, &config.std}) {
     if (values->size() == 1) values->resize(static_cast<std::size_t>(config.channels), values->front());
     if (static_cast<int>(values->size()) != config.channels)
@@ -284,6 +285,46 @@ std::string one_line(const std::string& text, std::size_t limit) {
   }
   if (line.size() > limit) line = line.substr(0, limit - 3) + "...";
   return line;
+}
+
+std::string printable(const std::string& text) {
+  std::string out;
+  const auto escape = [&out](unsigned char byte) {
+    char code[5];
+    std::snprintf(code, sizeof code, "\\x%02x", byte);
+    out += code;
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte < 0x20 || byte == 0x7f || byte == '\\') {
+      escape(byte);
+      ++i;
+      continue;
+    }
+    // The length of a well-formed UTF-8 sequence starting here (0: not one): overlong forms, surrogates and
+    // code points past U+10FFFF are not UTF-8.
+    std::size_t length = byte < 0x80 ? 1 : (byte >= 0xc2 && byte <= 0xdf) ? 2 : (byte >= 0xe0 && byte <= 0xef) ? 3
+                         : (byte >= 0xf0 && byte <= 0xf4) ? 4 : 0;
+    if (length > 1) {
+      if (i + length > text.size()) length = 0;
+      for (std::size_t k = 1; length && k < length; ++k)
+        if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) length = 0;
+      if (length) {
+        const auto second = static_cast<unsigned char>(text[i + 1]);
+        if ((byte == 0xe0 && second < 0xa0) || (byte == 0xed && second > 0x9f) || (byte == 0xf0 && second < 0x90) ||
+            (byte == 0xf4 && second > 0x8f))
+          length = 0;
+      }
+    }
+    if (length == 0) {
+      escape(byte);
+      ++i;
+      continue;
+    }
+    out.append(text, i, length);
+    i += length;
+  }
+  return out;
 }
 
 }  // namespace mait

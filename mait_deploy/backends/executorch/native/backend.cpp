@@ -61,6 +61,11 @@ class ExecuTorchBackend final : public Backend {
     auto* pool = et::extension::threadpool::get_threadpool();
     if (pool != nullptr && options.threads > 0) pool->_unsafe_reset_threadpool(static_cast<uint32_t>(options.threads));
     threads_ = pool != nullptr ? pool->get_thread_count() : 1;
+    // The flatbuffer verifier over the whole program first: the default (Minimal) lets a corrupted program reach
+    // the kernels, where it crashes instead of failing.
+    const auto verified = module_.load(et::runtime::Program::Verification::InternalConsistency);
+    if (verified != et::runtime::Error::Ok)
+      throw Error("executorch refuses " + manifest.artifact.path + " (" + error_text(verified) + ")");
     const auto loaded = module_.load_forward();
     if (loaded != et::runtime::Error::Ok)
       throw Error("executorch cannot load the forward method of " + manifest.artifact.path + " (" +

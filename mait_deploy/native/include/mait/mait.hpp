@@ -1,13 +1,18 @@
 // mait-deploy native runner: open a bundle (manifest checked against the bundle contract, every file hashed),
 // preprocess images exactly as the Python device side does, run the bundle's runtime, check the golden set.
 //
-// One library per runtime (ONNX Runtime or OpenVINO), chosen when it is built; the bundle says which it needs.
-// Every failure is a mait::Error with a one-line message.
+// One library per runtime (built-in or a backend plug-in's), chosen when it is built; the bundle says which
+// it needs. Every failure is a mait::Error with a one-line message.
+//
+// Threads: a Runner may be shared between threads. run() and classify() take the runner's lock for the runtime
+// call (each call gets its own answer; calls on one Runner run one at a time); open one Runner per thread for
+// calls in parallel. The free functions below are thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -76,6 +81,16 @@ void check_files(const std::filesystem::path& bundle, const Manifest& manifest);
 std::string sha256_file(const std::filesystem::path& path);
 // A message on one line (OpenVINO's span several), at most `limit` characters.
 std::string one_line(const std::string& text, std::size_t limit = 400);
+// User text (a label, a file name) safe to print on one line and valid UTF-8: control characters, backslashes and
+// bytes that are not UTF-8 become \xNN escapes, so no name can forge an output line or break a JSON writer.
+std::string printable(const std::string& text);
+
+// Signed bundles: manifest.sig holds a DSSE envelope (payload: manifest.json's exact bytes) signed with Ed25519.
+// Checks it against the trusted public key (a PEM file); the manifest in turn holds every file's sha256.
+// Throws mait::Error when the bundle is unsigned, signed by another key, or its manifest differs from the payload.
+constexpr const char* kSignatureFile = "manifest.sig";
+constexpr const char* kTrustedKeyEnv = "MAIT_TRUSTED_KEY";  // a device setting, like the runner's --trust
+void verify_signature(const std::filesystem::path& bundle, const std::filesystem::path& public_key);
 
 // An 8-bit image, interleaved: height x width x channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA).
 struct Image {
@@ -83,11 +98,13 @@ struct Image {
   std::vector<std::uint8_t> pixels;
 };
 constexpr std::int64_t kMaxImagePixels = 40'000'000;  // as the Python side: a small file cannot decode to GBs
-Image load_image(const std::filesystem::path& path);  // PNG, JPEG, BMP
+Image load_image(const std::filesystem::path& path);  // PNG, JPEG, BMP; regular files only
 // The model input for one image, float32 [C, S, S]: mode conversion, shorter-side resize, centre crop and
 // normalisation, computed as mait_deploy/device/preprocess.py computes them (Pillow's fixed-point resampling).
 std::vector<float> preprocess(const Image& image, const PreprocessConfig& config);
-// The resized, cropped 8-bit image before normalisation (what the parity test compares).
+// The resized, cropped 8-bit image before normalisation (what the parity test compares). The shorter-side resize
+// of a very elongated image would be far larger than the image (1 x 16,000,000 px -> 32 x 512,000,000): every
+// intermediate is held to kMaxImagePixels, as the Python side does, and refused in one line beyond it.
 Image resize_crop(const Image& image, const PreprocessConfig& config);
 
 struct Classification {
@@ -97,9 +114,14 @@ struct Classification {
   std::vector<float> logits;
 };
 
+constexpr int kMaxThreads = 256;  // the Python side's bound (mait_deploy/device/runner.py MAX_THREADS)
+
 struct RunnerOptions {
-  int threads = 0;          // 0: the runtime's default
+  int threads = 0;          // 0: the runtime's default; else 1 to kMaxThreads
   bool check_hashes = true;
+  // A trusted public key (PEM): the bundle must carry a valid signature by it (its files are then always hashed).
+  // Empty: $MAIT_TRUSTED_KEY if set, else no signature is required.
+  std::filesystem::path trusted_key;
 };
 
 class Backend;
@@ -111,15 +133,17 @@ class Runner {
   Runner& operator=(Runner&&) noexcept;
   ~Runner();
 
-  // Logits [count, classes] for preprocessed inputs [count, C, H, W] (any count; chunked or padded as the
-  // artifact's batch needs).
-  std::vector<float> run(const float* inputs, std::int64_t count);
+  // Logits [count, classes] for preprocessed inputs [count, C, H, W] (any count up to max_run_samples(); chunked
+  // or padded as the artifact's batch needs). runtime_ms, when given: the runtime's own calls of this run, summed.
+  std::vector<float> run(const float* inputs, std::int64_t count, double* runtime_ms = nullptr);
+  // The most samples one run() takes: its logits and any padding stay within a bounded allocation.
+  std::int64_t max_run_samples() const;
   std::vector<Classification> classify(const std::vector<Image>& images);
 
   const Manifest& manifest() const { return manifest_; }
   const std::filesystem::path& bundle() const { return bundle_; }
   std::string describe() const;  // the runtime, its version and what it runs with
-  double last_runtime_ms() const;  // the runtime's own calls of the last run(), summed
+  double last_runtime_ms() const;  // the runtime's own calls of the last run() on this Runner, summed
   std::int64_t sample_size() const;
 
  private:
@@ -127,6 +151,7 @@ class Runner {
   std::filesystem::path bundle_;
   Manifest manifest_;
   std::unique_ptr<Backend> backend_;
+  std::unique_ptr<std::mutex> lock_;  // one runtime call at a time (the backends keep one request each)
   double last_runtime_ms_ = 0;
 };
 
