@@ -38,8 +38,9 @@ def _pil():
 MAX_IMAGE_PIXELS = 40_000_000
 
 
-def load_image(path: str | os.PathLike[str]) -> Any:
-    """Open an image file fully (so a truncated file fails here, with its name)."""
+def load_image(path: str | os.PathLike[str], config: PreprocessConfig | None = None) -> Any:
+    """Open an image file fully (so a truncated file fails here, with its name). With the model's ``config`` the
+    resize it will need is checked against the pixel budget from the header, before anything is decoded."""
     Image = _pil()
     path = Path(path)
     name = printable(str(path))
@@ -56,6 +57,8 @@ def load_image(path: str | os.PathLike[str]) -> Any:
             if width * height > MAX_IMAGE_PIXELS:
                 raise DataError(f"image {name} is {width}x{height} ({width * height / 1e6:.0f} MP); the limit is "
                                 f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP: downscale it first")
+            if config is not None:
+                resize_plan(width, height, config, name)
             image.load()
             return image.copy()
     except (OSError, ValueError, Image.DecompressionBombError) as err:
@@ -78,24 +81,29 @@ def _to_mode(image: Any, channels: int) -> Any:
     return image.convert("L" if channels == 1 else "RGB")
 
 
+def resize_plan(width: int, height: int, config: PreprocessConfig, name: str = "an image") -> tuple[int, int]:
+    """The size the shorter-side resize gives a ``width`` x ``height`` image (before the centre crop). The resize
+    of a very elongated image would be far larger than the image itself (1 x 16,000,000 px -> 28 x 448,000,000):
+    every intermediate (the resized image, and Pillow's horizontal pass: the new width times the source's rows) is
+    held to the pixel budget, as the native runner does, and refused in one line naming the image."""
+    scale_to = int(round(config.input_size / config.crop_pct))
+    if width <= height:
+        new_size = (scale_to, max(scale_to, int(round(height * scale_to / width))))
+    else:
+        new_size = (max(scale_to, int(round(width * scale_to / height))), scale_to)
+    if max(new_size[0] * new_size[1], new_size[0] * height) > MAX_IMAGE_PIXELS:
+        raise DataError(f"{name}: a {width}x{height} image resizes to {new_size[0]}x{new_size[1]} before the centre "
+                        f"crop, above the {MAX_IMAGE_PIXELS // 1_000_000} MP budget: crop it to a less elongated "
+                        f"shape first")
+    return new_size
+
+
 def _resize_crop(image: Any, config: PreprocessConfig) -> np.ndarray:
     """Resize the shorter side to input_size / crop_pct, centre-crop input_size; returns float32 HWC in [0, 1]."""
     size = config.input_size
     width, height = image.size
     if (width, height) != (size, size):
-        scale_to = int(round(size / config.crop_pct))
-        if width <= height:
-            new_size = (scale_to, max(scale_to, int(round(height * scale_to / width))))
-        else:
-            new_size = (max(scale_to, int(round(width * scale_to / height))), scale_to)
-        # The resize of a very elongated image would be far larger than the image itself (1 x 16,000,000 px ->
-        # 32 x 512,000,000): every intermediate (the resized image, and Pillow's horizontal pass: the new width
-        # times the source's rows) is held to the pixel budget, as the native runner does.
-        largest = max(new_size[0] * new_size[1], new_size[0] * height)
-        if largest > MAX_IMAGE_PIXELS:
-            raise DataError(f"a {width}x{height} image resizes to {new_size[0]}x{new_size[1]} before the centre "
-                            f"crop, above the {MAX_IMAGE_PIXELS // 1_000_000} MP budget: crop it to a less "
-                            f"elongated shape first")
+        new_size = resize_plan(width, height, config)
         if new_size != (width, height):
             image = image.resize(new_size, resample=_RESAMPLE[config.interpolation])
         left = (image.size[0] - size) // 2
@@ -140,10 +148,10 @@ def _array_image_to_pil(image: np.ndarray) -> Any:
     return _pil().fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode=mode)
 
 
-def _iter_pil(inputs: Any) -> Iterable[Any]:
+def _iter_pil(inputs: Any, config: PreprocessConfig | None = None) -> Iterable[Any]:
     Image = _pil()
     if isinstance(inputs, (str, os.PathLike)):
-        yield load_image(inputs)
+        yield load_image(inputs, config)
     elif isinstance(inputs, Image.Image):
         yield inputs
     elif isinstance(inputs, np.ndarray):
@@ -153,14 +161,14 @@ def _iter_pil(inputs: Any) -> Iterable[Any]:
         if len(inputs) == 0:
             raise DataError("no images given (empty list)")
         for item in inputs:
-            yield from _iter_pil(item)
+            yield from _iter_pil(item, config)
     else:
         raise DataError(f"unsupported input type {type(inputs).__name__}; give paths, PIL images or numpy arrays")
 
 
 def preprocess(inputs: Any, config: PreprocessConfig) -> np.ndarray:
     """Turn raw images into the model input: float32 [N, C, S, S], normalised."""
-    images = [_resize_crop(_to_mode(image, config.channels), config) for image in _iter_pil(inputs)]
+    images = [_resize_crop(_to_mode(image, config.channels), config) for image in _iter_pil(inputs, config)]
     return normalize(np.stack(images).transpose(0, 3, 1, 2), config)
 
 

@@ -50,6 +50,12 @@ class Prediction:
         return self.class_names[index] if index < len(self.class_names) else str(index)
 
 
+def _first_line(err: BaseException) -> str:
+    """A runtime's message on one line (ExecuTorch's and OpenVINO's span several), bounded."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:300]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -115,7 +121,13 @@ class Runner(abc.ABC):
 
     def activate(self) -> "Runner":
         if not self._active:
-            self._load()
+            try:
+                self._load()
+            except (MaitDeployError, ImportError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as err:  # the runtime's own error (a corrupt program whose hashes match): one line
+                raise BundleError(f"{self.runtime_name} cannot load {self.bundle_dir / self.manifest.artifact.path}: "
+                                  f"{_first_line(err)}") from err
             self._active = True
         return self
 
@@ -224,7 +236,13 @@ class Runner(abc.ABC):
         if not self._active:
             self.activate()
         started = time.perf_counter_ns()
-        logits = self._infer(batch)
+        try:
+            logits = self._infer(batch)
+        except (MaitDeployError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # a runtime that loaded a program and fails to run it
+            raise BundleError(f"{self.runtime_name} failed to run {self.bundle_dir / self.manifest.artifact.path}: "
+                              f"{_first_line(err)}") from err
         return logits, time.perf_counter_ns() - started
 
     def run(self, batch: np.ndarray) -> np.ndarray:

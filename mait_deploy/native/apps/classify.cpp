@@ -22,7 +22,13 @@ int main(int argc, char** argv) {
     const bool as_json = args.has("--json");
     for (const auto& path : app::images_under({args.positional.begin() + 1, args.positional.end()})) {
       const auto started = std::chrono::steady_clock::now();
-      const mait::Classification result = runner.classify({mait::load_image(path)}).front();
+      mait::Classification result;
+      try {
+        result = runner.classify({mait::load_image(path)}).front();
+      } catch (const mait::Error& error) {  // name the image (load_image does; the resize and the runtime do not)
+        const std::string message = error.what(), name = mait::printable(path.string());
+        throw mait::Error(message.find(name) == std::string::npos ? name + ": " + message : message);
+      }
       const double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
       if (as_json) {
         // Names as valid UTF-8 (other bytes as \xNN): a file name can be any bytes, a JSON string cannot.
