@@ -384,3 +384,105 @@ def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bund
         other = apps["onnxruntime"] / "libmait_runner_c.so"
         with pytest.raises(BundleError, match="was built for onnxruntime"):
             load_bundle(bundles["executorch", "fp32"], RunnerOptions(native_library=str(other))).activate()
+
+
+@pytest.mark.parametrize("runtime", BUILT_RUNTIMES)
+def test_a_shared_runner_gives_every_call_its_own_answer(runtime, apps, bundles):
+    """One Runner shared by threads (mait-threads: 4 workers, 120 calls on 8 distinct inputs, each answer checked
+    against the same input run alone), and one C ABI handle shared by Python threads through ctypes."""
+    import concurrent.futures
+
+    from mait_deploy.device.native_library import open_native
+
+    needs(runtime)
+    done = run(apps[runtime] / "mait-threads", bundles[runtime, "fp32"], "--workers", 4, "--calls", 120, check=True)
+    assert json.loads(done.stdout)["wrong"] == 0
+    manifest = json.loads((bundles[runtime, "fp32"] / "manifest.json").read_text())
+    session = open_native(apps[runtime] / "libmait_runner_c.so", bundles[runtime, "fp32"], runtime,
+                          manifest["model"]["num_classes"], 1)
+    try:
+        inputs = np.random.default_rng(0).standard_normal((8, 1, *session.sample_shape)).astype(np.float32)
+        alone = [session.run(batch)[0] for batch in inputs]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda call: (call % 8, session.run(inputs[call % 8])[0]), range(120)))
+        assert all(np.allclose(logits, alone[which], atol=1e-4) for which, logits in answers)
+    finally:
+        session.close()
+
+
+@pytest.mark.slow
+def test_the_shared_runner_is_clean_under_thread_sanitizer(bundles, tmp_path):
+    needs("onnxruntime")
+    from mait_deploy.device.native_app import generate_app
+
+    project = Path(generate_app(bundles["onnxruntime", "fp32"], tmp_path / "app").folder)
+    build = sdk.build(project, project / "build-tsan", "-DMAIT_SANITIZE_THREAD=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo")
+    done = run(build / "mait-threads", bundles["onnxruntime", "fp32"], "--workers", 4, "--calls", 60)
+    assert done.returncode == 0 and "ThreadSanitizer" not in done.stderr, done.stderr[-3000:]
+
+
+def test_hostile_input_to_the_native_runner_is_one_line_and_bounded(apps, bundles, tmp_path):
+    """Images that would take gigabytes or never end, thread counts that would hang or wrap, names that would forge
+    lines or break JSON, options a manifest may not carry, and signed bundles, through the native apps."""
+    runtime = next((r for r in RUNTIMES if sdk.missing(r) is None), None)
+    if runtime is None:
+        pytest.skip(sdk.missing("onnxruntime"))
+    classify, selftest = apps[runtime] / "mait-classify", apps[runtime] / "mait-selftest"
+    bundle = bundles[runtime, "fp32"]
+    Image.fromarray(np.full((16_000_000, 1), 128, np.uint8)).save(tmp_path / "tall.png", optimize=True)
+    os.mkfifo(tmp_path / "fifo.png")
+    assert_one_line_failure(run(classify, bundle, tmp_path / "tall.png", "--no-verify"),
+                            "tall.png: a 1x16000000 image resizes to 28x448000000 before the centre crop")
+    assert_one_line_failure(run(classify, bundle, tmp_path / "fifo.png", "--no-verify"), "is not a regular file")
+    for threads in ("100000", "4294967297", "-1"):
+        done = run(classify, bundle, tmp_path / "tall.png", "--threads", threads)
+        assert done.returncode == 2 and "--threads needs an integer from 1 to 256" in done.stderr, done.stderr
+    names = tmp_path / "names"
+    names.mkdir()
+    plain = Image.fromarray(np.full((28, 28), 100, np.uint8))
+    plain.save(names / "a\nerror: forged.png")
+    plain.save(os.fsdecode(b"%s/bad\xff.png" % os.fsencode(names)))
+    done = run(classify, bundle, names, "--no-verify", check=True)
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["a\\x0aerror", "bad\\xff.png"]
+    done = subprocess.run([str(classify), str(bundle), str(names), "--no-verify", "--json"], capture_output=True,
+                          timeout=300)
+    rows = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [Path(row["image"]).name for row in rows] == ["a\\x0aerror: forged.png", "bad\\xff.png"]
+
+    def edited(name, change):
+        folder = tmp_path / name
+        shutil.copytree(bundle, folder)
+        data = json.loads((folder / "manifest.json").read_text())
+        change(data)
+        (folder / "manifest.json").write_text(json.dumps(data))
+        return folder
+
+    assert_one_line_failure(run(selftest, edited("library", lambda d: d["runtime"]["options"].update(
+        native_library="/tmp/evil.so"))), "runtime")
+    assert_one_line_failure(run(selftest, edited("label", lambda d: d["model"]["labels"].__setitem__(
+        0, "T-shirt\nerror: forged"))), "labels")
+
+    # Signed bundles: the same envelope the Python side writes, checked with OpenSSL.
+    pytest.importorskip("cryptography")
+    from mait_deploy.device.signing import generate_keys, sign_bundle
+
+    key, trusted = generate_keys(tmp_path / "builder")
+    _, other = generate_keys(tmp_path / "other")
+    signed = tmp_path / "signed"
+    shutil.copytree(bundle, signed)
+    sign_bundle(signed, key)
+    assert run(selftest, signed, "--trust", trusted).returncode == 0
+    assert run(selftest, signed, env={**os.environ, "MAIT_TRUSTED_KEY": str(trusted)}).returncode == 0
+    assert_one_line_failure(run(selftest, signed, "--trust", other), "is not a valid signature by the trusted key")
+    assert_one_line_failure(run(selftest, bundle, "--trust", trusted), "is not signed")
+    assert_one_line_failure(run(selftest, signed, "--trust", key), "is not an Ed25519 public key in PEM")
+    changed = tmp_path / "changed"
+    shutil.copytree(signed, changed)
+    (changed / "manifest.json").write_bytes((changed / "manifest.json").read_bytes().replace(b"\"fp32\"", b"\"fp16\"", 1))
+    assert_one_line_failure(run(selftest, changed, "--trust", trusted), "differs from the manifest its signature")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(signed, tampered)
+    golden = bytearray((tampered / "golden.bin").read_bytes())
+    golden[-1] ^= 1
+    (tampered / "golden.bin").write_bytes(bytes(golden))
+    assert_one_line_failure(run(selftest, tampered, "--trust", trusted), "golden.bin does not match its sha256")
