@@ -106,6 +106,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "", replace: bool = 
     """Yield a temporary file path beside ``path``; on success it replaces ``path`` atomically. With
     ``replace=False`` a file that appeared at ``path`` meanwhile is an error and stays untouched."""
     final = Path(path)
+    if final.is_dir():  # the rename would fail naming our temporary file: name the user's path instead
+        raise MaitDeployError(f"output {final} is a folder; give a file path")
     _check_parent(final)
     try:
         handle, temp_name = tempfile.mkstemp(prefix=_temp_prefix(), suffix=suffix or final.suffix, dir=final.parent)

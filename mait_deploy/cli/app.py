@@ -38,6 +38,15 @@ def print_error(message: str) -> None:
     err_console.print(Text.assemble(("error: ", "bold red"), printable(message)), highlight=False, soft_wrap=True)
 
 
+def fail_with_report(report: Any, message: str, code: int = 1) -> typer.Exit:
+    """--json and a failure after the work was done: one JSON document on stdout (the report, with the error and
+    exit code in it), one error line on stderr. Returns the Exit to raise."""
+    print_error(message)
+    payload = dict(report) if isinstance(report, dict) else {"results": report}
+    print_json({**payload, "error": printable(message), "exit_code": code})
+    return typer.Exit(code=code)
+
+
 def usage_error(message: str, code: int, as_json: bool) -> int:
     """A usage error click found (unknown option, bad value): one line, and the JSON object under --json."""
     line = " ".join(message.split())

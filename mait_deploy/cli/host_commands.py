@@ -323,8 +323,10 @@ def deploy(
     fleet = (report.devices or {}).get("fleet") or {"rows": []}
     failed_on_boards = [r for r in fleet["rows"] if r["status"] == "failed"]
     if failed_on_boards:
+        first = failed_on_boards[0]
         raise MaitDeployError(f"{len(failed_on_boards)} of {len(fleet['rows'])} device x bundle run(s) failed on the "
-                              f"boards; see {output / 'report.md'}")
+                              f"boards (first: {first['device']}, {first['bundle']}: "
+                              f"{str(first.get('reason') or 'no reason')[:200]}); see {output / 'report.md'}")
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mait_deploy.cli.app import app, console, handle_errors, print_json, status_spinner
+from mait_deploy.cli.app import fail_with_report, app, console, handle_errors, print_json, status_spinner
 from mait_deploy.errors import MaitDeployError
 
 remote = typer.Typer(no_args_is_help=True, help="Set up boards and run bundles on them over SSH (a fleet at once).")
@@ -50,12 +50,15 @@ def setup(
         results = remote_setup(devices, wheel=wheel, accept_new=accept_new, force=force,
                                max_parallel=max_parallel, progress=status.update)
     failed = [r for r in results if r.status == "failed"]
+    message = f"{len(failed)} of {len(results)} board(s) failed: {failed[0].device}: {failed[0].reason}" if failed \
+        else ""
     if as_json:
+        if failed:  # one JSON document: the boards' results with the error in it
+            raise fail_with_report([result.to_dict() for result in results], message)
         print_json([result.to_dict() for result in results])
-    if failed:
-        raise MaitDeployError(f"{len(failed)} of {len(results)} board(s) failed: {failed[0].device}: {failed[0].reason}")
-    if as_json:
         return
+    if failed:
+        raise MaitDeployError(message)
     table = Table(title="remote setup")
     for column in ("device", "status", "machine", "python", "runtimes", "seconds"):
         table.add_column(column)
@@ -85,6 +88,7 @@ def profile(
     duration: Optional[float] = typer.Option(None, "--duration", help="Measure for S seconds instead."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads on the board."),
     native: bool = typer.Option(False, "--native", help="Also build the native C++ runner on each board (CMake, the board's SDK) and self-test and profile each ONNX Runtime/OpenVINO bundle with it: rows of their own."),
+    trust: Optional[Path] = typer.Option(None, "--trust", help="The boards run only bundles signed with this Ed25519 public key (PEM): pushed to each board and set as its trusted key for this run."),
     accept_new: bool = ACCEPT_NEW,
     force: bool = typer.Option(False, "--force", help="Write into an existing fleet output folder."),
     max_parallel: int = MAX_PARALLEL,
@@ -101,18 +105,21 @@ def profile(
 
     options = ProfileOptionsRemote(batches=tuple(parse_list(batch, int, "batch")), warmup=warmup,
                                    iterations=iterations if iterations is not None or duration is not None else 100,
-                                   duration_s=duration, threads=threads, native=native)
+                                   duration_s=duration, threads=threads, native=native,
+                                   trusted_key=None if trust is None else str(trust))
+    if trust is not None:
+        from mait_deploy.device.signing import load_public_key
+
+        load_public_key(trust)
     with status_spinner() as status:
         report = remote_profile(devices, bundles, output, eval_source, eval_count, eval_seed, options,
                                 accept_new=accept_new, max_parallel=max_parallel, force=force,
                                 progress=status.update)
-    if as_json:
-        print_json(report)
     failed = [r for r in report["rows"] if r["status"] == "failed"]
-    if failed and as_json:
-        raise MaitDeployError(f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed; "
-                              f"the report is in {output}")
     if as_json:
+        if failed:
+            raise fail_with_report(report, _fleet_failure(report, failed, output))
+        print_json(report)
         return
     table = Table(title=f"fleet ({report['seconds']:.0f} s) -> {output}")
     for column in COLUMNS:
@@ -122,5 +129,11 @@ def profile(
     console.print(table)
     failed = [r for r in report["rows"] if r["status"] == "failed"]
     if failed:
-        raise MaitDeployError(f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed; "
-                              f"the report is in {output}")
+        raise MaitDeployError(_fleet_failure(report, failed, output))
+
+
+def _fleet_failure(report: dict, failed: list[dict], output: Path) -> str:
+    """The error line of a fleet run with failed rows: how many, and the first one's board, bundle and reason."""
+    first = failed[0]
+    return (f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed (first: {first['device']}, "
+            f"{first['bundle']}: {str(first.get('reason') or 'no reason')[:200]}); the report is in {output}")

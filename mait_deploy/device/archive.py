@@ -35,9 +35,14 @@ def bundle_members(folder: Path) -> list[str]:
 
 
 def _member_names(manifest: Manifest) -> list[str]:
-    """What a bundle may hold: its manifest, the files it lists, and a signature of it (optional)."""
-    names = [MANIFEST_FILE, SIGNATURE_FILE, *(path for path, _ in manifest.entries())]
+    """The files a bundle holds: its manifest and the files it lists."""
+    names = [MANIFEST_FILE, *(path for path, _ in manifest.entries())]
     return sorted({str(PurePosixPath(name)) for name in names})
+
+
+def _allowed_names(manifest: Manifest) -> set[str]:
+    """What a bundle may hold: its files and a signature of its manifest (optional)."""
+    return {*_member_names(manifest), SIGNATURE_FILE}
 
 
 def pack_bundle(bundle: str | Path, archive: str | Path, force: bool = False) -> Path:
@@ -90,7 +95,7 @@ def _check_against_manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo]
         raise BundleError(f"{source}: {MANIFEST_FILE} is unreadable: {str(err)[:200]}") from err
     manifest = Manifest.from_dict(data, f"{source}: {MANIFEST_FILE}")
     sizes = {str(PurePosixPath(e.path)): e.bytes for e in (manifest.artifact, *manifest.files)}
-    listed = set(_member_names(manifest))
+    listed = _allowed_names(manifest)
     for member in members:
         name = str(PurePosixPath(member.name))
         if not member.isfile() or name == MANIFEST_FILE:
@@ -111,7 +116,7 @@ def bundle_ownership(folder: Path) -> str | None:
         caches = set(runner_class(manifest.runtime.name).cache_dirs)
     except MaitDeployError:
         return "no readable manifest.json of a known runtime"
-    listed = set(_member_names(manifest))
+    listed = _allowed_names(manifest)
     for path in sorted(Path(folder).rglob("*")):
         name = path.relative_to(folder).as_posix()
         if path.is_dir() and not path.is_symlink():
@@ -177,7 +182,7 @@ def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False)
             except BundleError as err:  # it names the temporary folder: name the user's archive instead
                 message = str(err).replace(f"{temp / MANIFEST_FILE}", f"{source}: {MANIFEST_FILE}")
                 raise BundleError(message.replace(str(temp), str(source))) from err
-            expected = set(_member_names(manifest))
+            expected = _allowed_names(manifest)
             extra = sorted(name for name in seen if (temp / name).is_file() and name not in expected)
             if extra:
                 raise BundleError(f"{source} holds files its manifest does not list: {', '.join(extra[:5])}")

@@ -19,34 +19,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mait_deploy._io import check_output, sha256_file, write_json
-from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
+from mait_deploy.device.manifest import MANIFEST_FILE
 from mait_deploy.device.profiling.stats import Latency
+from mait_deploy.device.signing import TRUSTED_KEY_ENV
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.native import device_environment
 from mait_deploy.host.remote.parallel import run_on_devices
+from mait_deploy.host.remote.push import LocalBundle, ensure_pushed, push_trusted_key, read_bundles
 from mait_deploy.host.remote.setup import STAMP
 from mait_deploy.host.remote.ssh import Board, last_line
 
 OUT_MARKER = ".mait-fleet"
-_HASH_CHECK = ("import hashlib, json, pathlib, sys; folder = pathlib.Path(sys.argv[1]); "
-               "want = json.loads(sys.argv[2]); bad = [name for name, digest in want.items() "
-               "if not (folder / name).is_file() "
-               "or hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest]; "
-               "print(json.dumps(bad)); sys.exit(1 if bad else 0)")
-
-
-@dataclass
-class LocalBundle:
-    name: str  # the local folder's name: the report's row and OUT/<device>/<name>
-    path: Path
-    manifest: Manifest
-    key: str  # sha256 of manifest.json (which lists every file's sha256): the bundle's identity
-    files: dict[str, str]  # relative path -> sha256
-
-    @property
-    def runtime(self) -> str:
-        return self.manifest.runtime.name
 
 
 @dataclass
@@ -69,6 +53,9 @@ class ProfileOptionsRemote:
     threads: int | None = None
     mode: str = "latency"
     native: bool = False  # also build the native runner on the board, self-test and profile it (its own rows)
+    # A public key (host path) the boards must trust for this run: pushed to each board, set as its device
+    # setting ($MAIT_TRUSTED_KEY) for the board job and the native runner, so only bundles signed by it run.
+    trusted_key: str | None = None
 
     def job(self) -> dict[str, Any]:
         return {"batches": list(self.batches), "warmup": self.warmup, "iterations": self.iterations,
@@ -101,29 +88,6 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def read_bundles(paths: Sequence[Path]) -> list[LocalBundle]:
-    """Read and hash-check each local bundle before anything connects. What is pushed is what the manifest lists
-    (check_files: each a regular file inside the folder, no symbolic link on the way, with its recorded sha256),
-    never whatever else the folder holds."""
-    from mait_deploy.device.bundle import check_files
-
-    bundles: list[LocalBundle] = []
-    for path in map(Path, paths):
-        manifest = read_manifest(path)
-        check_files(path, manifest)
-        manifest_file = path / MANIFEST_FILE
-        if manifest_file.is_symlink():
-            raise RemoteError(f"{path}: {MANIFEST_FILE} is a symbolic link; bundles hold plain files")
-        files = {MANIFEST_FILE: sha256_file(manifest_file), **dict(manifest.entries())}
-        bundle = LocalBundle(path.resolve().name, path, manifest, files[MANIFEST_FILE][:20], files)
-        if any(b.name == bundle.name for b in bundles):
-            raise RemoteError(f"two bundles are named {bundle.name!r}; give them different folder names")
-        bundles.append(bundle)
-    if not bundles:
-        raise RemoteError("give at least one bundle")
-    return bundles
 
 
 def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[LocalBundle], folder: Path,
@@ -160,27 +124,6 @@ def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[L
             except Exception as err:  # e.g. a TensorRT bundle on a host without a GPU: reported, not fatal
                 eval_set.host_top1[bundle.name] = {"error": str(err).splitlines()[0][:200]}
     return eval_set
-
-
-async def _ensure_pushed(board: Board, bundle: LocalBundle, bundles_dir: PurePosixPath, python: str,
-                         temporaries: list[str]) -> bool:
-    """Push the bundle unless the board has it already; True when something was pushed."""
-    final = str(bundles_dir / bundle.key)
-    if await board.exists(final):
-        return False
-    partial = f"{final}.partial-{secrets.token_hex(4)}"
-    temporaries.append(partial)
-    await board.run(["mkdir", "-p", partial], what="creating the bundle folder")
-    for relative in bundle.files:
-        parent = PurePosixPath(partial, relative).parent
-        if str(parent) != partial:
-            await board.run(["mkdir", "-p", str(parent)], what="creating the bundle folder")
-        await board.put(bundle.path / relative, str(PurePosixPath(partial, relative)))
-    await board.run([python, "-c", _HASH_CHECK, partial, json.dumps(bundle.files)],
-                    what=f"checking {bundle.name}'s hashes on arrival")
-    await board.run(["mv", "-T", partial, final], what="committing the bundle")
-    temporaries.remove(partial)
-    return True
 
 
 async def _remote_json(board: Board, argv: list[str], what: str, timeout: float | None = None) -> dict[str, Any]:
@@ -242,6 +185,7 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
                     await board.put(eval_set.path, partial)
                     await board.run(["mv", "-T", partial, eval_remote], what="committing the evaluation data")
                     temporaries.remove(partial)
+            trust = await push_trusted_key(board, work, options.trusted_key, temporaries)
             for bundle in bundles:
                 row = Row(device.name, bundle.name, "failed", target=bundle.manifest.target,
                           precision=bundle.manifest.precision, machine=machine, steps={"connect": connect_s})
@@ -259,13 +203,13 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
                     progress(f"{device.name}: {bundle.name}")
                 try:
                     await _bundle_on_board(board, bundle, row, work, python, eval_remote, options, out,
-                                           temporaries)
+                                           temporaries, trust)
                     row.status = "ok"
                 except RemoteError as err:
                     row.reason = str(err)
                 if options.native:
                     rows.append(await _native_row(board, bundle, row, work, python, options, temporaries,
-                                                  progress))
+                                                  progress, trust))
         finally:
             for path in list(temporaries):
                 await board.remove_tree(path)
@@ -275,7 +219,7 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
 
 async def _native_row(board: Board, bundle: LocalBundle, python_row: Row, work: PurePosixPath, python: str,
                       options: ProfileOptionsRemote, temporaries: list[str],
-                      progress: Callable[[str], None] | None) -> Row:
+                      progress: Callable[[str], None] | None, trust: str | None = None) -> Row:
     """The bundle through the native runner built on the board (remote/native.py): a row of its own."""
     from mait_deploy.device.native_app import native_runtimes
     from mait_deploy.host.remote.native import ensure_built, native_on_board
@@ -294,7 +238,7 @@ async def _native_row(board: Board, bundle: LocalBundle, python_row: Row, work: 
     try:
         build, seconds = await ensure_built(board, work, bundle.runtime, python, temporaries)
         row.steps["build"] = seconds
-        await native_on_board(board, build, str(work / "bundles" / bundle.key), row, options)
+        await native_on_board(board, build, str(work / "bundles" / bundle.key), row, options, trust)
         row.status = "ok"
     except RemoteError as err:
         row.reason = str(err)
@@ -303,15 +247,17 @@ async def _native_row(board: Board, bundle: LocalBundle, python_row: Row, work: 
 
 async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: PurePosixPath, python: str,
                            eval_remote: str | None, options: ProfileOptionsRemote, out: Path,
-                           temporaries: list[str]) -> None:
+                           temporaries: list[str], trust: str | None = None) -> None:
     """Push (if needed), then verify + evaluate + profile in one process on the board; pull its JSON."""
     local = out / board.device.name / bundle.name
     local.mkdir(parents=True, exist_ok=True)
     remote = str(work / "bundles" / bundle.key)
     clock = time.perf_counter()
-    row.pushed = await _ensure_pushed(board, bundle, work / "bundles", python, temporaries)
+    row.pushed = await ensure_pushed(board, bundle, work / "bundles", python, temporaries)
     row.steps["push"] = round(time.perf_counter() - clock, 2)
     environment = await device_environment(board, bundle.runtime, work, python, temporaries, row.steps)
+    if trust is not None:
+        environment = ["env", f"{TRUSTED_KEY_ENV}={trust}", *environment[1:]]
     report_remote = str(work / "runs" / f"{bundle.key}-{secrets.token_hex(4)}.json")
     temporaries.append(report_remote)
     job = {"bundle": remote, "eval_data": eval_remote, "profile": options.job(), "profile_json": report_remote,

@@ -117,9 +117,12 @@ def first_error(output: str) -> str:
 
 
 async def native_on_board(board: Board, build: PurePosixPath, bundle_remote: str, row: Any,
-                          options: Any) -> None:
-    """The golden self-test, then a profile at the first batch size; fills ``row`` (a fleet Row)."""
+                          options: Any, trust: str | None = None) -> None:
+    """The golden self-test, then a profile at the first batch size; fills ``row`` (a fleet Row). ``trust``: the
+    public key (a path on the board) the bundle must be signed with."""
     threads = ["--threads", str(options.threads)] if options.threads else []
+    if trust is not None:
+        threads += ["--trust", trust]
     clock = time.perf_counter()
     done = await board.run([str(build / "mait-selftest"), bundle_remote, *threads], check=False,
                            what="the native self-test")

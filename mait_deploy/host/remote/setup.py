@@ -140,8 +140,8 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
 
 
 def runtime_extras(runtimes: Sequence[str]) -> list[str]:
-    """The pip extras that bring these backends' device runtimes."""
-    return sorted({backends.get(name).runtime_extra for name in runtimes})
+    """The pip extras a board installs: these backends' device runtimes, and signing (`--trust` on the board)."""
+    return sorted({backends.get(name).runtime_extra for name in runtimes} | {"signing"})
 
 
 def runtime_sdk_wheels(runtimes: Sequence[str]) -> list[str]:
