@@ -19,6 +19,7 @@ from mait_deploy._interrupts import (
     raise_if_interrupted,
     remember_interrupts,
 )
+from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV
 from mait_deploy.errors import MaitDeployError, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -61,7 +62,11 @@ def usage_error(message: str, code: int, as_json: bool) -> int:
 # (TORCH_LOGS=-torch: torch resets its loggers' levels when it loads). Left: LiteRT's "INFO: Created TensorFlow
 # Lite XNNPACK delegate" line, which its Python package offers no switch for.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3",
-                     "TF_ENABLE_ONEDNN_OPTS": "0", "TORCH_LOGS": "-torch"}
+                     "TF_ENABLE_ONEDNN_OPTS": "0", "TORCH_LOGS": "-torch",
+                     # Runtimes that write to file descriptor 2 themselves while a bundle loads (LiteRT's "Created
+                     # TensorFlow Lite XNNPACK delegate", OpenVINO's frontends' absl lines on a corrupt IR,
+                     # ExecuTorch's cpuinfo): the device runner silences that descriptor around the load.
+                     QUIET_RUNTIMES_ENV: "1"}
 QUIET_LOGGERS = ("torchao", "torch", "nncf", "absl", "tensorflow", "jax", "onnxscript")
 
 

@@ -223,7 +223,7 @@ class Manifest:
             raise BundleError(f"{origin}: golden.arrays lays out schema 3's uncompressed golden file; schema "
                               f"{self.schema_version} " + ("needs it" if self.schema_version >= 3 else "has none"))
         if self.golden.arrays is not None:
-            _check_golden_layout(self.golden, config.num_classes, origin)
+            _check_golden_layout(self.golden, config.num_classes, origin, expected)
 
 
 def _file_entry(entry: Any) -> FileEntry:
@@ -274,7 +274,7 @@ def _golden_entry(entry: Mapping[str, Any], origin: str) -> GoldenEntry:
 GOLDEN_ARRAY_DTYPES = {"images": "uint8", "inputs": "float32", "logits": "float32", "reference_logits": "float32"}
 
 
-def _check_golden_layout(golden: GoldenEntry, num_classes: int, origin: str) -> None:
+def _check_golden_layout(golden: GoldenEntry, num_classes: int, origin: str, sample: list[int]) -> None:
     """An uncompressed golden file's layout: the kind's samples and both logits, ``count`` rows each, packed
     back to back from offset 0 (so the file's size is the layout's and nothing is read twice or skipped)."""
     if golden.kind is None:
@@ -292,6 +292,13 @@ def _check_golden_layout(golden: GoldenEntry, num_classes: int, origin: str) -> 
                               f"{golden.count}")
         if array.name != golden.kind and array.shape != [golden.count, num_classes]:
             raise BundleError(f"{origin}: golden array {array.name} must have shape [{golden.count}, {num_classes}]")
+        if array.name == "inputs" and array.shape != [golden.count, *sample]:
+            raise BundleError(f"{origin}: golden array inputs must have shape {[golden.count, *sample]} (the model's "
+                              f"input), got {array.shape}")
+        if array.name == "images" and not (len(array.shape) == 3 or (len(array.shape) == 4
+                                                                    and 1 <= array.shape[3] <= 4)):
+            raise BundleError(f"{origin}: golden array images must be [N, H, W] or [N, H, W, C] with 1-4 channels, "
+                              f"got {array.shape}")
         if array.offset != offset:
             raise BundleError(f"{origin}: golden array {array.name} starts at {array.offset}; the arrays are packed "
                               f"back to back, so it must start at {offset}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.device.preprocess import preprocess
@@ -50,10 +52,15 @@ class Prediction:
         return self.class_names[index] if index < len(self.class_names) else str(index)
 
 
+_WHERE_LINE = re.compile(r"^(Exception from \S+:\d+:?|Check '.*' failed at \S+:\d+:?|\[ERROR\].*\.cpp:\d+\]?)$")
+
+
 def _first_line(err: BaseException) -> str:
-    """A runtime's message on one line (ExecuTorch's and OpenVINO's span several), bounded."""
+    """A runtime's message on one line (OpenVINO's and ExecuTorch's span several and open with the source line
+    that raised it: the reason is the first line that is not such a location), bounded."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[0] if lines else type(err).__name__)[:300]
+    reasons = [line for line in lines if not _WHERE_LINE.match(line)]
+    return ((reasons or lines or [type(err).__name__])[0])[:300]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -121,8 +128,13 @@ class Runner(abc.ABC):
 
     def activate(self) -> "Runner":
         if not self._active:
+            if self.load_may_crash:
+                from mait_deploy.device.load_probe import probe_load
+
+                probe_load(self)
             try:
-                self._load()
+                with runtime_stderr_silenced():
+                    self._load()
             except (MaitDeployError, ImportError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as err:  # the runtime's own error (a corrupt program whose hashes match): one line
@@ -135,6 +147,12 @@ class Runner(abc.ABC):
         if self._active:
             self._close()
             self._active = False
+
+    @property
+    def load_may_crash(self) -> bool:
+        """True where this runtime can kill the process on a corrupt program instead of raising (no verifier of
+        its own): the program is then loaded in a child process first (device/load_probe.py)."""
+        return False
 
     @property
     def is_active(self) -> bool:

@@ -167,7 +167,8 @@ def test_malformed_manifests_are_one_line(ort_fp32_bundle, tmp_path):
         "deep build": (deep_build, "nested deeper than 32 levels"),
         "tiny crop_pct": (lambda d: d["model"]["preprocess"].update(crop_pct=1e-300), "crop_pct"),
         "recorded_on": (lambda d: d["golden"].update(recorded_on="x86"), "golden.recorded_on"),
-        "input name": (lambda d: d["inputs"][0].update(name="pixels"), "input"),
+        "input name": (lambda d: d["inputs"][0].update(name="pixels"), "the manifest's input is 'pixels'"),
+        "flat images": (lambda d: d["golden"]["arrays"][0].update(shape=[8, 784]), "golden array images must be"),
     }
     for name, (change, message) in cases.items():
         bundle = edited_copy(ort_fp32_bundle, tmp_path / name.replace(" ", "-"), change)
@@ -228,3 +229,41 @@ def test_signed_bundles_run_only_with_the_right_key_and_unchanged(ort_fp32_bundl
     assert cli("pack", bundle, "-o", archive)[0].returncode == 0
     assert cli("unpack", archive, "-o", tmp_path / "unpacked")[0].returncode == 0
     assert cli("verify", tmp_path / "unpacked", "--trust", trusted)[0].returncode == 0
+
+
+def test_a_runtime_that_dies_on_a_corrupt_program_is_one_line(ort_fp32_bundle, tmp_path):
+    """ExecuTorch's Python runtime aborts (std::terminate in its bindings) on some corrupt programs whose hashes
+    match: the load runs in a child process first, and its death by a signal is one line naming the program."""
+    pytest.importorskip("executorch.runtime")
+    import random
+
+    program = random.Random(0).randbytes(4096)
+
+    def as_executorch(data):
+        data.update(target="executorch", batch=1)
+        data["artifact"]["path"] = "model.pte"
+        data["runtime"].update(name="executorch", extra="executorch-device", options={})
+        data["inputs"][0]["shape"][0] = 1
+        data["outputs"][0]["shape"][0] = 1
+
+    bundle = tmp_path / "executorch"
+    shutil.copytree(ort_fp32_bundle, bundle)
+    (bundle / "model.onnx").unlink()
+    (bundle / "model.pte").write_bytes(program)
+    data = json.loads((bundle / "manifest.json").read_text())
+    as_executorch(data)
+    data["artifact"].update(sha256=hashlib.sha256(program).hexdigest(), bytes=len(program))
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    done, _ = cli("verify", bundle)
+    assert_one_line(done, f"executorch crashed (SIGABRT) loading {bundle}/model.pte: the program is corrupt")
+
+
+def test_runtime_lines_on_file_descriptor_2_are_silenced_only_when_asked():
+    code = ("import os; from mait_deploy._runtime_logs import runtime_stderr_silenced\n"
+            "with runtime_stderr_silenced():\n    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate\\n')\n"
+            "os.write(2, b'after\\n')")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "MAIT_QUIET_RUNTIMES": "1"})
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "MAIT_QUIET_RUNTIMES"})
+    assert quiet.stderr == "after\n" and loud.stderr.startswith("INFO: Created"), (quiet.stderr, loud.stderr)

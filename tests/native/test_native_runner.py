@@ -334,7 +334,19 @@ def test_a_program_executorch_refuses_is_its_reason_on_one_line(apps, bundles, t
     manifest["artifact"].update(sha256=hashlib.sha256(program).hexdigest(), bytes=len(program))
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_failure(run(apps["executorch"] / "mait-selftest", bundle),
-                            "executorch cannot load the forward method of model.pte (Error::InvalidProgram")
+                            "executorch refuses model.pte (Error::InvalidProgram")
+    # Bytes flipped inside the program (the Python runtime aborts on such): the verifier refuses them, one line.
+    import random
+
+    flipped = bytearray((bundles["executorch", "fp32"] / "model.pte").read_bytes())
+    rng = random.Random(0)
+    for _ in range(256):
+        flipped[rng.randrange(len(flipped) // 8)] ^= rng.randrange(1, 256)
+    (bundle / "model.pte").write_bytes(bytes(flipped))
+    manifest["artifact"].update(sha256=hashlib.sha256(flipped).hexdigest(), bytes=len(flipped))
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    done = run(apps["executorch"] / "mait-selftest", bundle)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 @pytest.mark.slow

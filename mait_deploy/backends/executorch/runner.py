@@ -76,6 +76,14 @@ class _NativeRuntime:
 class ExecuTorchRunner(Runner):
     layer_profiler_missing = "ExecuTorch's op profiler (ETDump) needs a runtime built with event tracing"
 
+    @property
+    def load_may_crash(self) -> bool:
+        """ExecuTorch's Python runtime aborts on some corrupt programs (a string that is not UTF-8 ends in
+        std::terminate in its bindings); the native library loads with InternalConsistency and raises."""
+        from mait_deploy.device.native_library import library_path
+
+        return library_path(self.options.native_library) is None
+
     def _load(self) -> None:
         from mait_deploy.device.native_library import LIBRARY_ENV, library_path
 

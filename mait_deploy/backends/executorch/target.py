@@ -220,6 +220,10 @@ class ExecuTorchTarget(Target):
             progress(f"executorch {options.precision}: lowering to XNNPACK")
             program, report["delegation"] = self._lower(torch, model, sample)
         (staging / ARTIFACT).write_bytes(program)
+        # Lowered by this process: loading it in-process is safe, no child-process probe needed (load_probe.py).
+        from mait_deploy.device.load_probe import built_here
+
+        built_here(program)
         return BuiltArtifact(
             artifact=ARTIFACT, inputs=[TensorSpec(INPUT_NAME, [batch, *source.config.input_shape], "float32")],
             outputs=[TensorSpec(OUTPUT_NAME, [batch, source.config.num_classes], "float32")], batch=batch,

@@ -16,7 +16,7 @@ import numpy as np
 
 from mait_deploy._deps import require
 from mait_deploy.device.runner import Runner
-from mait_deploy.errors import UnsupportedOption
+from mait_deploy.errors import BundleError, UnsupportedOption
 from mait_deploy.options import Option
 
 
@@ -48,7 +48,11 @@ class OnnxRuntimeRunner(Runner):
                                     f"available: {', '.join(available)}")
         self._session = ort.InferenceSession(str(self.bundle_dir / self.manifest.artifact.path), options,
                                              providers=providers)
-        self._input_type = self._session.get_inputs()[0].type
+        model_input = self._session.get_inputs()[0]
+        if model_input.name != self.input_name:  # the manifest describes another model than this artifact
+            raise BundleError(f"{self.bundle_dir}: the manifest's input is {self.input_name!r}; "
+                              f"{self.manifest.artifact.path} takes {model_input.name!r}")
+        self._input_type = model_input.type
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         if self._input_type == "tensor(float16)":

@@ -28,7 +28,7 @@ int guarded(char* error, size_t error_size, Call call) {
   } catch (const std::bad_alloc&) {
     copy_text("out of memory", error, error_size);
   } catch (const std::exception& failure) {
-    copy_text(mait::one_line(failure.what()), error, error_size);
+    copy_text(mait::one_line(mait::printable(failure.what())), error, error_size);  // valid UTF-8 for any caller
   } catch (...) {
     copy_text("unknown error", error, error_size);
   }

@@ -47,7 +47,7 @@ void quiet_logging() {
 std::string error_text(et::runtime::Error error) {
   std::string text = et::runtime::to_string(error);
   std::lock_guard<std::mutex> lock(log_mutex);
-  if (!last_log_error.empty()) text += ": " + one_line(last_log_error, 200);
+  if (!last_log_error.empty()) text += ": " + one_line(printable(last_log_error), 200);  // it may quote program bytes
   last_log_error.clear();
   return text;
 }
