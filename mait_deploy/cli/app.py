@@ -83,8 +83,22 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("mait-deploy")
+        except PackageNotFoundError:  # a checkout on sys.path, not installed
+            text = "unknown (not installed)"
+        console.print(f"mait-deploy {text}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+         version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                      help="Print mait-deploy's version and exit."),
          verbose: bool = typer.Option(False, "--verbose", help="Let the converters and runtimes print their own "
                                                                "logs (silenced by default).")) -> None:
     _state["debug"] = debug

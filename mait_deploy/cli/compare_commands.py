@@ -24,7 +24,7 @@ def compare(
     baselines: str = typer.Option("deit_tiny_patch16_224,cait_xxs24_224,swin_tiny_patch4_window7_224", "--baselines", help="Comma list: timm names (NAME=WEIGHTS for a checkpoint) or .onnx files."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (bundles/, compare.json/.md/.png)."),
     targets: Optional[str] = typer.Option(None, "--targets", help="Comma list of targets (default: every target this machine can build and run)."),
-    precisions: str = typer.Option(default_of(CompareOptions, "precisions"), "--precisions", help="Comma list of fp32,fp16,int8."),
+    precisions: str = typer.Option(default_of(CompareOptions, "precisions"), "--precisions", help="Comma list of fp32,fp16,bf16,int8 (bf16: OpenVINO, where the CPU computes it)."),
     batch: str = typer.Option(default_of(CompareOptions, "batches"), "--batch", help="Comma list of batch sizes."),
     rounds: int = typer.Option(default_of(CompareOptions, "rounds"), "--rounds", help="Side-by-side rounds per target x precision x batch."),
     block: int = typer.Option(default_of(CompareOptions, "block"), "--block", help="Consecutive calls per model per round (the first is dropped)."),

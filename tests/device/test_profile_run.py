@@ -62,10 +62,12 @@ def test_failure_part_way_is_in_the_report(bundle, monkeypatch, tmp_path):
 
     monkeypatch.setattr(OnnxRuntimeRunner, "_infer", flaky)
     report = profile(bundle, ProfileOptions(batches=(1, 4), warmup=1, iterations=5))
-    assert report.results[0].error is None and report.results[1].error == "device lost"
-    assert report.error == "batch 4: device lost"
+    # The runtime's own error, named by the runner (which runtime, which program) on one line.
+    lost = f"onnxruntime failed to run {bundle / 'model.onnx'}: device lost"
+    assert report.results[0].error is None and report.results[1].error == lost
+    assert report.error == f"batch 4: {lost}"
     save_reports([report], tmp_path / "partial.json")
-    assert load_reports(tmp_path / "partial.json")[0].error == "batch 4: device lost"
+    assert load_reports(tmp_path / "partial.json")[0].error == f"batch 4: {lost}"
 
 
 def test_bad_report_files(tmp_path):

@@ -317,6 +317,8 @@ def test_the_runner_is_clean_under_address_and_undefined_behaviour_sanitizers(ru
             done.stderr[-3000:]
     for name, (bundle, message) in hostile_cases(bundles[runtime, "fp32"], tmp_path / "hostile").items():
         assert_one_line_failure(run(build / "mait-selftest", bundle, env=env), message)
+    (tmp_path / "inputs").mkdir()
+    check_hostile_input(build, bundles[runtime, "fp32"], tmp_path / "inputs", env)
 
 
 @pytest.mark.slow
@@ -439,25 +441,30 @@ def test_hostile_input_to_the_native_runner_is_one_line_and_bounded(apps, bundle
     runtime = next((r for r in RUNTIMES if sdk.missing(r) is None), None)
     if runtime is None:
         pytest.skip(sdk.missing("onnxruntime"))
-    classify, selftest = apps[runtime] / "mait-classify", apps[runtime] / "mait-selftest"
-    bundle = bundles[runtime, "fp32"]
+    check_hostile_input(apps[runtime], bundles[runtime, "fp32"], tmp_path)
+
+
+def check_hostile_input(build: Path, bundle: Path, tmp_path: Path, env: dict | None = None) -> None:
+    """The hostile-input checks of the native apps in ``build`` (also run under the sanitizers)."""
+    classify, selftest = build / "mait-classify", build / "mait-selftest"
     Image.fromarray(np.full((16_000_000, 1), 128, np.uint8)).save(tmp_path / "tall.png", optimize=True)
     os.mkfifo(tmp_path / "fifo.png")
-    assert_one_line_failure(run(classify, bundle, tmp_path / "tall.png", "--no-verify"),
+    assert_one_line_failure(run(classify, bundle, tmp_path / "tall.png", "--no-verify", env=env),
                             "tall.png: a 1x16000000 image resizes to 28x448000000 before the centre crop")
-    assert_one_line_failure(run(classify, bundle, tmp_path / "fifo.png", "--no-verify"), "is not a regular file")
+    assert_one_line_failure(run(classify, bundle, tmp_path / "fifo.png", "--no-verify", env=env),
+                            "is not a regular file")
     for threads in ("100000", "4294967297", "-1"):
-        done = run(classify, bundle, tmp_path / "tall.png", "--threads", threads)
+        done = run(classify, bundle, tmp_path / "tall.png", "--threads", threads, env=env)
         assert done.returncode == 2 and "--threads needs an integer from 1 to 256" in done.stderr, done.stderr
     names = tmp_path / "names"
     names.mkdir()
     plain = Image.fromarray(np.full((28, 28), 100, np.uint8))
     plain.save(names / "a\nerror: forged.png")
     plain.save(os.fsdecode(b"%s/bad\xff.png" % os.fsencode(names)))
-    done = run(classify, bundle, names, "--no-verify", check=True)
+    done = run(classify, bundle, names, "--no-verify", check=True, env=env)
     assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["a\\x0aerror", "bad\\xff.png"]
     done = subprocess.run([str(classify), str(bundle), str(names), "--no-verify", "--json"], capture_output=True,
-                          timeout=300)
+                          timeout=300, env=env)
     rows = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert [Path(row["image"]).name for row in rows] == ["a\\x0aerror: forged.png", "bad\\xff.png"]
 
@@ -470,9 +477,9 @@ def test_hostile_input_to_the_native_runner_is_one_line_and_bounded(apps, bundle
         return folder
 
     assert_one_line_failure(run(selftest, edited("library", lambda d: d["runtime"]["options"].update(
-        native_library="/tmp/evil.so"))), "runtime")
+        native_library="/tmp/evil.so")), env=env), "runtime")
     assert_one_line_failure(run(selftest, edited("label", lambda d: d["model"]["labels"].__setitem__(
-        0, "T-shirt\nerror: forged"))), "labels")
+        0, "T-shirt\nerror: forged")), env=env), "labels")
 
     # Signed bundles: the same envelope the Python side writes, checked with OpenSSL.
     pytest.importorskip("cryptography")
@@ -483,18 +490,20 @@ def test_hostile_input_to_the_native_runner_is_one_line_and_bounded(apps, bundle
     signed = tmp_path / "signed"
     shutil.copytree(bundle, signed)
     sign_bundle(signed, key)
-    assert run(selftest, signed, "--trust", trusted).returncode == 0
-    assert run(selftest, signed, env={**os.environ, "MAIT_TRUSTED_KEY": str(trusted)}).returncode == 0
-    assert_one_line_failure(run(selftest, signed, "--trust", other), "is not a valid signature by the trusted key")
-    assert_one_line_failure(run(selftest, bundle, "--trust", trusted), "is not signed")
-    assert_one_line_failure(run(selftest, signed, "--trust", key), "is not an Ed25519 public key in PEM")
+    assert run(selftest, signed, "--trust", trusted, env=env).returncode == 0
+    assert run(selftest, signed, env={**(env or os.environ), "MAIT_TRUSTED_KEY": str(trusted)}).returncode == 0
+    assert_one_line_failure(run(selftest, signed, "--trust", other, env=env),
+                            "is not a valid signature by the trusted key")
+    assert_one_line_failure(run(selftest, bundle, "--trust", trusted, env=env), "is not signed")
+    assert_one_line_failure(run(selftest, signed, "--trust", key, env=env), "is not an Ed25519 public key in PEM")
     changed = tmp_path / "changed"
     shutil.copytree(signed, changed)
-    (changed / "manifest.json").write_bytes((changed / "manifest.json").read_bytes().replace(b"\"fp32\"", b"\"fp16\"", 1))
-    assert_one_line_failure(run(selftest, changed, "--trust", trusted), "differs from the manifest its signature")
+    (changed / "manifest.json").write_bytes((changed / "manifest.json").read_bytes().replace(b'"fp32"', b'"fp16"', 1))
+    assert_one_line_failure(run(selftest, changed, "--trust", trusted, env=env),
+                            "differs from the manifest its signature")
     tampered = tmp_path / "tampered"
     shutil.copytree(signed, tampered)
     golden = bytearray((tampered / "golden.bin").read_bytes())
     golden[-1] ^= 1
     (tampered / "golden.bin").write_bytes(bytes(golden))
-    assert_one_line_failure(run(selftest, tampered, "--trust", trusted), "golden.bin does not match its sha256")
+    assert_one_line_failure(run(selftest, tampered, "--trust", trusted, env=env), "golden.bin does not match its sha256")
