@@ -34,8 +34,6 @@ def probe_load(runner: Any) -> None:
         return
     artifact = runner.bundle_dir / runner.manifest.artifact.path
     environment = {**os.environ, PROBE_ENV: "1"}
-    if runner.options.native_library:  # a device setting: the child uses the same library
-        environment["MAIT_NATIVE_LIBRARY"] = str(runner.options.native_library)
     try:
         done = subprocess.run([sys.executable, "-m", __name__, str(runner.bundle_dir)], capture_output=True,
                               text=True, errors="replace", timeout=PROBE_TIMEOUT_S, env=environment)
