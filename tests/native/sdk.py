@@ -60,10 +60,11 @@ def build_env() -> dict[str, str]:
     return env
 
 
-def build(project: Path, build_dir: Path, *options: str) -> Path:
-    """cmake -S project -B build_dir [options] && cmake --build build_dir: the user's commands. Returns build_dir."""
+def build(project: Path, build_dir: Path, *options: str, target: str | None = None) -> Path:
+    """cmake -S project -B build_dir [options] && cmake --build build_dir [--target T]: the user's commands.
+    Returns build_dir."""
     for command in (["cmake", "-S", str(project), "-B", str(build_dir), *options],
-                    ["cmake", "--build", str(build_dir), "-j", "2"]):
+                    ["cmake", "--build", str(build_dir), "-j", "2", *(["--target", target] if target else [])]):
         done = subprocess.run(command, capture_output=True, text=True, env=build_env(), timeout=BUILD_TIMEOUT)
         if done.returncode != 0:
             raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
