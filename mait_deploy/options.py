@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 
 from mait_deploy.errors import UnsupportedOption
 
+MAX_THREADS = 256  # runtime threads a runner takes (the native runner's kMaxThreads: one range on both sides)
+
 _TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
                dict: "an object"}
 

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from mait_deploy.cli.app import app, console, handle_errors, print_json, status_spinner
-from mait_deploy.device.runner import MAX_THREADS
 from mait_deploy.errors import MaitDeployError, printable
+from mait_deploy.options import MAX_THREADS
 
 # Device settings every command that runs a bundle takes (each also an environment variable, so a board keeps it).
 THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="Runtime threads.")

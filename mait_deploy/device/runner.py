@@ -19,10 +19,9 @@ from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.device.preprocess import preprocess
 from mait_deploy.errors import BundleError, DataError, MaitDeployError, UnsupportedOption
-from mait_deploy.options import Option, validate
+from mait_deploy.options import MAX_THREADS, Option, validate
 
 MAX_BATCH_DEFAULT = 1024  # larger requests are split into chunks of this size
-MAX_THREADS = 256  # runtime threads a runner takes (the native runner's kMaxThreads: one range on both sides)
 MAX_INPUT_BYTES = 1 << 30  # a random or padded input batch the tools make: at most 1 GiB of float32
 
 

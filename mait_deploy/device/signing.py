@@ -138,12 +138,12 @@ def _envelope(folder: Path) -> tuple[bytes, list[bytes]]:
 def verify_signature(folder: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> str:
     """Check ``folder``'s signature against the trusted public key; returns the key's id. BundleError unless a
     signature by that key covers the manifest's exact bytes (the caller then hashes every file against it)."""
-    from cryptography.exceptions import InvalidSignature
-
     from mait_deploy.device.manifest import MANIFEST_FILE
 
     folder = Path(folder)
-    key = load_public_key(Path(key_path))
+    key = load_public_key(Path(key_path))  # first: without cryptography, the line names the extra to install
+    from cryptography.exceptions import InvalidSignature
+
     payload, signatures = _envelope(folder)
     message = pae(PAYLOAD_TYPE, payload)
     for signature in signatures:

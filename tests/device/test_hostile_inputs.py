@@ -267,3 +267,16 @@ def test_runtime_lines_on_file_descriptor_2_are_silenced_only_when_asked():
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if k != "MAIT_QUIET_RUNTIMES"})
     assert quiet.stderr == "after\n" and loud.stderr.startswith("INFO: Created"), (quiet.stderr, loud.stderr)
+
+
+def test_both_sides_declare_the_same_bounds():
+    """The thread range and the image pixel budget are declared once per side; the native header must say what the
+    Python side says."""
+    import re
+
+    from mait_deploy.device.preprocess import MAX_IMAGE_PIXELS
+    from mait_deploy.options import MAX_THREADS
+
+    header = (Path(__file__).parents[2] / "mait_deploy" / "native" / "include" / "mait" / "mait.hpp").read_text()
+    assert int(re.search(r"kMaxThreads = (\d+);", header).group(1)) == MAX_THREADS
+    assert int(re.search(r"kMaxImagePixels = ([\d']+);", header).group(1).replace("'", "")) == MAX_IMAGE_PIXELS

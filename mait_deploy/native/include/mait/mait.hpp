@@ -114,7 +114,7 @@ struct Classification {
   std::vector<float> logits;
 };
 
-constexpr int kMaxThreads = 256;  // the Python side's bound (mait_deploy/device/runner.py MAX_THREADS)
+constexpr int kMaxThreads = 256;  // the Python side's bound (mait_deploy/options.py MAX_THREADS)
 
 struct RunnerOptions {
   int threads = 0;          // 0: the runtime's default; else 1 to kMaxThreads
