@@ -429,14 +429,15 @@ def test_a_shared_runner_gives_every_call_its_own_answer(runtime, apps, bundles)
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_shared_runner_is_clean_under_thread_sanitizer(runtime, bundles, tmp_path):
     """mait-threads built with TSan (only that target): every answer its own, no race reported. The runtimes'
-    libraries are not instrumented: races with a frame inside them are suppressed (cmake/tsan.supp says why)."""
+    libraries are not instrumented: races with a frame inside them are suppressed (build/tsan.supp: the shared
+    cmake/tsan.supp and a plug-in's own, native/cmake/tsan.supp says why)."""
     needs(runtime)
     from mait_deploy.device.native_app import generate_app
 
     project = Path(generate_app(bundles[runtime, "fp32"], tmp_path / "app").folder)
     build = sdk.build(project, project / "build-tsan", "-DMAIT_SANITIZE_THREAD=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
                       target="mait-threads")
-    env = {**os.environ, "TSAN_OPTIONS": f"suppressions={project / 'cmake' / 'tsan.supp'}",
+    env = {**os.environ, "TSAN_OPTIONS": f"suppressions={build / 'tsan.supp'}",
            "TBB_ENABLE_SANITIZERS": "1"}
     done = run(build / "mait-threads", bundles[runtime, "fp32"], "--workers", 4, "--calls", 60, env=env)
     assert done.returncode == 0 and "ThreadSanitizer" not in done.stderr, done.stderr[-3000:]
