@@ -165,9 +165,15 @@ def generate_keys(private_path: str | os.PathLike[str], force: bool = False) -> 
     """A new Ed25519 key pair: PRIVATE (PKCS#8 PEM, mode 0600) and PRIVATE.pub (the public key to trust)."""
     serialization, ed25519 = _crypto()
     private, public = Path(private_path), Path(f"{private_path}.pub")
-    for path in (private, public):
+    for path, load in ((private, load_private_key), (public, load_public_key)):
         if path.exists() and not force:
             raise MaitDeployError(f"{printable(str(path))} exists; pass --force to replace it")
+        if path.exists():  # --force replaces only an Ed25519 key file (what keygen writes), nothing else
+            try:
+                load(path)
+            except UnsupportedOption:
+                raise MaitDeployError(f"{printable(str(path))} is not an Ed25519 key file; --force replaces only "
+                                      f"what mait-deploy wrote") from None
     key = ed25519.Ed25519PrivateKey.generate()
     if force:
         private.unlink(missing_ok=True)
