@@ -297,6 +297,19 @@ def test_app_refuses_what_it_cannot_build_and_replaces_only_its_own_projects(bun
     (tmp_path / "mine").mkdir()
     with pytest.raises(MaitDeployError, match="not mait-deploy's own native app"):
         generate_app(source, tmp_path / "mine", force=True)
+    # Two `app`s into one new folder at once: one wins, the other fails in one line (never a silent replace).
+    import concurrent.futures
+
+    def attempt(_):
+        try:
+            return generate_app(source, tmp_path / "raced").folder
+        except MaitDeployError as err:
+            return err
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(attempt, range(2)))
+    assert sum(isinstance(o, str) for o in outcomes) == 1, outcomes
+    assert any(isinstance(o, MaitDeployError) and ("exists" in str(o) or "appeared" in str(o)) for o in outcomes)
 
 
 @pytest.mark.slow
