@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,23 @@ def shift_golden_logits(bundle, by: float) -> None:
     data = json.loads((bundle / MANIFEST_FILE).read_text())
     data["golden"]["sha256"] = sha256_file(path)
     (bundle / MANIFEST_FILE).write_text(json.dumps(data))
+
+
+def edited_copy(bundle: Path, folder: Path, change=None, artifact: bytes | None = None) -> Path:
+    """A copy of ``bundle`` with its manifest changed (and its artifact replaced and rehashed); without either, an
+    exact copy."""
+    import hashlib
+    import json
+    import shutil
+
+    shutil.copytree(bundle, folder)
+    if change is None and artifact is None:
+        return folder
+    data = json.loads((folder / "manifest.json").read_text())
+    if artifact is not None:
+        (folder / data["artifact"]["path"]).write_bytes(artifact)
+        data["artifact"].update(sha256=hashlib.sha256(artifact).hexdigest(), bytes=len(artifact))
+    if change:
+        change(data)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.shipped import edited_copy
+
 MEMORY_LIMIT_MB = 512
 
 
@@ -48,19 +50,6 @@ def assert_one_line(done: subprocess.CompletedProcess, message: str, code: int =
     lines = done.stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
     assert errors == lines[-1:] and message in lines[-1] and "Traceback" not in done.stderr, done.stderr[-2000:]
-
-
-def edited_copy(bundle: Path, folder: Path, change=None, artifact: bytes | None = None) -> Path:
-    """A copy of ``bundle`` with its manifest changed (and its artifact replaced and rehashed)."""
-    shutil.copytree(bundle, folder)
-    data = json.loads((folder / "manifest.json").read_text())
-    if artifact is not None:
-        (folder / data["artifact"]["path"]).write_bytes(artifact)
-        data["artifact"].update(sha256=hashlib.sha256(artifact).hexdigest(), bytes=len(artifact))
-    if change:
-        change(data)
-    (folder / "manifest.json").write_text(json.dumps(data))
-    return folder
 
 
 def test_a_manifest_naming_code_or_an_undeclared_option_is_refused(ort_fp32_bundle, tmp_path):

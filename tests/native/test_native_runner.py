@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.native import sdk
+from tests.shipped import edited_copy
 
 pytest.importorskip("torch")
 
@@ -204,13 +205,7 @@ def hostile_cases(source: Path, root: Path) -> dict[str, tuple[Path, str]]:
     cases = {}
 
     def copy(name, change=None):
-        folder = root / name
-        shutil.copytree(source, folder)
-        if change:
-            data = json.loads((folder / "manifest.json").read_text())
-            change(data)
-            (folder / "manifest.json").write_text(json.dumps(data))
-        return folder
+        return edited_copy(source, root / name, change)
 
     artifact = json.loads((source / "manifest.json").read_text())["artifact"]["path"]
     tampered = copy("tampered")
@@ -491,12 +486,7 @@ def check_hostile_input(build: Path, bundle: Path, tmp_path: Path, env: dict | N
     assert [Path(row["image"]).name for row in rows] == ["a\\x0aerror: forged.png", "bad\\xff.png"]
 
     def edited(name, change):
-        folder = tmp_path / name
-        shutil.copytree(bundle, folder)
-        data = json.loads((folder / "manifest.json").read_text())
-        change(data)
-        (folder / "manifest.json").write_text(json.dumps(data))
-        return folder
+        return edited_copy(bundle, tmp_path / name, change)
 
     assert_one_line_failure(run(selftest, edited("library", lambda d: d["runtime"]["options"].update(
         native_library="/tmp/evil.so")), env=env), "runtime")

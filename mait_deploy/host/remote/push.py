@@ -28,7 +28,7 @@ class LocalBundle:
     name: str  # the local folder's name: the report's row and OUT/<device>/<name>
     path: Path
     manifest: Manifest
-    key: str  # sha256 of manifest.json (which lists every file's sha256): the bundle's identity
+    key: str  # the bundle's identity: sha256 of manifest.json (which lists every file's sha256), and of its signature
     files: dict[str, str]  # relative path -> sha256
 
     @property
