@@ -320,13 +320,12 @@ def deploy(
     failed = [r for r in report.rows if r.status in ("failed", "failed_gate")]
     if failed:
         raise MaitDeployError(f"{len(failed)} of {len(report.rows)} rows failed; see {output / 'report.md'}")
-    fleet = (report.devices or {}).get("fleet") or {"rows": []}
-    failed_on_boards = [r for r in fleet["rows"] if r["status"] == "failed"]
+    from mait_deploy.host.remote.fleet_report import failure_line
+
+    failed_on_boards = failure_line((report.devices or {}).get("fleet") or {"rows": []},
+                                    f"see {output / 'report.md'}")
     if failed_on_boards:
-        first = failed_on_boards[0]
-        raise MaitDeployError(f"{len(failed_on_boards)} of {len(fleet['rows'])} device x bundle run(s) failed on the "
-                              f"boards (first: {first['device']}, {first['bundle']}: "
-                              f"{str(first.get('reason') or 'no reason')[:200]}); see {output / 'report.md'}")
+        raise MaitDeployError(failed_on_boards)
 
 
 @app.command()

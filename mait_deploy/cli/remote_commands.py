@@ -96,7 +96,7 @@ def profile(
 ) -> None:
     """Push bundles, then verify, evaluate and profile each on each board; one fleet report (JSON, markdown, plot)."""
     from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
-    from mait_deploy.host.remote.fleet_report import COLUMNS, table_rows
+    from mait_deploy.host.remote.fleet_report import COLUMNS, failure_line, table_rows
 
     if eval_count is not None and eval_source is None:
         raise MaitDeployError("--eval-count needs --eval")
@@ -115,10 +115,10 @@ def profile(
         report = remote_profile(devices, bundles, output, eval_source, eval_count, eval_seed, options,
                                 accept_new=accept_new, max_parallel=max_parallel, force=force,
                                 progress=status.update)
-    failed = [r for r in report["rows"] if r["status"] == "failed"]
+    failure = failure_line(report, f"the report is in {output}")
     if as_json:
-        if failed:
-            raise fail_with_report(report, _fleet_failure(report, failed, output))
+        if failure:
+            raise fail_with_report(report, failure)
         print_json(report)
         return
     table = Table(title=f"fleet ({report['seconds']:.0f} s) -> {output}")
@@ -127,13 +127,5 @@ def profile(
     for cells in table_rows(report):
         table.add_row(*cells)
     console.print(table)
-    failed = [r for r in report["rows"] if r["status"] == "failed"]
-    if failed:
-        raise MaitDeployError(_fleet_failure(report, failed, output))
-
-
-def _fleet_failure(report: dict, failed: list[dict], output: Path) -> str:
-    """The error line of a fleet run with failed rows: how many, and the first one's board, bundle and reason."""
-    first = failed[0]
-    return (f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed (first: {first['device']}, "
-            f"{first['bundle']}: {str(first.get('reason') or 'no reason')[:200]}); the report is in {output}")
+    if failure:
+        raise MaitDeployError(failure)

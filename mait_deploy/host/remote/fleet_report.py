@@ -33,6 +33,17 @@ def _state(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def failure_line(report: dict[str, Any], where: str) -> str | None:
+    """The error line of a fleet run with failed rows (how many, the first one's board, bundle and reason, then
+    ``where`` the report is), or None when none failed."""
+    failed = [row for row in report["rows"] if row["status"] == "failed"]
+    if not failed:
+        return None
+    first = failed[0]
+    return (f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed on the boards (first: "
+            f"{first['device']}, {first['bundle']}: {str(first.get('reason') or 'no reason')[:200]}); {where}")
+
+
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
     """One list of cells per row, in COLUMNS order (shared by the terminal table and the markdown)."""
     cells = []
