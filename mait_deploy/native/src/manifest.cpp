@@ -27,20 +27,6 @@ constexpr std::uintmax_t kMaxManifestBytes = 1 << 20;  // a manifest is kilobyte
 constexpr int kMaxDepth = 32;
 constexpr int kNewestSchema = 3;
 
-std::string read_text(const fs::path& path, std::uintmax_t limit, const std::string& what) {
-  std::error_code error;
-  const auto size = fs::file_size(path, error);
-  if (error) throw Error(what + " " + path.string() + ": " + error.message());
-  if (size > limit)
-    throw Error(what + " " + path.string() + " is " + std::to_string(size) + " bytes; the limit is " +
-                std::to_string(limit));
-  std::ifstream stream(path, std::ios::binary);
-  if (!stream) throw Error("cannot read " + what + " " + path.string());
-  std::ostringstream text;
-  text << stream.rdbuf();
-  return text.str();
-}
-
 json parse_json(const std::string& text, const std::string& origin) {
   // The parser is iterative; the depth bound keeps validation and our own walk shallow.
   const json::parser_callback_t depth_check = [&](int depth, json::parse_event_t, json&) {
@@ -228,6 +214,20 @@ Manifest from_json(const json& data, const std::string& origin) {
 }
 
 }  // namespace
+
+std::string read_text(const fs::path& path, std::uintmax_t limit, const std::string& what) {
+  std::error_code error;
+  const auto size = fs::file_size(path, error);
+  if (error) throw Error(what + " " + path.string() + ": " + error.message());
+  if (size > limit)
+    throw Error(what + " " + path.string() + " is " + std::to_string(size) + " bytes; the limit is " +
+                std::to_string(limit));
+  std::ifstream stream(path, std::ios::binary);
+  if (!stream) throw Error("cannot read " + what + " " + path.string());
+  std::ostringstream text;
+  text << stream.rdbuf();
+  return text.str();
+}
 
 PreprocessConfig parse_preprocess(const std::string& json_text) {
   const json data = parse_json(json_text, "preprocess config");

@@ -1,9 +1,7 @@
 // Signed bundles: manifest.sig is a DSSE envelope (the envelope OpenSSF model-signing and in-toto use) whose
 // payload is manifest.json's exact bytes, signed with Ed25519 over DSSE's pre-authentication encoding. The
 // manifest holds every file's sha256, so a valid signature plus the hash check covers the whole bundle.
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
@@ -18,17 +16,11 @@ namespace {
 constexpr std::uintmax_t kMaxSignatureBytes = 4 << 20;  // the payload is the manifest (at most 1 MiB), base64'd
 constexpr std::uintmax_t kMaxKeyBytes = 64 << 10;
 
+// read_text with the user's path escaped, and only for a regular file (never a FIFO that would block).
 std::string read_bounded(const fs::path& path, std::uintmax_t limit, const std::string& what) {
   std::error_code error;
   if (!fs::is_regular_file(path, error)) throw Error(what + " " + printable(path.string()) + " is not a file");
-  const auto size = fs::file_size(path, error);
-  if (error || size > limit)
-    throw Error(what + " " + printable(path.string()) + " is larger than " + std::to_string(limit) + " bytes");
-  std::ifstream stream(path, std::ios::binary);
-  std::ostringstream text;
-  text << stream.rdbuf();
-  if (!stream && !stream.eof()) throw Error("cannot read " + what + " " + printable(path.string()));
-  return text.str();
+  return read_text(path, limit, what);
 }
 
 std::string base64_decode(const std::string& text, const std::string& what) {
