@@ -22,7 +22,7 @@ from mait_deploy._interrupts import (
 from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV
 from mait_deploy.errors import MaitDeployError, printable
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Take MaiT image transformers to embedded devices: export, compile, run, profile.")
 # Off a terminal (pipes, CI logs) rich would fold tables to 80 columns; give them room instead.
 # markup=False everywhere: file names, labels and error messages are the user's text and may contain "[...]".

@@ -269,7 +269,7 @@ def print_compile_summary(result) -> None:
 def deploy(
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder or shipped name (default: the shipped model)."),
     output: Path = typer.Option(Path("mait-deploy-out"), "-o", "--output", help="Output folder (bundles, reports)."),
-    targets: Optional[str] = typer.Option(None, "--targets", help=f"Comma list of {','.join(backends.names())} (default: every target whose extra is installed)."),
+    targets: Optional[str] = typer.Option(None, "--targets", help=f"Comma list of targets: {', '.join(backends.names())} (default: every target whose extra is installed)."),
     precisions: str = typer.Option(default_of(DeployOptions, "precisions"), "--precisions", help="Comma list of fp32,fp16,bf16,int8 (bf16: OpenVINO, where the CPU computes it)."),
     calib: str = typer.Option(default_of(DeployOptions, "calibration"), "--calib", help="Calibration images for int8."),
     calib_count: int = typer.Option(default_of(DeployOptions, "calibration_count"), "--calib-count", min=1, help="Number of calibration images."),
@@ -342,7 +342,7 @@ def locality(
     none_below: float = typer.Option(0.35, "--no-heads-below", help="--suggest: mask no head of a block whose probe-head ALS is at most this."),
     probe_head: int = typer.Option(0, "--probe-head", min=0, help="--suggest: the head whose ALS decides (the paper masks head 0)."),
 ) -> None:
-    """Attention Locality Score (the paper's Eq. 3) of every head on real images, and the schedule it suggests."""
+    """Attention Locality Score of every head on real images (the paper's equation 3), and the schedule it suggests."""
     from mait_deploy.host.model.locality import SuggestRule, locality_report, plot_locality, write_report
 
     rule = SuggestRule(all_above, none_below, probe_head) if suggest else None

@@ -159,3 +159,36 @@ def test_an_error_with_json_is_a_json_object_too(args, tmp_path):
     assert result.returncode != 0
     error = json.loads(result.stdout)
     assert error["exit_code"] == result.returncode and error["error"] in result.stderr
+
+
+def test_help_is_readable_at_80_columns():
+    """Every command's --help at 80 columns: no line wider, no option name cut, no '%%' escape or '<bool>' shown on
+    a flag, and the command list's one-line summaries not cut inside a sentence's abbreviation."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from mait_deploy.cli import app
+
+    group = typer.main.get_command(app)
+    commands = [[]]
+
+    def walk(command, prefix):
+        for name, sub in getattr(command, "commands", {}).items():
+            commands.append(prefix + [name])
+            walk(sub, prefix + [name])
+
+    walk(group, [])
+    runner = CliRunner()
+    for command in commands:
+        text = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"}, terminal_width=80).output
+        assert text.startswith("Usage:"), (command, text)
+        wide = [line for line in text.splitlines() if len(line) > 80]
+        assert not wide, (command, wide)
+        assert "%%" not in text and "<bool>" not in text, (command, text)
+        sub = group
+        for name in command:
+            sub = sub.commands[name]
+        for param in sub.params:
+            for opt in param.opts:
+                if opt.startswith("--"):
+                    assert opt in text, (command, opt)
