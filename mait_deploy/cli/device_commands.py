@@ -60,7 +60,7 @@ def evaluate(
 @handle_errors
 def predict(
     bundle: Path = typer.Argument(..., help="Bundle folder."),
-    images: list[Path] = typer.Argument(..., help="Image files (png/jpg/bmp)."),
+    images: list[Path] = typer.Argument(..., help="Image files (png/jpg/bmp) or folders of them."),
     top: int = typer.Option(1, "--top", min=1, help="Show the top K classes."),
     threads: Optional[int] = THREADS,
     trust: Optional[Path] = TRUST,
@@ -73,7 +73,8 @@ def predict(
 
     device_settings(trust, native_library)
     with load_bundle(bundle, RunnerOptions(threads=threads)) as runner:
-        prediction = runner.predict([str(p) for p in images])
+        prediction = runner.predict_files(images)
+    images = [Path(p) for p in prediction.files]
     rows = prediction.to_list(top=top)
     # File names and labels are escaped (control characters, non-UTF-8 bytes as \xNN): a name cannot forge a
     # line, and the JSON stays valid UTF-8.

@@ -106,17 +106,25 @@ def _run_lengths(values: tuple[int, ...]) -> str:
 @app.command()
 @handle_errors
 def info(
-    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, shipped name or exported .onnx (default: the shipped model)."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint folder, shipped name, exported .onnx or bundle folder (default: the shipped model)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Describe a checkpoint (or an exported .onnx): architecture, masks, preprocessing, labels, size."""
-    from mait_deploy.host.model.info import checkpoint_info
+    """Describe a checkpoint, an exported .onnx or a bundle: architecture, masks, preprocessing, labels, size."""
+    from mait_deploy.device.manifest import MANIFEST_FILE
 
-    details = checkpoint_info(checkpoint)
+    if checkpoint is not None and (Path(checkpoint) / MANIFEST_FILE).is_file():
+        from mait_deploy.device.bundle import bundle_info
+
+        details, title = bundle_info(checkpoint), f"bundle {checkpoint}"
+    else:
+        from mait_deploy.host.model.info import checkpoint_info
+
+        details = checkpoint_info(checkpoint)
+        title = f"checkpoint {details['path']}"
     if as_json:
         print_json(details)
         return
-    table = Table(title=f"checkpoint {details['path']}", show_header=False)
+    table = Table(title=title, show_header=False)
     table.add_column("field")
     table.add_column("value")
     for key, value in details.items():

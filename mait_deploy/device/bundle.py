@@ -59,6 +59,30 @@ def load_golden(folder: Path, manifest: Manifest) -> GoldenSet:
     return GoldenSet.read(Path(folder) / manifest.golden.file, manifest.golden.kind, manifest.golden.arrays)
 
 
+def bundle_info(path: str | Path) -> dict[str, Any]:
+    """What a bundle is, from its manifest (read and validated, files not hashed): target, precision, runtime, the
+    model it holds, its accuracy gate, its files and where it was built. Numpy only: ``info`` on a board."""
+    from mait_deploy.device.signing import SIGNATURE_FILE
+
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    model = manifest.model
+    gate = manifest.accuracy
+    details: dict[str, Any] = {
+        "bundle": str(folder), "target": manifest.target, "precision": manifest.precision,
+        "runtime": {"name": manifest.runtime.name, **manifest.runtime.options},
+        "variant": model.get("name"), "input": [spec.shape for spec in manifest.inputs],
+        "labels": list(model.get("labels") or []), "batch": manifest.batch, "created": manifest.created,
+        "files": {entry.path: entry.bytes for entry in [manifest.artifact, *manifest.files]},
+        "signed": (folder / SIGNATURE_FILE).is_file(),
+        "built_on": manifest.build.get("host_isa", {}).get("model"), "tool_versions": manifest.tool_versions,
+    }
+    if gate is not None:
+        details["accuracy_gate"] = {"top1": gate.top1, "drop_points": gate.drop_points, "images": gate.count,
+                                    "data": gate.data, "max_drop": gate.max_drop, "passed": gate.passed}
+    return details
+
+
 def isa_difference(manifest: Manifest, device_isa: dict[str, Any]) -> str | None:
     """A note when an INT8 bundle runs on a CPU of another int8 class than its accuracy gate ran on (u8s8 kernels
     saturate on x86 without VNNI, Arm dot products do not...): the gate's numbers may not hold here."""

@@ -38,6 +38,21 @@ def _pil():
 MAX_IMAGE_PIXELS = 40_000_000
 
 
+def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The image files named, a folder standing for the image files directly inside it (sorted by name; other
+    files and subfolders are skipped). An empty folder is an error rather than zero predictions."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        inside = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not inside:
+            raise DataError(f"{printable(str(path))} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        files.extend(inside)
+    return files
+
+
 def load_image(path: str | os.PathLike[str], config: PreprocessConfig | None = None) -> Any:
     """Open an image file fully (so a truncated file fails here, with its name). With the model's ``config`` the
     resize it will need is checked against the pixel budget from the header, before anything is decoded."""

@@ -10,14 +10,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.manifest import Manifest
-from mait_deploy.device.preprocess import preprocess
+from mait_deploy.device.preprocess import image_files, preprocess
 from mait_deploy.errors import BundleError, DataError, MaitDeployError, UnsupportedOption
 from mait_deploy.options import MAX_THREADS, Option, validate
 
@@ -36,6 +36,7 @@ class Prediction:
     inference_ms: float  # model time only, all chunks
     preprocess_ms: float
     class_names: list[str] = field(default_factory=list)  # the bundle's labels, by class index
+    files: list[str] = field(default_factory=list)  # predict_files: the image each entry is for
 
     def to_list(self, top: int = 1) -> list[dict[str, Any]]:
         probabilities = softmax(self.logits)
@@ -287,6 +288,19 @@ class Runner(abc.ABC):
 
     def preprocess(self, images: Any) -> np.ndarray:
         return preprocess(images, self.preprocess_config)
+
+    def predict_files(self, paths: Sequence[str | os.PathLike[str]], chunk: int = 256) -> Prediction:
+        """``predict`` on image files and folders of them (``image_files``), ``chunk`` images decoded at a time so
+        a large folder never sits in memory at once; the timings are the chunks' sums."""
+        files = image_files(paths)
+        parts = [self.predict([str(p) for p in files[i:i + chunk]]) for i in range(0, len(files), chunk)]
+        return Prediction(labels=[label for part in parts for label in part.labels],
+                          indices=np.concatenate([part.indices for part in parts]),
+                          scores=np.concatenate([part.scores for part in parts]),
+                          logits=np.concatenate([part.logits for part in parts]),
+                          inference_ms=sum(part.inference_ms for part in parts),
+                          preprocess_ms=sum(part.preprocess_ms for part in parts), class_names=list(self.labels),
+                          files=[str(p) for p in files])
 
     def predict(self, images: Any) -> Prediction:
         """Labels, top-class scores and raw logits for file paths, PIL images or uint8/float arrays."""

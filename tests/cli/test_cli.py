@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +110,15 @@ def test_compile_verify_predict_evaluate_cli(tmp_path):
     predict = run_cli("predict", str(bundle), str(image), "--top", "3", "--json", check=True)
     row = json.loads(predict.stdout)["predictions"][0]
     assert len(row["top"]) == 3 and row["label"] and row["top"][0]["label"] == row["label"]
+    # A folder stands for the images in it, in name order; non-images beside them are skipped.
+    Image.fromarray(golden_arrays(bundle)["images"][1]).save(tmp_path / "img2.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    folder = json.loads(run_cli("predict", str(bundle), str(tmp_path), "--json", check=True).stdout)["predictions"]
+    assert [Path(row["image"]).name for row in folder] == ["img.png", "img2.png"]
+    assert folder[0]["label"] == row["label"]
+    info = json.loads(run_cli("info", str(bundle), "--json", check=True).stdout)
+    assert (info["target"], info["precision"], info["accuracy_gate"]["images"]) == ("onnxruntime", "int8", 200)
+    assert info["files"] == {"model.onnx": (bundle / "model.onnx").stat().st_size}
     evaluate = run_cli("evaluate", str(bundle), "--count", "100", "--json", check=True)
     assert json.loads(evaluate.stdout)["count"] == 100
     again = run_cli("compile", "-o", str(bundle))
