@@ -74,7 +74,7 @@ def test_deploy_report_and_reuse(deployed):
     if recommended["precision"] == "int8":  # only where INT8 beat FP32 in the race
         assert "x onnxruntime fp32" in recommended["reason"]
     else:
-        assert "not faster than onnxruntime fp32" in recommended["not_recommended"]["onnxruntime int8"]
+        assert "not shown faster than onnxruntime fp32" in recommended["not_recommended"]["onnxruntime int8"]
     assert "| onnxruntime | int8 | ok |" in (out / "report.md").read_text()
     again = deploy(None, out, DeployOptions(targets=("onnxruntime",), precisions=("fp32", "int8"), eval_count=500,
                                             profile_batches=(1,), profile_iterations=10))

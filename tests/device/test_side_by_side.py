@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import pytest
 
 from mait_deploy.device.profiling.side_by_side import side_by_side
@@ -75,10 +76,52 @@ def test_recommendation_from_the_race_never_picks_a_precision_slower_than_its_fp
                         median_ms={k: sum(r[k] for r in rounds) / 2 for k in rounds[0]})
     best = recommend_rows(rows, timing)
     assert (best.target, best.precision) == ("x", "int8")
-    assert "2.05x x fp32 (rounds 2.00-2.10x)" in best.reason
+    assert "2.05x x fp32 (50% interval 2.00-2.10x; rounds 2.00-2.10x)" in best.reason
     assert "y int8" in best.not_recommended and "0.9" in best.not_recommended["y int8"]
     assert best.runner_up == "y fp32" and best.margin_over_next["median"] > 1.0
     assert set(best.figures_ms) == {"x fp32", "x int8", "y fp32", "y int8"}
     # With x gone, y int8 must not win although it is the only reduced precision left.
     best = recommend_rows(rows[2:], timing)
     assert (best.target, best.precision) == ("y", "fp32")
+
+
+def _race(rounds):
+    from mait_deploy.device.profiling.side_by_side import SideBySide
+
+    names = list(rounds[0])
+    return SideBySide(baseline=names[0], rounds=len(rounds), block=8, ratio={}, round_medians_ms=rounds,
+                      median_ms={k: float(np.median([r[k] for r in rounds])) for k in names})
+
+
+def test_a_race_that_cannot_separate_the_fastest_says_so_and_the_tie_break_picks_the_same_bundle():
+    from mait_deploy.recommendation import Candidate, recommend
+
+    rng = np.random.default_rng(1)
+    # a and b are the same speed (noise only), c is clearly slower; b is the smaller bundle.
+    rounds = [{"a fp32": 1.0 * n1, "b int8": 1.0 * n2, "c fp32": 1.6} for n1, n2 in rng.uniform(0.9, 1.1, (12, 2))]
+    candidates = [Candidate("a fp32", "a", "fp32", size_bytes=5_000_000, drop_points=0.0),
+                  Candidate("b int8", "b", "int8", size_bytes=1_500_000, drop_points=0.1),
+                  Candidate("c fp32", "c", "fp32", size_bytes=5_000_000, drop_points=0.0)]
+    picks = set()
+    for seed in range(5):  # the same evidence in another order, or the candidates listed in another order
+        order = np.random.default_rng(seed).permutation(12)
+        choice = recommend(candidates[::1 if seed % 2 else -1], _race([rounds[i] for i in order]))
+        picks.add(choice.name)
+        assert choice.too_close_to_call == ["a fp32", "b int8"] or choice.too_close_to_call == ["b int8", "a fp32"]
+        assert "too close to call" in choice.reason and "% interval" in choice.reason, choice.reason
+    assert picks == {"b int8"}
+    # A clear winner is not a tie: c is 1.6x slower in every round.
+    clear = recommend(candidates[2:] + [Candidate("d fp32", "d", "fp32", size_bytes=9)],
+                      _race([{"c fp32": 1.6, "d fp32": 1.0 + 0.01 * i} for i in range(12)]))
+    assert clear.name == "d fp32" and not clear.too_close_to_call and clear.reason.startswith("fastest")
+
+
+def test_a_reduced_precision_must_be_shown_faster_than_its_fp32():
+    from mait_deploy.recommendation import Candidate, recommend
+
+    # int8 is faster in 7 of 12 rounds (median ratio above 1) but its interval includes 1: FP32 is kept.
+    rounds = [{"t fp32": 1.0, "t int8": 1.0 + d} for d in (-.05, -.04, -.03, -.02, -.01, -.005, -.002, .01, .02,
+                                                         .03, .04, .05)]
+    choice = recommend([Candidate("t fp32", "t", "fp32"), Candidate("t int8", "t", "int8")], _race(rounds))
+    assert choice.name == "t fp32"
+    assert choice.not_recommended["t int8"].startswith("not shown faster than t fp32")

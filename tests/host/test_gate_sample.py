@@ -55,12 +55,21 @@ def test_a_clear_pass_and_a_clear_failure_are_decided_on_the_sample():
 
 def test_a_drop_near_the_limit_scores_the_rest_and_the_full_set_decides():
     data, reference, predict, calls = _case(error_rate=0.011)  # a drop of about one point: the sample cannot tell
-    sampled = accuracy_gate(predict, reference, data, max_drop=1.0, sample=2000, raise_on_failure=False)
+    said = []
+    sampled = accuracy_gate(predict, reference, data, max_drop=1.0, sample=2000, raise_on_failure=False,
+                            announce=said.append)
+    assert len(said) == 1 and said[0].endswith("scoring the other 8000 images"), said
     seen = np.concatenate(calls)
     assert sampled.sampled_from is None and sampled.drop_interval is None and sampled.count == N
     assert len(seen) == N and len(np.unique(seen)) == N  # every image once, none twice
     full = accuracy_gate(predict, reference, data, max_drop=1.0, raise_on_failure=False)
     assert (sampled.top1, sampled.drop_points, sampled.passed) == (full.top1, full.drop_points, full.passed)
+    # deploy's row says which images its top-1 and drop are on, and why all of them.
+    from mait_deploy.host.deploy.report import Row
+
+    row = Row(target="t", precision="int8", status="ok")
+    row.take_gate(sampled, tried_sample=2000)
+    assert row.measured_on() == f"{N} (all)" and "a 2000-image sample could not decide the gate" in row.notes()
 
 
 def test_the_interval_narrows_with_the_sample_and_vanishes_at_the_population():

@@ -79,9 +79,10 @@ def test_a_sampled_gate_goes_through_the_whole_row_and_its_note_says_so(tmp_path
     row = report.rows[0]
     assert row.status == "ok", row.reason
     assert row.gate_sample["count"] == 500 and row.gate_sample["of"] == 2000
-    assert "gate on 500 of 2000 images (drop's 99% interval" in row.notes()
+    assert row.measured_on() == "500 of 2000 (sample)"
+    assert "drop's 99% interval over all 2000 images" in row.notes()
     from mait_deploy.device.manifest import read_manifest
 
     gate = read_manifest(tmp_path / "bundles" / "onnxruntime-fp32").accuracy
     assert gate.sampled_from == 2000 and gate.count == 500 and gate.drop_interval[1] <= 1.0
-    assert "gate on 500 of 2000" in (tmp_path / "report.md").read_text()
+    assert "| 500 of 2000 (sample) |" in (tmp_path / "report.md").read_text()

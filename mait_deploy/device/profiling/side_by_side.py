@@ -5,8 +5,9 @@ Method: rounds of blocks. In each round every candidate runs one block of ``bloc
 call of each block is dropped (on 2 cores the previous runtime's worker threads are still spinning into it:
 measured 2-4x the steady latency); the order of the candidates is reversed every round so that none always
 follows the same neighbour. A round gives each candidate its median latency; each round gives a ratio against
-the baseline, and the result is the median of those per-round ratios with their min and max (their spread says
-how far the ratio can be trusted).
+the baseline, and the result is the median of those per-round ratios with their min and max, and a
+distribution-free interval of that median (``median_interval``): the figure a decision between two candidates rests
+on, since one that cannot separate them must say so.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,6 +28,29 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from mait_deploy.device.runner import Runner
+
+# The confidence of the interval ratio_between gives the median per-round ratio.
+RATIO_CONFIDENCE = 0.95
+
+
+def median_interval(values: "np.ndarray | list[float]", confidence: float = RATIO_CONFIDENCE
+                    ) -> tuple[float, float, float]:
+    """A distribution-free interval of the median of ``values`` (independent rounds): the order statistics
+    x(k) and x(n+1-k) with the largest k whose coverage, 1 - 2 P(Binomial(n, 1/2) < k), is at least
+    ``confidence``. Returns (low, high, its actual coverage); with too few values for that confidence, the min and
+    max and their (lower) coverage."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("no values")
+    k, coverage = 1, 1.0 - 2.0 * 0.5 ** n
+    while k < (n + 1) // 2:
+        below = sum(math.comb(n, i) for i in range(k + 1)) * 0.5 ** n  # P(B <= k) = P(B < k + 1)
+        if 1.0 - 2.0 * below < confidence:
+            break
+        k, coverage = k + 1, 1.0 - 2.0 * below
+    return float(ordered[k - 1]), float(ordered[n - k]), coverage
+
 
 # What deploy's race, `compile --precision auto` and `compare` pass as ``settle_ms`` (see side_by_side).
 BUNDLE_SETTLE_MS = 100.0
@@ -59,9 +84,17 @@ class SideBySide:
         return self.ratio[name]["median"]
 
     def ratio_between(self, fast: str, slow: str) -> dict[str, float]:
-        """How many times faster ``fast`` is than ``slow``: median/min/max over the rounds."""
+        """How many times faster ``fast`` is than ``slow``: median/min/max over the rounds, and ``low``/``high``,
+        the interval of that median at ``confidence`` (median_interval)."""
         values = np.array([r[slow] / r[fast] for r in self.round_medians_ms])
-        return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
+        low, high, coverage = median_interval(values)
+        return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max()),
+                "low": low, "high": high, "confidence": round(coverage, 4)}
+
+    def latency_interval(self, name: str) -> tuple[float, float]:
+        """The interval (median_interval) of ``name``'s per-round median latency, ms."""
+        low, high, _ = median_interval([r[name] for r in self.round_medians_ms])
+        return low, high
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -138,7 +138,11 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
     step(f"timing {', '.join(built)} side by side {where}")
     timing = time_bundles({p: result.bundle for p, result in built.items()}, baseline=FP32, environment=environment)
     choice = recommend([Candidate(name=o.precision, target=plugin.name, precision=o.precision,
-                                  ruled_out=rejected.get(o.precision)) for o in candidates], timing, where=where)
+                                  ruled_out=rejected.get(o.precision),
+                                  size_bytes=built[o.precision].size_bytes if o.precision in built else None,
+                                  drop_points=built[o.precision].gate.drop_points
+                                  if o.precision in built and built[o.precision].gate else None)
+                        for o in candidates], timing, where=where)
     chosen = choice.precision
     folder = work / chosen
     manifest = Manifest.from_dict(read_json(folder / MANIFEST_FILE), str(folder))

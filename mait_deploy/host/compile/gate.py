@@ -36,7 +36,8 @@ def drop_interval(reference_correct: np.ndarray, correct: np.ndarray, population
 def accuracy_gate(predict: Callable[[np.ndarray], np.ndarray], reference_logits: np.ndarray, data: Dataset,
                   max_drop: float = DEFAULT_MAX_DROP, batch: int = 256, raise_on_failure: bool = True,
                   progress: Callable[[int], None] | None = None,
-                  measured_with: dict[str, Any] | None = None, sample: int | None = None) -> GateResult:
+                  measured_with: dict[str, Any] | None = None, sample: int | None = None,
+                  announce: Callable[[str], None] | None = None) -> GateResult:
     """Score ``predict`` on ``data`` against the reference logits of the same images. ``measured_with`` (the
     runner's runtime_info) and this host's ISA are recorded in the result, passed or failed.
 
@@ -65,6 +66,9 @@ def accuracy_gate(predict: Callable[[np.ndarray], np.ndarray], reference_logits:
             sampled_from, interval = population, [low, high]
         else:
             rest = np.sort(order[sample:])
+            if announce:
+                announce(f"the sample's drop interval {low:+.2f} to {high:+.2f} reaches the limit {max_drop:g}: "
+                         f"scoring the other {len(rest)} images")
             logits = np.empty((population, logits_first.shape[1]), dtype=logits_first.dtype)
             logits[first] = logits_first
             logits[rest] = batched_logits(predict, data.inputs[rest], batch, progress)

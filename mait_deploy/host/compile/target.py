@@ -299,11 +299,15 @@ class Target(abc.ABC):
                     built.report["gate_reused"] = {"from": first, "why": "same artifact bytes, gate runtime, "
                                                                          "runtime options and images"}
                 else:
-                    step(f"{self.name} {options.precision}: accuracy gate on {len(evaluation)} images")
+                    sampled = options.gate_sample is not None and options.gate_sample < len(evaluation)
+                    step(f"{self.name} {options.precision}: accuracy gate on "
+                         + (f"a fixed sample of {options.gate_sample} of {len(evaluation)} images" if sampled
+                            else f"all {len(evaluation)} images"))
                     started = time.perf_counter()
                     gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
                                          options.max_accuracy_drop, raise_on_failure=False,
-                                         measured_with=runner.runtime_info(), sample=options.gate_sample)
+                                         measured_with=runner.runtime_info(), sample=options.gate_sample,
+                                         announce=lambda text: step(f"{self.name} {options.precision}: {text}"))
                     seconds["gate"] = round(seconds.get("gate", 0.0) + time.perf_counter() - started, 3)
                     _remember_gate(key, gate, f"{self.name} {options.precision}")
             if gate is None or gate.passed:

@@ -190,7 +190,7 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
                                       context["evaluation"], progress).manifest
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
-        row.take_gate(manifest.accuracy)
+        row.take_gate(manifest.accuracy, options.gate_sample)
         reused = manifest.build.get("gate_reused")
         gate_note = f"the gate of {reused['from']} ({reused['why']})" if reused else ""
         runnable, why = target.host_can_run()
@@ -212,7 +212,7 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
         state.set_bundle(bundle.name, key)  # only a bundle that was built, verified and profiled is reused
     except AccuracyGateFailed as err:
         row.status, row.reason = "failed_gate", str(err)
-        row.take_gate(err.result)
+        row.take_gate(err.result, options.gate_sample)
     except MaitDeployError as err:
         row.status, row.reason = "failed", str(err)
     except Exception as err:  # a converter crash must not stop the other rows

@@ -40,6 +40,6 @@ def recommend_rows(rows: Sequence[Row], timing: SideBySide | None) -> Recommenda
         {_name(row): row.latency["batch_1"].p50_ms for row in timed},
         how="by its own profile's p50 at batch 1 (fewer than two bundles run here: no side-by-side race)")
     candidates = [Candidate(name=_name(row), target=row.target, precision=row.precision, bundle=row.bundle,
-                            drop_points=row.drop_points) for row in timed]
+                            drop_points=row.drop_points, size_bytes=row.size_bytes) for row in timed]
     choice = recommend(candidates, speed, where="on this machine")
     return choice if choice.chosen else None

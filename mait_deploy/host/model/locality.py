@@ -134,6 +134,17 @@ def locality_report(checkpoint: str | os.PathLike[str] | None = None, data: str 
                                 "suggestion needs a checkpoint with multiplicative (bypassable) masks")
         report.suggested_schedule = rule.schedule(scores)
         report.rule = asdict(rule)
+        differing = [block for block, (own, new) in enumerate(zip(report.masked, report.suggested_schedule))
+                     if sorted(own) != sorted(new)]
+        if differing:
+            why = ", ".join(f"block {b}: probe ALS {scores[b, rule.probe_head]:.2f} -> "
+                            f"{len(report.suggested_schedule[b])} masked" for b in differing)
+            report.notes.append(
+                f"the suggestion differs from this checkpoint's own schedule (* above) in {len(differing)} of "
+                f"{len(report.masked)} blocks ({why}; thresholds {rule.no_heads_below:g} / {rule.all_heads_above:g}). "
+                "The rule reads how local each block's probe head became in training; the checkpoint was trained "
+                "with the schedule it ships (MaskConfig.schedule), so the suggestion is a schedule to train and "
+                "compare, not one this model's weights were trained for")
     return report
 
 
@@ -153,8 +164,9 @@ def plot_locality(report: LocalityReport, path: str | os.PathLike[str]) -> None:
     axes.set_ylabel("block")
     axes.set_xticks(range(scores.shape[1]))
     axes.set_yticks(range(scores.shape[0]))
-    axes.set_title(f"Attention locality score, {report.model} ({report.window} {report.mask_mode}, "
-                   f"uniform = {report.uniform_baseline:.2f})", fontsize=9)
+    # Two short lines: one long line was clipped on a 4-head model's narrow figure.
+    axes.set_title(f"Attention locality score, {report.model}\n{report.window} {report.mask_mode}, "
+                   f"uniform = {report.uniform_baseline:.2f}", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.05)
     figure.tight_layout()
     save_png(figure, path)
