@@ -39,6 +39,18 @@ def test_profile_report_round_trip_and_plots(bundle, tmp_path):
     plot_reports([report, one], many)
     for png in (single, many):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    # The terminal table at 80 columns: the bundle's name whole, p50 shown, what did not fit named.
+    import io
+
+    from rich.console import Console
+
+    from mait_deploy.device.profiling.report import print_summary
+
+    out = io.StringIO()
+    print_summary([report, one], Console(file=out, width=80))
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines[:-1])) <= 80 and "…" not in out.getvalue()
+    assert bundle.name in out.getvalue() and "p50 ms" in out.getvalue() and "left out at this width" in out.getvalue()
 
 
 def test_throughput_mode_uses_the_runtime_async_api(bundle):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.text import Text
 
@@ -67,39 +67,60 @@ def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, Any]]:
 
 
 def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
+    """The summary table, as many columns as the console's width holds: the bundle's name whole and the latency
+    figures first, then the rest by importance; what did not fit is named under the table (every figure is in
+    the JSON report)."""
     from rich.table import Table
 
     if not reports:
         return
     percentile_keys = [f"p{p:g}".replace(".", "_") for p in reports[0].options["percentiles"]]
-    table = Table(title="profile (model = runtime call only; own = the runtime's own timing where it keeps one; "
-                        "e2e = preprocess + inference + softmax)")
     rows = summary_rows(reports)
     own = any(row.get("runtime_p50") is not None for row in rows)  # the column only where a runtime times itself
-    columns = ["bundle", "target", "precision", "batch", "mode", *[f"{k} ms" for k in percentile_keys], "mean ms",
-               *(["own p50 ms"] if own else []), "img/s", "e2e p50 ms", "warm-up 1st ms", "drift", "peak RSS MB",
-               "top-1"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("bundle", "target", "precision", "mode") else "right")
 
     def fmt(value: Any, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
+    # column -> (priority: lower shown first, cell of a row); the table keeps this order left to right.
+    cells: dict[str, tuple[int, Callable[[dict[str, Any]], str]]] = {
+        "bundle": (0, lambda row: row["bundle"]), "target": (9, lambda row: row["target"]),
+        "precision": (8, lambda row: row["precision"]), "batch": (1, lambda row: str(row["batch"])),
+        "mode": (10, lambda row: row["mode"]),
+        **{f"{k} ms": (2 if k in ("p50", "p99") else 6, lambda row, k=k: fmt(row.get(f"model_{k}")))
+           for k in percentile_keys},
+        "mean ms": (7, lambda row: fmt(row.get("model_mean"))),
+        **({"own p50 ms": (11, lambda row: fmt(row.get("runtime_p50")))} if own else {}),
+        "img/s": (3, lambda row: fmt(row.get("throughput"), 1)), "e2e p50 ms": (5, lambda row: fmt(row.get("e2e_p50"))),
+        "warm-up 1st ms": (12, lambda row: fmt(row.get("warmup_first_ms"))),
+        "drift": (13, lambda row: fmt(row.get("drift"), 3)), "peak RSS MB": (4, lambda row: fmt(row.get("peak_rss_mb"), 0)),
+        "top-1": (4, lambda row: "-" if row["top1"] is None else f"{row['top1'] * 100:.2f}%"),
+    }
+    text = {column: [cell(row) if not row["error"] or column in ("bundle", "target", "precision", "batch", "mode")
+                     else ("failed" if column == "p50 ms" else "") for row in rows]
+            for column, (_, cell) in cells.items()}
+    width = console.width or 160
+    shown, used = set(), 1
+    for column in sorted(cells, key=lambda c: cells[c][0]):
+        need = max(len(column), *(len(v) for v in text[column])) + 3
+        if used + need <= width or column == "bundle":
+            shown.add(column)
+            used += need
+    columns = [column for column in cells if column in shown]
+    table = Table(title="profile (model = runtime call only; own = the runtime's own timing where it keeps one; "
+                        "e2e = preprocess + inference + softmax)")
+    for column in columns:
+        table.add_column(column, no_wrap=True,
+                         justify="left" if column in ("bundle", "target", "precision", "mode") else "right")
     failures = []  # said below the table, whole: a narrow cell would fold a reason one word per line
-    for row in rows:
+    for index, row in enumerate(rows):
         if row["error"]:
             failures.append(f"{row['bundle']} batch {row['batch']}: {row['error']}")
-            table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
-                          Text("failed", style="red"), *[""] * (len(columns) - 6))
-            continue
-        table.add_row(row["bundle"], row["target"], row["precision"], str(row["batch"]), row["mode"],
-                      *[fmt(row.get(f"model_{k}")) for k in percentile_keys], fmt(row.get("model_mean")),
-                      *([fmt(row.get("runtime_p50"))] if own else []), fmt(row.get("throughput"), 1),
-                      fmt(row.get("e2e_p50")),
-                      fmt(row.get("warmup_first_ms")),
-                      fmt(row.get("drift"), 3), fmt(row.get("peak_rss_mb"), 0),
-                      "-" if row["top1"] is None else f"{row['top1'] * 100:.2f}%")
+        table.add_row(*(Text(text[column][index], style="red" if text[column][index] == "failed" else "")
+                        for column in columns))
     console.print(table)
+    left_out = [column for column in cells if column not in shown]
+    if left_out:
+        console.print(f"left out at this width: {', '.join(left_out)} (every figure: --json FILE)", highlight=False)
     report = reports[0]
     cpu = report.device["before"].get("cpu", {})
     console.print(f"device: {cpu.get('model', '?')} ({cpu.get('cores', '?')} cores, governors "
