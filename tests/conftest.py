@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+
+# A test's own `import openvino` (importorskip) would load OpenVINO's telemetry, which forks a sender process
+# (the "os.fork() ... JAX is multithreaded" warnings); the product imports it through import_openvino, which turns
+# it off the same way (tests/backends/test_openvino_target.py checks that on its own).
+sys.modules.setdefault("openvino_telemetry", None)
 
 
 @pytest.fixture

@@ -268,3 +268,19 @@ def test_bf16_is_not_built_for_another_cpu_named_by_its_int8_class():
     lacking = backends.target("openvino").hardware_lacks(
         CompileOptions(precision="bf16", target_options={"device_isa": other}))
     assert lacking and lacking.startswith(f"openvino bf16 for another CPU (-O device_isa={other})")
+
+
+def test_openvino_is_loaded_with_its_telemetry_off(tmp_path):
+    """A bundle run and a compile import OpenVINO (which imports ovc) without openvino_telemetry: nothing is sent,
+    no sender process is forked."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from mait_deploy.backends.openvino._import import import_openvino\n"
+            "ov = import_openvino(); ov.convert_model  # ovc's import path, where the 'import' event is sent\n"
+            "import nncf\n"
+            "assert sys.modules['openvino_telemetry'] is None, sys.modules['openvino_telemetry']\n"
+            "import openvino.tools.ovc.telemetry_utils as t; assert 'stub' in t.tm.__name__, t.tm\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mait_deploy._deps import require
+from mait_deploy.backends.openvino._import import import_openvino
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.options import Option
@@ -93,7 +93,7 @@ class OpenVinoRunner(Runner):
     )
 
     def _load(self) -> None:
-        ov = require("openvino", extra="openvino")
+        ov = import_openvino()
         wanted = self.settings
         core = ov.Core()
         device = wanted["device"]

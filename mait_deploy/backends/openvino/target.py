@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy._deps import require
+from mait_deploy.backends.openvino._import import import_openvino
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.onnx_common import onnx_io_specs
@@ -151,7 +152,7 @@ class OpenVinoTarget(Target):
             # An int8 class says nothing of bfloat16 (an AVX2 x86 has none, an AVX-512 VNNI one may or may not).
             return (f"openvino bf16 for another CPU (-O device_isa={device_isa}) cannot be gated here: its int8 "
                     f"class does not say whether it computes bfloat16; build bf16 on a host of that CPU")
-        ov = require("openvino", extra="openvino")
+        ov = import_openvino()
         device = self.setting(options, "device")
         try:
             capabilities = list(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
@@ -177,7 +178,7 @@ class OpenVinoTarget(Target):
 
     def _build(self, source: ModelSource, options: CompileOptions, staging: Path, calibration: Dataset | None,
                progress: Callable[[str], None]) -> BuiltArtifact:
-        ov = require("openvino", extra="openvino")
+        ov = import_openvino()
         model = ov.convert_model(str(source.onnx_path))
         report: dict[str, Any] = {}
         if options.precision == "int8":
