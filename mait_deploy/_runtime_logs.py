@@ -15,8 +15,9 @@ QUIET_RUNTIMES_ENV = "MAIT_QUIET_RUNTIMES"  # set (the CLI without --verbose): r
 
 @contextlib.contextmanager
 def runtime_stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 to /dev/null while a runtime loads, where the CLI asked for quiet: libraries that log from
-    C++ (absl, TFLite, cpuinfo) have no switch a Python caller can reach. Python exceptions are unaffected."""
+    """File descriptor 2 to /dev/null while a runtime loads or a converter runs, where the CLI asked for quiet:
+    libraries that log from C++ (absl, TFLite, cpuinfo) or draw their own progress bars (NNCF) have no switch a
+    Python caller can reach. Python exceptions are unaffected (raised, printed later by the caller)."""
     if os.environ.get(QUIET_RUNTIMES_ENV) != "1":
         yield
         return
@@ -27,5 +28,6 @@ def runtime_stderr_silenced() -> Iterator[None]:
             os.dup2(null.fileno(), 2)
         yield
     finally:
+        sys.stderr.flush()  # what was written meanwhile goes to /dev/null, not out after the restore
         os.dup2(saved, 2)
         os.close(saved)

@@ -11,14 +11,27 @@ class MaitDeployError(Exception):
     exit_code = 1
 
 
+# Modules no extra can bring: where they come from instead.
+_SYSTEM_MODULES = {"tensorrt": "TensorRT comes with NVIDIA JetPack (a venv made with --system-site-packages sees it) "
+                               "or NVIDIA's tensorrt wheel on an x86-64 GPU machine"}
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra: mait-deploy is installed from its checkout or a wheel built from it (it is not on
+    PyPI; docs/usage.md)."""
+    return f"pip install \".[{extra}]\" in a mait-deploy checkout, or \"mait_deploy-<version>-py3-none-any.whl[{extra}]\""
+
+
 class MissingDependency(MaitDeployError):
-    """An optional dependency is not installed; names the pip extra that brings it."""
+    """An optional dependency is not installed; names the pip extra that brings it (or where it comes from)."""
 
     def __init__(self, module: str, extra: str, detail: str = "") -> None:
         self.module = module
         self.extra = extra
-        hint = f"pip install 'mait-deploy[{extra}]'"
-        message = f"'{module}' is not installed; install the '{extra}' extra: {hint}"
+        if module in _SYSTEM_MODULES:
+            message = f"'{module}' is not installed; {_SYSTEM_MODULES[module]}"
+        else:
+            message = f"'{module}' is not installed; install the '{extra}' extra: {install_hint(extra)}"
         if detail:
             message += f" ({detail})"
         super().__init__(message)

@@ -1,6 +1,6 @@
-"""A clean virtual environment with only a device install (`pip install .[onnxruntime]` or `.[litert]`: numpy,
-Pillow, the CLI and one runtime; no torch) runs `mait-deploy verify`, `predict` and `profile` on a bundle built on
-the host."""
+"""A clean virtual environment with only a device install, as docs/usage.md gives it (a wheel built from this
+checkout, `pip install "mait_deploy-...whl[onnxruntime]"` or `[litert]`: numpy, Pillow, the CLI and one runtime;
+no torch), runs `mait-deploy verify`, `predict` and `profile` on a bundle built on the host."""
 
 import json
 import subprocess
@@ -16,12 +16,22 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIMES = ("onnxruntime", "litert")
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The docs' host step: `python -m pip wheel --no-deps -w dist .` (mait-deploy is not on PyPI)."""
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)], check=True,
+                   timeout=600, capture_output=True)
+    (built,) = dist.glob("mait_deploy-*-py3-none-any.whl")
+    return built
+
+
 @pytest.fixture(scope="module", params=RUNTIMES)
-def device(request, tmp_path_factory):
+def device(request, wheel, tmp_path_factory):
     extra = request.param
     venv = tmp_path_factory.mktemp(f"venv-{extra}") / "device"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    result = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{ROOT}[{extra}]"], capture_output=True,
+    result = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{wheel}[{extra}]"], capture_output=True,
                             text=True, timeout=1200)
     if result.returncode != 0:
         pytest.fail(f"device install of [{extra}] failed: {result.stderr[-2000:]}")

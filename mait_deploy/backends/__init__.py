@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mait_deploy._deps import is_available
-from mait_deploy.errors import UnsupportedOption
+from mait_deploy.errors import UnsupportedOption, install_hint
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -189,6 +189,6 @@ def availability() -> dict[str, str]:
     for name in names():
         backend = get(name)
         missing = backend.missing_on_host()
-        result[name] = (f"{', '.join(missing)} not installed (pip install 'mait-deploy[{backend.compile_extra}]')"
+        result[name] = (f"{', '.join(missing)} not installed ({install_hint(backend.compile_extra)})"
                         if missing else "")
     return result

@@ -31,7 +31,8 @@ def _timm_python(venv: Path) -> str:
         return configured
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "pip"), "install", "-q"]
-    for args in (["torch==2.14.1", "torchvision==0.29.1"], ["--no-deps", "timm==1.0.31"], ["pyyaml", "numpy"]):
+    cpu_torch = ["torch==2.14.1", "torchvision==0.29.1", "--extra-index-url", "https://download.pytorch.org/whl/cpu"]
+    for args in (cpu_torch, ["--no-deps", "timm==1.0.31"], ["pyyaml", "numpy"]):
         result = subprocess.run(pip + args, capture_output=True, text=True, timeout=1800)
         if result.returncode:
             pytest.skip(f"cannot install timm's venv ({' '.join(args)}): {result.stderr.strip().splitlines()[-1:]}")

@@ -1,7 +1,7 @@
 """What a native build needs on this machine, and the build itself (the commands a user types, in a subprocess).
 
 ONNX Runtime's C API headers come from Debian trixie's libonnxruntime-dev: installed (/usr/include/onnxruntime),
-under ONNXRUNTIME_ROOT, or unpacked by .ci/fetch-onnxruntime-headers into ~/.cache/mait-deploy/sdk/onnxruntime.
+under ONNXRUNTIME_ROOT, or unpacked by tools/fetch-onnxruntime-headers into ~/.cache/mait-deploy/sdk/onnxruntime.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def missing(runtime: str) -> str | None:
     if runtime == "onnxruntime" and onnxruntime_root() is None \
             and not Path("/usr/include/onnxruntime/onnxruntime_cxx_api.h").is_file():
         return ("ONNX Runtime's C API headers are missing: apt-get install libonnxruntime-dev (Debian trixie), "
-                "or run .ci/fetch-onnxruntime-headers")
+                "or run tools/fetch-onnxruntime-headers")
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.errors import MissingDependency, UnsupportedOption
 
 # Decomposed ops as litert-torch writes them: a LayerNorm is MEAN -> SQUARED_DIFFERENCE -> MEAN -> ... -> RSQRT.
@@ -91,7 +92,8 @@ def tensor_values(path: str, inputs: np.ndarray, feed: Callable[[Any, np.ndarray
     module, _ = interpreter_module()
     with warnings.catch_warnings():  # "intended for debugging purposes only": what it is used for here
         warnings.simplefilter("ignore")
-        interpreter = module.Interpreter(model_path=path, experimental_preserve_all_tensors=True)
+        with runtime_stderr_silenced():
+            interpreter = module.Interpreter(model_path=path, experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
     feed(interpreter, inputs)
     interpreter.invoke()

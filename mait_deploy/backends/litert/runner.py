@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import MissingDependency
 from mait_deploy.options import Option
@@ -43,8 +44,9 @@ def make_interpreter(model_path: str | None, threads: int | None, xnnpack: bool,
     kwargs: dict[str, Any] = {"model_path": model_path, "model_content": content, "num_threads": threads or None}
     if not xnnpack:
         kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = module.Interpreter(**kwargs)
-    interpreter.allocate_tensors()
+    with runtime_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate" from C++, on every load
+        interpreter = module.Interpreter(**kwargs)
+        interpreter.allocate_tensors()
     return interpreter, package
 
 

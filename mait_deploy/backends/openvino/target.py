@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy._deps import require
+from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.backends.openvino._import import import_openvino
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import ExportError, UnsupportedOption
@@ -236,13 +237,15 @@ class OpenVinoTarget(Target):
                 hits = [int(np.argmax(compiled(image)[output]) == label) for image, label in items]
                 return float(np.mean(hits))
 
-            quantized = nncf.quantize_with_accuracy_control(
-                model, dataset, validation, validation_fn=validate, max_drop=options.max_accuracy_drop / 100,
-                drop_type=nncf.DropType.ABSOLUTE, **common)
+            with runtime_stderr_silenced():  # NNCF's progress bars (rich) have no switch
+                quantized = nncf.quantize_with_accuracy_control(
+                    model, dataset, validation, validation_fn=validate, max_drop=options.max_accuracy_drop / 100,
+                    drop_type=nncf.DropType.ABSOLUTE, **common)
             mode = "accuracy_control"
         else:
             progress(f"openvino int8: NNCF post-training quantization on {len(samples)} images")
-            quantized = nncf.quantize(model, dataset, **common)
+            with runtime_stderr_silenced():  # NNCF's progress bars (rich) have no switch
+                quantized = nncf.quantize(model, dataset, **common)
             mode = "ptq"
         return quantized, {"method": f"nncf {mode} (transformer preset)", "calibration_images": len(samples),
                            "subset_size": subset, "calibration_data": calibration.origin, "ignored_scope": ignored,

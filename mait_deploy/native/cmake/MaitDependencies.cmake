@@ -53,12 +53,14 @@ endif()
 # library from the system or from the onnxruntime Python package (its wheel ships the library, not the headers).
 function(mait_find_onnxruntime)
   mait_python_package(onnxruntime _package)
+  # The last hint: where tools/fetch-onnxruntime-headers unpacks trixie's headers on a bookworm host.
   find_path(MAIT_ORT_INCLUDE onnxruntime_cxx_api.h
-            HINTS "${ONNXRUNTIME_ROOT}" "$ENV{ONNXRUNTIME_ROOT}"
+            HINTS "${ONNXRUNTIME_ROOT}" "$ENV{ONNXRUNTIME_ROOT}" "$ENV{HOME}/.cache/mait-deploy/sdk/onnxruntime/usr"
             PATH_SUFFIXES include/onnxruntime onnxruntime include)
   if(NOT MAIT_ORT_INCLUDE)
     message(FATAL_ERROR "ONNX Runtime's C/C++ headers not found: apt-get install libonnxruntime-dev (Debian "
-                        "trixie, Raspberry Pi OS), or set ONNXRUNTIME_ROOT to a folder with include/onnxruntime")
+                        "trixie, Raspberry Pi OS); on bookworm run tools/fetch-onnxruntime-headers from a "
+                        "mait-deploy checkout; or set ONNXRUNTIME_ROOT to a folder with include/onnxruntime")
   endif()
   find_library(MAIT_ORT_LIBRARY NAMES onnxruntime
                HINTS "${ONNXRUNTIME_ROOT}" "$ENV{ONNXRUNTIME_ROOT}" PATH_SUFFIXES lib lib64)
