@@ -95,3 +95,18 @@ def test_device_cli_commands_without_torch(bundle):
         ''')
         assert result.returncode == 0, result.stderr
         assert "torch" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["targets"], ["targets", "--json"], ["models"], ["--help"], ["deploy", "--help"]])
+def test_info_commands_load_no_torch_and_no_runtime(args):
+    """A newcomer's first commands stay fast: listing targets and models, and help, import neither torch nor any
+    runtime or converter (checked on the modules loaded, not on a timing)."""
+    code = (f"import sys; sys.argv = ['mait-deploy', *{args!r}]\n"
+            "from mait_deploy.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = ('torch', 'onnx', 'onnxruntime', 'openvino', 'ai_edge_litert', 'executorch', 'nncf', "
+            "'litert_torch', 'tensorflow', 'jax', 'matplotlib')\n"
+            "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
+            "print('LOADED', loaded, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "LOADED []" in done.stderr, done.stderr[-2000:]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mait_deploy._deps import package_versions, require
 from mait_deploy.device.data.sources import Dataset
@@ -35,8 +35,10 @@ from mait_deploy.host.compile.target import (
     TargetCapabilities,
 )
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
-from mait_deploy.host.model.layers import ClassAttention, MaskedSelfAttention
 from mait_deploy.precision import FP32, INT8
+
+if TYPE_CHECKING:  # the model code imports torch: only where a program is built (edge_model), never to list targets
+    from mait_deploy.host.model.layers import ClassAttention, MaskedSelfAttention
 
 ARTIFACT = "model.pte"
 MAX_CALIBRATION_BATCHES = 512
@@ -105,6 +107,8 @@ def _class_attention_forward(torch: Any) -> Callable[..., Any]:
 def edge_model(model: Any) -> Any:
     """A copy of ``model`` whose export XNNPACK takes whole (the module docstring says what changes and why)."""
     import torch
+
+    from mait_deploy.host.model.layers import ClassAttention, MaskedSelfAttention
 
     shaped = copy.deepcopy(model).eval()
     for module in list(shaped.modules()):
