@@ -12,8 +12,9 @@ from types import ModuleType
 from mait_deploy.errors import MissingDependency
 
 
-def require(module: str, extra: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependency` naming the pip extra to install."""
+def require(module: str, extra: str, hint: str | None = None) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependency` naming the pip extra to install (or, with ``hint``,
+    where a module no extra brings comes from)."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
@@ -22,8 +23,8 @@ def require(module: str, extra: str) -> ModuleType:
         missing = getattr(err, "name", None)
         top = module.split(".")[0]
         if missing is not None and missing.split(".")[0] == top:
-            raise MissingDependency(module, extra) from err
-        raise MissingDependency(module, extra, detail=f"import failed: {err}") from err
+            raise MissingDependency(module, extra, hint=hint) from err
+        raise MissingDependency(module, extra, detail=f"import failed: {err}", hint=hint) from err
 
 
 def is_available(module: str) -> bool:

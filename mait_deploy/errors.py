@@ -11,11 +11,6 @@ class MaitDeployError(Exception):
     exit_code = 1
 
 
-# Modules no extra can bring: where they come from instead.
-_SYSTEM_MODULES = {"tensorrt": "TensorRT comes with NVIDIA JetPack (a venv made with --system-site-packages sees it) "
-                               "or NVIDIA's tensorrt wheel on an x86-64 GPU machine"}
-
-
 def install_hint(extra: str) -> str:
     """How to install an extra: mait-deploy is installed from its checkout or a wheel built from it (it is not on
     PyPI; docs/usage.md)."""
@@ -23,15 +18,13 @@ def install_hint(extra: str) -> str:
 
 
 class MissingDependency(MaitDeployError):
-    """An optional dependency is not installed; names the pip extra that brings it (or where it comes from)."""
+    """An optional dependency is not installed; names the pip extra that brings it, or, for a module no extra can
+    bring (``hint``: e.g. TensorRT, which comes with the device's SDK), where it comes from."""
 
-    def __init__(self, module: str, extra: str, detail: str = "") -> None:
+    def __init__(self, module: str, extra: str, detail: str = "", hint: str | None = None) -> None:
         self.module = module
         self.extra = extra
-        if module in _SYSTEM_MODULES:
-            message = f"'{module}' is not installed; {_SYSTEM_MODULES[module]}"
-        else:
-            message = f"'{module}' is not installed; install the '{extra}' extra: {install_hint(extra)}"
+        message = f"'{module}' is not installed; " + (hint or f"install the '{extra}' extra: {install_hint(extra)}")
         if detail:
             message += f" ({detail})"
         super().__init__(message)

@@ -150,6 +150,10 @@ def test_the_fp32_rule_and_the_timing_loop_are_defined_once():
     assert _definitions("recommend") == ["mait_deploy.recommendation"]
     assert _definitions("side_by_side") == ["mait_deploy.device.profiling.side_by_side"]
     assert _definitions("time_bundles") == ["mait_deploy.device.profiling.side_by_side"]
+    # The interval a decision rests on and the tie-break where it cannot decide: one of each.
+    assert _definitions("median_interval") == ["mait_deploy.device.profiling.side_by_side"]
+    assert _definitions("tie_break_key") == ["mait_deploy.recommendation"]
+    assert _definitions("separated") == ["mait_deploy.recommendation"]
     # Every module that compares a precision with FP32 by speed goes through the rule.
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()

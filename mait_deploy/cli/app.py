@@ -63,6 +63,8 @@ def usage_error(message: str, code: int, as_json: bool) -> int:
 # Lite XNNPACK delegate" line, which its Python package offers no switch for.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3",
                      "TF_ENABLE_ONEDNN_OPTS": "0", "TORCH_LOGS": "-torch",
+                     # tqdm's bars (ai-edge-quantizer's, in LiteRT's FP16 build): tqdm reads TQDM_* as defaults.
+                     "TQDM_DISABLE": "1",
                      # Runtimes that write to file descriptor 2 themselves while a bundle loads (LiteRT's "Created
                      # TensorFlow Lite XNNPACK delegate", OpenVINO's frontends' absl lines on a corrupt IR,
                      # ExecuTorch's cpuinfo): the device runner silences that descriptor around the load.

@@ -283,7 +283,7 @@ def test_cache_key_changes_with_every_input():
                 trt_runtime.cache_key(gpu, "10.3", "abc", {"precision": "int8"})}) == 5
 
 
-def test_missing_tensorrt_is_a_one_line_error_naming_the_extra(bundles):
+def test_missing_tensorrt_is_a_one_line_error_saying_where_it_comes_from(bundles):
     try:
         import tensorrt  # noqa: F401
         pytest.skip("tensorrt is installed here")
@@ -292,7 +292,7 @@ def test_missing_tensorrt_is_a_one_line_error_naming_the_extra(bundles):
     from mait_deploy.device.bundle import load_bundle
 
     root, _ = bundles
-    with pytest.raises(MissingDependency, match=r"mait-deploy\[tensorrt\]"):
+    with pytest.raises(MissingDependency, match=r"TensorRT comes with NVIDIA JetPack .*'tensorrt' extra adds cuda-python"):
         load_bundle(root / "int8").activate()
 
 

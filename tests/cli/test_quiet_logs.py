@@ -1,5 +1,5 @@
 """Without --verbose, stderr holds only mait-deploy's own lines: its progress ("[  1.2 s] ..."), notes and
-warnings; none of the converters' or runtimes' (NNCF/tqdm bars, TensorFlow/absl, LiteRT's "Created TensorFlow Lite
+warnings; none of the converters' or runtimes' (NNCF's bars, ai-edge-quantizer's tqdm bars in LiteRT's FP16 build, TensorFlow/absl, LiteRT's "Created TensorFlow Lite
 XNNPACK delegate", ExecuTorch's cpuinfo and thread-pool lines), which are silenced at the file-descriptor level
 where a library offers no switch."""
 
@@ -37,7 +37,7 @@ def test_deploy_compile_verify_and_predict_print_only_their_own_lines(tmp_path):
     from tests.shipped import golden_arrays
 
     out = tmp_path / "out"
-    deployed = _run("deploy", "--targets", "litert,openvino", "--precisions", "fp32,int8", "-o", str(out),
+    deployed = _run("deploy", "--targets", "litert,openvino", "--precisions", "fp32,fp16,int8", "-o", str(out),
                     "--eval-count", "300", "--profile-batches", "1", "--iterations", "5")
     assert not _foreign(deployed.stderr), _foreign(deployed.stderr)
     executorch = tmp_path / "executorch-fp32"

@@ -24,6 +24,10 @@ from mait_deploy.options import Option
 
 CACHE_DIR = "engine_cache"
 
+# No extra brings TensorRT itself: where it comes from, for the one-line error.
+TENSORRT_SOURCE = ("TensorRT comes with NVIDIA JetPack on a Jetson (a venv made with --system-site-packages sees it) or "
+                   "NVIDIA's tensorrt wheel on an x86-64 GPU machine; the 'tensorrt' extra adds cuda-python only")
+
 
 @dataclass(frozen=True)
 class GpuInfo:
@@ -158,7 +162,7 @@ class TensorRtRunner(Runner):
     declared_options = (Option("plan", dict, None, "recorded by the build: what the engine is built with (BuildPlan)"),)
 
     def _load(self) -> None:
-        trt = require("tensorrt", extra="tensorrt")
+        trt = require("tensorrt", extra="tensorrt", hint=TENSORRT_SOURCE)
         cudart = _cuda()
         self._cudart = cudart
         gpu = gpu_info(cudart)
@@ -230,7 +234,7 @@ def build_engine_for_bundle(bundle: str | Path, force: bool = False) -> dict[str
     if manifest.target != "tensorrt":
         raise MaitDeployError(f"{folder} is a {manifest.target} bundle; build-engine is for tensorrt bundles")
     check_files(folder, manifest)
-    trt = require("tensorrt", extra="tensorrt")
+    trt = require("tensorrt", extra="tensorrt", hint=TENSORRT_SOURCE)
     gpu = gpu_info(_cuda())
     started = time.perf_counter()
     engine, built = ensure_engine(folder, manifest, trt, gpu, force=force)

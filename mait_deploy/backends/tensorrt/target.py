@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy._deps import require
+from mait_deploy.backends.tensorrt.runner import TENSORRT_SOURCE
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import UnsupportedOption, ValidationError
@@ -226,7 +227,7 @@ class TensorRtTarget(Target):
         from mait_deploy.errors import MaitDeployError as _Error
 
         try:
-            require("tensorrt", extra="tensorrt")
+            require("tensorrt", extra="tensorrt", hint=TENSORRT_SOURCE)
             gpu_info(_cuda())
         except _Error as err:
             return False, f"engine build left to the device ({err}); run `mait-deploy build-engine` there"

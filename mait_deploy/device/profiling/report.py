@@ -101,7 +101,7 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
     width = console.width or 160
     shown, used = set(), 1
     for column in sorted(cells, key=lambda c: cells[c][0]):
-        need = max(len(column), *(len(v) for v in text[column])) + 3
+        need = max([len(column), *(len(v) for v in text[column])]) + 3
         if used + need <= width or column == "bundle":
             shown.add(column)
             used += need
