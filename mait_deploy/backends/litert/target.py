@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy._deps import package_versions, require
+from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.backends.litert.graph import mask_constants
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import TensorSpec
@@ -166,7 +167,8 @@ class LiteRtTarget(Target):
                                        num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
         engine = quantizer.Quantizer(str(path))
         engine.load_quantization_recipe(manager.get_quantization_recipe())
-        with contextlib.redirect_stdout(io.StringIO()):
+        # Its report goes to stdout, its tqdm bars (disable=False passed explicitly, so TQDM_DISABLE cannot) to fd 2.
+        with contextlib.redirect_stdout(io.StringIO()), runtime_stderr_silenced():
             engine.quantize().export_model(str(path), overwrite=True)
         return {"method": "ai-edge-quantizer float_casting (FP16 weights, FP32 compute)"}
 
