@@ -27,6 +27,10 @@ def onnxruntime_root() -> Path | None:
     return None
 
 
+# The Python package whose wheel holds a runtime's native library, where it is not named as the runtime.
+PYTHON_PACKAGES = {"litert": "ai_edge_litert"}
+
+
 def missing(runtime: str) -> str | None:
     """Why a native build for ``runtime`` cannot run here (None: it can)."""
     for tool in ("cmake", "c++"):
@@ -35,8 +39,9 @@ def missing(runtime: str) -> str | None:
     absent = [package for header, package in SYSTEM_HEADERS.items() if not Path("/usr/include", header).is_file()]
     if absent:
         return f"native build dependencies missing: apt-get install {' '.join(absent)}"
-    if importlib.util.find_spec(runtime) is None:
-        return f"the {runtime} Python package (its library) is not installed"
+    package = PYTHON_PACKAGES.get(runtime, runtime)
+    if importlib.util.find_spec(package) is None:
+        return f"the {package} Python package (its library) is not installed"
     if runtime == "executorch" and cmake_version() < (3, 28):
         return "ExecuTorch's CMake package needs CMake >= 3.28 (pip install cmake)"
     if runtime == "onnxruntime" and onnxruntime_root() is None \

@@ -19,11 +19,11 @@ from tests.shipped import edited_copy
 
 pytest.importorskip("torch")
 
-RUNTIMES = ("onnxruntime", "openvino", "executorch")
-# The OpenVINO runner's C++ build takes ~1 minute more than ONNX Runtime's C one, and ExecuTorch's INT8 bundle ~2
-# minutes to quantize and lower: in CI's slow run, not the default.
+RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert")
+# The OpenVINO runner's C++ build takes ~1 minute more than ONNX Runtime's C one, ExecuTorch's INT8 bundle ~2
+# minutes to quantize and lower, LiteRT's two bundles and build ~1 minute: in CI's slow run, not the default.
 BUILT_RUNTIMES = ("onnxruntime", pytest.param("openvino", marks=pytest.mark.slow),
-                  pytest.param("executorch", marks=pytest.mark.slow))
+                  pytest.param("executorch", marks=pytest.mark.slow), pytest.param("litert", marks=pytest.mark.slow))
 PRECISIONS = ("fp32", "int8")
 AGREEMENT_IMAGES = 1000
 
@@ -270,13 +270,17 @@ def test_app_refuses_what_it_cannot_build_and_replaces_only_its_own_projects(bun
     from mait_deploy.device.native_app import generate_app
     from mait_deploy.errors import BundleError, MaitDeployError, UnsupportedOption
 
-    litert = tmp_path / "litert"
-    shutil.copytree(source, litert)
-    data = json.loads((litert / "manifest.json").read_text())
-    data["runtime"]["name"] = "litert"
-    (litert / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(UnsupportedOption, match="no native app for litert bundles: LiteRT has no C/C.. SDK"):
-        generate_app(litert, tmp_path / "out")
+    # TensorRT is the one runtime without a native backend: the reason and what to do instead, in one line.
+    tensorrt = tmp_path / "tensorrt"
+    shutil.copytree(source, tensorrt)
+    data = json.loads((tensorrt / "manifest.json").read_text())
+    data["runtime"] = {"name": "tensorrt", "options": {}}
+    (tensorrt / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UnsupportedOption, match="no native app for tensorrt bundles: the native runner has no TensorRT"):
+        generate_app(tensorrt, tmp_path / "out")
+    from mait_deploy.device.native_app import native_runtimes
+
+    assert set(native_runtimes()) == {"onnxruntime", "openvino", "executorch", "litert"}
     tampered = tmp_path / "tampered"
     shutil.copytree(source, tampered)
     (tampered / "golden.bin").write_bytes(b"0" * (tampered / "golden.bin").stat().st_size)

@@ -9,7 +9,8 @@ BACKEND = Backend(
     runtime_extra="litert", runtime_module="ai_edge_litert.interpreter", compile_extra="litert-convert", compile_modules=("litert_torch", "ai_edge_litert"),
     colour="#55a868",
     summary="LiteRT .tflite (Raspberry Pi and other Arm boards; fp32, fp16, int8)",
-    no_native="LiteRT has no C/C++ SDK to build against (ai-edge-litert ships libLiteRt.so without headers and no "
-              "package index has them): on a Raspberry Pi run this bundle with the Python device side "
-              "(mait-deploy verify/predict), or generate the app for an ONNX Runtime bundle of the model",
+    # The native runner calls libLiteRt.so's C API, declared in the plug-in's native/litert_c.h (the wheel has no
+    # headers), checked at configure time against the library it found and at run time by the golden self-test.
+    native_sdk="LiteRT's C API: `pip install ai-edge-litert==2.3.0` (its wheel ships libLiteRt.so; the runner "
+               "declares the functions it calls), or set LITERT_ROOT to the folder holding libLiteRt.so",
 )

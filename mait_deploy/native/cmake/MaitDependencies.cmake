@@ -105,11 +105,10 @@ macro(mait_find_runtime runtime)
     mait_find_onnxruntime()
   elseif("${runtime}" STREQUAL "openvino")
     mait_find_openvino()
-  elseif("${runtime}" STREQUAL "litert" OR "${runtime}" STREQUAL "tensorrt")
-    # Why, and what a user of that device does instead: the backend's registry entry (`mait-deploy app` says it).
-    message(FATAL_ERROR "the native runner has no ${runtime} backend: see docs/native.md")
   else()
-    message(FATAL_ERROR "unknown runtime '${runtime}': onnxruntime, openvino, or a plug-in backend with a native/ folder")
+    # TensorRT's reason, and what a user of that device does instead: its registry entry (`mait-deploy app` says it).
+    message(FATAL_ERROR "the native runner has no backend for '${runtime}': onnxruntime, openvino, or a plug-in "
+                        "backend with a native/ folder (see docs/native.md)")
   endif()
   add_library(mait::runtime ALIAS mait_runtime)
 endmacro()
