@@ -2,10 +2,13 @@
 the native runner's overhead over the bare runtime call inside it, and each process's peak RSS. Alternating
 processes (the order reversed every round); ratios are per round, reported as median and range.
 
-    python -m benchmarks.native_runner [--bundles DIR] [--batches 1,32] [--rounds 7] [--iterations 300]
+    python -m benchmarks.native_runner [--runtimes onnxruntime,openvino,litert] [--bundles DIR] [--batches 1,32]
+                                       [--rounds 7] [--iterations 300]
 
-Builds what it needs: the bundles (ONNX Runtime and OpenVINO, FP32 and INT8, from the shipped checkpoint) unless
---bundles has them, and the native apps (`mait-deploy app` + CMake, Release). Writes results/native_runner.json.
+Builds what it needs: the bundles (each runtime's FP32 and INT8, from the shipped checkpoint) unless --bundles has
+them (built in a child process: Linux carries a process's peak RSS over fork and exec, so measuring processes
+started by a parent that had loaded torch would report the parent's peak), and the native apps (`mait-deploy app` + CMake, Release). A fixed-batch bundle (LiteRT's) is measured at its
+own batch size only. Writes results/native_runner.json (or --out).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import write_result  # noqa: E402
 from tests.native import sdk  # noqa: E402
 
-BUNDLES = ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-int8")
+PRECISIONS = ("fp32", "int8")
 PYTHON_RUN = """
 import json, resource, sys, time
 import numpy as np
@@ -44,25 +47,30 @@ print(json.dumps({"p50_ms": float(np.median(total)), "runtime_call_p50_ms": floa
 """
 
 
-def ensure_bundles(folder: Path) -> dict[str, Path]:
-    from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CompileOptions
+BUILD_BUNDLE = """
+import sys
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CompileOptions
+compile_model(None, sys.argv[1], CompileOptions(precision=sys.argv[2]), sys.argv[3], eval_count=1000)
+"""
 
+
+def ensure_bundles(folder: Path, runtimes: list[str]) -> dict[str, Path]:
     found = {}
-    for name in BUNDLES:
+    for name in (f"{runtime}-{precision}" for runtime in runtimes for precision in PRECISIONS):
         path = folder / name
         if not (path / "manifest.json").is_file():
             runtime, precision = name.split("-")
-            compile_model(None, runtime, CompileOptions(precision=precision), path, eval_count=1000)
+            subprocess.run([sys.executable, "-c", BUILD_BUNDLE, runtime, precision, str(path)], check=True)
         found[name] = path
     return found
 
 
-def build_apps(bundles: dict[str, Path], work: Path) -> dict[str, Path]:
+def build_apps(bundles: dict[str, Path], work: Path, runtimes: list[str]) -> dict[str, Path]:
     from mait_deploy.device.native_app import generate_app
 
     builds = {}
-    for runtime in ("onnxruntime", "openvino"):
+    for runtime in runtimes:
         reason = sdk.missing(runtime)
         if reason:
             raise SystemExit(f"cannot build the native {runtime} runner here: {reason}")
@@ -85,7 +93,8 @@ def summary(values: list[float]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundles", type=Path, help="folder with (or for) the four bundles")
+    parser.add_argument("--runtimes", default="onnxruntime,openvino,litert")
+    parser.add_argument("--bundles", type=Path, help="folder with (or for) the bundles")
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=300)
@@ -94,12 +103,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         work = Path(temp)
-        bundles = ensure_bundles(args.bundles or work / "bundles")
-        builds = build_apps(bundles, work / "apps")
+        runtimes = args.runtimes.split(",")
+        bundles = ensure_bundles(args.bundles or work / "bundles", runtimes)
+        builds = build_apps(bundles, work / "apps", runtimes)
         cells = []
         for name, bundle in bundles.items():
             runtime = name.split("-")[0]
-            for batch in map(int, args.batches.split(",")):
+            fixed = json.loads((bundle / "manifest.json").read_text())["batch"]
+            for batch in [fixed] if isinstance(fixed, int) else map(int, args.batches.split(",")):
                 iterations = max(20, args.iterations // batch)
                 native_cmd = [str(builds[runtime] / "mait-bench"), str(bundle), "--batch", str(batch),
                               "--iterations", str(iterations), "--warmup", str(args.warmup)]
