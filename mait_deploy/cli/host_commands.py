@@ -294,6 +294,7 @@ def deploy(
     accept_new: bool = typer.Option(False, "--accept-new-host-keys", help="With --inventory: record unknown boards' host keys on first use."),
     device_eval_count: Optional[int] = typer.Option(None, "--device-eval-count", min=1, help="With --inventory: images scored on each board (default: --eval-count)."),
     sign: Optional[Path] = typer.Option(None, "--sign", help="Sign every bundle that passed with this Ed25519 private key (PEM)."),
+    recommend_for: str = typer.Option(default_of(DeployOptions, "recommend_for"), "--for", help="What the recommendation is for: python (any bundle) or native (only bundles a C++ app can link: mait-deploy app)."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
 ) -> None:
     """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
@@ -315,7 +316,8 @@ def deploy(
         max_accuracy_drop=max_accuracy_drop, gate_sample=gate_sample or None,
         profile_batches=parse_list(profile_batches, int, "batch"), profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
         devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new,
-        device_eval_count=device_eval_count, sign_key=None if sign is None else str(sign))
+        device_eval_count=device_eval_count, sign_key=None if sign is None else str(sign),
+        recommend_for=recommend_for)
     with status_spinner() as status:
         report = run_deploy(checkpoint, output, options,
                             progress=lambda message, done, total: status.update(f"[{done}/{total}] {message}"))

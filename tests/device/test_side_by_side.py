@@ -125,3 +125,25 @@ def test_a_reduced_precision_must_be_shown_faster_than_its_fp32():
     choice = recommend([Candidate("t fp32", "t", "fp32"), Candidate("t int8", "t", "int8")], _race(rounds))
     assert choice.name == "t fp32"
     assert choice.not_recommended["t int8"].startswith("not shown faster than t fp32")
+
+
+def test_deploy_for_native_recommends_only_what_the_cpp_runner_runs():
+    from mait_deploy.device.profiling.stats import Latency
+    from mait_deploy.host.deploy.race import recommend_rows
+    from mait_deploy.host.deploy.report import Row
+
+    rows = [Row(target=t, precision="fp32", status="ok", bundle=t, native=native, size_bytes=5,
+                latency={"batch_1": Latency(1, 1.0, 1.0, 1.0)}) for t, native in (("fast", False), ("app", True))]
+    timing = _race([{"fast fp32": 1.0, "app fp32": 2.0 + 0.01 * i} for i in range(12)])
+    assert recommend_rows(rows, timing).name == "fast fp32"
+    native = recommend_rows(rows, timing, native_only=True)
+    assert native.name == "app fp32"
+    assert native.not_recommended["fast fp32"] == "the C++ runner cannot run it (deploy --for native)"
+
+
+def test_deploy_for_takes_python_or_native_only():
+    from mait_deploy.errors import UnsupportedOption
+    from mait_deploy.host.deploy.pipeline import DeployOptions
+
+    with pytest.raises(UnsupportedOption, match="--for must be one of python, native"):
+        DeployOptions(recommend_for="cpp")

@@ -33,6 +33,7 @@ from mait_deploy.host.deploy.report import (
 from mait_deploy.precision import INT8, PORTABLE_PRECISIONS, PRECISIONS, Precision, check_precisions
 
 STATE_FILE = "state.json"
+RECOMMEND_FOR = ("python", "native")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class DeployOptions:
     device_tags: tuple[str, ...] = ()
     accept_new_host_keys: bool = False
     sign_key: str | None = None  # an Ed25519 private key (PEM): sign every bundle that passed (device/signing.py)
+    # What the recommendation is for: "python" (any bundle, run by the Python device side) or "native" (only
+    # bundles the C++ runner can run: an app links the pick).
+    recommend_for: str = "python"
 
     def __post_init__(self) -> None:
         if self.targets is not None:
@@ -72,6 +76,8 @@ class DeployOptions:
                                     f"got {self.gate_sample}")
         if self.profile_iterations < 1 or any(b < 1 for b in self.profile_batches):
             raise UnsupportedOption("profile iterations and batches must be positive")
+        if self.recommend_for not in RECOMMEND_FOR:
+            raise UnsupportedOption(f"--for must be one of {', '.join(RECOMMEND_FOR)}, got {self.recommend_for!r}")
 
 
 def _stage_key(**parts: Any) -> str:
@@ -167,7 +173,8 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
     from mait_deploy.host.compile.target import CompileOptions
 
     started = time.perf_counter()
-    row = Row(target=target_name, precision=precision, status="skipped", reason=why_not)
+    row = Row(target=target_name, precision=precision, status="skipped", reason=why_not,
+              native=bool(backends.get(target_name).native_sdk))
     if why_not:
         return row
     target = backends.target(target_name)
@@ -282,7 +289,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     finally:
         for runner in runners.values():
             runner.close()
-    recommended = recommend_rows(rows, timing)
+    recommended = recommend_rows(rows, timing, native_only=options.recommend_for == "native")
     if options.sign_key:  # before the boards run them: a board that trusts the key runs only signed bundles
         from mait_deploy.device.signing import sign_bundle
 

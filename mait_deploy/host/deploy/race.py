@@ -31,8 +31,9 @@ def race(rows: Sequence[Row], runners: Mapping[str, Any] | None = None, rounds: 
                         block=block)
 
 
-def recommend_rows(rows: Sequence[Row], timing: SideBySide | None) -> Recommendation | None:
-    """The recommendation for this machine: from the race, or from each bundle's own profile when there was none."""
+def recommend_rows(rows: Sequence[Row], timing: SideBySide | None, native_only: bool = False) -> Recommendation | None:
+    """The recommendation for this machine: from the race, or from each bundle's own profile when there was none.
+    ``native_only``: among the bundles the C++ runner can run (deploy --for native), the others ruled out."""
     timed = _timed(rows)
     if not timed:
         return None
@@ -40,6 +41,8 @@ def recommend_rows(rows: Sequence[Row], timing: SideBySide | None) -> Recommenda
         {_name(row): row.latency["batch_1"].p50_ms for row in timed},
         how="by its own profile's p50 at batch 1 (fewer than two bundles run here: no side-by-side race)")
     candidates = [Candidate(name=_name(row), target=row.target, precision=row.precision, bundle=row.bundle,
-                            drop_points=row.drop_points, size_bytes=row.size_bytes) for row in timed]
+                            drop_points=row.drop_points, size_bytes=row.size_bytes,
+                            ruled_out=None if row.native or not native_only else
+                            "the C++ runner cannot run it (deploy --for native)") for row in timed]
     choice = recommend(candidates, speed, where="on this machine")
     return choice if choice.chosen else None

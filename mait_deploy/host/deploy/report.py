@@ -37,6 +37,7 @@ class Row:
     seconds: float = 0.0
     # A gate that decided on a sample: {"count": n, "of": N, "drop_interval": [low, high]} (points, 99%).
     gate_sample: dict[str, Any] | None = None
+    native: bool = False  # the C++ runner (mait-deploy app) can run this bundle
     gate_images: int | None = None  # the images top1, reference_top1 and drop_points were all measured on
     # Set when a sample was scored first and could not decide, so the gate went on to every image.
     gate_sample_undecided: int | None = None
@@ -122,7 +123,7 @@ def race_figures(side_by_side: dict[str, Any] | None) -> dict[str, tuple[float, 
 def markdown_table(report: DeployReport) -> str:
     batches = sorted({k for row in report.rows for k in row.latency}, key=lambda k: int(k.split("_")[1]))
     raced = race_figures(report.side_by_side)
-    head = ["target", "precision", "status", "top-1", "FP32 top-1", "drop (pts)", "gate images"]
+    head = ["target", "precision", "status", "C++ app", "top-1", "FP32 top-1", "drop (pts)", "gate images"]
     if raced:
         head.append("race b1 (ms)")
     for key in batches:
@@ -132,7 +133,7 @@ def markdown_table(report: DeployReport) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
         cells = [row.target, row.precision, row.status + (" (reused)" if row.reused else ""),
-                 "-" if row.top1 is None else f"{row.top1 * 100:.2f}%",
+                 "yes" if row.native else "no", "-" if row.top1 is None else f"{row.top1 * 100:.2f}%",
                  "-" if row.reference_top1 is None else f"{row.reference_top1 * 100:.2f}%",
                  "-" if row.drop_points is None else f"{row.drop_points:+.2f}", row.measured_on()]
         if raced:
