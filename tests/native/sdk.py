@@ -66,9 +66,9 @@ def build_env() -> dict[str, str]:
 
 
 def build(project: Path, build_dir: Path, *options: str, target: str | None = None) -> Path:
-    """cmake -S project -B build_dir [options] && cmake --build build_dir [--target T]: the user's commands.
-    Returns build_dir."""
-    for command in (["cmake", "-S", str(project), "-B", str(build_dir), *options],
+    """cmake -S project -B build_dir [options] && cmake --build build_dir [--target T]: the user's commands, with
+    the runner's warnings as errors (MAIT_WERROR, off in a user's build). Returns build_dir."""
+    for command in (["cmake", "-S", str(project), "-B", str(build_dir), "-DMAIT_WERROR=ON", *options],
                     ["cmake", "--build", str(build_dir), "-j", "2", *(["--target", target] if target else [])]):
         done = subprocess.run(command, capture_output=True, text=True, env=build_env(), timeout=BUILD_TIMEOUT)
         if done.returncode != 0:

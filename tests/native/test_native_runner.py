@@ -413,6 +413,38 @@ def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bund
             load_bundle(bundles["executorch", "fp32"], RunnerOptions(native_library=str(other))).activate()
 
 
+def test_the_sdk_installs_into_a_prefix_and_an_out_of_tree_app_builds_against_it(apps, bundles, tmp_path):
+    """`cmake --install` of a runner build into an empty prefix: a versioned shared library (SONAME), the public
+    headers, the CMake package and mait.pc; examples/cpp_sdk (only `find_package(mait CONFIG REQUIRED)`) builds
+    against it and checks a bundle; pkg-config gives working flags; the library exports the public API only."""
+    needs("onnxruntime")
+    build, bundle = apps["onnxruntime"], bundles["onnxruntime", "fp32"]
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(build), "--prefix", str(prefix)], check=True, capture_output=True)
+    library = prefix / "lib" / "libmait_runner.so"
+    assert library.is_symlink() and (prefix / "include" / "mait" / "mait.hpp").is_file()
+    assert (prefix / "lib" / "cmake" / "mait" / "maitConfig.cmake").is_file()
+    dynamic = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    assert "Library soname: [libmait_runner.so.0]" in dynamic
+    exported = subprocess.run(["nm", "-DC", "--defined-only", str(library)], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+    names = [line.split(" ", 2)[2] for line in exported]
+    outside = [n for n in names if not (n.startswith(("mait::", "mait_")) or " for mait::" in n)]
+    assert not outside, outside[:10]
+    assert "mait::Runner::open(std::filesystem::__cxx11::path const&, mait::RunnerOptions const&)" in names
+    assert not any(n.startswith("mait::read_text") or "Backend::" in n for n in names)  # internal stays hidden
+    example = Path(__file__).resolve().parents[2] / "examples" / "cpp_sdk"
+    out = sdk.build(example, tmp_path / "example", f"-DCMAKE_PREFIX_PATH={prefix}")
+    done = run(out / "mait-sdk-example", bundle, check=True)
+    assert "golden outputs match on this device" in done.stdout
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "mait"], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib" / "pkgconfig")}).stdout.split()
+    compiled = tmp_path / "pkg-config-example"
+    subprocess.run(["c++", str(example / "main.cpp"), *flags, f"-Wl,-rpath,{prefix / 'lib'}", "-o", str(compiled)],
+                   check=True, capture_output=True, timeout=300)
+    assert "golden outputs match" in run(compiled, bundle, check=True).stdout
+
+
 @pytest.mark.parametrize("runtime", BUILT_RUNTIMES)
 def test_a_shared_runner_gives_every_call_its_own_answer(runtime, apps, bundles):
     """One Runner shared by threads (mait-threads: 4 workers, 120 calls on 8 distinct inputs, each answer checked

@@ -77,6 +77,10 @@ function(mait_find_onnxruntime)
       set(MAIT_ORT_LIBRARY "${_links}/libonnxruntime.so" CACHE FILEPATH "ONNX Runtime's library" FORCE)
     endif()
   endif()
+  if(MAIT_ORT_LIBRARY STREQUAL "${CMAKE_BINARY_DIR}/runtime-libs/libonnxruntime.so")
+    # The installed SDK carries the soname link too (lib/mait-runtime, on the library's RUNPATH).
+    set_property(GLOBAL APPEND PROPERTY MAIT_RUNTIME_LINKS "${CMAKE_BINARY_DIR}/runtime-libs/libonnxruntime.so.1")
+  endif()
   if(NOT MAIT_ORT_LIBRARY)
     message(FATAL_ERROR "ONNX Runtime's library not found: apt-get install libonnxruntime-dev, or pip install "
                         "onnxruntime (its wheel holds libonnxruntime.so), or set ONNXRUNTIME_ROOT")

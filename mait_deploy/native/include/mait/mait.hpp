@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+// The public API: exported from the shared library (everything else in it is hidden; CMakeLists.txt).
+#pragma GCC visibility push(default)
 namespace mait {
 
 class Error : public std::runtime_error {
@@ -124,7 +126,10 @@ struct RunnerOptions {
   std::filesystem::path trusted_key;
 };
 
+// The runtime behind a Runner: internal to the library (src/internal.hpp), never exported.
+#pragma GCC visibility push(hidden)
 class Backend;
+#pragma GCC visibility pop
 
 class Runner {
  public:
@@ -177,3 +182,4 @@ struct VerifyReport {
 VerifyReport verify(Runner& runner);
 
 }  // namespace mait
+#pragma GCC visibility pop

@@ -13,6 +13,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* Exported from the library; everything else in it is hidden. */
+#pragma GCC visibility push(default)
 
 typedef struct mait_runner mait_runner;
 
@@ -37,6 +39,7 @@ int mait_runner_shape(const mait_runner* runner, int64_t* classes, int64_t* shap
 void mait_runner_describe(const mait_runner* runner, char* text, size_t size);
 void mait_runner_close(mait_runner* runner);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif
