@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -411,6 +412,38 @@ def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bund
         other = apps["onnxruntime"] / "libmait_runner_c.so"
         with pytest.raises(BundleError, match="was built for onnxruntime"):
             load_bundle(bundles["executorch", "fp32"], RunnerOptions(native_library=str(other))).activate()
+
+
+def test_the_stream_app_classifies_ffmpeg_frames_from_a_pipe_as_the_same_frames_as_files(apps, bundles, tmp_path):
+    """300 frames of FFmpeg's test source as rawvideo on a pipe into mait-stream: a label per frame and the
+    sustained frames per second; each label equals mait-classify's on that frame written as a (lossless) PNG."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
+    needs("onnxruntime")
+    build, bundle = apps["onnxruntime"], bundles["onnxruntime", "fp32"]
+    source = ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=30", "-frames:v", "300"]
+    producer = subprocess.Popen([*source, "-pix_fmt", "rgb24", "-f", "rawvideo", "-"], stdout=subprocess.PIPE)
+    done = subprocess.run([str(build / "mait-stream"), str(bundle), "--width", "96", "--height", "64", "--json"],
+                          stdin=producer.stdout, capture_output=True, text=True, timeout=600)
+    producer.stdout.close()
+    assert producer.wait(timeout=60) == 0 and done.returncode == 0, done.stderr
+    streamed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["frame"] for row in streamed] == list(range(300))
+    assert re.fullmatch(r"300 frames in [0-9.]+ s: [0-9.]+ frames/s sustained \(runtime [0-9.]+ ms per frame\)\n",
+                        done.stderr), done.stderr
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    subprocess.run([*source, str(frames / "%03d.png")], check=True, timeout=300)
+    classified = run(build / "mait-classify", bundle, frames, "--json", "--no-verify", check=True)
+    files = [json.loads(line) for line in classified.stdout.splitlines()]
+    assert len(files) == 300
+    assert [row["label"] for row in streamed] == [row["label"] for row in files]
+    # A stream cut inside a frame, and a wrong frame size, are one line.
+    cut = subprocess.run([str(build / "mait-stream"), str(bundle), "--width", "96", "--height", "64"],
+                         input=b"\0" * (96 * 64 * 3 + 10), capture_output=True, timeout=120)
+    assert cut.returncode == 1 and cut.stderr.decode().startswith("error: the stream ended inside frame 1")
+    huge = run(build / "mait-stream", bundle, "--width", "65535", "--height", "65535")
+    assert_one_line_failure(huge, "frame is over 40 MP")
 
 
 def test_the_sdk_installs_into_a_prefix_and_an_out_of_tree_app_builds_against_it(apps, bundles, tmp_path):
