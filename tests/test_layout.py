@@ -185,7 +185,9 @@ def test_a_plug_in_backends_native_runner_is_in_its_own_folder():
     from mait_deploy.device.native_app import NATIVE_SOURCES, native_items
 
     plug_ins = [name for name in backends.names() if backends.native_folder(name) is not None]
-    assert "executorch" in plug_ins
+    # Every runtime the native runner runs keeps its native code in its own folder: none is built in.
+    assert plug_ins == [name for name in backends.names() if backends.get(name).native_sdk]
+    assert set(plug_ins) == {"onnxruntime", "openvino", "litert", "executorch"}
     shared = [path for path in NATIVE_SOURCES.rglob("*") if path.is_file()]
     for name in plug_ins:
         folder = backends.native_folder(name)

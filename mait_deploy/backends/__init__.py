@@ -41,8 +41,8 @@ class Backend:
     system_runtime: bool = False  # the runtime comes with the board's OS (a board venv then sees system packages)
     cli: str = ""  # "module:function" that adds the backend's own commands to the typer app, if it has any
     # The native C++ runner (mait_deploy/native, `mait-deploy app`): where the runtime's C/C++ SDK comes from
-    # (native_sdk; the runner then has src/<name>_backend.cpp), or why there is no native runner and what a user
-    # of that device does instead (no_native).
+    # (native_sdk; the backend then has native/backend.cpp + find.cmake in its folder), or why there is no native
+    # runner and what a user of that device does instead (no_native).
     native_sdk: str = ""
     no_native: str = ""
     # Requirements a device installs without their dependencies (`remote setup` adds them with --no-deps): a wheel
@@ -149,8 +149,8 @@ def runner_class(name: str) -> type["Runner"]:
 
 
 def native_folder(name: str) -> "Path | None":
-    """A plug-in backend's own native runner backend (its folder's ``native/``: backend.cpp + find.cmake), if it
-    brings one; the built-in ones live in mait_deploy/native/src."""
+    """A backend's native runner backend (its folder's ``native/``: backend.cpp + find.cmake), if it brings one:
+    every runtime's native code lives there, none in mait_deploy/native."""
     import importlib.util
     from pathlib import Path
 

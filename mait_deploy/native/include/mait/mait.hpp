@@ -62,7 +62,7 @@ struct Manifest {
   int schema_version = 0;
   std::string target, precision, runtime;
   FileEntry artifact;
-  std::vector<FileEntry> files;  // side files (OpenVINO's .bin, ...)
+  std::vector<FileEntry> files;  // side files (an IR's weights file, ...)
   std::string input_name;
   std::vector<std::int64_t> sample_shape;  // [C, H, W]
   std::optional<std::int64_t> fixed_batch;  // none: any batch size
@@ -81,7 +81,7 @@ Manifest read_manifest(const std::filesystem::path& bundle);
 // Checks every file the manifest lists (size, then sha256). Throws mait::Error naming the first that differs.
 void check_files(const std::filesystem::path& bundle, const Manifest& manifest);
 std::string sha256_file(const std::filesystem::path& path);
-// A message on one line (OpenVINO's span several), at most `limit` characters.
+// A message on one line (some runtimes' span several), at most `limit` characters.
 std::string one_line(const std::string& text, std::size_t limit = 400);
 // User text (a label, a file name) safe to print on one line and valid UTF-8: control characters, backslashes and
 // bytes that are not UTF-8 become \xNN escapes, so no name can forge an output line or break a JSON writer.

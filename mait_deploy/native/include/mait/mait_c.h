@@ -23,7 +23,7 @@ typedef struct mait_runner mait_runner;
 #define MAIT_ABI_VERSION 2
 int mait_abi_version(void);
 
-/* The runtime this library was built for ("onnxruntime", ...). */
+/* The runtime this library was built for (its registry name, as the bundle's manifest names it). */
 const char* mait_runtime(void);
 /* Opens a bundle (manifest checked, files hashed when check_hashes, runtime loaded); threads 0: the runtime's,
  * else 1 to 256. A trusted key is a device setting ($MAIT_TRUSTED_KEY): then the bundle's signature is checked. */
