@@ -40,8 +40,7 @@ def recommend_for_device(rows: Sequence[dict[str, Any]], max_drop: float) -> dic
         elif row.get("gate_drop") is not None and row["gate_drop"] > max_drop:
             ruled_out = f"gate drop {row['gate_drop']:.2f} points (limit {max_drop:g})"
         candidates.append(Candidate(name=_name(row), target=row["target"], precision=row["precision"],
-                                    bundle=row["bundle"], ruled_out=ruled_out, note=note,
-                                    size_bytes=row.get("size_bytes")))
+                                    bundle=row["bundle"], ruled_out=ruled_out, note=note))
     speed = OwnLatency({_name(r): r["latency"]["p50_ms"] for r in ran}, how="by its p50 at batch 1")
     choice = recommend(candidates, speed, where="on this board")
     if not choice.chosen:
