@@ -38,14 +38,14 @@ MAX_DEVICES = 256
 MAX_GROUP_DEPTH = 16
 MAX_TAGS = 32
 MAX_TIMEOUT_S = 7 * 24 * 3600
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _ALIASES = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
             "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python",
             "ansible_ssh_common_args": None, "ansible_connection": None}
 _FIELDS = {"host", "port", "user", "identity_file", "known_hosts", "python", "runtime", "runtimes", "workdir", "tags",
            "install", "timeout"}
 # A board's work folder: relative to the login's home (no "~", no "..", no shell syntax: it is quoted anyway).
-_WORKDIR = re.compile(r"^[A-Za-z0-9._/-]+$")
+_WORKDIR = re.compile(r"^[A-Za-z0-9._/-]+\Z")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,12 @@ class Device:
 
 def _short(value: Any) -> str:
     return shorten(repr(value))
+
+
+def _segment(name: Any) -> str:
+    """A group's name as one segment of a path in an error: itself when it is a plain word, else quoted (a
+    name can hold a newline, and an error is one line)."""
+    return name if isinstance(name, str) and _NAME.match(name) else _short(name)
 
 
 def _text(where: str, key: str, value: Any) -> str:
@@ -153,7 +159,7 @@ def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:
         raise RemoteError(f"{where}: workdir {workdir!r} must be a plain path (letters, digits, . _ - /), "
                           "relative to the login's home or absolute, without '..'")
     python = _text(where, "python", merged.get("python", "python3"))
-    if not re.match(r"^[A-Za-z0-9._/-]+$", python):
+    if not re.fullmatch(r"[A-Za-z0-9._/-]+", python):
         raise RemoteError(f"{where}: python {python!r} is not a path to an interpreter")
     tags = _words(where, "tags", list(merged.get("tags") or ()))
     paths = {}
@@ -180,7 +186,7 @@ def _ansible_hosts(group: Any, inherited: Mapping[str, Any], tags: tuple[str, ..
                    out: dict[str, tuple[dict[str, Any], list[str]]], origin: str, where: str = "all") -> None:
     if len(tags) > MAX_GROUP_DEPTH:
         raise RemoteError(f"{origin}: groups nested deeper than {MAX_GROUP_DEPTH} ({where})")
-    group = _mapping(group, f"group {_short(where)}", origin)
+    group = _mapping(group, f"group {where}", origin)
     variables = {**inherited, **_mapping(group.get("vars"), f"{where}.vars", origin)}
     for name, values in _mapping(group.get("hosts"), f"{where}.hosts", origin).items():
         entry = out.setdefault(str(name), ({}, []))
@@ -189,7 +195,7 @@ def _ansible_hosts(group: Any, inherited: Mapping[str, Any], tags: tuple[str, ..
         if len(out) > MAX_DEVICES:
             raise RemoteError(f"{origin}: more than {MAX_DEVICES} devices")
     for child, body in _mapping(group.get("children"), f"{where}.children", origin).items():
-        _ansible_hosts(body, variables, tags + (str(child),), out, origin, f"{where}.children.{child}")
+        _ansible_hosts(body, variables, tags + (str(child),), out, origin, f"{where}.children.{_segment(child)}")
 
 
 def _load_yaml(yaml: Any, path: Path) -> Any:
