@@ -29,7 +29,7 @@ MIRROR = os.environ.get("MAIT_ARM64_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("MAIT_ARM64_CACHE", Path.home() / ".cache" / "mait-deploy" / "arm64"))
 PACKAGES = "python3,python3-venv,ca-certificates,openssh-server,tar"
 # The native runner's SDK as a Raspberry Pi OS (trixie) user installs it: the board builds the app itself.
-NATIVE_PACKAGES = ("g++,cmake,make,libonnxruntime-dev,nlohmann-json3-dev,libvalijson-dev,libstb-dev,libjpeg-dev,"
+NATIVE_PACKAGES = ("g++,cmake,make,ccache,libonnxruntime-dev,nlohmann-json3-dev,libvalijson-dev,libstb-dev,libjpeg-dev,"
                    "libssl-dev")
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # The Raspberry Pi 5's core, for every process on the board (sshd's SetEnv reaches the sessions). qemu's default

@@ -6,10 +6,13 @@ under ONNXRUNTIME_ROOT, or unpacked by tools/fetch-onnxruntime-headers into ~/.c
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.util
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 ORT_HEADERS_CACHE = Path.home() / ".cache" / "mait-deploy" / "sdk" / "onnxruntime" / "usr"
@@ -57,19 +60,37 @@ def cmake_version() -> tuple[int, ...]:
     return tuple(int(part) for part in words[2].split(".")[:2]) if len(words) > 2 else (0,)
 
 
+@functools.cache
+def compiler_cache() -> Path | None:
+    """One ccache folder for this test session (in the temp folder, removed at exit), or None without ccache.
+    The runner's own objects are the same for every runtime (CMakeLists.txt: mait_core), so the suite's builds of
+    four runtimes, each a generated project in its own folder, compile them once per build type."""
+    if shutil.which("ccache") is None:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="mait-ccache-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def build_env() -> dict[str, str]:
     env = dict(os.environ)
     root = onnxruntime_root()
     if root is not None:
         env["ONNXRUNTIME_ROOT"] = str(root)
+    cache = compiler_cache()
+    if cache is not None:
+        # Paths under the temp folder hashed relative to the build folder: two generated projects hit each other.
+        env.update(CCACHE_DIR=str(cache), CCACHE_BASEDIR=tempfile.gettempdir(), CCACHE_NOHASHDIR="1")
     return env
 
 
-def build(project: Path, build_dir: Path, *options: str, target: str | None = None) -> Path:
-    """cmake -S project -B build_dir [options] && cmake --build build_dir [--target T]: the user's commands, with
-    the runner's warnings as errors (MAIT_WERROR, off in a user's build). Returns build_dir."""
-    for command in (["cmake", "-S", str(project), "-B", str(build_dir), "-DMAIT_WERROR=ON", *options],
-                    ["cmake", "--build", str(build_dir), "-j", "2", *(["--target", target] if target else [])]):
+def build(project: Path, build_dir: Path, *options: str, targets: tuple[str, ...] = ()) -> Path:
+    """cmake -S project -B build_dir [options] && cmake --build build_dir [--target T...]: the user's commands,
+    with the runner's warnings as errors (MAIT_WERROR, off in a user's build) and ccache where installed. Returns
+    build_dir."""
+    launcher = ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"] if compiler_cache() is not None else []
+    for command in (["cmake", "-S", str(project), "-B", str(build_dir), "-DMAIT_WERROR=ON", *launcher, *options],
+                    ["cmake", "--build", str(build_dir), "-j", "2", *(["--target", *targets] if targets else [])]):
         done = subprocess.run(command, capture_output=True, text=True, env=build_env(), timeout=BUILD_TIMEOUT)
         if done.returncode != 0:
             raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
