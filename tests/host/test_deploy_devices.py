@@ -34,3 +34,25 @@ def test_gate_drop_decides_without_on_board_images_and_failures_are_ignored():
     choice = recommend_for_device(rows, max_drop=1.0)
     assert choice["bundle"] == "litert-fp32"
     assert recommend_for_device([row("litert", "fp32", 1.0, status="failed")], 1.0) is None
+
+
+def native(target, precision, p50, status="ok", reason=""):
+    return {**row(target, precision, p50, status=status), "runner": "native", "reason": reason}
+
+
+def test_for_native_the_board_picks_among_linkable_bundles_by_the_native_runners_figures():
+    """deploy -i --for native: a bundle no C++ app can link is ruled out however fast; the others are ranked by
+    their native rows (here the reverse of their Python rows), and a native row that failed rules its bundle out."""
+    rows = [row("tensorrt", "fp16", 1.0, 0.91), row("litert", "fp32", 6.0, 0.91), row("litert", "int8", 3.0, 0.91),
+            row("onnxruntime", "fp32", 5.0, 0.91), row("onnxruntime", "int8", 2.0, 0.91),
+            native("litert", "fp32", 5.0), native("litert", "int8", 2.5),
+            native("onnxruntime", "fp32", 4.0), native("onnxruntime", "int8", 3.0, status="failed", reason="boom")]
+    linkable = {"litert-fp32", "litert-int8", "onnxruntime-fp32", "onnxruntime-int8"}
+    python_choice = recommend_for_device(rows, max_drop=1.0)
+    assert python_choice["bundle"] == "tensorrt-fp16"  # native rows are not candidates of their own
+    choice = recommend_for_device(rows, max_drop=1.0, native_only=True, linkable=linkable)
+    assert choice["bundle"] == "litert-int8", choice
+    assert "native runner's p50" in choice["reason"] and "2.00x litert fp32" in choice["reason"]
+    assert "cannot link" in choice["not_recommended"]["tensorrt fp16"]
+    assert "did not run it on this board (boom)" in choice["not_recommended"]["onnxruntime int8"]
+    assert choice["figures_ms"]["litert int8"] == 2.5

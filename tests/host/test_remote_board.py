@@ -235,21 +235,6 @@ def test_hostile_inventory_values_give_one_line_and_change_nothing(fleet, set_up
     assert (tmp_path / "odd-out" / "board-a" / odd.name / "verify.json").is_file()
 
 
-def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
-    pytest.importorskip("torch")
-    from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
-
-    report = deploy(None, tmp_path / "out", DeployOptions(
-        targets=("onnxruntime", "litert"), precisions=("fp32", "int8"), eval_count=300, profile_batches=(1,),
-        profile_iterations=10, inventory=str(fleet.inventory), devices=("board-a",), device_eval_count=EVAL_COUNT))
-    fleet_rows = report.devices["fleet"]["rows"]
-    assert {r["bundle"] for r in fleet_rows} == {"onnxruntime-fp32", "onnxruntime-int8", "litert-fp32", "litert-int8"}
-    assert all(r["status"] == "ok" and r["machine"] == "aarch64" for r in fleet_rows), fleet_rows
-    choice = report.devices["recommended"]["board-a"]
-    assert choice["bundle"] in {r["bundle"] for r in fleet_rows} and choice["reason"]
-    assert "## On the devices" in (tmp_path / "out" / "report.md").read_text()
-
-
 def _step_processes(board_device, token: str) -> list[str]:
     """The processes on the board whose command line holds ``token`` (read from /proc: the userland has no ps)."""
     import asyncio
@@ -337,6 +322,32 @@ def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet
                            options=ProfileOptionsRemote(iterations=2, warmup=1, native=True), force=True)
     row = next(r for r in again["rows"] if r["runner"] == "native")
     assert row["status"] == "ok" and row["steps"]["build"] == 0.0, row  # the board kept its build
+
+
+def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
+    """`deploy -i --for native`: the bundles that passed run on the board through Python and the native runner
+    (the board's builds from the test above are reused), and the board's pick is timed by its native rows. After the
+    native runner's test so that one proves each board builds each runtime once."""
+    pytest.importorskip("torch")
+    from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
+
+    report = deploy(None, tmp_path / "out", DeployOptions(
+        targets=("onnxruntime", "litert"), precisions=("fp32", "int8"), eval_count=300, profile_batches=(1,),
+        profile_iterations=10, inventory=str(fleet.inventory), devices=("board-a",), device_eval_count=EVAL_COUNT,
+        recommend_for="native"))
+    fleet_rows = report.devices["fleet"]["rows"]
+    names = {"onnxruntime-fp32", "onnxruntime-int8", "litert-fp32", "litert-int8"}
+    assert {(r["bundle"], r["runner"]) for r in fleet_rows} == {(n, k) for n in names for k in ("python", "native")}
+    assert all(r["status"] == "ok" and r["machine"] == "aarch64" for r in fleet_rows), fleet_rows
+    assert all(r["steps"]["build"] == 0 for r in fleet_rows if r["runner"] == "native"), "the board kept its builds"
+    choice = report.devices["recommended"]["board-a"]
+    native_p50 = {f"{r['target']} {r['precision']}": r["latency"]["p50_ms"] for r in fleet_rows
+                  if r["runner"] == "native"}
+    assert choice["bundle"] in names and "native runner's p50" in choice["reason"], choice
+    assert choice["figures_ms"] and all(p50 == pytest.approx(native_p50[name], rel=1e-3)
+                                        for name, p50 in choice["figures_ms"].items())
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## On the devices" in text and "| C++ app |" in text and "| native | yes |" in text
 
 
 def test_executorch_bundles_run_on_the_board_through_the_native_runner(fleet, set_up, executorch_bundles, tmp_path):

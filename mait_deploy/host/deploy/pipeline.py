@@ -305,7 +305,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                                     options.evaluation, options.device_eval_count or options.eval_count,
                                     options.profile_batches,
                                     options.profile_iterations, options.max_accuracy_drop,
-                                    options.accept_new_host_keys)
+                                    options.accept_new_host_keys, native_only=options.recommend_for == "native")
     report = DeployReport(
         schema_version=REPORT_SCHEMA_VERSION,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -20,6 +20,7 @@ import numpy as np
 
 from mait_deploy._io import check_output, sha256_file, write_json
 from mait_deploy.device.manifest import MANIFEST_FILE
+from mait_deploy.device.native_app import native_runtimes
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.device.signing import TRUSTED_KEY_ENV
 from mait_deploy.errors import RemoteError
@@ -221,7 +222,6 @@ async def _native_row(board: Board, bundle: LocalBundle, python_row: Row, work: 
                       options: ProfileOptionsRemote, temporaries: list[str],
                       progress: Callable[[str], None] | None, trust: str | None = None) -> Row:
     """The bundle through the native runner built on the board (remote/native.py): a row of its own."""
-    from mait_deploy.device.native_app import native_runtimes
     from mait_deploy.host.remote.native import ensure_built, native_on_board
 
     row = Row(python_row.device, bundle.name, "failed", runner="native", target=python_row.target,
@@ -324,8 +324,7 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
                 device_seconds[device.name] = round(time.perf_counter() - clock, 2)
 
         def failed(device: Device, reason: str) -> list[Row]:
-            from mait_deploy.device.native_app import native_runtimes
-
+        
             return [Row(device.name, bundle.name, "failed", reason, runner, bundle.manifest.target,
                         bundle.manifest.precision) for bundle in bundles
                     for runner in ("python", "native") if runner == "python"
@@ -337,7 +336,8 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
               "seconds": round(time.perf_counter() - started, 2), "device_seconds": device_seconds,
               "devices": [d.to_dict() for d in devices],
               "bundles": [{"name": b.name, "target": b.manifest.target, "precision": b.manifest.precision,
-                           "sha256": b.files[MANIFEST_FILE]} for b in bundles],
+                           "sha256": b.files[MANIFEST_FILE], "cpp_app": b.runtime in native_runtimes()}
+                          for b in bundles],
               "evaluation": None if eval_set is None else {"origin": eval_set.origin, "count": eval_set.count,
                                                            "host": eval_set.host_top1},
               "profile_options": asdict(options), "rows": [row.to_dict() for row in rows]}

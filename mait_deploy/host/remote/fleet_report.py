@@ -8,7 +8,7 @@ from typing import Any
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
 
-COLUMNS = ("device", "machine", "bundle", "runner", "status", "top-1", "host top-1", "board - host", "gate top-1",
+COLUMNS = ("device", "machine", "bundle", "runner", "C++ app", "status", "top-1", "host top-1", "board - host", "gate top-1",
            "p50 ms", "p99 ms", "img/s", "peak MB", "state", "push s", "build s", "verify s", "eval s", "profile s")
 
 
@@ -47,6 +47,8 @@ def failure_line(report: dict[str, Any], where: str) -> str | None:
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
     """One list of cells per row, in COLUMNS order (shared by the terminal table and the markdown)."""
     cells = []
+    # Whether the bundle goes into a C++ app (mait-deploy app): its runtime has a native runner.
+    cpp_app = {bundle["name"]: bundle.get("cpp_app") for bundle in report.get("bundles", ())}
     for row in report["rows"]:
         delta = None
         if row.get("top1") is not None and row.get("host_top1") is not None:
@@ -55,7 +57,8 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         steps = row.get("steps") or {}
         status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row.get('reason', '')}"
         cells.append([
-            row["device"], row.get("machine", ""), row["bundle"], row.get("runner", "python"), status, _pct(row.get("top1")),
+            row["device"], row.get("machine", ""), row["bundle"], row.get("runner", "python"),
+            {True: "yes", False: "no"}.get(cpp_app.get(row["bundle"]), ""), status, _pct(row.get("top1")),
             _pct(row.get("host_top1")), "" if delta is None else f"{delta:+.2f}", _pct(row.get("gate_top1")),
             f"{latency['p50_ms']:.2f}" if latency.get("p50_ms") else "",
             f"{latency['p99_ms']:.2f}" if latency.get("p99_ms") else "",
