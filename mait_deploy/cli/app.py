@@ -19,7 +19,7 @@ from mait_deploy._interrupts import (
     raise_if_interrupted,
     remember_interrupts,
 )
-from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV
+from mait_deploy._runtime_logs import quiet_third_party
 from mait_deploy.errors import MaitDeployError, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -55,34 +55,6 @@ def usage_error(message: str, code: int, as_json: bool) -> int:
     if as_json:
         print_json({"error": printable(line), "exit_code": code})
     return code
-
-
-# What the converters and runtimes print on their own (TensorFlow's converter inside litert-torch, absl, torchao's
-# optional kernels, torch's internal logs): lines that look like errors and are not. Silenced unless --verbose
-# (TORCH_LOGS=-torch: torch resets its loggers' levels when it loads). Left: LiteRT's "INFO: Created TensorFlow
-# Lite XNNPACK delegate" line, which its Python package offers no switch for.
-QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3",
-                     "TF_ENABLE_ONEDNN_OPTS": "0", "TORCH_LOGS": "-torch",
-                     # tqdm's bars (ai-edge-quantizer's, in LiteRT's FP16 build): tqdm reads TQDM_* as defaults.
-                     "TQDM_DISABLE": "1",
-                     # Runtimes that write to file descriptor 2 themselves while a bundle loads (LiteRT's "Created
-                     # TensorFlow Lite XNNPACK delegate", OpenVINO's frontends' absl lines on a corrupt IR,
-                     # ExecuTorch's cpuinfo): the device runner silences that descriptor around the load.
-                     QUIET_RUNTIMES_ENV: "1"}
-QUIET_LOGGERS = ("torchao", "torch", "nncf", "absl", "tensorflow", "jax", "onnxscript")
-
-
-def quiet_third_party() -> None:
-    """Silence third-party logs before any of those libraries loads (they are imported lazily, later)."""
-    import logging
-    import warnings
-
-    for key, value in QUIET_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _print_version(value: bool) -> None:

@@ -295,6 +295,8 @@ def deploy(
     device_eval_count: Optional[int] = typer.Option(None, "--device-eval-count", min=1, help="With --inventory: images scored on each board (default: --eval-count)."),
     sign: Optional[Path] = typer.Option(None, "--sign", help="Sign every bundle that passed with this Ed25519 private key (PEM)."),
     recommend_for: str = typer.Option(default_of(DeployOptions, "recommend_for"), "--for", help="What the recommendation is for: python (any bundle) or native (only bundles a C++ app can link: mait-deploy app)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Builds at once, in worker processes (default: one per core that fits in free memory; 1: one after the other in this process)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run the builds on a Ray cluster at this address ('auto': the running one; the 'cluster' extra)."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
 ) -> None:
     """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
@@ -317,7 +319,7 @@ def deploy(
         profile_batches=parse_list(profile_batches, int, "batch"), profile_iterations=iterations, force=force, inventory=None if inventory is None else str(inventory),
         devices=tuple(device or ()), device_tags=tuple(tags or ()), accept_new_host_keys=accept_new,
         device_eval_count=device_eval_count, sign_key=None if sign is None else str(sign),
-        recommend_for=recommend_for)
+        recommend_for=recommend_for, jobs=jobs, cluster=cluster)
     with status_spinner() as status:
         report = run_deploy(checkpoint, output, options,
                             progress=lambda message, done, total: status.update(f"[{done}/{total}] {message}"))

@@ -23,9 +23,9 @@ def test_failures_are_rows_not_crashes(tmp_path, monkeypatch):
             raise RuntimeError("converter crashed")
         return original(self, source, options, staging, calibration, progress)
 
-    monkeypatch.setattr(OnnxRuntimeTarget, "_build", broken_fp16)
+    monkeypatch.setattr(OnnxRuntimeTarget, "_build", broken_fp16)  # in this process: --jobs 1
     report = deploy(None, tmp_path, DeployOptions(targets=("onnxruntime", "tensorrt"), precisions=("fp32", "fp16"),
-                                                  eval_count=300, profile_batches=(1,), profile_iterations=5))
+                                                  eval_count=300, profile_batches=(1,), profile_iterations=5, jobs=1))
     rows = {(r.target, r.precision): r for r in report.rows}
     assert rows[("onnxruntime", "fp32")].status == "ok"
     assert rows[("onnxruntime", "fp16")].status == "failed"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -140,6 +141,8 @@ class CompileResult:
 # the same options on the same images against the same reference, gets the same numbers (deploy's TensorRT FP32
 # and FP16 rows gate the very ONNX of ONNX Runtime's FP32 row in ONNX Runtime: 2 of the 12 gates).
 _GATES: dict[str, tuple[GateResult, str]] = {}
+# What runs the build, for the manifest: "host" (the deploying process), or a worker (host/deploy/jobs.py).
+BUILT_BY = "host"
 _MAX_GATES = 64
 
 
@@ -369,6 +372,7 @@ class Target(abc.ABC):
             golden=golden or GoldenEntry(GOLDEN_FILE, "", 0, GOLDEN_TOLERANCE[options.precision]),
             accuracy=accuracy, source=source.describe(), tool_versions={**tool_versions(), **built.tool_versions},
             build={**built.report, "options": jsonable(asdict(options)), "host_isa": cpu_isa(),
+                   "built_on": {"host": platform.node(), "by": BUILT_BY},
                    **({"alternative_files": built.alternative_files} if built.alternative_files else {})},
         )
         built.hashed = (manifest.artifact, manifest.files)

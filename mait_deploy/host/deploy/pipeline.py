@@ -22,7 +22,9 @@ from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
-from mait_deploy.host.compile.target import CalibrationOptions
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.deploy.executors import executor_for
+from mait_deploy.host.deploy.jobs import BuildInputs, BuildJob, BuildOutcome, land
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
@@ -59,6 +61,10 @@ class DeployOptions:
     # What the recommendation is for: "python" (any bundle, run by the Python device side) or "native" (only
     # bundles the C++ runner can run: an app links the pick).
     recommend_for: str = "python"
+    # Where the builds run (host/deploy/executors.py): worker processes here (None: one per core that fits in free
+    # memory; 1: one after the other in this process), or a Ray cluster's address ("auto": the running one).
+    jobs: int | None = None
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         if self.targets is not None:
@@ -76,6 +82,10 @@ class DeployOptions:
                                     f"got {self.gate_sample}")
         if self.profile_iterations < 1 or any(b < 1 for b in self.profile_batches):
             raise UnsupportedOption("profile iterations and batches must be positive")
+        if self.jobs is not None and (isinstance(self.jobs, bool) or self.jobs < 1):
+            raise UnsupportedOption(f"--jobs must be at least 1, got {self.jobs}")
+        if self.jobs is not None and self.cluster:
+            raise UnsupportedOption("--jobs and --cluster cannot be combined: the cluster decides how many builds run")
         if self.recommend_for not in RECOMMEND_FOR:
             raise UnsupportedOption(f"--for must be one of {', '.join(RECOMMEND_FOR)}, got {self.recommend_for!r}")
 
@@ -161,48 +171,58 @@ def _reusable(bundle: Path, state: _State, key: str) -> Manifest | None:
     return manifest
 
 
-def _build_row(target_name: str, precision: str, bundle: Path, key: str, context: dict[str, Any],
-               options: DeployOptions, state: _State, why_not: str, runners: dict[str, Any],
-               progress: Callable[[str], None] | None = None) -> Row:
-    """Compile (or reuse), verify and profile one bundle; every outcome is a row. The bundle is opened once (one
-    hash check: a reused bundle's, or none for one this run just wrote) and its runner is left in ``runners`` for
-    the race."""
-    from mait_deploy.device.bundle import load_bundle, verify_runner
-    from mait_deploy.device.profiling.measure import ProfileOptions, profile
-    from mait_deploy.host.compile.gate import AccuracyGateFailed
+def _skip_reason(target_name: str, precision: str, availability: dict[str, str]) -> str:
+    """Why this row is not built here ("" when it is)."""
     from mait_deploy.host.compile.target import CompileOptions
 
-    started = time.perf_counter()
-    row = Row(target=target_name, precision=precision, status="skipped", reason=why_not,
-              native=bool(backends.get(target_name).native_sdk))
-    if why_not:
-        return row
+    if availability.get(target_name):
+        return availability[target_name]
     target = backends.target(target_name)
     if precision not in target.capabilities.precisions:
-        row.reason = f"{target_name} has no {precision}"
-        return row
-    lacking = target.hardware_lacks(CompileOptions(precision=precision))
-    if lacking:
-        row.reason = lacking
-        return row
+        return f"{target_name} has no {precision}"
+    return target.hardware_lacks(CompileOptions(precision=precision)) or ""
+
+
+def _checkpoint_files(path: Path) -> dict[str, bytes]:
+    """The checkpoint's files, as a build job carries them."""
+    from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    folder = path if path.is_dir() else path.parent
+    weights = folder / WEIGHTS_FILE if path.is_dir() else path
+    files = {WEIGHTS_FILE: weights.read_bytes()}
+    if (folder / CONFIG_FILE).is_file():
+        files[CONFIG_FILE] = (folder / CONFIG_FILE).read_bytes()
+    return files
+
+
+def _finish_row(row: Row, bundle: Path, key: str, outcome: BuildOutcome | None, options: DeployOptions,
+                state: _State, runners: dict[str, Any]) -> None:
+    """Take a build's outcome (None: the bundle was reused), then verify and profile the bundle here; every outcome
+    is a row. The bundle is opened once and its runner is left in ``runners`` for the race."""
+    from mait_deploy.device.bundle import load_bundle, verify_runner
+    from mait_deploy.device.manifest import read_manifest
+    from mait_deploy.device.profiling.measure import ProfileOptions, profile
+
+    started = time.perf_counter()
     try:
-        manifest = _reusable(bundle, state, key)
-        row.reused = manifest is not None
-        if manifest is None:
-            state.set_bundle(bundle.name, None)
-            compile_options = CompileOptions(precision=precision, max_accuracy_drop=options.max_accuracy_drop,
-                                             calibration=CalibrationOptions(count=options.calibration_count),
-                                             force=True, gate_sample=options.gate_sample)
-            manifest = target.compile(context["source"], compile_options, bundle, context["calibration"],
-                                      context["evaluation"], progress).manifest
+        if outcome is not None:
+            if outcome.status == "failed_gate":
+                row.status, row.reason = "failed_gate", outcome.reason
+                row.take_gate(outcome.gate, options.gate_sample)
+                return
+            if outcome.status != "ok":
+                row.status, row.reason = "failed", outcome.reason
+                return
+            land(outcome, bundle)
+        manifest = read_manifest(bundle)
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
         row.take_gate(manifest.accuracy, options.gate_sample)
         reused = manifest.build.get("gate_reused")
         gate_note = f"the gate of {reused['from']} ({reused['why']})" if reused else ""
-        runnable, why = target.host_can_run()
+        runnable, why = backends.target(row.target).host_can_run()
         if runnable:
-            # Hashed just now (reused) or written by this process a moment ago (built): not hashed again.
+            # Hashed just now (reused, or unpacked from its job's archive): not hashed again.
             runner = runners[str(bundle)] = load_bundle(bundle, check_hashes=False)
             # A fixed-batch bundle (LiteRT) is profiled at its own batch size only. Profiled first: it measures
             # the runtime's load.
@@ -217,16 +237,12 @@ def _build_row(target_name: str, precision: str, bundle: Path, key: str, context
         else:
             row.reason = f"bundle built; {why}" + (f"; {gate_note}" if gate_note else "")
         state.set_bundle(bundle.name, key)  # only a bundle that was built, verified and profiled is reused
-    except AccuracyGateFailed as err:
-        row.status, row.reason = "failed_gate", str(err)
-        row.take_gate(err.result, options.gate_sample)
     except MaitDeployError as err:
         row.status, row.reason = "failed", str(err)
-    except Exception as err:  # a converter crash must not stop the other rows
+    except Exception as err:  # a runtime crash must not stop the other rows
         row.status, row.reason = "failed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     finally:
-        row.seconds = round(time.perf_counter() - started, 1)
-    return row
+        row.seconds = round((outcome.seconds if outcome else 0.0) + time.perf_counter() - started, 1)
 
 
 def _in_matrix(target_name: str, precision: str, options: DeployOptions, availability: dict[str, str]) -> bool:
@@ -268,22 +284,53 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     calibration, evaluation = load_data(
         source, options.calibration if any(p == INT8 for _, p in plan) else None,
         CalibrationOptions(count=options.calibration_count), options.evaluation, options.eval_count)
-    context = {"source": source, "calibration": calibration, "evaluation": evaluation}
     data_key = {"calibration": calibration.content_sha256() if calibration else None,
                 "evaluation": evaluation.content_sha256() if evaluation else None}
 
     rows: list[Row] = []
+    planned: list[tuple[Row, Path, str]] = []  # the rows built (or reused) here: row, bundle folder, stage key
+    jobs: list[BuildJob] = []
+    for target_name, precision in plan:
+        row = Row(target=target_name, precision=precision, status="skipped",
+                  reason=_skip_reason(target_name, precision, availability),
+                  native=bool(backends.get(target_name).native_sdk))
+        rows.append(row)
+        if row.reason:
+            continue
+        key = _stage_key(stage="bundle", checkpoint=identity, target=target_name, precision=precision,
+                         data=data_key, calibration_count=options.calibration_count,
+                         max_drop=options.max_accuracy_drop, export=export_key, gate_sample=options.gate_sample)
+        bundle = out_dir / "bundles" / f"{target_name}-{precision}"
+        planned.append((row, bundle, key))
+        row.reused = _reusable(bundle, state, key) is not None
+        if not row.reused:
+            state.set_bundle(bundle.name, None)
+            jobs.append(BuildJob(bundle.name, target_name, precision, CompileOptions(
+                precision=precision, max_accuracy_drop=options.max_accuracy_drop,
+                calibration=CalibrationOptions(count=options.calibration_count), force=True,
+                gate_sample=options.gate_sample)))
+    outcomes: dict[str, BuildOutcome] = {}
+    if jobs:
+        executor = executor_for(options.jobs, options.cluster)
+        inputs = BuildInputs(
+            onnx=source.onnx_path.read_bytes(), export_report=source.export_report,
+            checkpoint_files=_checkpoint_files(checkpoint_path), calibration=calibration, evaluation=evaluation,
+            reference_logits=None if evaluation is None else source.reference_logits(evaluation.inputs),
+            host_isa=cpu_isa())
+        finished = [0]
+
+        def done(outcome: BuildOutcome) -> None:
+            finished[0] += 1
+            step(f"{outcome.name}: {outcome.status} ({outcome.seconds:.0f} s)", finished[0], total)
+
+        step(f"building {len(jobs)} bundle(s) on {executor.name} ({executor.workers})", 1, total)
+        outcomes = {o.name: o for o in executor.run(jobs, inputs, done,
+                                                    progress=lambda message: step(message, finished[0] + 1, total))}
     runners: dict[str, Any] = {}  # bundle -> its open runner, from its row to the race
     try:
-        for index, (target_name, precision) in enumerate(plan, start=1):
-            step(f"{target_name} {precision}", index, total)
-            key = _stage_key(stage="bundle", checkpoint=identity, target=target_name, precision=precision,
-                             data=data_key, calibration_count=options.calibration_count,
-                             max_drop=options.max_accuracy_drop, export=export_key, gate_sample=options.gate_sample)
-            bundle = out_dir / "bundles" / f"{target_name}-{precision}"
-            rows.append(_build_row(target_name, precision, bundle, key, context, options, state,
-                                   availability.get(target_name, ""), runners,
-                                   lambda message, index=index: step(message, index, total)))
+        for row, bundle, key in planned:  # verified and profiled here, after every build is done
+            step(f"verifying and profiling {bundle.name}", total, total)
+            _finish_row(row, bundle, key, outcomes.get(bundle.name), options, state, runners)
         step("timing the bundles side by side", total, total)
         timing = race(rows, runners)
     finally:

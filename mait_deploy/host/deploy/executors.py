@@ -1,0 +1,192 @@
+"""Where a deploy's build jobs run (jobs.py): this process (``--jobs 1``), local worker processes (``--jobs N``)
+or a Ray cluster (``--cluster ADDRESS``, the ``cluster`` extra).
+
+Each executor keeps at most as many jobs in flight as it has workers and hands a job the gates measured so far,
+so a job that builds bytes another already gated takes that gate. A job whose worker dies fails its own row with
+the reason; the others finish. Ctrl-C cancels what is outstanding (workers end, their folders are removed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Callable, Protocol, Sequence
+
+from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.deploy.jobs import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
+
+Done = Callable[[BuildOutcome], None]
+Progress = Callable[[str], None]
+
+
+class Executor(Protocol):
+    name: str
+    workers: int
+
+    def run(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+            progress: Progress | None = None) -> list[BuildOutcome]:
+        """Every job's outcome, in the order of ``jobs``; ``done`` is called as each finishes (``progress``: the
+        steps inside a job, where the job runs in this process)."""
+
+
+def default_jobs() -> int:
+    """Worker processes for this machine: one per core, as many as fit in the memory that is free."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            free = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return max(1, cores)
+    return max(1, min(cores, free // JOB_MEMORY_BYTES))
+
+
+def _with_gates(job: BuildJob, gates: dict[str, Any]) -> BuildJob:
+    from dataclasses import replace
+
+    return replace(job, known_gates=dict(gates))
+
+
+def _remember(outcome: BuildOutcome, gates: dict[str, Any]) -> None:
+    from mait_deploy.host.compile import target as target_module
+
+    for key, value in outcome.new_gates.items():
+        gates.setdefault(key, value)
+        target_module._remember_gate(key, *value)
+
+
+class InProcess:
+    """``--jobs 1``: one job after the other in this process."""
+
+    name, workers = "this process", 1
+
+    def run(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+            progress: Progress | None = None) -> list[BuildOutcome]:
+        from mait_deploy.host.compile import target as target_module
+
+        outcomes = []
+        for job in jobs:
+            outcome = run_job(_with_gates(job, target_module._GATES), inputs, "host", progress=progress)
+            _remember(outcome, {})
+            done(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+
+_WORKER_INPUTS: BuildInputs | None = None
+_WORKER_TEMP: str | None = None
+
+
+def _start_worker(inputs: BuildInputs, temp_root: str) -> None:
+    """A worker process keeps the run's inputs (sent once), is as quiet as the deploying process (its
+    environment is inherited) and ignores the terminal's Ctrl-C: the parent ends it."""
+    import signal
+
+    from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
+
+    global _WORKER_INPUTS, _WORKER_TEMP
+    _WORKER_INPUTS, _WORKER_TEMP = inputs, temp_root
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.environ.get(QUIET_RUNTIMES_ENV) == "1":
+        quiet_third_party()
+
+
+def _worker_job(job: BuildJob) -> BuildOutcome:
+    assert _WORKER_INPUTS is not None
+    return run_job(job, _WORKER_INPUTS, "local worker process", _WORKER_TEMP)
+
+
+class LocalProcesses:
+    """``--jobs N``: N worker processes on this machine (spawned: no state forked from the deploying process)."""
+
+    name = "local worker processes"
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise UnsupportedOption(f"--jobs must be at least 1, got {workers}")
+        self.workers = workers
+
+    def run(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+            progress: Progress | None = None) -> list[BuildOutcome]:
+        outcomes: dict[str, BuildOutcome] = {}
+        pending = list(jobs)
+        gates: dict[str, Any] = {}
+        while pending:
+            crashed = self._run_pool(pending, inputs, done, outcomes, gates)
+            # A dead worker breaks the whole pool: the jobs it had in flight are tried again one at a time, so only
+            # the job that kills its worker fails (with the reason) and the others finish.
+            pending = [job for job in pending if job.name not in outcomes]
+            for job in crashed:
+                if job.name in outcomes:
+                    continue
+                alone = self._run_pool([job], inputs, done, outcomes, gates)
+                if alone:
+                    outcome = BuildOutcome(job.name, "failed", "its worker process died (killed by a signal, or "
+                                                               "out of memory); the other builds went on")
+                    outcomes[job.name] = outcome
+                    done(outcome)
+            pending = [job for job in pending if job.name not in outcomes]
+        return [outcomes[job.name] for job in jobs]
+
+    def _run_pool(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+                  outcomes: dict[str, BuildOutcome], gates: dict[str, Any]) -> list[BuildJob]:
+        """Run ``jobs`` on a fresh pool; the jobs in flight when a worker died (empty when none did)."""
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        queue = list(jobs)
+        # The workers' folders live under one of ours, removed when the pool ends however it ends (a worker
+        # terminated after Ctrl-C cannot clean up after itself).
+        temp_root = tempfile.mkdtemp(prefix="mait-jobs-")
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)),
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(inputs, temp_root))
+        flying: dict[Any, BuildJob] = {}
+        ended = False
+        try:
+            while queue or flying:
+                while queue and len(flying) < self.workers:
+                    job = queue.pop(0)
+                    flying[pool.submit(_worker_job, _with_gates(job, gates))] = job
+                finished, _ = wait(flying, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = flying.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        return [job, *flying.values()]
+                    _remember(outcome, gates)
+                    outcomes[job.name] = outcome
+                    done(outcome)
+            ended = True
+            return []
+        finally:
+            if ended:
+                pool.shutdown(wait=True)
+            else:  # Ctrl-C, a dead worker or an error here: nothing outstanding may run on
+                _stop(pool)
+            shutil.rmtree(temp_root, ignore_errors=True)
+
+
+def _stop(pool: Any) -> None:
+    """End a pool now: outstanding jobs cancelled, its processes terminated (after Ctrl-C they would run on)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
+def executor_for(jobs: int | None, cluster: str | None) -> Executor:
+    """The executor ``--jobs``/``--cluster`` ask for (jobs None: the machine's default)."""
+    if cluster:
+        from mait_deploy.host.deploy.ray_cluster import RayCluster
+
+        return RayCluster(cluster)
+    count = default_jobs() if jobs is None else jobs
+    if count < 1:
+        raise UnsupportedOption(f"--jobs must be at least 1, got {count}")
+    return InProcess() if count == 1 else LocalProcesses(count)

@@ -1,0 +1,162 @@
+"""A deploy's builds as independent jobs: one target x precision each (compile, calibrate, gate, golden), run in
+this process, in local worker processes or on a Ray cluster (executors.py).
+
+A job's inputs and its result travel as bytes and arrays, never as paths: the verified FP32 ONNX and the
+checkpoint it came from, the calibration and evaluation images and the FP32 reference logits (``BuildInputs``,
+sent once per worker), and back the bundle as the project's packed archive with its sha256, checked and unpacked
+on arrival (``land``). Nothing assumes a shared filesystem.
+
+A build chooses kernels by the CPU it runs on (ONNX Runtime's INT8 format, OpenVINO's BF16): a worker whose CPU is
+not of the host's kind (int8 class and BF16) refuses the job rather than build a bundle for itself, unless the job
+names the device's class (``-O device_isa``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mait_deploy.device.compare import GateResult
+from mait_deploy.device.data.sources import Dataset
+from mait_deploy.errors import BundleError, MaitDeployError
+
+# What one build holds at its peak, measured on the default model here (ExecuTorch's lowering is the largest): a
+# cluster is told this so it does not put more builds on a node than fit; --jobs defaults from it.
+JOB_MEMORY_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What every job of one run builds from."""
+
+    onnx: bytes
+    export_report: dict[str, Any]
+    checkpoint_files: dict[str, bytes]  # the checkpoint's files by name (its config and weights)
+    calibration: Dataset | None
+    evaluation: Dataset | None
+    reference_logits: np.ndarray | None  # the FP32 ONNX's logits on the evaluation inputs
+    host_isa: dict[str, Any]  # the CPU kind the builds target (the host's)
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    name: str  # "<target>-<precision>": the bundle's folder name
+    target: str
+    precision: str
+    options: Any  # CompileOptions
+    # Gates already measured in this run (target._GATES): a job that builds the same bytes for the same gate
+    # runtime takes the gate instead of scoring it again.
+    known_gates: dict[str, tuple[GateResult, str]] = field(default_factory=dict)
+
+
+@dataclass
+class BuildOutcome:
+    name: str
+    status: str  # ok | failed_gate | failed
+    reason: str = ""
+    archive: bytes | None = None  # the bundle, packed (device/archive.py)
+    archive_sha256: str | None = None
+    gate: GateResult | None = None  # a failed gate's figures (an ok bundle's are in its manifest)
+    new_gates: dict[str, tuple[GateResult, str]] = field(default_factory=dict)
+    seconds: float = 0.0
+    worker: dict[str, Any] = field(default_factory=dict)  # host name, process, peak RSS
+
+
+def same_cpu_kind(host_isa: dict[str, Any], here: dict[str, Any]) -> str | None:
+    """Why a build here would not target the host's CPU kind (None: it would)."""
+    for key in ("machine", "int8_class", "bf16"):
+        if host_isa.get(key) != here.get(key):
+            return (f"this worker's CPU ({here.get('machine')}, int8 class {here.get('int8_class')}, bf16 "
+                    f"{here.get('bf16')}) is not the host's ({host_isa.get('machine')}, "
+                    f"{host_isa.get('int8_class')}, bf16 {host_isa.get('bf16')}): its bundle would be built for "
+                    "this worker; run the builds on workers of the host's kind or name the device with -O device_isa")
+    return None
+
+
+def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str | None = None,
+            progress: Callable[[str], None] | None = None) -> BuildOutcome:
+    """Build one bundle from bytes, in a folder of its own (under ``temp_root``) that is removed after (the worker
+    side)."""
+    from mait_deploy import backends
+    from mait_deploy.device.archive import pack_bundle
+    from mait_deploy.device.profiling.isa import cpu_isa
+    from mait_deploy.host.compile import target as target_module
+    from mait_deploy.host.compile.gate import AccuracyGateFailed
+
+    started = time.perf_counter()
+    outcome = BuildOutcome(job.name, "failed", worker={"host": platform.node(), "pid": os.getpid(),
+                                                       "kind": worker_kind})
+    mismatch = None if job.options.target_options.get("device_isa") else same_cpu_kind(inputs.host_isa, cpu_isa())
+    if mismatch:
+        outcome.reason = mismatch
+        return outcome
+    for key, value in job.known_gates.items():
+        target_module._GATES.setdefault(key, value)
+    folder = Path(tempfile.mkdtemp(prefix="mait-job-", dir=temp_root))
+    try:
+        source = _source(inputs, folder)
+        target_module.BUILT_BY = worker_kind
+        bundle = folder / job.name
+        backends.target(job.target).compile(source, job.options, bundle, inputs.calibration, inputs.evaluation,
+                                            progress)
+        archive = pack_bundle(bundle, folder / f"{job.name}.tar.gz")
+        outcome.archive = archive.read_bytes()
+        outcome.archive_sha256 = hashlib.sha256(outcome.archive).hexdigest()
+        outcome.status = "ok"
+    except AccuracyGateFailed as err:
+        outcome.status, outcome.reason, outcome.gate = "failed_gate", str(err), err.result
+    except MaitDeployError as err:
+        outcome.reason = str(err)
+    except Exception as err:  # a converter crash fails its row, not the run
+        outcome.reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        target_module.BUILT_BY = "host"
+    outcome.new_gates = {k: v for k, v in target_module._GATES.items() if k not in job.known_gates}
+    outcome.seconds = round(time.perf_counter() - started, 2)
+    outcome.worker["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return outcome
+
+
+def _source(inputs: BuildInputs, folder: Path) -> Any:
+    """The ModelSource a host build uses, rebuilt from bytes: the checkpoint loaded, the ONNX beside it and the
+    host's reference logits (so the worker's gate compares against the very same numbers)."""
+    from mait_deploy.host.compile.source import source_from_export
+    from mait_deploy.host.model.checkpoint import load_checkpoint
+
+    checkpoint = folder / "checkpoint"
+    checkpoint.mkdir()
+    for name, data in inputs.checkpoint_files.items():
+        (checkpoint / Path(name).name).write_bytes(data)
+    onnx_path = folder / "model.onnx"
+    onnx_path.write_bytes(inputs.onnx)
+    source = source_from_export(load_checkpoint(checkpoint), onnx_path, inputs.export_report)
+    if inputs.evaluation is not None and inputs.reference_logits is not None:
+        key = hashlib.sha1(np.ascontiguousarray(inputs.evaluation.inputs).tobytes()).hexdigest()
+        source._reference_cache[key] = inputs.reference_logits
+    return source
+
+
+def land(outcome: BuildOutcome, bundle: Path) -> None:
+    """Check a finished job's archive against its sha256 and unpack it to ``bundle`` (replacing what a previous
+    run of this tool left there); a corrupt one is a BundleError and leaves nothing."""
+    from mait_deploy.device.archive import unpack_bundle
+
+    data = outcome.archive or b""
+    if hashlib.sha256(data).hexdigest() != outcome.archive_sha256:
+        raise BundleError(f"the bundle of {outcome.name} arrived damaged (sha256 mismatch)")
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mait-land-") as temp:
+        archive = Path(temp) / f"{outcome.name}.tar.gz"
+        archive.write_bytes(data)
+        unpack_bundle(archive, bundle, force=True)
