@@ -72,6 +72,23 @@ class BuildOutcome:
     worker: dict[str, Any] = field(default_factory=dict)  # host name, process, peak RSS
 
 
+def build_inputs(source: Any, checkpoint: Path, calibration: Dataset | None,
+                 evaluation: Dataset | None) -> BuildInputs:
+    """The inputs of a run's jobs: ``source`` (a ModelSource exported from ``checkpoint``, a folder or a weights
+    file) as bytes, the images, the FP32 reference logits on the evaluation images and this host's CPU kind."""
+    from mait_deploy.device.profiling.isa import cpu_isa
+    from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    files = {WEIGHTS_FILE: (folder / WEIGHTS_FILE if checkpoint.is_dir() else checkpoint).read_bytes()}
+    if (folder / CONFIG_FILE).is_file():
+        files[CONFIG_FILE] = (folder / CONFIG_FILE).read_bytes()
+    return BuildInputs(onnx=source.onnx_path.read_bytes(), export_report=source.export_report, checkpoint_files=files,
+                       calibration=calibration, evaluation=evaluation,
+                       reference_logits=None if evaluation is None else source.reference_logits(evaluation.inputs),
+                       host_isa=cpu_isa())
+
+
 def same_cpu_kind(host_isa: dict[str, Any], here: dict[str, Any]) -> str | None:
     """Why a build here would not target the host's CPU kind (None: it would)."""
     for key in ("machine", "int8_class", "bf16"):

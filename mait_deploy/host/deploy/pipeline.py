@@ -24,7 +24,7 @@ from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.executors import executor_for
-from mait_deploy.host.deploy.jobs import BuildInputs, BuildJob, BuildOutcome, land
+from mait_deploy.host.deploy.jobs import BuildJob, BuildOutcome, build_inputs, land
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
@@ -183,18 +183,6 @@ def _skip_reason(target_name: str, precision: str, availability: dict[str, str])
     return target.hardware_lacks(CompileOptions(precision=precision)) or ""
 
 
-def _checkpoint_files(path: Path) -> dict[str, bytes]:
-    """The checkpoint's files, as a build job carries them."""
-    from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
-    folder = path if path.is_dir() else path.parent
-    weights = folder / WEIGHTS_FILE if path.is_dir() else path
-    files = {WEIGHTS_FILE: weights.read_bytes()}
-    if (folder / CONFIG_FILE).is_file():
-        files[CONFIG_FILE] = (folder / CONFIG_FILE).read_bytes()
-    return files
-
-
 def _finish_row(row: Row, bundle: Path, key: str, outcome: BuildOutcome | None, options: DeployOptions,
                 state: _State, runners: dict[str, Any]) -> None:
     """Take a build's outcome (None: the bundle was reused), then verify and profile the bundle here; every outcome
@@ -312,11 +300,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     outcomes: dict[str, BuildOutcome] = {}
     if jobs:
         executor = executor_for(options.jobs, options.cluster)
-        inputs = BuildInputs(
-            onnx=source.onnx_path.read_bytes(), export_report=source.export_report,
-            checkpoint_files=_checkpoint_files(checkpoint_path), calibration=calibration, evaluation=evaluation,
-            reference_logits=None if evaluation is None else source.reference_logits(evaluation.inputs),
-            host_isa=cpu_isa())
+        inputs = build_inputs(source, checkpoint_path, calibration, evaluation)
         finished = [0]
 
         def done(outcome: BuildOutcome) -> None:

@@ -16,6 +16,8 @@ from mait_deploy._deps import require
 from mait_deploy.errors import MaitDeployError
 from mait_deploy.host.deploy.jobs import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
 
+CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for the cancelled builds to stop
+
 
 def _ray_job(job: BuildJob, inputs: BuildInputs) -> BuildOutcome:
     import os
@@ -70,8 +72,11 @@ class RayCluster:
                         outcomes[job.name] = outcome
                         done(outcome)
             except BaseException:
-                for ref in flying:  # a KeyboardInterrupt in each task: its folder is removed as it stops
+                # A KeyboardInterrupt in each task: its folder is removed as it stops. Waited for (a bounded
+                # while): a driver that disconnects first has Ray kill its tasks before they clean up.
+                for ref in flying:
                     ray.cancel(ref, recursive=True)
+                ray.wait(list(flying), num_returns=len(flying), timeout=CANCEL_WAIT_S)
                 raise
             return [outcomes[job.name] for job in jobs]
         finally:

@@ -1,0 +1,123 @@
+"""A deploy's builds as jobs (host/deploy/jobs.py) on worker processes (executors.py): the same bundles as one
+after the other in this process, a worker that dies fails only its own job, a worker of another CPU kind refuses,
+an archive damaged on its way is refused and leaves nothing. Ray's cluster: test_ray_cluster.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+
+from mait_deploy.errors import BundleError, UnsupportedOption  # noqa: E402
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
+from mait_deploy.host.deploy.executors import InProcess, LocalProcesses  # noqa: E402
+from mait_deploy.host.deploy.jobs import BuildJob, land, run_job  # noqa: E402
+from mait_deploy.host.deploy.pipeline import DeployOptions, deploy  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The shipped checkpoint's export and a small calibration and evaluation set, as jobs carry them."""
+    from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
+    from mait_deploy.host.compile.source import source_from_checkpoint
+    from mait_deploy.host.deploy.jobs import build_inputs
+    from mait_deploy.host.model.zoo import resolve_checkpoint
+
+    source = source_from_checkpoint(None, tmp_path_factory.mktemp("export"))
+    calibration, evaluation = load_data(source, DEFAULT_DATA, CalibrationOptions(count=64), DEFAULT_DATA, 200)
+    return build_inputs(source, resolve_checkpoint(None), calibration, evaluation)
+
+
+def job(precision: str = "fp32", target: str = "onnxruntime") -> BuildJob:
+    return BuildJob(f"{target}-{precision}", target, precision,
+                    CompileOptions(precision=precision, calibration=CalibrationOptions(count=64), force=True))
+
+
+def test_a_worker_of_another_cpu_kind_refuses_and_a_damaged_archive_leaves_nothing(inputs, tmp_path):
+    other = dataclasses.replace(inputs, host_isa={**inputs.host_isa, "int8_class": "x86-avx2", "bf16": False})
+    outcome = run_job(job(), other, "test")
+    assert outcome.status == "failed" and "is not the host's" in outcome.reason and "-O device_isa" in outcome.reason
+    outcome = run_job(job(), inputs, "test")
+    assert outcome.status == "ok" and outcome.archive and len(outcome.archive_sha256) == 64
+    damaged = dataclasses.replace(outcome, archive=outcome.archive[:-10] + bytes(10))
+    with pytest.raises(BundleError, match="arrived damaged"):
+        land(damaged, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+    land(outcome, tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["build"]["built_on"]["by"] == "test"
+
+
+def _kill_workers_while(running: threading.Event, every: bool) -> None:
+    """SIGKILL this process's worker processes (once, or every one that appears) while ``running`` is set."""
+    import multiprocessing
+
+    while running.is_set():
+        victims = [p for p in multiprocessing.active_children() if p.pid and p.is_alive()]
+        if victims:
+            time.sleep(4)  # let the worker start its job
+            for process in victims:
+                try:
+                    os.kill(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if not every:
+                return
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("every", [False, True], ids=["killed-once", "killed-every-time"])
+def test_a_worker_that_dies_fails_only_its_own_job(inputs, every):
+    """Killed once, the jobs it broke are tried again one at a time and finish; a job whose worker dies every
+    time fails with the reason, and the run returns."""
+    running = threading.Event()
+    running.set()
+    killer = threading.Thread(target=_kill_workers_while, args=(running, every), daemon=True)
+    finished = []
+    killer.start()
+    try:
+        outcomes = LocalProcesses(2).run([job()], inputs, finished.append)
+    finally:
+        running.clear()
+        killer.join()
+    assert [o.name for o in finished] == ["onnxruntime-fp32"]
+    if every:
+        assert outcomes[0].status == "failed" and "worker process died" in outcomes[0].reason
+    else:
+        assert outcomes[0].status == "ok", outcomes[0].reason
+
+
+@pytest.mark.slow
+def test_jobs_2_builds_the_bundles_jobs_1_builds(tmp_path):
+    """The same rows, gates, golden outputs and artifacts from two worker processes as from this process."""
+    manifests = {}
+    for jobs in (1, 2):
+        options = DeployOptions(targets=("onnxruntime", "litert"), precisions=("fp32", "int8"), eval_count=300,
+                                calibration_count=64, profile_batches=(1,), profile_iterations=5, jobs=jobs)
+        report = deploy(None, tmp_path / f"jobs{jobs}", options)
+        assert [r.status for r in report.rows] == ["ok"] * 4, [(r.target, r.precision, r.reason) for r in report.rows]
+        manifests[jobs] = {r.target + r.precision: json.loads((tmp_path / f"jobs{jobs}" / "bundles" /
+                                                                f"{r.target}-{r.precision}" / "manifest.json")
+                                                               .read_text()) for r in report.rows}
+    for name, one in manifests[1].items():
+        two = manifests[2][name]
+        assert one["artifact"]["sha256"] == two["artifact"]["sha256"], name
+        assert one["golden"] == two["golden"], name
+        assert {k: v for k, v in one["accuracy"].items() if k != "seconds"} == \
+            {k: v for k, v in two["accuracy"].items() if k != "seconds"}, name
+        assert (one["build"]["built_on"]["by"], two["build"]["built_on"]["by"]) == ("host", "local worker process")
+
+
+def test_jobs_options_are_checked():
+    with pytest.raises(UnsupportedOption, match="--jobs must be at least 1"):
+        DeployOptions(jobs=0)
+    with pytest.raises(UnsupportedOption, match="cannot be combined"):
+        DeployOptions(jobs=2, cluster="auto")
+    assert InProcess().workers == 1
