@@ -33,6 +33,8 @@ def compare(
     threads: Optional[int] = typer.Option(None, "--threads", help="Runtime threads (default: the runtime's)."),
     timm_python: Optional[str] = typer.Option(None, "--timm-python", help="A Python where timm imports, to build the timm baselines (default: this one)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier comparison in the output folder."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Builds at once, in worker processes (default: one per core that fits in free memory; 1: one after the other in this process)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run the builds on a Ray cluster at this address ('auto': the running one; the 'cluster' extra)."),
     as_json: bool = typer.Option(False, "--json", help="Print compare.json to stdout."),
 ) -> None:
     """MaiT vs baselines (timm DeiT/CaiT/Swin), compiled per target and precision, timed side by side."""
@@ -44,7 +46,7 @@ def compare(
     options = CompareOptions(targets=tuple(_names(targets)) if targets else None, precisions=tuple(_names(precisions)),
                              batches=tuple(parse_list(batch, int, "batch")), rounds=rounds, block=block,
                              calibration=calib, calibration_count=calib_count, threads=threads,
-                             timm_python=timm_python, force=force)
+                             timm_python=timm_python, force=force, jobs=jobs, cluster=cluster)
     with status_spinner() as status:
         report = run_compare(list(models or DEFAULT_MODELS), _names(baselines), output, options,
                              progress=lambda message: status.update(message))

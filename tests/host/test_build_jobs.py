@@ -17,8 +17,8 @@ pytest.importorskip("torch")
 
 from mait_deploy.errors import BundleError, UnsupportedOption  # noqa: E402
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.host.deploy.executors import InProcess, LocalProcesses  # noqa: E402
-from mait_deploy.host.deploy.jobs import BuildJob, land, run_job  # noqa: E402
+from mait_deploy.host.jobs.executors import InProcess, LocalProcesses  # noqa: E402
+from mait_deploy.host.jobs.job import BuildJob, land, run_job  # noqa: E402
 from mait_deploy.host.deploy.pipeline import DeployOptions, deploy  # noqa: E402
 
 
@@ -27,12 +27,11 @@ def inputs(tmp_path_factory):
     """The shipped checkpoint's export and a small calibration and evaluation set, as jobs carry them."""
     from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
     from mait_deploy.host.compile.source import source_from_checkpoint
-    from mait_deploy.host.deploy.jobs import build_inputs
-    from mait_deploy.host.model.zoo import resolve_checkpoint
+    from mait_deploy.host.jobs.job import build_inputs
 
     source = source_from_checkpoint(None, tmp_path_factory.mktemp("export"))
     calibration, evaluation = load_data(source, DEFAULT_DATA, CalibrationOptions(count=64), DEFAULT_DATA, 200)
-    return build_inputs(source, resolve_checkpoint(None), calibration, evaluation)
+    return build_inputs(source, calibration, evaluation)
 
 
 def job(precision: str = "fp32", target: str = "onnxruntime") -> BuildJob:
@@ -61,8 +60,7 @@ def _kill_workers_while(running: threading.Event, every: bool) -> None:
 
     while running.is_set():
         victims = [p for p in multiprocessing.active_children() if p.pid and p.is_alive()]
-        if victims:
-            time.sleep(4)  # let the worker start its job
+        if victims:  # killed as it starts (a worker needs seconds to import before it can finish a job)
             for process in victims:
                 try:
                     os.kill(process.pid, signal.SIGKILL)
@@ -70,7 +68,7 @@ def _kill_workers_while(running: threading.Event, every: bool) -> None:
                     pass
             if not every:
                 return
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("every", [False, True], ids=["killed-once", "killed-every-time"])
@@ -83,7 +81,7 @@ def test_a_worker_that_dies_fails_only_its_own_job(inputs, every):
     finished = []
     killer.start()
     try:
-        outcomes = LocalProcesses(2).run([job()], inputs, finished.append)
+        outcomes = LocalProcesses(2).run([job()], {"model": inputs}, finished.append)
     finally:
         running.clear()
         killer.join()

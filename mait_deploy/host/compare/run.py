@@ -39,6 +39,10 @@ class CompareOptions:
     threads: int | None = None
     timm_python: str | None = None
     force: bool = False
+    # Where the builds run (host/jobs): worker processes here (None: one per core that fits in free memory; 1:
+    # one after the other in this process) or a Ray cluster's address. Timing always runs here, after every build.
+    jobs: int | None = None
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         known = backends.names()
@@ -52,6 +56,10 @@ class CompareOptions:
             raise UnsupportedOption("need at least 2 rounds and blocks of at least 2 calls (the first is dropped)")
         if self.calibration_count < 1:
             raise UnsupportedOption("the calibration count must be positive")
+        if self.jobs is not None and (isinstance(self.jobs, bool) or self.jobs < 1):
+            raise UnsupportedOption(f"--jobs must be at least 1, got {self.jobs}")
+        if self.jobs is not None and self.cluster:
+            raise UnsupportedOption("--jobs and --cluster cannot be combined: the cluster decides how many builds run")
 
 
 @dataclass
@@ -97,13 +105,13 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
             raise UnsupportedOption(f"two models have the same name ({', '.join(named)}): rename a checkpoint folder")
         report = CompareReport(models=[m.describe() for m in entries], machine=cpu_isa(),
                                options={k: v for k, v in dataclasses.asdict(options).items() if k != "force"})
-        calibrations: dict[str, Any] = {}
-        for target in options.targets:
+        built = _build_all(entries, options, staging / "bundles", report, step)
+        for target in options.targets:  # timed here, after every build is done
             for precision in options.precisions:
-                bundles = _build_all(entries, target, precision, options, staging / "bundles", report, step,
-                                     calibrations)
+                bundles = built.get((target, precision), {})
                 for batch in options.batches:
-                    ready = {name: paths[batch] for name, paths in bundles.items() if batch in paths}
+                    ready = {e.name: bundles[e.name][batch] for e in entries  # in the models' order
+                             if batch in bundles.get(e.name, {})}
                     if ready:
                         step(f"timing {target} {precision} batch {batch}: {len(ready)} models side by side")
                         report.cells.append(_time_cell(entries, ready, target, precision, batch, options))
@@ -112,39 +120,71 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
     return report
 
 
-def _build_all(entries: list[CompareModel], target: str, precision: str, options: CompareOptions, root: Path,
-               report: CompareReport, step: Callable[[str], None],
-               calibrations: dict[str, Any]) -> dict[str, dict[int, Path]]:
-    """Every model's bundle(s) for one target and precision: batch -> bundle (a dynamic-batch bundle serves all).
-    ``calibrations`` keeps each model's calibration images across targets (loaded once per model)."""
-    plugin = backends.target(target)
-    built: dict[str, dict[int, Path]] = {}
-    for entry in entries:
-        why = _cannot_build(plugin, entry, precision)
-        if why:
-            report.failures.append({"model": entry.name, "target": target, "precision": precision, "error": why})
-            continue
-        dynamic = plugin.capabilities.dynamic_batch
-        for batch in ([None] if dynamic else list(options.batches)):
-            # entry.name is a plain file name (models.py): the folder stays inside the output
-            folder = root / (f"{entry.name}-{target}-{precision}" + ("" if batch is None else f"-b{batch}"))
-            compile_options = CompileOptions(precision=precision, batch=batch or plugin.capabilities.default_batch,
-                                             calibration=CalibrationOptions(count=options.calibration_count))
-            step(f"{entry.name}: compiling for {target} {precision}" + ("" if batch is None else f" batch {batch}"))
+def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path, report: CompareReport,
+               step: Callable[[str], None]) -> dict[tuple[str, str], dict[str, dict[int, Path]]]:
+    """Every model's bundle(s) for every target and precision, built as jobs on the executor the options ask for:
+    (target, precision) -> model -> batch -> bundle (a dynamic-batch bundle serves every batch size)."""
+    from mait_deploy.host.jobs.executors import executor_for
+    from mait_deploy.host.jobs.job import BuildJob, build_inputs, land
+
+    jobs: list[BuildJob] = []
+    serves: dict[str, tuple[str, str, str, list[int]]] = {}  # job -> target, precision, model, batch sizes
+    calibrated: set[str] = set()
+    for target in options.targets or ():
+        plugin = backends.target(target)
+        for precision in options.precisions:
+            for entry in entries:
+                why = _cannot_build(plugin, entry, precision)
+                if why:
+                    report.failures.append({"model": entry.name, "target": target, "precision": precision,
+                                            "error": why})
+                    continue
+                for batch in ([None] if plugin.capabilities.dynamic_batch else list(options.batches)):
+                    # entry.name is a plain file name (models.py): the folder stays inside the output
+                    name = f"{entry.name}-{target}-{precision}" + ("" if batch is None else f"-b{batch}")
+                    compile_options = CompileOptions(precision=precision,
+                                                     batch=batch or plugin.capabilities.default_batch,
+                                                     calibration=CalibrationOptions(count=options.calibration_count))
+                    if plugin.needs_calibration(compile_options):
+                        calibrated.add(entry.name)
+                    jobs.append(BuildJob(name, target, precision, compile_options, source=entry.name))
+                    sizes = list(options.batches) if batch is None else [batch]
+                    serves[name] = (target, precision, entry.name, sizes)
+    inputs = {}
+    for entry in entries:  # each model's calibration images loaded once, for every target
+        calibration = None
+        if entry.name in calibrated:
             try:
-                calibration = None
-                if plugin.needs_calibration(compile_options):
-                    if entry.name not in calibrations:
-                        calibrations[entry.name], _ = load_data(entry.source, options.calibration,
-                                                                compile_options.calibration, None, None, step)
-                    calibration = calibrations[entry.name]
-                plugin.compile(entry.source, compile_options, folder, calibration, None, step)
-            except MaitDeployError as err:
-                report.failures.append({"model": entry.name, "target": target, "precision": precision,
-                                        "batch": batch, "error": str(err)})
-                break
-            for size in (options.batches if batch is None else [batch]):
-                built.setdefault(entry.name, {})[size] = folder
+                calibration, _ = load_data(entry.source, options.calibration,
+                                           CalibrationOptions(count=options.calibration_count), None, None, step)
+            except MaitDeployError as err:  # that model's calibrated builds fail with the reason, the rest go on
+                for job in [j for j in jobs if j.source == entry.name and backends.target(j.target)
+                            .needs_calibration(j.options)]:
+                    jobs.remove(job)
+                    report.failures.append({"model": entry.name, "target": job.target, "precision": job.precision,
+                                            "error": str(err)})
+        inputs[entry.name] = build_inputs(entry.source, calibration, None)
+    built: dict[tuple[str, str], dict[str, dict[int, Path]]] = {}
+    if not jobs:
+        return built
+    executor = executor_for(options.jobs, options.cluster)
+    step(f"building {len(jobs)} bundle(s) on {executor.name}")
+
+    def done(outcome: Any) -> None:
+        target, precision, model, sizes = serves[outcome.name]
+        step(f"{outcome.name}: {outcome.status} ({outcome.seconds:.0f} s)")
+        try:
+            if outcome.status != "ok":
+                raise MaitDeployError(outcome.reason)
+            land(outcome, root / outcome.name)
+        except MaitDeployError as err:
+            report.failures.append({"model": model, "target": target, "precision": precision,
+                                    "batch": None if len(sizes) > 1 else sizes[0], "error": str(err)})
+            return
+        for size in sizes:
+            built.setdefault((target, precision), {}).setdefault(model, {})[size] = root / outcome.name
+
+    executor.run(jobs, inputs, done, progress=step)
     return built
 
 

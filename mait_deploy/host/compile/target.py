@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
+import json
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -141,16 +143,12 @@ class CompileResult:
 # the same options on the same images against the same reference, gets the same numbers (deploy's TensorRT FP32
 # and FP16 rows gate the very ONNX of ONNX Runtime's FP32 row in ONNX Runtime: 2 of the 12 gates).
 _GATES: dict[str, tuple[GateResult, str]] = {}
-# What runs the build, for the manifest: "host" (the deploying process), or a worker (host/deploy/jobs.py).
-BUILT_BY = "host"
+BUILT_BY = "host"  # what runs the build, for the manifest: "host", or a worker of host/jobs
 _MAX_GATES = 64
 
 
 def _gate_key(manifest: Manifest, runner: Runner, source: ModelSource, evaluation: Dataset, max_drop: float,
               sample: int | None = None) -> str:
-    import hashlib
-    import json
-
     parts = {"artifact": manifest.artifact.sha256, "runner": type(runner).__qualname__, "settings": runner.settings,
              "threads": runner.options.threads, "source": source.onnx_sha256, "images": evaluation.content_sha256(),
              "max_drop": max_drop, "sample": sample}
@@ -372,7 +370,7 @@ class Target(abc.ABC):
             golden=golden or GoldenEntry(GOLDEN_FILE, "", 0, GOLDEN_TOLERANCE[options.precision]),
             accuracy=accuracy, source=source.describe(), tool_versions={**tool_versions(), **built.tool_versions},
             build={**built.report, "options": jsonable(asdict(options)), "host_isa": cpu_isa(),
-                   "built_on": {"host": platform.node(), "by": BUILT_BY},
+                   "built_on": {"host": platform.node(), "by": BUILT_BY},  # host/jobs: maybe a worker
                    **({"alternative_files": built.alternative_files} if built.alternative_files else {})},
         )
         built.hashed = (manifest.artifact, manifest.files)

@@ -23,8 +23,8 @@ from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
-from mait_deploy.host.deploy.executors import executor_for
-from mait_deploy.host.deploy.jobs import BuildJob, BuildOutcome, build_inputs, land
+from mait_deploy.host.jobs.executors import executor_for
+from mait_deploy.host.jobs.job import BuildJob, BuildOutcome, build_inputs, land
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
@@ -300,7 +300,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     outcomes: dict[str, BuildOutcome] = {}
     if jobs:
         executor = executor_for(options.jobs, options.cluster)
-        inputs = build_inputs(source, checkpoint_path, calibration, evaluation)
+        inputs = build_inputs(source, calibration, evaluation)
         finished = [0]
 
         def done(outcome: BuildOutcome) -> None:
@@ -308,7 +308,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
             step(f"{outcome.name}: {outcome.status} ({outcome.seconds:.0f} s)", finished[0], total)
 
         step(f"building {len(jobs)} bundle(s) on {executor.name} ({executor.workers})", 1, total)
-        outcomes = {o.name: o for o in executor.run(jobs, inputs, done,
+        outcomes = {o.name: o for o in executor.run(jobs, {"model": inputs}, done,
                                                     progress=lambda message: step(message, finished[0] + 1, total))}
     runners: dict[str, Any] = {}  # bundle -> its open runner, from its row to the race
     try:

@@ -2,7 +2,7 @@
 this process, in local worker processes or on a Ray cluster (executors.py).
 
 A job's inputs and its result travel as bytes and arrays, never as paths: the verified FP32 ONNX and the
-checkpoint it came from, the calibration and evaluation images and the FP32 reference logits (``BuildInputs``,
+PyTorch module it came from, the calibration and evaluation images and the FP32 reference logits (``BuildInputs``,
 sent once per worker), and back the bundle as the project's packed archive with its sha256, checked and unpacked
 on arrival (``land``). Nothing assumes a shared filesystem.
 
@@ -14,6 +14,7 @@ names the device's class (``-O device_isa``).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 import resource
@@ -41,7 +42,11 @@ class BuildInputs:
 
     onnx: bytes
     export_report: dict[str, Any]
-    checkpoint_files: dict[str, bytes]  # the checkpoint's files by name (its config and weights)
+    config: Any  # the model's MaiTConfig (a baseline's: its input, output and preprocessing only)
+    external: str | None  # a baseline that is not a MaiT (ModelSource.external)
+    # The PyTorch module (torch.save of the whole module: a variant, a checkpoint's model), for the targets that
+    # convert from PyTorch; None for a model that has only its ONNX. Made by this host's process for its own workers.
+    torch_model: bytes | None
     calibration: Dataset | None
     evaluation: Dataset | None
     reference_logits: np.ndarray | None  # the FP32 ONNX's logits on the evaluation inputs
@@ -54,6 +59,7 @@ class BuildJob:
     target: str
     precision: str
     options: Any  # CompileOptions
+    source: str = "model"  # which of the run's inputs it builds from (compare builds several models)
     # Gates already measured in this run (target._GATES): a job that builds the same bytes for the same gate
     # runtime takes the gate instead of scoring it again.
     known_gates: dict[str, tuple[GateResult, str]] = field(default_factory=dict)
@@ -72,19 +78,21 @@ class BuildOutcome:
     worker: dict[str, Any] = field(default_factory=dict)  # host name, process, peak RSS
 
 
-def build_inputs(source: Any, checkpoint: Path, calibration: Dataset | None,
-                 evaluation: Dataset | None) -> BuildInputs:
-    """The inputs of a run's jobs: ``source`` (a ModelSource exported from ``checkpoint``, a folder or a weights
-    file) as bytes, the images, the FP32 reference logits on the evaluation images and this host's CPU kind."""
+def build_inputs(source: Any, calibration: Dataset | None, evaluation: Dataset | None) -> BuildInputs:
+    """The inputs of jobs building from ``source`` (a ModelSource) as bytes and arrays, with the FP32 reference
+    logits on the evaluation images and this host's CPU kind."""
     from mait_deploy.device.profiling.isa import cpu_isa
-    from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 
-    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    files = {WEIGHTS_FILE: (folder / WEIGHTS_FILE if checkpoint.is_dir() else checkpoint).read_bytes()}
-    if (folder / CONFIG_FILE).is_file():
-        files[CONFIG_FILE] = (folder / CONFIG_FILE).read_bytes()
-    return BuildInputs(onnx=source.onnx_path.read_bytes(), export_report=source.export_report, checkpoint_files=files,
-                       calibration=calibration, evaluation=evaluation,
+    torch_model = None
+    if source.torch_model is not None:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(source.torch_model, buffer)
+        torch_model = buffer.getvalue()
+    return BuildInputs(onnx=source.onnx_path.read_bytes(), export_report=source.export_report, config=source.config,
+                       external=source.external, torch_model=torch_model, calibration=calibration,
+                       evaluation=evaluation,
                        reference_logits=None if evaluation is None else source.reference_logits(evaluation.inputs),
                        host_isa=cpu_isa())
 
@@ -146,18 +154,20 @@ def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str
 
 
 def _source(inputs: BuildInputs, folder: Path) -> Any:
-    """The ModelSource a host build uses, rebuilt from bytes: the checkpoint loaded, the ONNX beside it and the
-    host's reference logits (so the worker's gate compares against the very same numbers)."""
-    from mait_deploy.host.compile.source import source_from_export
-    from mait_deploy.host.model.checkpoint import load_checkpoint
+    """The ModelSource a host build uses, rebuilt from bytes: the ONNX, the PyTorch module where there is one
+    and the host's reference logits (so the worker's gate compares against the very same numbers)."""
+    from mait_deploy.host.compile.source import ModelSource
 
-    checkpoint = folder / "checkpoint"
-    checkpoint.mkdir()
-    for name, data in inputs.checkpoint_files.items():
-        (checkpoint / Path(name).name).write_bytes(data)
     onnx_path = folder / "model.onnx"
     onnx_path.write_bytes(inputs.onnx)
-    source = source_from_export(load_checkpoint(checkpoint), onnx_path, inputs.export_report)
+    model = None
+    if inputs.torch_model is not None:
+        import torch
+
+        # Pickled by this run's own host process (build_inputs), never read from a file or a user.
+        model = torch.load(io.BytesIO(inputs.torch_model), weights_only=False)
+    source = ModelSource(onnx_path=onnx_path, config=inputs.config, torch_model=model,
+                         export_report=inputs.export_report, external=inputs.external)
     if inputs.evaluation is not None and inputs.reference_logits is not None:
         key = hashlib.sha1(np.ascontiguousarray(inputs.evaluation.inputs).tobytes()).hexdigest()
         source._reference_cache[key] = inputs.reference_logits

@@ -10,11 +10,11 @@ outstanding tasks (each task's folder is removed as it stops) and disconnects.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from mait_deploy._deps import require
 from mait_deploy.errors import MaitDeployError
-from mait_deploy.host.deploy.jobs import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
+from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
 
 CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for the cancelled builds to stop
 
@@ -38,9 +38,9 @@ class RayCluster:
         self.address = address
         self.workers = 0  # the cluster's CPUs, read when connected
 
-    def run(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Any,
+    def run(self, jobs: Sequence[BuildJob], inputs: Mapping[str, BuildInputs], done: Any,
             progress: Any = None) -> list[BuildOutcome]:
-        from mait_deploy.host.deploy.executors import _remember, _with_gates
+        from mait_deploy.host.jobs.executors import remember_gates, with_known_gates
 
         ray = require("ray", "cluster")
         try:
@@ -52,7 +52,7 @@ class RayCluster:
         try:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
             task = ray.remote(num_cpus=1, memory=JOB_MEMORY_BYTES, max_retries=0)(_ray_job)
-            shared = ray.put(inputs)
+            shared = {name: ray.put(value) for name, value in inputs.items()}
             outcomes: dict[str, BuildOutcome] = {}
             gates: dict[str, Any] = {}
             queue, flying = list(jobs), {}
@@ -60,7 +60,7 @@ class RayCluster:
                 while queue or flying:
                     while queue and len(flying) < self.workers:
                         job = queue.pop(0)
-                        flying[task.remote(_with_gates(job, gates), shared)] = job
+                        flying[task.remote(with_known_gates(job, gates), shared[job.source])] = job
                     ready, _ = ray.wait(list(flying), num_returns=1)
                     for ref in ready:
                         job = flying.pop(ref)
@@ -68,7 +68,7 @@ class RayCluster:
                             outcome = ray.get(ref)
                         except ray.exceptions.RayError as err:
                             outcome = BuildOutcome(job.name, "failed", _lost(err))
-                        _remember(outcome, gates)
+                        remember_gates(outcome, gates)
                         outcomes[job.name] = outcome
                         done(outcome)
             except BaseException:

@@ -11,23 +11,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from mait_deploy.errors import UnsupportedOption
-from mait_deploy.host.deploy.jobs import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
+from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
 
 Done = Callable[[BuildOutcome], None]
 Progress = Callable[[str], None]
+Inputs = Mapping[str, BuildInputs]  # BuildJob.source -> what its job builds from
 
 
 class Executor(Protocol):
     name: str
     workers: int
 
-    def run(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+    def run(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
             progress: Progress | None = None) -> list[BuildOutcome]:
-        """Every job's outcome, in the order of ``jobs``; ``done`` is called as each finishes (``progress``: the
-        steps inside a job, where the job runs in this process)."""
+        """Every job's outcome, in the order of ``jobs`` (each built from ``inputs[job.source]``); ``done`` is called
+        as each finishes (``progress``: the steps inside a job, where the job runs in this process)."""
 
 
 def default_jobs() -> int:
@@ -41,13 +42,13 @@ def default_jobs() -> int:
     return max(1, min(cores, free // JOB_MEMORY_BYTES))
 
 
-def _with_gates(job: BuildJob, gates: dict[str, Any]) -> BuildJob:
+def with_known_gates(job: BuildJob, gates: dict[str, Any]) -> BuildJob:
     from dataclasses import replace
 
     return replace(job, known_gates=dict(gates))
 
 
-def _remember(outcome: BuildOutcome, gates: dict[str, Any]) -> None:
+def remember_gates(outcome: BuildOutcome, gates: dict[str, Any]) -> None:
     from mait_deploy.host.compile import target as target_module
 
     for key, value in outcome.new_gates.items():
@@ -60,24 +61,25 @@ class InProcess:
 
     name, workers = "this process", 1
 
-    def run(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+    def run(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
             progress: Progress | None = None) -> list[BuildOutcome]:
         from mait_deploy.host.compile import target as target_module
 
         outcomes = []
         for job in jobs:
-            outcome = run_job(_with_gates(job, target_module._GATES), inputs, "host", progress=progress)
-            _remember(outcome, {})
+            outcome = run_job(with_known_gates(job, target_module._GATES), inputs[job.source], "host",
+                              progress=progress)
+            remember_gates(outcome, {})
             done(outcome)
             outcomes.append(outcome)
         return outcomes
 
 
-_WORKER_INPUTS: BuildInputs | None = None
+_WORKER_INPUTS: Inputs | None = None
 _WORKER_TEMP: str | None = None
 
 
-def _start_worker(inputs: BuildInputs, temp_root: str) -> None:
+def _start_worker(inputs: Inputs, temp_root: str) -> None:
     """A worker process keeps the run's inputs (sent once), is as quiet as the deploying process (its
     environment is inherited) and ignores the terminal's Ctrl-C: the parent ends it."""
     import signal
@@ -93,7 +95,7 @@ def _start_worker(inputs: BuildInputs, temp_root: str) -> None:
 
 def _worker_job(job: BuildJob) -> BuildOutcome:
     assert _WORKER_INPUTS is not None
-    return run_job(job, _WORKER_INPUTS, "local worker process", _WORKER_TEMP)
+    return run_job(job, _WORKER_INPUTS[job.source], "local worker process", _WORKER_TEMP)
 
 
 class LocalProcesses:
@@ -106,7 +108,7 @@ class LocalProcesses:
             raise UnsupportedOption(f"--jobs must be at least 1, got {workers}")
         self.workers = workers
 
-    def run(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+    def run(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
             progress: Progress | None = None) -> list[BuildOutcome]:
         outcomes: dict[str, BuildOutcome] = {}
         pending = list(jobs)
@@ -128,7 +130,7 @@ class LocalProcesses:
             pending = [job for job in pending if job.name not in outcomes]
         return [outcomes[job.name] for job in jobs]
 
-    def _run_pool(self, jobs: Sequence[BuildJob], inputs: BuildInputs, done: Done,
+    def _run_pool(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
                   outcomes: dict[str, BuildOutcome], gates: dict[str, Any]) -> list[BuildJob]:
         """Run ``jobs`` on a fresh pool; the jobs in flight when a worker died (empty when none did)."""
         import multiprocessing
@@ -148,7 +150,7 @@ class LocalProcesses:
             while queue or flying:
                 while queue and len(flying) < self.workers:
                     job = queue.pop(0)
-                    flying[pool.submit(_worker_job, _with_gates(job, gates))] = job
+                    flying[pool.submit(_worker_job, with_known_gates(job, gates))] = job
                 finished, _ = wait(flying, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = flying.pop(future)
@@ -156,7 +158,7 @@ class LocalProcesses:
                         outcome = future.result()
                     except BrokenProcessPool:
                         return [job, *flying.values()]
-                    _remember(outcome, gates)
+                    remember_gates(outcome, gates)
                     outcomes[job.name] = outcome
                     done(outcome)
             ended = True
@@ -183,7 +185,7 @@ def _stop(pool: Any) -> None:
 def executor_for(jobs: int | None, cluster: str | None) -> Executor:
     """The executor ``--jobs``/``--cluster`` ask for (jobs None: the machine's default)."""
     if cluster:
-        from mait_deploy.host.deploy.ray_cluster import RayCluster
+        from mait_deploy.host.jobs.ray_cluster import RayCluster
 
         return RayCluster(cluster)
     count = default_jobs() if jobs is None else jobs
