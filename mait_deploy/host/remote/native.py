@@ -74,10 +74,12 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
     if await board.exists(str(build / BUILT)):
         return build, 0.0
     # The board's SDK: ONNX Runtime from the system (libonnxruntime-dev), OpenVINO from the board's venv, whose
-    # python CMake asks by an absolute path (a workdir is relative to the login's home).
-    if not PurePosixPath(python).is_absolute():
-        home = (await board.run(["sh", "-c", 'printf "%s" "$PWD"'], what="asking for the home folder")).stdout
-        python = str(PurePosixPath(home.strip()) / python)
+    # python CMake asks by an absolute path (a workdir is relative to the login's home), as ccache its folder (a
+    # compiler runs in the build folder).
+    if not PurePosixPath(python).is_absolute() or not work.is_absolute():
+        home = PurePosixPath((await board.run(["sh", "-c", 'printf "%s" "$PWD"'],
+                                              what="asking for the home folder")).stdout.strip())
+        python, work = str(home / python), home / work
     # The venv's CMake where a runtime's extra brought one (ExecuTorch's package needs >= 3.28; a bookworm board
     # has 3.25), else the board's.
     venv_cmake = str(PurePosixPath(python).parent / "cmake")
