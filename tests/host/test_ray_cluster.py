@@ -1,6 +1,6 @@
 """`deploy --cluster`: a real Ray cluster on this machine (a head and a worker node, each its own `ray start`, one
-CPU each, on 127.0.0.1): bundles that match the local build's, a worker node killed mid-build fails only the
-builds it ran, and Ctrl-C leaves no build running and no temporary folder."""
+CPU each, on 127.0.0.1): bundles that match the local build's, Ctrl-C leaves no build running and no temporary
+folder, and a worker node killed mid-build fails only the builds it ran."""
 
 from __future__ import annotations
 
@@ -113,30 +113,45 @@ def cluster():
 def options(**kwargs):
     from mait_deploy.host.deploy.pipeline import DeployOptions
 
-    return DeployOptions(**{"targets": ("onnxruntime", "litert"), "precisions": ("fp32", "int8"), "eval_count": 300,
+    return DeployOptions(**{"targets": ("onnxruntime",), "precisions": ("fp32", "int8"), "eval_count": 300,
                             "calibration_count": 64, "profile_batches": (1,), "profile_iterations": 5, **kwargs})
 
 
-def test_cluster_builds_match_local_builds_and_a_lost_node_fails_only_its_builds(cluster, tmp_path):
+def test_cluster_builds_match_local_ones_a_lost_node_fails_only_its_builds_and_ctrl_c_cleans_up(cluster, tmp_path,
+                                                                                             bundle_facts):
+    """One cluster for the three checks (starting one takes seconds)."""
     from mait_deploy.host.deploy.pipeline import deploy
 
-    local = deploy(None, tmp_path / "local", options(targets=("onnxruntime",), jobs=1))
-    remote = deploy(None, tmp_path / "cluster", options(targets=("onnxruntime",), cluster=cluster.address))
-    for row in remote.rows:
-        assert row.status == "ok", row.reason
-        mine = json.loads((Path(row.bundle) / "manifest.json").read_text())
-        theirs = json.loads((tmp_path / "local" / "bundles" / Path(row.bundle).name / "manifest.json").read_text())
-        assert mine["artifact"]["sha256"] == theirs["artifact"]["sha256"] and mine["golden"] == theirs["golden"]
-        assert {k: v for k, v in mine["accuracy"].items() if k != "seconds"} == \
-            {k: v for k, v in theirs["accuracy"].items() if k != "seconds"}
-        assert mine["build"]["built_on"]["by"] == "ray worker"
-    assert [r.status for r in local.rows] == [r.status for r in remote.rows]
+    local = deploy(None, tmp_path / "local", options(jobs=1))
+    remote = deploy(None, tmp_path / "cluster", options(cluster=cluster.address))
+    assert [r.status for r in local.rows] == [r.status for r in remote.rows] == ["ok", "ok"]
+    here, there = bundle_facts(tmp_path / "local"), bundle_facts(tmp_path / "cluster")
+    assert all(fact["by"] == "ray worker" for fact in there.values())
+    assert {n: {**f, "by": ""} for n, f in here.items()} == {n: {**f, "by": ""} for n, f in there.items()}
+
+    # Ctrl-C while the cluster builds: no build keeps running, no worker's folder is left, nothing half-written.
+    command = [sys.executable, "-m", "mait_deploy.cli", "deploy", "-o", str(tmp_path / "interrupted"), "--targets",
+               "onnxruntime", "--precisions", "fp32,int8", "--eval-count", "300", "--cluster", cluster.address]
+    interrupted = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: build_processes())
+        time.sleep(1)
+        interrupted.send_signal(signal.SIGINT)
+        interrupted.communicate(timeout=120)
+    finally:
+        if interrupted.poll() is None:
+            interrupted.kill()
+    assert interrupted.returncode != 0
+    wait_for(lambda: not build_processes(), timeout=60)
+    assert not list(cluster.tmp.glob("mait-job-*")), list(cluster.tmp.iterdir())
+    bundles = tmp_path / "interrupted" / "bundles"
+    assert not bundles.exists() or not [p for p in bundles.iterdir() if p.name.startswith(".")]
 
     # The worker node dies while it runs a build: that build's row fails with the reason, the head runs the rest.
     session = os.getsid(cluster.worker.pid)
     result = {}
     thread = threading.Thread(target=lambda: result.update(report=deploy(
-        None, tmp_path / "lost", options(cluster=cluster.address, force=True))))
+        None, tmp_path / "lost", options(cluster=cluster.address))))
     thread.start()
     wait_for(lambda: build_processes(session))
     cluster.kill_worker()
@@ -146,23 +161,3 @@ def test_cluster_builds_match_local_builds_and_a_lost_node_fails_only_its_builds
     assert failed and len(failed) < len(rows), {n: (r.status, r.reason) for n, r in rows.items()}
     assert all("Ray" in rows[name].reason and "the other builds went on" in rows[name].reason for name in failed)
     assert all(rows[name].status == "ok" for name in rows if name not in failed)
-
-
-def test_ctrl_c_cancels_the_cluster_builds_and_leaves_no_temporary_folder(cluster, tmp_path):
-    command = [sys.executable, "-m", "mait_deploy.cli", "deploy", "-o", str(tmp_path / "out"), "--targets",
-               "onnxruntime,litert", "--precisions", "fp32,int8", "--eval-count", "300", "--cluster",
-               cluster.address]
-    deploy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: build_processes())
-        time.sleep(1)
-        deploy.send_signal(signal.SIGINT)
-        _, stderr = deploy.communicate(timeout=120)
-    finally:
-        if deploy.poll() is None:
-            deploy.kill()
-    assert deploy.returncode != 0
-    wait_for(lambda: not build_processes(), timeout=60)
-    assert not list(cluster.tmp.glob("mait-job-*")), list(cluster.tmp.iterdir())
-    bundles = tmp_path / "out" / "bundles"
-    assert not bundles.exists() or not [p for p in bundles.iterdir() if p.name.startswith(".")]

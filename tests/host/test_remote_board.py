@@ -332,11 +332,11 @@ def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
     from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
 
     report = deploy(None, tmp_path / "out", DeployOptions(
-        targets=("onnxruntime", "litert"), precisions=("fp32", "int8"), eval_count=300, profile_batches=(1,),
+        targets=("litert",), precisions=("fp32", "int8"), eval_count=300, profile_batches=(1,),
         profile_iterations=10, inventory=str(fleet.inventory), devices=("board-a",), device_eval_count=EVAL_COUNT,
         recommend_for="native"))
     fleet_rows = report.devices["fleet"]["rows"]
-    names = {"onnxruntime-fp32", "onnxruntime-int8", "litert-fp32", "litert-int8"}
+    names = {"litert-fp32", "litert-int8"}
     assert {(r["bundle"], r["runner"]) for r in fleet_rows} == {(n, k) for n in names for k in ("python", "native")}
     assert all(r["status"] == "ok" and r["machine"] == "aarch64" for r in fleet_rows), fleet_rows
     assert all(r["steps"]["build"] == 0 for r in fleet_rows if r["runner"] == "native"), "the board kept its builds"

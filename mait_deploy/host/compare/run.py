@@ -167,7 +167,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
     built: dict[tuple[str, str], dict[str, dict[int, Path]]] = {}
     if not jobs:
         return built
-    executor = executor_for(options.jobs, options.cluster)
+    executor = executor_for(options.jobs, options.cluster, len(jobs))
     step(f"building {len(jobs)} bundle(s) on {executor.name}")
 
     def done(outcome: Any) -> None:

@@ -299,7 +299,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                 gate_sample=options.gate_sample)))
     outcomes: dict[str, BuildOutcome] = {}
     if jobs:
-        executor = executor_for(options.jobs, options.cluster)
+        executor = executor_for(options.jobs, options.cluster, len(jobs))
         inputs = build_inputs(source, calibration, evaluation)
         finished = [0]
 

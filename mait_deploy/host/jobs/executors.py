@@ -182,13 +182,15 @@ def _stop(pool: Any) -> None:
         process.join(timeout=10)
 
 
-def executor_for(jobs: int | None, cluster: str | None) -> Executor:
-    """The executor ``--jobs``/``--cluster`` ask for (jobs None: the machine's default)."""
+def executor_for(jobs: int | None, cluster: str | None, count: int | None = None) -> Executor:
+    """The executor ``--jobs``/``--cluster`` ask for (jobs None: the machine's default) for ``count`` jobs: a
+    single job runs in this process (a worker would only add its start-up)."""
     if cluster:
         from mait_deploy.host.jobs.ray_cluster import RayCluster
 
         return RayCluster(cluster)
-    count = default_jobs() if jobs is None else jobs
-    if count < 1:
-        raise UnsupportedOption(f"--jobs must be at least 1, got {count}")
-    return InProcess() if count == 1 else LocalProcesses(count)
+    workers = default_jobs() if jobs is None else jobs
+    if workers < 1:
+        raise UnsupportedOption(f"--jobs must be at least 1, got {workers}")
+    workers = min(workers, count) if count is not None else workers
+    return InProcess() if workers <= 1 else LocalProcesses(workers)
