@@ -307,7 +307,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
             finished[0] += 1
             step(f"{outcome.name}: {outcome.status} ({outcome.seconds:.0f} s)", finished[0], total)
 
-        step(f"building {len(jobs)} bundle(s) on {executor.name} ({executor.workers})", 1, total)
+        step(f"building {len(jobs)} bundle(s) on {executor.name}", 1, total)
         outcomes = {o.name: o for o in executor.run(jobs, {"model": inputs}, done,
                                                     progress=lambda message: step(message, finished[0] + 1, total))}
     runners: dict[str, Any] = {}  # bundle -> its open runner, from its row to the race

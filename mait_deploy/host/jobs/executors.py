@@ -103,6 +103,9 @@ class LocalProcesses:
 
     name = "local worker processes"
 
+    def __repr__(self) -> str:
+        return f"{self.workers} {self.name}"
+
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise UnsupportedOption(f"--jobs must be at least 1, got {workers}")
