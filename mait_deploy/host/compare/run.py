@@ -22,6 +22,7 @@ from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host.compare.models import CompareModel, baseline_model, mait_model
 from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.jobs.executors import check_executor_options, executor_for
 from mait_deploy.precision import FP32, INT8, Precision, check_precisions
 
 OUT_MARKER = ".mait-compare"
@@ -56,10 +57,7 @@ class CompareOptions:
             raise UnsupportedOption("need at least 2 rounds and blocks of at least 2 calls (the first is dropped)")
         if self.calibration_count < 1:
             raise UnsupportedOption("the calibration count must be positive")
-        if self.jobs is not None and (isinstance(self.jobs, bool) or self.jobs < 1):
-            raise UnsupportedOption(f"--jobs must be at least 1, got {self.jobs}")
-        if self.jobs is not None and self.cluster:
-            raise UnsupportedOption("--jobs and --cluster cannot be combined: the cluster decides how many builds run")
+        check_executor_options(self.jobs, self.cluster)
 
 
 @dataclass
@@ -124,7 +122,6 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
                step: Callable[[str], None]) -> dict[tuple[str, str], dict[str, dict[int, Path]]]:
     """Every model's bundle(s) for every target and precision, built as jobs on the executor the options ask for:
     (target, precision) -> model -> batch -> bundle (a dynamic-batch bundle serves every batch size)."""
-    from mait_deploy.host.jobs.executors import executor_for
     from mait_deploy.host.jobs.job import BuildJob, build_inputs, land
 
     jobs: list[BuildJob] = []

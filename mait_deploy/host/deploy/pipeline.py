@@ -23,8 +23,6 @@ from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
-from mait_deploy.host.jobs.executors import executor_for
-from mait_deploy.host.jobs.job import BuildJob, BuildOutcome, build_inputs, land
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import (
     REPORT_SCHEMA_VERSION,
@@ -32,6 +30,8 @@ from mait_deploy.host.deploy.report import (
     Row,
     write_deploy_report,
 )
+from mait_deploy.host.jobs.executors import check_executor_options, executor_for
+from mait_deploy.host.jobs.job import BuildJob, BuildOutcome, build_inputs, land
 from mait_deploy.precision import INT8, PORTABLE_PRECISIONS, PRECISIONS, Precision, check_precisions
 
 STATE_FILE = "state.json"
@@ -61,7 +61,7 @@ class DeployOptions:
     # What the recommendation is for: "python" (any bundle, run by the Python device side) or "native" (only
     # bundles the C++ runner can run: an app links the pick).
     recommend_for: str = "python"
-    # Where the builds run (host/deploy/executors.py): worker processes here (None: one per core that fits in free
+    # Where the builds run (host/jobs/executors.py): worker processes here (None: one per core that fits in free
     # memory; 1: one after the other in this process), or a Ray cluster's address ("auto": the running one).
     jobs: int | None = None
     cluster: str | None = None
@@ -82,10 +82,7 @@ class DeployOptions:
                                     f"got {self.gate_sample}")
         if self.profile_iterations < 1 or any(b < 1 for b in self.profile_batches):
             raise UnsupportedOption("profile iterations and batches must be positive")
-        if self.jobs is not None and (isinstance(self.jobs, bool) or self.jobs < 1):
-            raise UnsupportedOption(f"--jobs must be at least 1, got {self.jobs}")
-        if self.jobs is not None and self.cluster:
-            raise UnsupportedOption("--jobs and --cluster cannot be combined: the cluster decides how many builds run")
+        check_executor_options(self.jobs, self.cluster)
         if self.recommend_for not in RECOMMEND_FOR:
             raise UnsupportedOption(f"--for must be one of {', '.join(RECOMMEND_FOR)}, got {self.recommend_for!r}")
 
@@ -173,8 +170,6 @@ def _reusable(bundle: Path, state: _State, key: str) -> Manifest | None:
 
 def _skip_reason(target_name: str, precision: str, availability: dict[str, str]) -> str:
     """Why this row is not built here ("" when it is)."""
-    from mait_deploy.host.compile.target import CompileOptions
-
     if availability.get(target_name):
         return availability[target_name]
     target = backends.target(target_name)
@@ -237,8 +232,6 @@ def _in_matrix(target_name: str, precision: str, options: DeployOptions, availab
     """Whether a target x precision gets a row. The portable precisions always do (a skipped row says why not);
     a hardware precision (BF16) only where the target offers it and this machine computes it, unless asked for by
     name (then its row says why not)."""
-    from mait_deploy.host.compile.target import CompileOptions
-
     if precision in PORTABLE_PRECISIONS or options.precisions != DeployOptions.precisions:
         return True
     if availability.get(target_name):

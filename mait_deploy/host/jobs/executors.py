@@ -185,6 +185,14 @@ def _stop(pool: Any) -> None:
         process.join(timeout=10)
 
 
+def check_executor_options(jobs: int | None, cluster: str | None) -> None:
+    """``--jobs`` and ``--cluster`` as deploy and compare take them."""
+    if jobs is not None and (isinstance(jobs, bool) or jobs < 1):
+        raise UnsupportedOption(f"--jobs must be at least 1, got {jobs}")
+    if jobs is not None and cluster:
+        raise UnsupportedOption("--jobs and --cluster cannot be combined: the cluster decides how many builds run")
+
+
 def executor_for(jobs: int | None, cluster: str | None, count: int | None = None) -> Executor:
     """The executor ``--jobs``/``--cluster`` ask for (jobs None: the machine's default) for ``count`` jobs: a
     single job runs in this process (a worker would only add its start-up)."""
@@ -192,8 +200,7 @@ def executor_for(jobs: int | None, cluster: str | None, count: int | None = None
         from mait_deploy.host.jobs.ray_cluster import RayCluster
 
         return RayCluster(cluster)
+    check_executor_options(jobs, cluster)
     workers = default_jobs() if jobs is None else jobs
-    if workers < 1:
-        raise UnsupportedOption(f"--jobs must be at least 1, got {workers}")
     workers = min(workers, count) if count is not None else workers
     return InProcess() if workers <= 1 else LocalProcesses(workers)
