@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,14 +29,31 @@ from benchmarks._common import write_result  # noqa: E402
 CLI = [sys.executable, "-m", "mait_deploy.cli"]
 
 
+# What a build measures rather than decides: how long its gate took, and the memory OpenVINO's compiled model held
+# (runtime info's static_cache_mb moves by a few hundred KB from run to run, host builds too).
+MEASURED = {"seconds", "static_cache_mb"}
+
+
+def _decided(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _decided(v) for k, v in value.items() if k not in MEASURED}
+    return value
+
+
 def _bundle_facts(out: Path) -> dict[str, object]:
     facts = {}
     for manifest in sorted((out / "bundles").glob("*/manifest.json")):
         data = json.loads(manifest.read_text())
-        facts[manifest.parent.name] = {"artifact": data["artifact"]["sha256"], "golden": data["golden"],
-                                       "gate": {k: v for k, v in (data.get("accuracy") or {}).items()
-                                                if k != "seconds"}}
+        facts[manifest.parent.name] = _decided({"artifact": data["artifact"]["sha256"], "golden": data["golden"],
+                                                "gate": data.get("accuracy") or {}})
     return facts
+
+
+def _differences(facts: dict[str, dict]) -> list[str]:
+    """bundle: field, wherever a way's bundle differs from the first way's."""
+    ways = list(facts.values())
+    return sorted({f"{name}: {field}" for other in ways[1:] for name, fact in ways[0].items()
+                   for field in fact if other.get(name, {}).get(field) != fact[field]})
 
 
 def _run(command: list[str], env: dict[str, str]) -> float:
@@ -89,9 +107,10 @@ def main() -> None:
                         facts.setdefault(way, _bundle_facts(out))
                     shutil.rmtree(out, ignore_errors=True)
                     print(f"{job} {way} round {round_index}: {seconds[way][-1]} s", flush=True)
-            first = next(iter(facts.values()), None)
-            results[job] = {"seconds": seconds, "median_s": {w: sorted(v)[len(v) // 2] for w, v in seconds.items()},
-                            "same_bundles": None if first is None else all(f == first for f in facts.values())}
+            differences = _differences(facts) if facts else None
+            results[job] = {"seconds": seconds, "median_s": {w: statistics.median(v) for w, v in seconds.items()},
+                            "same_bundles": None if differences is None else not differences,
+                            "differences": differences}
         path = write_result("build_jobs", {"rounds": args.rounds, "results": results})
         print(json.dumps(results, indent=2))
         print(f"wrote {path}")
