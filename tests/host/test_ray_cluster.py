@@ -4,7 +4,6 @@ folder, and a worker node killed mid-build fails only the builds it ran."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
