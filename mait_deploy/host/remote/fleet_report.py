@@ -8,7 +8,8 @@ from typing import Any
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
 
-COLUMNS = ("device", "machine", "bundle", "runner", "C++ app", "status", "top-1", "host top-1", "board - host", "gate top-1",
+COLUMNS = ("device", "machine", "bundle", "runner", "C++ app", "status", "top-1", "host top-1", "board - host",
+           "gate top-1",
            "p50 ms", "p99 ms", "img/s", "peak MB", "state", "push s", "build s", "verify s", "eval s", "profile s")
 
 
