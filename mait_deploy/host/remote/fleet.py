@@ -324,7 +324,6 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
                 device_seconds[device.name] = round(time.perf_counter() - clock, 2)
 
         def failed(device: Device, reason: str) -> list[Row]:
-
             return [Row(device.name, bundle.name, "failed", reason, runner, bundle.manifest.target,
                         bundle.manifest.precision) for bundle in bundles
                     for runner in ("python", "native") if runner == "python"
