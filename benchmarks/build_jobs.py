@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cluster", action="store_true", help="also through a Ray cluster started here")
     parser.add_argument("--compare", action="store_true", help="also compare 3 models x 3 targets")
+    parser.add_argument("--out", default="build_jobs", help="results/OUT.json")
     args = parser.parse_args()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     root = Path(tempfile.mkdtemp(prefix="mbj-", dir="/tmp"))
@@ -111,7 +112,7 @@ def main() -> None:
             results[job] = {"seconds": seconds, "median_s": {w: statistics.median(v) for w, v in seconds.items()},
                             "same_bundles": None if differences is None else not differences,
                             "differences": differences}
-        path = write_result("build_jobs", {"rounds": args.rounds, "results": results})
+        path = write_result(args.out, {"rounds": args.rounds, "results": results})
         print(json.dumps(results, indent=2))
         print(f"wrote {path}")
     finally:
