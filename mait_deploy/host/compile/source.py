@@ -56,13 +56,21 @@ class ModelSource:
         The same reference serves every target whether the source came from a checkpoint or an ONNX file; that
         ONNX was checked against PyTorch at export (max |diff| <= 1e-4, 100% top-1 agreement).
         """
-        key = hashlib.sha1(np.ascontiguousarray(inputs).tobytes()).hexdigest()
+        key = _inputs_key(inputs)
         if key not in self._reference_cache:
             from mait_deploy.device.evaluate import batched_logits
             from mait_deploy.host.export.parity import ort_predictor
 
             self._reference_cache[key] = batched_logits(ort_predictor(str(self.onnx_path)), inputs)
         return self._reference_cache[key]
+
+    def remember_reference_logits(self, inputs: np.ndarray, logits: np.ndarray) -> None:
+        """Take ``logits`` as the reference on ``inputs`` (computed by another process on the same ONNX)."""
+        self._reference_cache[_inputs_key(inputs)] = logits
+
+
+def _inputs_key(inputs: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(inputs).tobytes()).hexdigest()
 
 
 def source_from_onnx(path: str | os.PathLike[str]) -> ModelSource:

@@ -178,15 +178,16 @@ def _skip_reason(target_name: str, precision: str, availability: dict[str, str])
     return target.hardware_lacks(CompileOptions(precision=precision)) or ""
 
 
-def _finish_row(row: Row, bundle: Path, key: str, outcome: BuildOutcome | None, options: DeployOptions,
+def _finish_row(row: Row, bundle: Path, key: str, built: BuildOutcome | Manifest, options: DeployOptions,
                 state: _State, runners: dict[str, Any]) -> None:
-    """Take a build's outcome (None: the bundle was reused), then verify and profile the bundle here; every outcome
-    is a row. The bundle is opened once and its runner is left in ``runners`` for the race."""
+    """Take a build's outcome (or the manifest of the bundle reused as it was), then verify and profile the bundle
+    here; every outcome is a row. The bundle is opened once and its runner is left in ``runners`` for the race."""
     from mait_deploy.device.bundle import load_bundle, verify_runner
     from mait_deploy.device.manifest import read_manifest
     from mait_deploy.device.profiling.measure import ProfileOptions, profile
 
     started = time.perf_counter()
+    outcome = built if isinstance(built, BuildOutcome) else None
     try:
         if outcome is not None:
             if outcome.status == "failed_gate":
@@ -197,7 +198,7 @@ def _finish_row(row: Row, bundle: Path, key: str, outcome: BuildOutcome | None, 
                 row.status, row.reason = "failed", outcome.reason
                 return
             land(outcome, bundle)
-        manifest = read_manifest(bundle)
+        manifest = read_manifest(bundle) if outcome is not None else built
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
         row.take_gate(manifest.accuracy, options.gate_sample)
@@ -269,7 +270,8 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                 "evaluation": evaluation.content_sha256() if evaluation else None}
 
     rows: list[Row] = []
-    planned: list[tuple[Row, Path, str]] = []  # the rows built (or reused) here: row, bundle folder, stage key
+    # The rows built (or reused) here: row, bundle folder, stage key, the reused bundle's manifest (None: built).
+    planned: list[tuple[Row, Path, str, Manifest | None]] = []
     jobs: list[BuildJob] = []
     for target_name, precision in plan:
         row = Row(target=target_name, precision=precision, status="skipped",
@@ -282,8 +284,9 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                          data=data_key, calibration_count=options.calibration_count,
                          max_drop=options.max_accuracy_drop, export=export_key, gate_sample=options.gate_sample)
         bundle = out_dir / "bundles" / f"{target_name}-{precision}"
-        planned.append((row, bundle, key))
-        row.reused = _reusable(bundle, state, key) is not None
+        reusable = _reusable(bundle, state, key)
+        planned.append((row, bundle, key, reusable))
+        row.reused = reusable is not None
         if not row.reused:
             state.set_bundle(bundle.name, None)
             jobs.append(BuildJob(bundle.name, target_name, precision, CompileOptions(
@@ -305,9 +308,9 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                                                     progress=lambda message: step(message, finished[0] + 1, total))}
     runners: dict[str, Any] = {}  # bundle -> its open runner, from its row to the race
     try:
-        for row, bundle, key in planned:  # verified and profiled here, after every build is done
+        for row, bundle, key, reusable in planned:  # verified and profiled here, after every build is done
             step(f"verifying and profiling {bundle.name}", total, total)
-            _finish_row(row, bundle, key, outcomes.get(bundle.name), options, state, runners)
+            _finish_row(row, bundle, key, reusable or outcomes[bundle.name], options, state, runners)
         step("timing the bundles side by side", total, total)
         timing = race(rows, runners)
     finally:

@@ -169,8 +169,7 @@ def _source(inputs: BuildInputs, folder: Path) -> Any:
     source = ModelSource(onnx_path=onnx_path, config=inputs.config, torch_model=model,
                          export_report=inputs.export_report, external=inputs.external)
     if inputs.evaluation is not None and inputs.reference_logits is not None:
-        key = hashlib.sha1(np.ascontiguousarray(inputs.evaluation.inputs).tobytes()).hexdigest()
-        source._reference_cache[key] = inputs.reference_logits
+        source.remember_reference_logits(inputs.evaluation.inputs, inputs.reference_logits)
     return source
 
 
