@@ -284,3 +284,25 @@ def test_openvino_is_loaded_with_its_telemetry_off(tmp_path):
             "import openvino.tools.ovc.telemetry_utils as t; assert 'stub' in t.tm.__name__, t.tm\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_ir_text_does_not_depend_on_what_the_process_built_before(ort_fp32_bundle, tmp_path):
+    """OpenVINO numbers the nodes it creates from a process-wide counter: the second conversion of the same ONNX
+    names them differently, until the target renumbers them."""
+    import onnx
+
+    from mait_deploy.backends.openvino.target import stable_names
+    from mait_deploy.host.export.graph import GENERATED_NAME
+
+    onnx_path = next(ort_fp32_bundle.glob("*.onnx"))
+    onnx_names = {node.name for node in onnx.load(str(onnx_path)).graph.node}
+    assert not any(GENERATED_NAME.fullmatch(name) for name in onnx_names)  # the export's names never collide
+    texts = {}
+    for attempt, renumber in [("first", False), ("second", False), ("third", True), ("fourth", True)]:
+        model = ov.convert_model(str(onnx_path))
+        if renumber:
+            assert stable_names(model, onnx_names) > 0
+        ov.save_model(model, str(tmp_path / f"{attempt}.xml"))
+        texts[attempt] = (tmp_path / f"{attempt}.xml").read_text()
+    assert texts["first"] != texts["second"]
+    assert texts["third"] == texts["fourth"]

@@ -31,8 +31,9 @@ from mait_deploy.host.compile.target import (
     Target,
     TargetCapabilities,
 )
+from mait_deploy.host.export.graph import GENERATED_NAME
 from mait_deploy.options import Option
-from mait_deploy.precision import PRECISIONS
+from mait_deploy.precision import INT8, PRECISIONS
 
 ARTIFACT = "model.xml"
 WEIGHTS = "model.bin"
@@ -94,6 +95,26 @@ def ir_report(model: Any) -> dict[str, Any]:
     }
 
 
+def stable_names(model: Any, source_names: set[str]) -> int:
+    """Renumber the node names OpenVINO generated (``<Type>_<n>``, ``n`` from a counter global to the process) in
+    graph order, the same name to the same new one (``<Type>_ir<k>``); how many nodes were renamed.
+
+    Otherwise the same build wrote different IR text in a fresh process and in one that had built other bundles
+    first (a build worker's bundle differed from the deploying process's by node names alone). Names from the ONNX
+    (``source_names``) stay: this tool's exports have none of that form; another ONNX's that do are kept, and may
+    still collide with generated ones."""
+    renamed: dict[str, str] = {}
+    count = 0
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name()
+        match = GENERATED_NAME.fullmatch(name)
+        if match is None or name in source_names:
+            continue
+        op.set_friendly_name(renamed.setdefault(name, f"{match.group(1)}_ir{len(renamed)}"))
+        count += 1
+    return count
+
+
 def float_layer_ops(model: Any, onnx_nodes: list[str]) -> list[str]:
     """The IR's MatMul/Convolution ops for ONNX compute nodes: OpenVINO names them after the node, with
     ``/WithoutBiases`` where it split a Gemm or Conv bias off."""
@@ -115,7 +136,7 @@ def float_layer_ops(model: Any, onnx_nodes: list[str]) -> list[str]:
 class OpenVinoTarget(Target):
     capabilities = TargetCapabilities(
         precisions=PRECISIONS, dynamic_batch=True, devices=("CPU", "GPU", "NPU", "AUTO"),
-        layer_fallback=True,
+        layer_fallback=True, typical_build_seconds={INT8: 8},
     )
 
     declared_options = (
@@ -184,6 +205,9 @@ class OpenVinoTarget(Target):
         report: dict[str, Any] = {}
         if options.precision == "int8":
             model, report["quantization"] = self._quantize(model, source, options, calibration, progress)
+        onnx = require("onnx", extra="export")
+        onnx_names = {node.name for node in onnx.load(str(source.onnx_path), load_external_data=False).graph.node}
+        stable_names(model, onnx_names)
         # save_model compresses weights to FP16 unless told not to: an FP32 bundle must really be FP32.
         ov.save_model(model, str(staging / ARTIFACT), compress_to_fp16=options.precision == "fp16")
         report["ir"] = ir_report(ov.Core().read_model(str(staging / ARTIFACT)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
@@ -20,6 +21,9 @@ MASK_BUILDING_OPS = frozenset({
     "Mod", "CumSum", "Trilu", "OneHot", "NonZero",
 })
 METADATA_PREFIX = "mait."
+# The form OpenVINO gives a node it creates, ``<Type>_<n>`` with n from a counter global to the process (and
+# onnxsim the nodes it makes): no exported node keeps it, so an IR's generated names cannot collide with ours.
+GENERATED_NAME = re.compile(r"([A-Z][A-Za-z0-9]*)_(\d+)")
 
 
 @dataclass
@@ -158,6 +162,17 @@ def deduplicate_initializers(model: Any, min_elements: int = 16) -> int:
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     return len(rename)
+
+
+def rename_generated(model: Any, prefix: str = "sim_") -> int:
+    """Give each node named in ``GENERATED_NAME``'s form (onnxsim's fused nodes: ``Gemm_1``) ``prefix`` before its
+    name; how many were renamed."""
+    renamed = 0
+    for node in _all_nodes(model.graph):
+        if GENERATED_NAME.fullmatch(node.name):
+            node.name = prefix + node.name
+            renamed += 1
+    return renamed
 
 
 def _all_nodes(graph: Any) -> Iterable[Any]:

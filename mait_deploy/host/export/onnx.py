@@ -215,6 +215,7 @@ def export_onnx(model_or_checkpoint: Any, out_path: str | os.PathLike[str], opti
     if merged:
         notes.append(f"merged {merged} duplicated constants back into shared initializers")
 
+    graph.rename_generated(proto)
     report = graph.analyze(proto)
     problems = _check_graph(report, config)
     if problems:
