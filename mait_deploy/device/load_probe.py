@@ -49,11 +49,10 @@ def probe_load(runner: Any) -> None:
     _probed.add(digest)
 
 
-def built_here(program: bytes) -> None:
-    """A program this process wrote itself (a host build): no child-process probe for it."""
-    import hashlib
-
-    _probed.add(hashlib.sha256(program).hexdigest())
+def built_here(sha256: str) -> None:
+    """A program (by its sha256) this process built itself, or a build job of its own did (host/jobs): no
+    child-process probe for it."""
+    _probed.add(sha256)
 
 
 def main(bundle: str) -> int:
