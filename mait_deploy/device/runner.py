@@ -8,7 +8,7 @@ import abc
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,6 +82,16 @@ class RunnerOptions:
     trusted_key: str | None = None
 
 
+# The threads a runner takes when its options name none, in a process that shares the machine with other builds
+# (a build worker, host/jobs/share.py); None: each runtime's own default (every core).
+_THREAD_BUDGET: int | None = None
+
+
+def set_thread_budget(threads: int | None) -> None:
+    global _THREAD_BUDGET
+    _THREAD_BUDGET = threads
+
+
 class Runner(abc.ABC):
     """Runs one bundle's artifact. Subclasses implement ``_load``, ``_infer`` and ``_close`` only."""
 
@@ -95,6 +105,8 @@ class Runner(abc.ABC):
         self.bundle_dir = Path(bundle_dir)
         self.manifest = manifest
         self.options = options or RunnerOptions()
+        if self.options.threads is None and _THREAD_BUDGET:
+            self.options = replace(self.options, threads=_THREAD_BUDGET)
         threads = self.options.threads
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                     or not 1 <= threads <= MAX_THREADS):

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,9 @@ def inputs(tmp_path_factory):
     source = source_from_checkpoint(None, tmp_path_factory.mktemp("export"))
     calibration, evaluation = load_data(source, DEFAULT_DATA, CalibrationOptions(count=64), DEFAULT_DATA, 200)
     return build_inputs(source, calibration, evaluation)
+
+
+OLD_ORT_BUNDLE = str(Path(__file__).parents[1] / "fixtures" / "release_0_1" / "bundle_ort_fp32")
 
 
 def job(precision: str = "fp32", target: str = "onnxruntime") -> BuildJob:
@@ -97,13 +101,14 @@ def test_jobs_2_builds_the_bundles_jobs_1_builds(tmp_path, bundle_facts):
     """The same rows, gates, golden outputs and artifacts from two worker processes as from this process."""
     facts = {}
     for jobs in (1, 2):
-        options = DeployOptions(targets=("onnxruntime",), precisions=("fp32", "int8"), eval_count=300,
+        # OpenVINO's: its IR text once depended on what the process had built before (backends/openvino).
+        options = DeployOptions(targets=("onnxruntime", "openvino"), precisions=("fp32", "int8"), eval_count=300,
                                 calibration_count=64, profile_batches=(1,), profile_iterations=5, jobs=jobs)
         report = deploy(None, tmp_path / f"jobs{jobs}", options)
-        assert [r.status for r in report.rows] == ["ok"] * 2, [(r.target, r.precision, r.reason) for r in report.rows]
+        assert [r.status for r in report.rows] == ["ok"] * 4, [(r.target, r.precision, r.reason) for r in report.rows]
         facts[jobs] = bundle_facts(tmp_path / f"jobs{jobs}")
-    assert {name: fact["by"] for name, fact in facts[1].items()} == {"onnxruntime-fp32": "host",
-                                                                     "onnxruntime-int8": "host"}
+    assert {name: fact["by"] for name, fact in facts[1].items()} == {
+        name: "host" for name in ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-int8")}
     assert all(fact["by"] == "local worker process" for fact in facts[2].values())
     for name, fact in facts[1].items():
         assert {**fact, "by": ""} == {**facts[2][name], "by": ""}, name
@@ -115,3 +120,42 @@ def test_jobs_options_are_checked():
     with pytest.raises(UnsupportedOption, match="cannot be combined"):
         DeployOptions(jobs=2, cluster="auto")
     assert InProcess().workers == 1
+
+
+def test_workers_take_the_longest_builds_first_and_a_share_of_the_cores_each():
+    from mait_deploy.host.jobs.executors import longest_first
+    from mait_deploy.host.jobs.share import core_shares, usable_cores
+
+    names = [j.name for j in longest_first([job("fp32", "tensorrt"), job("fp32"), job("int8", "executorch"),
+                                            job("fp32", "openvino"), job("int8", "litert")])]
+    assert names[:2] == ["executorch-int8", "litert-int8"]
+    assert names.index("onnxruntime-fp32") < names.index("tensorrt-fp32")  # TensorRT FP32 takes its gate
+    cores = usable_cores()
+    shares = core_shares(len(cores))
+    assert sorted(c for share in shares for c in share) == cores and all(len(share) == 1 for share in shares)
+    assert [len(share) for share in core_shares(1)] == [len(cores)]
+    assert len(core_shares(len(cores) + 1)) == len(cores) + 1  # more workers than cores: they share
+
+
+def _share_in_a_worker(cores: list[int]) -> dict:
+    from mait_deploy.device.bundle import load_bundle
+    from mait_deploy.host.jobs.share import keep_to
+
+    keep_to(len(cores), cores)
+    import torch  # imported after: it reads OMP_NUM_THREADS
+
+    with load_bundle(OLD_ORT_BUNDLE) as runner:  # a runner whose options name no thread count
+        return {"affinity": sorted(os.sched_getaffinity(0)), "torch": torch.get_num_threads(),
+                "runner": runner.options.threads}
+
+
+def test_a_worker_keeps_its_runtimes_to_its_share():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mait_deploy.host.jobs.share import usable_cores
+
+    cores = usable_cores()[:1]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seen = pool.submit(_share_in_a_worker, cores).result(timeout=120)
+    assert seen == {"affinity": cores, "torch": 1, "runner": 1}

@@ -37,7 +37,7 @@ from mait_deploy.host.compile.target import (
 )
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
 from mait_deploy.options import Option
-from mait_deploy.precision import PORTABLE_PRECISIONS
+from mait_deploy.precision import FP16, FP32, INT8, PORTABLE_PRECISIONS
 
 ARTIFACT = "model.tflite"
 MAX_CALIBRATION_BATCHES = 512
@@ -89,7 +89,7 @@ class LiteRtTarget(Target):
         layer_fallback=True,
         # Which precision is fastest with XNNPACK depends on the CPU (INT8 won on an AVX-512 VNNI host, lost on an
         # AVX2 one): the default builds each and keeps the fastest that passes the gate, timed side by side.
-        default_precision="auto",
+        default_precision="auto", typical_build_seconds={FP32: 9, FP16: 8, INT8: 13},
     )
 
     declared_options = (

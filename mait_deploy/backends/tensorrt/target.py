@@ -42,7 +42,7 @@ from mait_deploy.host.compile.target import (
 from mait_deploy.host.export import graph
 from mait_deploy.host.export.onnx import INPUT_NAME, convert_onnx_fp16
 from mait_deploy.options import Option
-from mait_deploy.precision import PORTABLE_PRECISIONS
+from mait_deploy.precision import FP16, FP32, INT8, PORTABLE_PRECISIONS
 
 ARTIFACT = "model.onnx"
 FP16_TYPED = "model_fp16.onnx"  # for TensorRT >= 11, which builds strongly typed networks only
@@ -196,6 +196,8 @@ def _output_channel_axis(consumer: Any, ndim: int) -> int:
 class TensorRtTarget(Target):
     capabilities = TargetCapabilities(
         precisions=PORTABLE_PRECISIONS, dynamic_batch=True, devices=("cuda", "dla"), layer_fallback=True,
+        # FP32 and FP16 gate ONNX Runtime FP32's very bytes: started after it, they take its gate.
+        typical_build_seconds={FP32: 0.3, FP16: 0.3, INT8: 5},
     )
 
     declared_options = (

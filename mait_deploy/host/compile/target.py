@@ -18,7 +18,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from mait_deploy import backends
 from mait_deploy._io import atomic_dir, check_output, jsonable, sha256_file
@@ -52,6 +52,8 @@ class TargetCapabilities:
     default_batch: int | None = None  # None: dynamic
     default_precision: Precision = FP32  # what `compile` builds when no precision is given (measured, see README)
     layer_fallback: bool = False  # INT8 can keep named layers in float (``sensitivity_preset`` ranks them)
+    # A build's seconds by precision (the shipped checkpoint, unlisted: a few): orders the jobs longest first.
+    typical_build_seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,8 @@ class CompileResult:
                 "seconds": self.seconds}
 
 
-# Gates scored in this process: an artifact whose bytes another bundle already had, scored by the same runner with
-# the same options on the same images against the same reference, gets the same numbers (deploy's TensorRT FP32
-# and FP16 rows gate the very ONNX of ONNX Runtime's FP32 row in ONNX Runtime: 2 of the 12 gates).
+# Gates scored in this process: an artifact whose bytes another bundle had, scored by the same runner, options,
+# images and reference, gets its numbers (deploy's TensorRT FP32/FP16 rows gate ONNX Runtime FP32's very ONNX).
 _GATES: dict[str, tuple[GateResult, str]] = {}
 BUILT_BY = "host"  # what runs the build, for the manifest: "host", or a worker of host/jobs
 _MAX_GATES = 64
@@ -163,8 +164,7 @@ def _remember_gate(key: str, gate: GateResult, what: str) -> None:
 
 class Target(abc.ABC):
     capabilities: TargetCapabilities
-    # The ``-O KEY=VALUE`` options this target takes (type, default, help, allowed values): checked before any
-    # work, read with ``setting``, listed by `mait-deploy targets`.
+    # The ``-O KEY=VALUE`` options this target takes: checked before any work, read with ``setting``, listed by targets.
     declared_options: tuple[Option, ...] = ()
 
     # -- hooks for plug-ins -----------------------------------------------------------------------------------

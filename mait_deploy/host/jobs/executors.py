@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
+from mait_deploy.host.jobs.share import core_shares, keep_to, usable_cores
 
 Done = Callable[[BuildOutcome], None]
 Progress = Callable[[str], None]
@@ -33,13 +34,25 @@ class Executor(Protocol):
 
 def default_jobs() -> int:
     """Worker processes for this machine: one per core, as many as fit in the memory that is free."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = len(usable_cores())
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             free = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError):
         return max(1, cores)
     return max(1, min(cores, free // JOB_MEMORY_BYTES))
+
+
+def longest_first(jobs: Sequence[BuildJob]) -> list[BuildJob]:
+    """The order workers take ``jobs`` in: the longest builds first (by their targets' typical build seconds), so
+    that the slowest (ExecuTorch INT8's lowering, over a minute) does not start last while the others wait; equal
+    ones keep their order (TensorRT FP32 after ONNX Runtime FP32, whose gate it takes)."""
+    from mait_deploy import backends
+
+    def seconds(job: BuildJob) -> float:
+        return backends.target(job.target).capabilities.typical_build_seconds.get(job.precision, 3.0)
+
+    return sorted(jobs, key=seconds, reverse=True)
 
 
 def with_known_gates(job: BuildJob, gates: dict[str, Any]) -> BuildJob:
@@ -79,15 +92,22 @@ _WORKER_INPUTS: Inputs | None = None
 _WORKER_TEMP: str | None = None
 
 
-def _start_worker(inputs: Inputs, temp_root: str) -> None:
-    """A worker process keeps the run's inputs (sent once), is as quiet as the deploying process (its
-    environment is inherited) and ignores the terminal's Ctrl-C: the parent ends it."""
+def _start_worker(inputs: Inputs, temp_root: str, shares: Any) -> None:
+    """A worker process keeps the run's inputs (sent once), takes a share of the cores (``shares``: a queue of
+    core lists, one per worker), is as quiet as the deploying process (its environment is inherited) and ignores
+    the terminal's Ctrl-C: the parent ends it."""
+    import queue
     import signal
 
     from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
 
     global _WORKER_INPUTS, _WORKER_TEMP
     _WORKER_INPUTS, _WORKER_TEMP = inputs, temp_root
+    try:
+        cores = shares.get(timeout=5)
+        keep_to(len(cores), cores)
+    except queue.Empty:  # more workers than shares (a pool never starts more): the runtimes' own defaults
+        pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.environ.get(QUIET_RUNTIMES_ENV) == "1":
         quiet_third_party()
@@ -114,7 +134,7 @@ class LocalProcesses:
     def run(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
             progress: Progress | None = None) -> list[BuildOutcome]:
         outcomes: dict[str, BuildOutcome] = {}
-        pending = list(jobs)
+        pending = longest_first(jobs)
         gates: dict[str, Any] = {}
         while pending:
             crashed = self._run_pool(pending, inputs, done, outcomes, gates)
@@ -144,9 +164,13 @@ class LocalProcesses:
         # The workers' folders live under one of ours, removed when the pool ends however it ends (a worker
         # terminated after Ctrl-C cannot clean up after itself).
         temp_root = tempfile.mkdtemp(prefix="mait-jobs-")
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)),
-                                   mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(inputs, temp_root))
+        context = multiprocessing.get_context("spawn")
+        workers = min(self.workers, len(jobs))
+        shares = context.Queue()
+        for cores in core_shares(workers):
+            shares.put(cores)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                   initargs=(inputs, temp_root, shares))
         flying: dict[Any, BuildJob] = {}
         ended = False
         try:

@@ -177,6 +177,8 @@ def land(outcome: BuildOutcome, bundle: Path) -> None:
     """Check a finished job's archive against its sha256 and unpack it to ``bundle`` (replacing what a previous
     run of this tool left there); a corrupt one is a BundleError and leaves nothing."""
     from mait_deploy.device.archive import unpack_bundle
+    from mait_deploy.device.load_probe import built_here
+    from mait_deploy.device.manifest import read_manifest
 
     data = outcome.archive or b""
     if hashlib.sha256(data).hexdigest() != outcome.archive_sha256:
@@ -186,3 +188,5 @@ def land(outcome: BuildOutcome, bundle: Path) -> None:
         archive = Path(temp) / f"{outcome.name}.tar.gz"
         archive.write_bytes(data)
         unpack_bundle(archive, bundle, force=True)
+    # A job of this run built its program (the archive's hash checked above): trusted as a build in this process.
+    built_here(read_manifest(bundle).artifact.sha256)

@@ -24,8 +24,14 @@ def _ray_job(job: BuildJob, inputs: BuildInputs) -> BuildOutcome:
 
     from mait_deploy._runtime_logs import QUIET_ENVIRONMENT, quiet_third_party
 
+    import ray
+
+    from mait_deploy.host.jobs.share import keep_to
+
     os.environ.update(QUIET_ENVIRONMENT)
     quiet_third_party()
+    # The CPUs the task was given (one): Ray sets OMP_NUM_THREADS to it; the runners take as many.
+    keep_to(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     return run_job(job, inputs, "ray worker")
 
 
@@ -40,7 +46,7 @@ class RayCluster:
 
     def run(self, jobs: Sequence[BuildJob], inputs: Mapping[str, BuildInputs], done: Any,
             progress: Any = None) -> list[BuildOutcome]:
-        from mait_deploy.host.jobs.executors import remember_gates, with_known_gates
+        from mait_deploy.host.jobs.executors import longest_first, remember_gates, with_known_gates
 
         ray = require("ray", "cluster")
         try:
@@ -55,7 +61,7 @@ class RayCluster:
             shared = {name: ray.put(value) for name, value in inputs.items()}
             outcomes: dict[str, BuildOutcome] = {}
             gates: dict[str, Any] = {}
-            queue, flying = list(jobs), {}
+            queue, flying = longest_first(jobs), {}
             try:
                 while queue or flying:
                     while queue and len(flying) < self.workers:
