@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import write_result  # noqa: E402
+from benchmarks._common import write_result
 
 CLI = [sys.executable, "-m", "mait_deploy.cli"]
 

@@ -19,8 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's mait_deploy, not an installed one
 
 import mait_deploy._io as _io  # noqa: E402  (patched before any other module takes sha256_file by name)
-
-from benchmarks._common import write_result  # noqa: E402
+from benchmarks._common import write_result
 
 HASHED: collections.Counter[str] = collections.Counter()
 _real = _io.sha256_file

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import write_result  # noqa: E402
-from tests.native import sdk  # noqa: E402
+from benchmarks._common import write_result
+from tests.native import sdk
 
 PRECISIONS = ("fp32", "int8")
 PYTHON_RUN = """

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import benchmark_parser, write_result  # noqa: E402
+from benchmarks._common import benchmark_parser, write_result
 
 
 def session_ops(path: Path, work: Path) -> dict[str, int]:

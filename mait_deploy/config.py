@@ -13,7 +13,14 @@ from typing import Any, Mapping
 
 from mait_deploy.errors import ConfigError
 from mait_deploy.mask_config import (  # noqa: F401  (re-exported: the public config API)
-    DEFAULT_MASK_VALUE, FP16_MAX, MASK_MODES, MASK_PATTERNS, SCHEDULE_PRESETS, MaskConfig, _construct, _from_mapping,
+    DEFAULT_MASK_VALUE,
+    FP16_MAX,
+    MASK_MODES,
+    MASK_PATTERNS,
+    SCHEDULE_PRESETS,
+    MaskConfig,
+    _construct,
+    _from_mapping,
     _int_tuple,
 )
 
@@ -140,7 +147,8 @@ class MaiTConfig:
         if self.backbone == "pyramid":
             self._check_pyramid()
         elif self.stage_depths or self.stage_dims or self.stage_heads:
-            raise ConfigError(f"stage_depths/stage_dims/stage_heads belong to the pyramid backbone, not {self.backbone}")
+            raise ConfigError("stage_depths/stage_dims/stage_heads belong to the pyramid backbone, "
+                              f"not {self.backbone}")
         if self.talking_heads and self.mask.mode == "multiplicative":
             raise ConfigError("multiplicative masks cannot be combined with talking heads (the head mixing comes "
                               "between the products and the softmax); use additive masks")
@@ -149,7 +157,8 @@ class MaiTConfig:
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         # Checked before anything is built: a small config must not make the model allocate gigabytes.
-        bias_bytes = max(heads * (grid * grid + 2) ** 2 * 4 for heads, grid in zip(self.block_heads(), self.block_grids()))
+        bias_bytes = max(heads * (grid * grid + 2) ** 2 * 4
+                         for heads, grid in zip(self.block_heads(), self.block_grids()))
         if bias_bytes > MAX_ATTENTION_BYTES:
             raise ConfigError(f"config too large: {self.num_patches} tokens x {self.num_heads} heads is "
                               f"{bias_bytes / 2**30:.1f} GiB of attention per image (limit "

@@ -14,7 +14,8 @@ class MaitDeployError(Exception):
 def install_hint(extra: str) -> str:
     """How to install an extra: mait-deploy is installed from its checkout or a wheel built from it (it is not on
     PyPI; docs/usage.md)."""
-    return f"pip install \".[{extra}]\" in a mait-deploy checkout, or \"mait_deploy-<version>-py3-none-any.whl[{extra}]\""
+    return (f"pip install \".[{extra}]\" in a mait-deploy checkout, "
+            f"or \"mait_deploy-<version>-py3-none-any.whl[{extra}]\"")
 
 
 class MissingDependency(MaitDeployError):

@@ -76,7 +76,8 @@ class MaskConfig:
         window = self.window
         if isinstance(window, (list, tuple)):
             if len(window) != 2 or not all(_odd_side(side) for side in window):
-                raise ConfigError(f"mask window must be an odd integer or two odd integers [rows, cols], got {window!r}")
+                raise ConfigError("mask window must be an odd integer or two odd integers [rows, cols], "
+                                  f"got {window!r}")
             window = int(window[0]) if window[0] == window[1] else (int(window[0]), int(window[1]))
             object.__setattr__(self, "window", window)
         elif not _odd_side(window):

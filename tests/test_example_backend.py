@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from mait_deploy import backends  # noqa: E402
+from mait_deploy import backends
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -197,3 +197,18 @@ def test_a_plug_in_backends_native_runner_is_in_its_own_folder():
         assert native_items()[f"backends/{name}"] == folder
         naming = [str(path.relative_to(PACKAGE)) for path in shared if name in path.read_text(errors="ignore").lower()]
         assert not naming, f"the native runner's shared sources name the plug-in {name}: {naming}"
+
+
+def test_every_package_folder_is_named_in_the_architecture_doc():
+    """docs/architecture.md's layout names each package folder (a backend's through ``backends/<name>/``)."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    package = PACKAGE
+    missing = []
+    for init in sorted(package.rglob("__init__.py")):
+        folder = init.parent.relative_to(package).as_posix()
+        if folder == "." or (folder.startswith("backends/") and folder.count("/") == 1):
+            continue
+        if f"{folder}/" not in doc:
+            missing.append(folder)
+    assert "backends/<name>/" in doc
+    assert not missing, f"package folders docs/architecture.md does not name: {missing}"

@@ -13,8 +13,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mait_deploy.host.model.checkpoint import save_checkpoint  # noqa: E402
 from mait_deploy.config import MaiTConfig  # noqa: E402
+from mait_deploy.host.model.checkpoint import save_checkpoint  # noqa: E402
 from mait_deploy.host.model.mait import MaiT  # noqa: E402
 
 

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mait_deploy.config import MaiTConfig  # noqa: E402
 from mait_deploy.device.data.fashion_mnist import load_split  # noqa: E402
 from mait_deploy.host.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from mait_deploy.config import MaiTConfig  # noqa: E402
 from mait_deploy.host.model.mait import MaiT, variant_config  # noqa: E402
 
 

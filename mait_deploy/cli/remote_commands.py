@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mait_deploy.cli.app import fail_with_report, app, console, handle_errors, print_json, status_spinner
+from mait_deploy.cli.app import app, console, fail_with_report, handle_errors, print_json, status_spinner
 from mait_deploy.errors import MaitDeployError
 
 remote = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Set up boards and run bundles on them over SSH (a fleet at once).")

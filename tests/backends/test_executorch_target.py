@@ -7,17 +7,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("executorch.runtime")
 
-from mait_deploy import backends  # noqa: E402
-from mait_deploy.backends.executorch.target import _decompositions, edge_model  # noqa: E402
-from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.errors import MissingDependency, UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.host.model.checkpoint import load_checkpoint  # noqa: E402
-from mait_deploy.host.model.mait import MaiT  # noqa: E402
-from mait_deploy.host.model.zoo import resolve_checkpoint  # noqa: E402
-from mait_deploy.mask_config import MaskConfig  # noqa: E402
-from tests.small_models import small_config, small_pyramid_config  # noqa: E402
+from mait_deploy import backends
+from mait_deploy.backends.executorch.target import _decompositions, edge_model
+from mait_deploy.device.bundle import load_bundle, verify_bundle
+from mait_deploy.errors import MissingDependency, UnsupportedOption
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.model.checkpoint import load_checkpoint
+from mait_deploy.host.model.mait import MaiT
+from mait_deploy.host.model.zoo import resolve_checkpoint
+from mait_deploy.mask_config import MaskConfig
+from tests.small_models import small_config, small_pyramid_config
 
 SHAPED_CONFIGS = {
     "deit": lambda: small_config("s-deit", backbone="deit", depth_token_only=0, init_values=None),

@@ -8,12 +8,12 @@ pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.device.runner import RunnerOptions  # noqa: E402
-from mait_deploy.errors import UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from tests.shipped import golden_arrays  # noqa: E402
+from mait_deploy.device.bundle import load_bundle, verify_bundle
+from mait_deploy.device.runner import RunnerOptions
+from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from tests.shipped import golden_arrays
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,19 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy.backends import target as get_target  # noqa: E402
-from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.device.manifest import read_manifest  # noqa: E402
-from mait_deploy.errors import (  # noqa: E402
+from mait_deploy.backends import target as get_target
+from mait_deploy.device.bundle import load_bundle, verify_bundle
+from mait_deploy.device.manifest import read_manifest
+from mait_deploy.errors import (
     BundleError,
     DataError,
     UnsupportedOption,
     ValidationError,
 )
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.host.export import graph  # noqa: E402
-from tests.shipped import default_checkpoint, golden_arrays, shift_golden_logits  # noqa: E402
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.export import graph
+from tests.shipped import default_checkpoint, golden_arrays, shift_golden_logits
 
 EVAL_COUNT = 1000
 

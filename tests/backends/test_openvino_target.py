@@ -11,13 +11,13 @@ pytest.importorskip("torch")
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from mait_deploy._deps import require  # noqa: E402
-from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.device.runner import RunnerOptions  # noqa: E402
-from mait_deploy.errors import MissingDependency, UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from tests.shipped import default_checkpoint  # noqa: E402
+from mait_deploy._deps import require
+from mait_deploy.device.bundle import load_bundle, verify_bundle
+from mait_deploy.device.runner import RunnerOptions
+from mait_deploy.errors import MissingDependency, UnsupportedOption
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from tests.shipped import default_checkpoint
 
 EVAL_COUNT = 1000
 

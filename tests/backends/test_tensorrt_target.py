@@ -12,16 +12,16 @@ import pytest
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from mait_deploy.backends.tensorrt import runner as trt_runtime  # noqa: E402
-from mait_deploy.backends.tensorrt.target import (  # noqa: E402
+from mait_deploy.backends.tensorrt import runner as trt_runtime
+from mait_deploy.backends.tensorrt.target import (
     BuildPlan,
     check_explicit_quantization,
     trtexec_command,
 )
-from mait_deploy.errors import MissingDependency, UnsupportedOption, ValidationError  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from tests.shipped import default_checkpoint  # noqa: E402
+from mait_deploy.errors import MissingDependency, UnsupportedOption, ValidationError
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from tests.shipped import default_checkpoint
 
 
 @pytest.fixture(scope="module")

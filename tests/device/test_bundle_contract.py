@@ -10,15 +10,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy._io import sha256_file  # noqa: E402
-from mait_deploy.device.bundle import load_bundle, verify_bundle  # noqa: E402
-from mait_deploy.device.data.builtin import load_sample  # noqa: E402
-from mait_deploy.device.manifest import MANIFEST_FILE, read_manifest  # noqa: E402
-from mait_deploy.device.runner import RunnerOptions  # noqa: E402
-from mait_deploy.errors import UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.target import CompileOptions  # noqa: E402
-from tests.shipped import golden_arrays, shift_golden_logits  # noqa: E402
+from mait_deploy._io import sha256_file
+from mait_deploy.device.bundle import load_bundle, verify_bundle
+from mait_deploy.device.data.builtin import load_sample
+from mait_deploy.device.manifest import MANIFEST_FILE, read_manifest
+from mait_deploy.device.runner import RunnerOptions
+from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CompileOptions
+from tests.shipped import golden_arrays, shift_golden_logits
 
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 

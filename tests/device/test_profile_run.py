@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy.device.profiling.measure import ProfileOptions, profile  # noqa: E402
-from mait_deploy.device.profiling.report import load_reports, plot_reports, save_reports  # noqa: E402
-from mait_deploy.errors import MaitDeployError  # noqa: E402
+from mait_deploy.device.profiling.measure import ProfileOptions, profile
+from mait_deploy.device.profiling.report import load_reports, plot_reports, save_reports
+from mait_deploy.errors import MaitDeployError
 
 
 @pytest.fixture

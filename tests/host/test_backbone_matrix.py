@@ -10,12 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy import backends  # noqa: E402
-from mait_deploy.config import MaskConfig  # noqa: E402
-from mait_deploy.device.bundle import verify_bundle  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from tests.small_models import small_config, train_small  # noqa: E402
+from mait_deploy import backends
+from mait_deploy.config import MaskConfig
+from mait_deploy.device.bundle import verify_bundle
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from tests.small_models import small_config, train_small
 
 # Two patterns each (all heads in block 0, one head in block 1 and 2), a rectangular window for two of them.
 COMBOS = {

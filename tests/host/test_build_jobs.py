@@ -16,11 +16,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mait_deploy.errors import BundleError, UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from mait_deploy.host.jobs.executors import InProcess, LocalProcesses  # noqa: E402
-from mait_deploy.host.jobs.job import BuildJob, land, run_job  # noqa: E402
-from mait_deploy.host.deploy.pipeline import DeployOptions, deploy  # noqa: E402
+from mait_deploy.errors import BundleError, UnsupportedOption
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
+from mait_deploy.host.jobs.executors import InProcess, LocalProcesses
+from mait_deploy.host.jobs.job import BuildJob, land, run_job
 
 
 @pytest.fixture(scope="module")

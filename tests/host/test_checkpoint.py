@@ -7,13 +7,13 @@ import pytest
 from mait_deploy.errors import CheckpointError, ConfigError
 
 torch = pytest.importorskip("torch")
-from mait_deploy.host.model.checkpoint import (  # noqa: E402
+from mait_deploy.host.model.checkpoint import (
     cait_config_from_state_dict,
     import_timm_cait,
     load_checkpoint,
     save_checkpoint,
 )
-from mait_deploy.host.model.mait import MaiT  # noqa: E402
+from mait_deploy.host.model.mait import MaiT
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy.errors import MaitDeployError, UnsupportedOption  # noqa: E402
-from mait_deploy.host.compare.run import CompareOptions, compare  # noqa: E402
-from mait_deploy.host.export.onnx import ExportOptions, export_onnx  # noqa: E402
-from mait_deploy.host.model.checkpoint import save_checkpoint  # noqa: E402
-from mait_deploy.host.model.mait import MaiT  # noqa: E402
-from tests.small_models import small_config, small_pyramid_config  # noqa: E402
+from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.host.compare.run import CompareOptions, compare
+from mait_deploy.host.export.onnx import ExportOptions, export_onnx
+from mait_deploy.host.model.checkpoint import save_checkpoint
+from mait_deploy.host.model.mait import MaiT
+from tests.small_models import small_config, small_pyramid_config
 
 
 @pytest.fixture(scope="module")

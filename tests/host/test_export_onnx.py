@@ -7,13 +7,13 @@ pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from mait_deploy.device.compare import Tolerance  # noqa: E402
-from mait_deploy.errors import MaitDeployError, UnsupportedOption, ValidationError  # noqa: E402
-from mait_deploy.host.export import graph  # noqa: E402
-from mait_deploy.host.export.onnx import ExportOptions, export_onnx, read_onnx_metadata  # noqa: E402
-from mait_deploy.host.export.parity import reference_inputs  # noqa: E402
-from mait_deploy.host.model.checkpoint import load_checkpoint  # noqa: E402
-from mait_deploy.host.model.zoo import resolve_checkpoint  # noqa: E402
+from mait_deploy.device.compare import Tolerance
+from mait_deploy.errors import MaitDeployError, UnsupportedOption, ValidationError
+from mait_deploy.host.export import graph
+from mait_deploy.host.export.onnx import ExportOptions, export_onnx, read_onnx_metadata
+from mait_deploy.host.export.parity import reference_inputs
+from mait_deploy.host.model.checkpoint import load_checkpoint
+from mait_deploy.host.model.zoo import resolve_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy.errors import UnsupportedOption  # noqa: E402
-from mait_deploy.host.compile.api import compile_model  # noqa: E402
-from mait_deploy.host.compile.gate import AccuracyGateFailed  # noqa: E402
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions  # noqa: E402
-from tests.small_models import small_config, train_small  # noqa: E402
+from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.gate import AccuracyGateFailed
+from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from tests.small_models import small_config, train_small
 
 HOSTILE = "head"
 # The gate limit these tests use: it separates the mechanism's two outcomes on every CPU. The hostile head costs
@@ -78,7 +78,7 @@ def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_model
     assert set(timing["median_ms"]) | set(choice["not_chosen"]) == {"fp32", "fp16", "int8"}
     assert "side by side" in choice["why"]
     assert "failed the accuracy gate" in choice["not_chosen"]["int8"]
-    for precision, why in choice["not_chosen"].items():
+    for why in choice["not_chosen"].values():
         assert "gate" in why or "not shown faster than fp32" in why
     if result.precision != "fp32":  # a reduced precision only where it beat FP32 in the race
         assert timing["ratio"][result.precision]["median"] > 1.0

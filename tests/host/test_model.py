@@ -6,8 +6,8 @@ from mait_deploy.errors import ConfigError
 from mait_deploy.host.model.masks import window_allowed
 
 torch = pytest.importorskip("torch")
-from mait_deploy.host.model.layers import MaskedSelfAttention  # noqa: E402
-from mait_deploy.host.model.mait import (  # noqa: E402
+from mait_deploy.host.model.layers import MaskedSelfAttention
+from mait_deploy.host.model.mait import (
     VARIANTS,
     MaiT,
     create_model,

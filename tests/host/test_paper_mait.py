@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
-from mait_deploy.errors import ConfigError
+from mait_deploy.errors import ConfigError, UnsupportedOption
 from mait_deploy.host.model.masks import check_constants, mask_patterns, token_keep, window_allowed
 
 torch = pytest.importorskip("torch")
-from mait_deploy.host.model.locality import SuggestRule, attention_locality, uniform_baseline  # noqa: E402
-from mait_deploy.host.model.mait import PAPER_FIGURES, MaiT, variant_config  # noqa: E402
+from mait_deploy.host.model.locality import SuggestRule, attention_locality, uniform_baseline
+from mait_deploy.host.model.mait import PAPER_FIGURES, MaiT, variant_config
 
 
 def deit_config(**mask: object) -> MaiTConfig:
@@ -163,7 +163,7 @@ def test_als_is_one_for_an_additive_masked_head_and_uniform_share_for_a_uniform_
 def test_suggest_rule_follows_section_4_2():
     scores = np.array([[0.9, 0.2], [0.5, 0.1], [0.1, 0.1]])
     assert SuggestRule(0.75, 0.35).schedule(scores) == [[0, 1], [0], []]
-    with pytest.raises(Exception):
+    with pytest.raises(UnsupportedOption):
         SuggestRule(0.2, 0.5)
 
 

@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mait_deploy.device.profiling.stats import Latency  # noqa: E402
-from mait_deploy.errors import UnsupportedOption  # noqa: E402
-from mait_deploy.host.deploy.pipeline import DeployOptions, deploy  # noqa: E402
-from mait_deploy.host.deploy.race import recommend_rows  # noqa: E402
-from mait_deploy.host.deploy.report import Row, pareto_front  # noqa: E402
+from mait_deploy.device.profiling.stats import Latency
+from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
+from mait_deploy.host.deploy.race import recommend_rows
+from mait_deploy.host.deploy.report import Row, pareto_front
 
 
 def test_failures_are_rows_not_crashes(tmp_path, monkeypatch):

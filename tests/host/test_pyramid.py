@@ -8,11 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mait_deploy.config import MaiTConfig, MaskConfig  # noqa: E402
-from mait_deploy.errors import ConfigError  # noqa: E402
-from mait_deploy.host.model.mait import MaiT, create_model, variant_config  # noqa: E402
-from mait_deploy.host.model.masks import mask_patterns, window_allowed  # noqa: E402
-from tests.small_models import small_pyramid_config  # noqa: E402
+from mait_deploy.config import MaiTConfig, MaskConfig
+from mait_deploy.errors import ConfigError
+from mait_deploy.host.model.mait import MaiT, create_model, variant_config
+from mait_deploy.host.model.masks import mask_patterns, window_allowed
+from tests.small_models import small_pyramid_config
 
 
 def test_mixed_schedule_masks_the_high_resolution_stages_one_constant_per_grid():

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from mait_deploy.config import MaskConfig  # noqa: E402
-from mait_deploy.errors import CheckpointError  # noqa: E402
-from mait_deploy.host.model.mait import MaiT, variant_config  # noqa: E402
-from mait_deploy.host.model.timm_import import import_timm_deit  # noqa: E402
+from mait_deploy.config import MaskConfig
+from mait_deploy.errors import CheckpointError
+from mait_deploy.host.model.mait import MaiT, variant_config
+from mait_deploy.host.model.timm_import import import_timm_deit
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -253,7 +253,7 @@ def assert_one_line_failure(done: subprocess.CompletedProcess, message: str) -> 
 def test_every_failure_is_one_line_and_exit_1(runtime, apps, bundles, tmp_path):
     needs(runtime)
     build = apps[runtime]
-    for name, (bundle, message) in hostile_cases(bundles[runtime, "fp32"], tmp_path).items():
+    for bundle, message in hostile_cases(bundles[runtime, "fp32"], tmp_path).values():
         assert_one_line_failure(run(build / "mait-selftest", bundle), message)
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
     for image, message in (("bad.png", "cannot read image"), ("absent.png", "image not found")):
@@ -330,7 +330,7 @@ def test_the_runner_is_clean_under_address_and_undefined_behaviour_sanitizers(ru
         done = run(build / "mait-selftest", bundles[runtime, precision], env=env)
         assert done.returncode == 0 and "Sanitizer" not in done.stderr and "runtime error" not in done.stderr, \
             done.stderr[-3000:]
-    for name, (bundle, message) in hostile_cases(bundles[runtime, "fp32"], tmp_path / "hostile").items():
+    for bundle, message in hostile_cases(bundles[runtime, "fp32"], tmp_path / "hostile").values():
         assert_one_line_failure(run(build / "mait-selftest", bundle, env=env), message)
     (tmp_path / "inputs").mkdir()
     check_hostile_input(build, bundles[runtime, "fp32"], tmp_path / "inputs", env)

@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy.device.archive import pack_bundle, unpack_bundle  # noqa: E402
-from mait_deploy.device.bundle import verify_bundle  # noqa: E402
-from mait_deploy.errors import BundleError  # noqa: E402
+from mait_deploy.device.archive import pack_bundle, unpack_bundle
+from mait_deploy.device.bundle import verify_bundle
+from mait_deploy.errors import BundleError
 
 
 @pytest.fixture

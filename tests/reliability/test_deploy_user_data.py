@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mait_deploy import backends  # noqa: E402
-from tests.reliability.test_faults import cli  # noqa: E402
-from tests.reliability.test_user_paths import _user_folder  # noqa: E402
+from mait_deploy import backends
+from tests.reliability.test_faults import cli
+from tests.reliability.test_user_paths import _user_folder
 
 
 @pytest.mark.slow

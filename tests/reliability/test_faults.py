@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch")
-from PIL import Image  # noqa: E402
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "mait_deploy" / "assets" / "fashion_mnist_sample.npz"

@@ -14,10 +14,10 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from tests.reliability.test_faults import SAMPLE, SHIPPED, assert_clean_failure, cli  # noqa: E402
-from tests.shipped import default_checkpoint  # noqa: E402
+from tests.reliability.test_faults import SAMPLE, SHIPPED, assert_clean_failure, cli
+from tests.shipped import default_checkpoint
 
 PRLIMIT = shutil.which("prlimit")
 

@@ -6,7 +6,8 @@ BACKEND = Backend(
     name="litert",
     target="mait_deploy.backends.litert.target:LiteRtTarget",
     runner="mait_deploy.backends.litert.runner:LiteRtRunner",
-    runtime_extra="litert", runtime_module="ai_edge_litert.interpreter", compile_extra="litert-convert", compile_modules=("litert_torch", "ai_edge_litert"),
+    runtime_extra="litert", runtime_module="ai_edge_litert.interpreter", compile_extra="litert-convert",
+    compile_modules=("litert_torch", "ai_edge_litert"),
     colour="#55a868",
     summary="LiteRT .tflite (Raspberry Pi and other Arm boards; fp32, fp16, int8)",
     # The native runner calls libLiteRt.so's C API, declared in the plug-in's native/litert_c.h (the wheel has no

@@ -48,7 +48,8 @@ def mask_constants(path: str | Path) -> list[dict[str, Any]]:
     return result
 
 
-def _constant_behind(tensor_index: int, graph: Any, producer: dict[int, Any], codes: list[str], model: Any) -> int | None:
+def _constant_behind(tensor_index: int, graph: Any, producer: dict[int, Any], codes: list[str],
+                     model: Any) -> int | None:
     """The constant tensor ``tensor_index`` is, or is dequantized from; None for a computed tensor."""
     if tensor_index in producer:
         op = producer[tensor_index]

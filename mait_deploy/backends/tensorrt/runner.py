@@ -25,8 +25,8 @@ from mait_deploy.options import Option
 CACHE_DIR = "engine_cache"
 
 # No extra brings TensorRT itself: where it comes from, for the one-line error.
-TENSORRT_SOURCE = ("TensorRT comes with NVIDIA JetPack on a Jetson (a venv made with --system-site-packages sees it) or "
-                   "NVIDIA's tensorrt wheel on an x86-64 GPU machine; the 'tensorrt' extra adds cuda-python only")
+TENSORRT_SOURCE = ("TensorRT comes with NVIDIA JetPack on a Jetson (a venv made with --system-site-packages sees it) "
+                   "or NVIDIA's tensorrt wheel on an x86-64 GPU machine; the 'tensorrt' extra adds cuda-python only")
 
 
 @dataclass(frozen=True)

@@ -256,7 +256,8 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
         bundle={"path": str(runner.bundle_dir), "target": manifest.target, "precision": manifest.precision,
                 "model": manifest.model.get("name"), "artifact_bytes": size, "batch": manifest.batch},
         runtime=runtime, options=_options_dict(options), results=results, memory=memory,
-        device={"before": device_before, "after": device_state()}, accuracy=manifest.accuracy.to_dict() if manifest.accuracy else None, error=error,
+        device={"before": device_before, "after": device_state()},
+        accuracy=manifest.accuracy.to_dict() if manifest.accuracy else None, error=error,
     )
 
 

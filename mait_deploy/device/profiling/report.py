@@ -42,7 +42,8 @@ def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, Any]]:
         for result in report.results:
             row = {"bundle": Path(report.bundle["path"]).name, "target": report.bundle["target"],
                    "precision": report.bundle["precision"], "batch": result.batch, "mode": result.mode,
-                   "device": report.device["before"]["cpu"]["model"] if isinstance(report.device["before"].get("cpu"), dict) else "?",
+                   "device": report.device["before"]["cpu"]["model"]
+                   if isinstance(report.device["before"].get("cpu"), dict) else "?",
                    "error": result.error}
             if result.model:
                 row.update({f"model_{k}": v for k, v in result.model["percentiles_ms"].items()},
@@ -92,7 +93,8 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
         **({"own p50 ms": (11, lambda row: fmt(row.get("runtime_p50")))} if own else {}),
         "img/s": (3, lambda row: fmt(row.get("throughput"), 1)), "e2e p50 ms": (5, lambda row: fmt(row.get("e2e_p50"))),
         "warm-up 1st ms": (12, lambda row: fmt(row.get("warmup_first_ms"))),
-        "drift": (13, lambda row: fmt(row.get("drift"), 3)), "peak RSS MB": (4, lambda row: fmt(row.get("peak_rss_mb"), 0)),
+        "drift": (13, lambda row: fmt(row.get("drift"), 3)),
+        "peak RSS MB": (4, lambda row: fmt(row.get("peak_rss_mb"), 0)),
         "top-1": (4, lambda row: "-" if row["top1"] is None else f"{row['top1'] * 100:.2f}%"),
     }
     text = {column: [cell(row) if not row["error"] or column in ("bundle", "target", "precision", "batch", "mode")

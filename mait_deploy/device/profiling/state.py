@@ -71,7 +71,8 @@ def memory_state(root: str = "/") -> dict[str, Any] | str:
     if not meminfo:
         return NOT_AVAILABLE
     values = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB", meminfo, re.MULTILINE)}
-    return {"total_mb": round(values.get("MemTotal", 0) / 1024), "available_mb": round(values.get("MemAvailable", 0) / 1024)}
+    return {"total_mb": round(values.get("MemTotal", 0) / 1024),
+            "available_mb": round(values.get("MemAvailable", 0) / 1024)}
 
 
 def load_average() -> list[float] | str:
@@ -168,7 +169,8 @@ def is_jetson(root: str = "/") -> bool:
     return Path(root, "etc/nv_tegra_release").exists() or shutil.which("tegrastats") is not None
 
 
-def jetson_state(run: Runner = run_tool, tegrastats: Callable[[], str | None] = read_tegrastats_line) -> dict[str, Any] | str:
+def jetson_state(run: Runner = run_tool,
+                 tegrastats: Callable[[], str | None] = read_tegrastats_line) -> dict[str, Any] | str:
     if not is_jetson():
         return NOT_AVAILABLE
     nvpmodel = run(["nvpmodel", "-q"])

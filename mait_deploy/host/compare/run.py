@@ -206,8 +206,8 @@ def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: st
                           threads=options.threads)
     calls = list(bundles)
     rows = [{"model": name, "role": by_name[name].role,
-             "latency": Latency.from_median(batch, result.median_ms[name]).to_dict(), "gflops": by_name[name].describe()[
-                 "gflops"]} for name in calls]
+             "latency": Latency.from_median(batch, result.median_ms[name]).to_dict(),
+             "gflops": by_name[name].describe()["gflops"]} for name in calls]
     ratios = [{"mait": m, "baseline": b, **{k: round(v, 4) for k, v in result.ratio_between(m, b).items()}}
               for m in calls if by_name[m].role == "mait" for b in calls if by_name[b].role == "baseline"]
     return {"target": target, "precision": precision, "batch": batch, "rounds": result.rounds,

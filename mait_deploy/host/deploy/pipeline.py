@@ -1,4 +1,5 @@
-"""deploy(): checkpoint -> export -> compile (each target x precision) -> accuracy gate -> verify -> profile, one report.
+"""deploy(): checkpoint -> export -> compile (each target x precision) -> accuracy gate -> verify -> profile: one
+report.
 
 Every row ends as ok, failed the accuracy gate (with the numbers), failed (with the reason) or skipped (with the
 reason): one failure never stops the run. Finished, verified stages are reused when their inputs (hashed: the

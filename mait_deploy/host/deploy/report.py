@@ -104,7 +104,7 @@ def pareto_front(rows: Sequence[Row], batch_key: str = "batch_1") -> list[int]:
               if r.status == "ok" and r.top1 is not None and batch_key in r.latency]
     front = []
     for i, acc, lat in points:
-        dominated = any((a >= acc and l <= lat) and (a > acc or l < lat) for _, a, l in points)
+        dominated = any((a >= acc and ms <= lat) and (a > acc or ms < lat) for _, a, ms in points)
         if not dominated:
             front.append(i)
     return front

@@ -119,7 +119,8 @@ def _torch_export(model: Any, batch: int | None, opset: int) -> Any:
                                         opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                         verbose=False)
         except Exception as err:
-            raise ExportError(f"torch.onnx.export failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ExportError(f"torch.onnx.export failed: {why}") from err
         finally:
             for logger, level in zip(quiet, levels):
                 logger.setLevel(level)

@@ -161,7 +161,8 @@ def verify_onnx(onnx_path: str, reference_model: Any, precision: str = "fp32",
     for size in (1, 3, 8):
         got = np.asarray(predict(refs.inputs[:size]))
         if got.shape != (size, expected.shape[1]):
-            raise ValidationError(f"{onnx_path}: batch {size} gave output shape {got.shape}, expected {(size, expected.shape[1])}")
+            raise ValidationError(f"{onnx_path}: batch {size} gave output shape {got.shape}, "
+                                  f"expected {(size, expected.shape[1])}")
         if float(np.abs(got - expected[:size]).max()) > report.tolerance["max_abs_diff"]:
             raise ValidationError(f"{onnx_path}: batch {size} disagrees with PyTorch")
     report.batch_sizes_checked = [1, 3, 8, 32]

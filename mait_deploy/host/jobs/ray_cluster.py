@@ -22,10 +22,9 @@ CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for the cancelled builds to stop
 def _ray_job(job: BuildJob, inputs: BuildInputs) -> BuildOutcome:
     import os
 
-    from mait_deploy._runtime_logs import QUIET_ENVIRONMENT, quiet_third_party
-
     import ray
 
+    from mait_deploy._runtime_logs import QUIET_ENVIRONMENT, quiet_third_party
     from mait_deploy.host.jobs.share import keep_to
 
     os.environ.update(QUIET_ENVIRONMENT)
@@ -54,7 +53,8 @@ class RayCluster:
                      configure_logging=True)
         except Exception as err:  # ConnectionError, ValueError, RuntimeError: Ray's own words, one line
             raise MaitDeployError(f"cannot reach the Ray cluster at {self.address}: "
-                                  f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}")
+                                  f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") \
+                from None
         try:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
             task = ray.remote(num_cpus=1, memory=JOB_MEMORY_BYTES, max_retries=0)(_ray_job)

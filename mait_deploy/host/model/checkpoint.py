@@ -27,7 +27,8 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(model: MaiT, folder: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> Path:
-    """Write ``folder/model.safetensors`` and ``folder/config.json`` atomically (the folder appears complete or not at all)."""
+    """Write ``folder/model.safetensors`` and ``folder/config.json`` atomically (the folder appears complete or not
+    at all)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)

@@ -220,7 +220,8 @@ VARIANTS: dict[str, MaiTConfig] = {
         name="mait_pyramid_28", backbone="pyramid", img_size=28, patch_size=2, in_chans=1, num_classes=10,
         embed_dim=64, depth=8, num_heads=2, stage_depths=(2, 6), stage_dims=(64, 128), stage_heads=(2, 4),
         mlp_ratio=3.0, init_values=None, drop_path_rate=0.05,
-        mask=MaskConfig(mode="multiplicative", schedule="mixed"), preprocess=_FASHION_MNIST, labels=FASHION_MNIST_LABELS,
+        mask=MaskConfig(mode="multiplicative", schedule="mixed"), preprocess=_FASHION_MNIST,
+        labels=FASHION_MNIST_LABELS,
     ),
 }
 

@@ -117,9 +117,9 @@ def attention_bias(config: MaiTConfig) -> np.ndarray | None:
 def check_constants(found: list[tuple[str, np.ndarray, int]], config: MaiTConfig) -> list[str]:
     """Problems with the mask constants found in a converted graph (empty = fine).
 
-    ``found`` holds (op, values, consumers) per constant that feeds a Softmax (any shape of the same size). There must be exactly one per
-    pattern of the config, of the config's op (Add for additive, Mul for multiplicative), holding the pattern's
-    values (to FP16 precision) and feeding as many blocks as use the pattern.
+    ``found`` holds (op, values, consumers) per constant that feeds a Softmax (any shape of the same size). There
+    must be exactly one per pattern of the config, of the config's op (Add for additive, Mul for multiplicative),
+    holding the pattern's values (to FP16 precision) and feeding as many blocks as use the pattern.
     """
     expected = mask_patterns(config)
     op = "Mul" if config.mask.mode == "multiplicative" else "Add"
