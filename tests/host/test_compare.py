@@ -45,6 +45,19 @@ def test_compare_times_side_by_side_on_one_target_and_says_what_it_could_not_bui
     assert (tiny / "quick" / "compare.png").is_file() and data["pareto_plot"] is None
 
 
+def test_the_compare_command_prints_its_table_and_the_reports_it_wrote(tiny, tmp_path):
+    """The CLI over compare(): its table, then every file it wrote (the plot names come from the report)."""
+    out = tmp_path / "cli"
+    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "compare", str(tiny / "tiny_mait"),
+                             "--baselines", str(tiny / "tiny_deit.onnx"), "--targets", "onnxruntime",
+                             "--precisions", "fp32", "--batch", "1", "--rounds", "2", "--block", "2", "-o", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reports = result.stdout[result.stdout.index("reports: "):].replace("\n", "").strip()  # wrapped off a terminal
+    assert reports == f"reports: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}"
+    assert "throughput ratio" in result.stdout and (out / "compare.png").is_file()
+
+
 @pytest.mark.slow
 def test_compare_builds_times_and_reports_every_pair(tiny):
     out = tiny / "out"

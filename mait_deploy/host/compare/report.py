@@ -130,9 +130,11 @@ def pareto_plot(report: dict[str, Any], path: Path) -> bool:
 
 
 def write_report(report: Any, out: Path) -> None:
+    """compare.json, compare.md and the plots into ``out``; the report keeps the names of the plots drawn."""
     data = report.to_dict()
-    data["plot"] = "compare.png" if plot(data, out / "compare.png") else None
-    data["pareto_plot"] = "compare_pareto.png" if pareto_plot(data, out / "compare_pareto.png") else None
+    report.plot = data["plot"] = "compare.png" if plot(data, out / "compare.png") else None
+    report.pareto_plot = data["pareto_plot"] = ("compare_pareto.png" if pareto_plot(data, out / "compare_pareto.png")
+                                                else None)
     write_json(out / "compare.json", data)
     with atomic_path(out / "compare.md", suffix=".md") as temp:
         temp.write_text(markdown(data), encoding="utf-8")

@@ -67,6 +67,8 @@ class CompareReport:
     failures: list[dict[str, Any]] = field(default_factory=list)  # model x target x precision that did not build
     machine: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    plot: str | None = None  # compare.png, once written (None: nothing to draw)
+    pareto_plot: str | None = None  # compare_pareto.png, once written
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
