@@ -119,7 +119,7 @@ def test_no_module_outside_a_backend_names_one():
 @pytest.mark.parametrize("name", backends.names())
 def test_each_backend_declares_itself_and_its_parts_load(name):
     backend = backends.get(name)
-    assert backend.name == name and backend.runtime_extra and backend.compile_extra
+    assert backend.name == name and backend.device.extra and backend.host.extra
     assert backend.gates_with in backends.names()
     assert backends.runner_class(name).__name__.endswith("Runner")
     if not backend.missing_on_host():
@@ -186,14 +186,14 @@ def test_a_plug_in_backends_native_runner_is_in_its_own_folder():
 
     plug_ins = [name for name in backends.names() if backends.native_folder(name) is not None]
     # Every runtime the native runner runs keeps its native code in its own folder: none is built in.
-    assert plug_ins == [name for name in backends.names() if backends.get(name).native_sdk]
+    assert plug_ins == [name for name in backends.names() if backends.get(name).native.sdk]
     assert set(plug_ins) == {"onnxruntime", "openvino", "litert", "executorch"}
     shared = [path for path in NATIVE_SOURCES.rglob("*") if path.is_file()]
     for name in plug_ins:
         folder = backends.native_folder(name)
         assert folder == PACKAGE / "backends" / name / "native"
         assert {p.name for p in folder.iterdir() if p.is_file()} >= {"backend.cpp", "find.cmake"}
-        assert backends.get(name).native_sdk, f"{name} brings a native backend but does not say where its SDK is"
+        assert backends.get(name).native.sdk, f"{name} brings a native backend but does not say where its SDK is"
         assert native_items()[f"backends/{name}"] == folder
         naming = [str(path.relative_to(PACKAGE)) for path in shared if name in path.read_text(errors="ignore").lower()]
         assert not naming, f"the native runner's shared sources name the plug-in {name}: {naming}"

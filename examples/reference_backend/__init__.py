@@ -12,15 +12,14 @@ the backends in ``mait_deploy/backends/``: this declaration, a host side (``targ
     compile_model(None, "onnx-reference", CompileOptions(), "out/ref"); verify_bundle("out/ref")
 """
 
-from mait_deploy.backends import Backend
+from mait_deploy.backends import Backend, DeviceSide, HostSide
 
 BACKEND = Backend(
     name="onnx-reference",
     target="reference_backend.target:ReferenceTarget",
     runner="reference_backend.runner:ReferenceRunner",
-    runtime_extra="export",  # the onnx package
-    compile_extra="export",
-    compile_modules=("onnx",),
+    host=HostSide(extra="export", modules=("onnx",)),
+    device=DeviceSide(extra="export"),  # the onnx package
     colour="#8172b3",
     summary="ONNX reference interpreter (numpy; exact and slow, for checking other runtimes)",
 )

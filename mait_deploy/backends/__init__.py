@@ -23,42 +23,63 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @dataclass(frozen=True)
+class HostSide:
+    """What the host needs to build a backend's bundles and score them at the gate."""
+
+    extra: str  # the pip extra that brings it
+    modules: tuple[str, ...]  # importable modules the host needs to build (and gate) a bundle
+    # The runner that scores the artifact at the accuracy gate when the host cannot run this backend's own (a
+    # registry name; "" means this backend's own runner).
+    gate_runtime: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceSide:
+    """What a device needs to run a backend's bundles from Python."""
+
+    extra: str  # the pip extra a device installs (written to manifest.runtime.extra)
+    module: str = ""  # what the device runner imports (`remote setup` checks it imports on a board)
+    system_runtime: bool = False  # the runtime comes with the board's OS (a board venv then sees system packages)
+    # Requirements a device installs without their dependencies (`remote setup` adds them with --no-deps): a wheel
+    # that is the runtime's C/C++ SDK, whose Python side (and what it depends on) the device never imports.
+    sdk_wheels: tuple[str, ...] = ()
+    # The device runs the bundles through the native runner's library (the runtime's Python package needs torch):
+    # `remote` builds the runner on the board and hands the library to the Python device side.
+    runs_native: bool = False
+
+
+@dataclass(frozen=True)
+class NativeSide:
+    """The native C++ runner (mait_deploy/native, `mait-deploy app`) for a backend: where the runtime's C/C++ SDK
+    comes from (``sdk``; the backend then has native/backend.cpp + find.cmake in its folder), or why there is no
+    native runner and what a user of that device does instead (``absent``)."""
+
+    sdk: str = ""
+    absent: str = ""
+
+
+@dataclass(frozen=True)
 class Backend:
-    """What the rest of mait-deploy knows about a backend."""
+    """What the rest of mait-deploy knows about a backend, by concern: its host side, its device side, its native
+    side."""
 
     name: str
     target: str  # "module:Class" of the host-side Target
     runner: str  # "module:Class" of the device-side Runner
-    runtime_extra: str  # pip extra a device needs to run the bundle
-    compile_extra: str  # pip extra the host needs to build it
-    compile_modules: tuple[str, ...]  # importable modules the host needs to build (and gate) a bundle
+    host: HostSide
+    device: DeviceSide
+    native: NativeSide = NativeSide()
     colour: str = "grey"  # in plots
-    # The runner that scores the artifact at the accuracy gate when the host cannot run this backend's own (a
-    # registry name; "" means this backend's own runner).
-    gate_runtime: str = ""
     summary: str = ""  # one line for `mait-deploy targets`
-    runtime_module: str = ""  # what the device runner imports (`remote setup` checks it imports on a board)
-    system_runtime: bool = False  # the runtime comes with the board's OS (a board venv then sees system packages)
     cli: str = ""  # "module:function" that adds the backend's own commands to the typer app, if it has any
-    # The native C++ runner (mait_deploy/native, `mait-deploy app`): where the runtime's C/C++ SDK comes from
-    # (native_sdk; the backend then has native/backend.cpp + find.cmake in its folder), or why there is no native
-    # runner and what a user of that device does instead (no_native).
-    native_sdk: str = ""
-    no_native: str = ""
-    # Requirements a device installs without their dependencies (`remote setup` adds them with --no-deps): a wheel
-    # that is the runtime's C/C++ SDK, whose Python side (and what it depends on) the device never imports.
-    runtime_sdk_wheels: tuple[str, ...] = ()
-    # A device runs this backend's bundles through the native runner's library (its Python runtime needs torch):
-    # `remote` builds the runner on the board and hands the library to the Python device side.
-    device_runs_native: bool = False
 
     @property
     def gates_with(self) -> str:
         """The registry name of the runner that scores this backend's artifacts at the gate."""
-        return self.gate_runtime or self.name
+        return self.host.gate_runtime or self.name
 
     def missing_on_host(self) -> list[str]:
-        return [module for module in self.compile_modules if not is_available(module)]
+        return [module for module in self.host.modules if not is_available(module)]
 
 
 # name -> module that defines BACKEND. Imported only when asked for.
@@ -176,8 +197,8 @@ def describe(name: str) -> dict[str, Any]:
     plugin = target(name)
     missing = availability()[name]
     runnable, why_not = plugin.host_can_run() if not missing else (False, missing)
-    return {"target": name, "summary": backend.summary, "device_extra": backend.runtime_extra,
-            "host_extra": backend.compile_extra, "build_here": missing or "ok",
+    return {"target": name, "summary": backend.summary, "device_extra": backend.device.extra,
+            "host_extra": backend.host.extra, "build_here": missing or "ok",
             "run_here": "ok" if runnable else why_not, "precisions": list(plugin.capabilities.precisions),
             "compile_options": [option.to_dict() for option in plugin.declared_options],
             "runtime_options": [option.to_dict() for option in runner_class(name).declared_options]}
@@ -189,6 +210,6 @@ def availability() -> dict[str, str]:
     for name in names():
         backend = get(name)
         missing = backend.missing_on_host()
-        result[name] = (f"{', '.join(missing)} not installed ({install_hint(backend.compile_extra)})"
+        result[name] = (f"{', '.join(missing)} not installed ({install_hint(backend.host.extra)})"
                         if missing else "")
     return result

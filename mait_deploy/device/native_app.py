@@ -38,7 +38,7 @@ def native_items() -> dict[str, Path]:
 
 def native_runtimes() -> list[str]:
     """The runtimes the native runner has a backend for (each declares its SDK in its registry entry)."""
-    return [name for name in backends.names() if backends.get(name).native_sdk]
+    return [name for name in backends.names() if backends.get(name).native.sdk]
 
 
 BUILD = "cmake -S {dir} -B {dir}/build && cmake --build {dir}/build -j && ctest --test-dir {dir}/build"
@@ -67,9 +67,9 @@ def generate_app(bundle: str | Path, out: str | Path, force: bool = False) -> Na
     manifest = read_manifest(bundle)
     runtime = manifest.runtime.name
     backend = backends.get(runtime)
-    if not backend.native_sdk:
+    if not backend.native.sdk:
         raise UnsupportedOption(f"no native app for {runtime} bundles: "
-                                f"{backend.no_native or 'the native runner has no backend for it'}")
+                                f"{backend.native.absent or 'the native runner has no backend for it'}")
     if manifest.golden.arrays is None:
         raise BundleError(f"{bundle} stores its golden set as {manifest.golden.file} (manifest schema "
                           f"{manifest.schema_version}); the native runner reads schema 3's golden.bin: rebuild the "
@@ -93,7 +93,7 @@ def generate_app(bundle: str | Path, out: str | Path, force: bool = False) -> Na
             shutil.copy2(bundle / name, target)
         (staging / MARKER).write_text(json.dumps({"tool": "mait-deploy app", "bundle": str(bundle),
                                                   "runtime": runtime}, indent=2) + "\n", encoding="utf-8")
-        (staging / "README.md").write_text(_readme(manifest.target, manifest.precision, backend.native_sdk),
+        (staging / "README.md").write_text(_readme(manifest.target, manifest.precision, backend.native.sdk),
                                            encoding="utf-8")
     return NativeApp(folder=str(out), bundle=str(bundle), runtime=runtime, precision=manifest.precision,
                      build=BUILD.format(dir=out))

@@ -33,12 +33,12 @@ def probe(runtimes: list[str]) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             backend = backends.get(name)
-            importlib.import_module(backend.runtime_module or backend.runner.split(":")[0])
-            distribution = backend.runtime_module.split(".")[0].replace("_", "-")
+            importlib.import_module(backend.device.module or backend.runner.split(":")[0])
+            distribution = backend.device.module.split(".")[0].replace("_", "-")
             try:
                 runtime_version = version(distribution)
             except PackageNotFoundError:
-                runtime_version = getattr(sys.modules.get(backend.runtime_module.split(".")[0]), "__version__", "?")
+                runtime_version = getattr(sys.modules.get(backend.device.module.split(".")[0]), "__version__", "?")
             result["runtimes"][name] = {"ok": True, "version": runtime_version,
                                         "import_s": round(time.perf_counter() - started, 2)}
         except Exception as err:  # any import failure is a fact about this board, reported, not raised

@@ -365,7 +365,7 @@ class Target(abc.ABC):
             artifact=hashed[0] if hashed else built.artifact,
             side_files=hashed[1] if hashed else built.side_files, inputs=built.inputs, outputs=built.outputs,
             batch=built.batch,
-            runtime=RuntimeSpec(name=self.name, extra=self.backend.runtime_extra, options=built.runtime_options),
+            runtime=RuntimeSpec(name=self.name, extra=self.backend.device.extra, options=built.runtime_options),
             # While staging (gate not run yet) the golden entry is a placeholder; the final manifest replaces it.
             golden=golden or GoldenEntry(GOLDEN_FILE, "", 0, GOLDEN_TOLERANCE[options.precision]),
             accuracy=accuracy, source=source.describe(), tool_versions={**tool_versions(), **built.tool_versions},

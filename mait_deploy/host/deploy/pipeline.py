@@ -277,7 +277,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     for target_name, precision in plan:
         row = Row(target=target_name, precision=precision, status="skipped",
                   reason=_skip_reason(target_name, precision, availability),
-                  native=bool(backends.get(target_name).native_sdk))
+                  native=bool(backends.get(target_name).native.sdk))
         rows.append(row)
         if row.reason:
             continue

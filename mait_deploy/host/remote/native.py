@@ -108,7 +108,7 @@ async def device_environment(board: Board, runtime: str, work: PurePosixPath, py
     from mait_deploy import backends
     from mait_deploy.device.native_library import LIBRARY_ENV, LIBRARY_NAME
 
-    if not backends.get(runtime).device_runs_native:
+    if not backends.get(runtime).device.runs_native:
         return []
     build, steps["native_build"] = await ensure_built(board, work, runtime, python, temporaries)
     return ["env", f"{LIBRARY_ENV}={build / LIBRARY_NAME}"]

@@ -141,12 +141,12 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
 
 def runtime_extras(runtimes: Sequence[str]) -> list[str]:
     """The pip extras a board installs: these backends' device runtimes, and signing (`--trust` on the board)."""
-    return sorted({backends.get(name).runtime_extra for name in runtimes} | {"signing"})
+    return sorted({backends.get(name).device.extra for name in runtimes} | {"signing"})
 
 
 def runtime_sdk_wheels(runtimes: Sequence[str]) -> list[str]:
     """The requirements these backends' devices install without their dependencies (a runtime's SDK wheel)."""
-    return sorted({wheel for name in runtimes for wheel in backends.get(name).runtime_sdk_wheels})
+    return sorted({wheel for name in runtimes for wheel in backends.get(name).device.sdk_wheels})
 
 
 def _probe_report(stdout: str) -> dict[str, Any]:
@@ -233,7 +233,8 @@ async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts
                    steps: dict[str, float], temporaries: list[str], resolving: asyncio.Lock) -> None:
     work = PurePosixPath(device.workdir)
     venv = work / "venv"
-    system_site = ["--system-site-packages"] if any(backends.get(r).system_runtime for r in device.runtimes) else []
+    system_runtime = any(backends.get(r).device.system_runtime for r in device.runtimes)
+    system_site = ["--system-site-packages"] if system_runtime else []
     clock = time.perf_counter()
     if device.install == "index":
         await board.run([device.python, "-m", "venv", *system_site, str(venv)], what="creating the venv")
