@@ -42,21 +42,20 @@ def score(bundle: Path, count: int, simulate: bool, logits_path: Path) -> dict:
     ``logits_path``."""
     import numpy as np
 
-    from mait_deploy import backends
     from mait_deploy.backends.onnxruntime.runner import u8s8_exact
     from mait_deploy.config import PreprocessConfig
     from mait_deploy.device.bundle import load_golden
     from mait_deploy.device.compare import compare_logits
     from mait_deploy.device.data.sources import load_dataset
     from mait_deploy.device.manifest import read_manifest
-    from mait_deploy.device.runner import RunnerOptions
+    from mait_deploy.device.runner import RunnerOptions, runner_class
 
     manifest = read_manifest(bundle)
     data = load_dataset("fashion-mnist", "evaluation", PreprocessConfig.from_dict(manifest.preprocess),
                         manifest.labels, count=count, seed=0, num_classes=manifest.model["num_classes"])
     if manifest.target == "tensorrt":
         options = RunnerOptions(extra={"simulate_int8": simulate})
-        runner = backends.runner_class("onnxruntime")(bundle, manifest, options)
+        runner = runner_class("onnxruntime")(bundle, manifest, options)
     else:
         from mait_deploy.device.bundle import load_bundle
 

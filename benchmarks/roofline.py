@@ -86,7 +86,7 @@ def gemm_rates() -> dict[str, dict[str, float]]:
 
 
 def ensure_bundles(folder: Path) -> dict[str, Path]:
-    from mait_deploy import backends
+    from mait_deploy.host import catalog
     from mait_deploy.host.compile.api import compile_model
     from mait_deploy.host.compile.target import CompileOptions
 
@@ -95,7 +95,7 @@ def ensure_bundles(folder: Path) -> dict[str, Path]:
         path = folder / name
         target, precision = name.split("-")
         options = CompileOptions(precision=precision)
-        if backends.target(target).hardware_lacks(options):
+        if catalog.target(target).hardware_lacks(options):
             continue
         if not (path / "manifest.json").is_file():
             compile_model(None, target, options, path, eval_count=1000)

@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from mait_deploy import backends
+from mait_deploy.device.runner import runner_class
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -52,4 +53,4 @@ def test_unknown_and_unregistered_targets_are_one_line_errors(reference_backend)
     with pytest.raises(UnsupportedOption, match="unknown target 'onnx-reference'"):
         backends.get("onnx-reference")
     backends.register(reference_backend)
-    assert backends.runner_class("onnx-reference").__name__ == "ReferenceRunner"
+    assert runner_class("onnx-reference").__name__ == "ReferenceRunner"

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from mait_deploy import backends
+from mait_deploy.device.runner import runner_class
+from mait_deploy.host import catalog
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mait_deploy"
 MAX_LINES = 400
@@ -121,9 +123,9 @@ def test_each_backend_declares_itself_and_its_parts_load(name):
     backend = backends.get(name)
     assert backend.name == name and backend.device.extra and backend.host.extra
     assert backend.gates_with in backends.names()
-    assert backends.runner_class(name).__name__.endswith("Runner")
+    assert runner_class(name).__name__.endswith("Runner")
     if not backend.missing_on_host():
-        assert backends.target(name).name == name
+        assert catalog.target(name).name == name
 
 
 def _definitions(name: str) -> list[str]:
@@ -166,10 +168,10 @@ def test_the_fp32_rule_and_the_timing_loop_are_defined_once():
 @pytest.mark.parametrize("name", backends.names())
 def test_a_backends_name_is_written_once_in_the_registry(name):
     # Target.name and Runner.runtime_name come from the registry; no class restates them.
-    runner = backends.runner_class(name)
+    runner = runner_class(name)
     assert "runtime_name" not in vars(runner) and backends.name_of(runner) == name
     if not backends.get(name).missing_on_host():
-        target = backends.target(name)
+        target = catalog.target(name)
         assert "name" not in vars(type(target)) and target.name == name
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from mait_deploy import backends
 from mait_deploy.cli.app import parse_key_values
+from mait_deploy.device.runner import runner_class
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.options import Option, validate
 
@@ -49,7 +50,7 @@ def test_a_key_given_twice_is_an_error():
 
 @pytest.mark.parametrize("name", backends.names())
 def test_each_runner_checks_its_runtime_options(name, tmp_path):
-    runner = backends.runner_class(name)
+    runner = runner_class(name)
     declared = {option.name for option in runner.declared_options}
     assert all(option.help for option in runner.declared_options)
     with pytest.raises(UnsupportedOption, match=f"the {name} runner has no option"):

@@ -58,7 +58,7 @@ def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
         for module in pkgutil.walk_packages(mait_deploy.device.__path__, "mait_deploy.device."):
             importlib.import_module(module.name)
         for name in mait_deploy.backends.names():  # every backend's declaration and device side
-            mait_deploy.backends.runner_class(name)
+            mait_deploy.device.runner.runner_class(name)
         import mait_deploy.device.profiling.measure, mait_deploy.device.profiling.report, mait_deploy.device.profiling.state
         from mait_deploy.device.profiling.measure import ProfileOptions, profile
         from mait_deploy.device.bundle import load_bundle, verify_bundle

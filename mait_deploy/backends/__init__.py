@@ -3,23 +3,19 @@
 A backend is a folder here: ``__init__.py`` declares a :class:`Backend` (cheap to import: names and strings only),
 ``target.py`` builds bundles on the host (may import torch, onnx, converters) and ``runner.py`` runs them on the
 device (numpy + its one runtime). The CLI's choices, deploy's availability table, report lines and plot colours
-all come from these declarations; no other module names a backend.
+all come from these declarations; no other module names a backend. This module imports neither the host side nor
+the device side: ``host.catalog`` loads a backend's target, ``device.runner.runner_class`` its runner.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from mait_deploy._deps import is_available
 from mait_deploy.errors import UnsupportedOption, install_hint
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pathlib import Path
-
-    from mait_deploy.device.runner import Runner
-    from mait_deploy.host.compile.target import Target
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,9 @@ def get(name: str) -> Backend:
     return _registered[name]
 
 
-def _load(spec: str) -> Any:
+def load(spec: str) -> Any:
+    """What a "module:attribute" spec names (a backend's Target or Runner class, its CLI hook), imported now: the
+    registry imports no side of a backend until asked (``host.catalog.target``, ``device.runner.runner_class``)."""
     module, attribute = spec.split(":")
     return getattr(importlib.import_module(module), attribute)
 
@@ -159,17 +157,7 @@ def name_of(cls: type) -> str:
     return _names_by_class[cls]
 
 
-def target(name: str) -> "Target":
-    """The host-side compile target (imports the backend's host module)."""
-    return _load(get(name).target)()
-
-
-def runner_class(name: str) -> type["Runner"]:
-    """The device-side runner class (imports the backend's device module, not its runtime)."""
-    return _load(get(name).runner)
-
-
-def native_folder(name: str) -> "Path | None":
+def native_folder(name: str) -> Path | None:
     """A backend's native runner backend (its folder's ``native/``: backend.cpp + find.cmake), if it brings one:
     every runtime's native code lives there, none in mait_deploy/native."""
     import importlib.util
@@ -187,21 +175,7 @@ def register_cli(app: Any) -> None:
     for name in names():
         spec = get(name).cli
         if spec:
-            _load(spec)(app)
-
-
-def describe(name: str) -> dict[str, Any]:
-    """What `mait-deploy targets` says of one backend: extras, whether this host can build and run its bundles
-    (why not, when it cannot), and every option its target (``-O``) and its runner take."""
-    backend = get(name)
-    plugin = target(name)
-    missing = availability()[name]
-    runnable, why_not = plugin.host_can_run() if not missing else (False, missing)
-    return {"target": name, "summary": backend.summary, "device_extra": backend.device.extra,
-            "host_extra": backend.host.extra, "build_here": missing or "ok",
-            "run_here": "ok" if runnable else why_not, "precisions": list(plugin.capabilities.precisions),
-            "compile_options": [option.to_dict() for option in plugin.declared_options],
-            "runtime_options": [option.to_dict() for option in runner_class(name).declared_options]}
+            load(spec)(app)
 
 
 def availability() -> dict[str, str]:

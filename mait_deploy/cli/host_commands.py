@@ -22,6 +22,7 @@ from mait_deploy.cli.app import (
     status_spinner,
 )
 from mait_deploy.errors import MaitDeployError
+from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.pipeline import DeployOptions
@@ -32,7 +33,7 @@ from mait_deploy.host.deploy.pipeline import DeployOptions
 def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the registered targets: the extras they need, whether this host can build and run their bundles, and
     the options each takes (-O for compile, runtime options for its runner)."""
-    rows = [backends.describe(name) for name in backends.names()]
+    rows = [catalog.describe(name) for name in backends.names()]
     if as_json:
         print_json(rows)
         return
@@ -216,7 +217,7 @@ def compile_command(
 
         load_private_key(sign)
 
-    precision = precision or backends.target(target).capabilities.default_precision
+    precision = precision or catalog.target(target).capabilities.default_precision
     options = CompileOptions(precision=precision, batch=parse_batch(batch), max_accuracy_drop=max_accuracy_drop, force=force,
                              calibration=CalibrationOptions(method=calib_method, count=calib_count, seed=seed),
                              target_options=parse_key_values(target_option), layer_fallback=layer_fallback,
@@ -257,7 +258,7 @@ def print_compile_summary(result) -> None:
         ("golden I/O", f"{manifest.golden.count} images, tolerance {manifest.golden.tolerance.to_dict()}"),
         ("timings", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
     ]
-    rows += backends.target(result.target).summary_lines(manifest)
+    rows += catalog.target(result.target).summary_lines(manifest)
     choice = manifest.build.get("precision_choice")
     if choice:
         rows.append(("precision choice", f"{choice['chosen']}: {choice['why']}" + "".join(

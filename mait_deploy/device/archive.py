@@ -109,7 +109,7 @@ def _check_against_manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo]
 def bundle_ownership(folder: Path) -> str | None:
     """None when ``folder`` is a bundle mait-deploy wrote (a readable manifest, no file it does not list, apart
     from the engine cache a device adds), else why not: ``--force`` replaces only such folders."""
-    from mait_deploy.backends import runner_class
+    from mait_deploy.device.runner import runner_class
 
     try:
         manifest = read_manifest(folder)

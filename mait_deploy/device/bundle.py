@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from mait_deploy._io import sha256_file
-from mait_deploy.backends import runner_class
 from mait_deploy.device.compare import compare_logits
 from mait_deploy.device.golden import GoldenSet
 from mait_deploy.device.manifest import Manifest, read_manifest
 from mait_deploy.device.profiling.isa import cpu_isa
-from mait_deploy.device.runner import Runner, RunnerOptions
+from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.device.signing import trusted_key, verify_signature
 from mait_deploy.errors import BundleError, ValidationError
 

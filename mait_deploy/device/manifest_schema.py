@@ -197,7 +197,8 @@ def option_schema(option: Any) -> dict[str, Any]:
 def runtime_option_rules() -> list[dict[str, Any]]:
     """For each built-in runtime, the options its runner declares are the only ones its manifests may carry (the
     native runner checks them with the same schema): one contract, generated from the declarations."""
-    from mait_deploy.backends import REGISTRY, runner_class
+    from mait_deploy.backends import REGISTRY
+    from mait_deploy.device.runner import runner_class
 
     rules = []
     for name in REGISTRY:

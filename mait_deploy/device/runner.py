@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mait_deploy import backends
 from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.config import PreprocessConfig
 from mait_deploy.device.manifest import Manifest
@@ -82,6 +83,12 @@ class RunnerOptions:
     trusted_key: str | None = None
 
 
+def runner_class(name: str) -> type[Runner]:
+    """The device-side runner class of backend ``name`` (imports the backend's device module, not its runtime)."""
+    cls: type[Runner] = backends.load(backends.get(name).runner)
+    return cls
+
+
 # The threads a runner takes when its options name none, in a process that shares the machine with other builds
 # (a build worker, host/jobs/share.py); None: each runtime's own default (every core).
 _THREAD_BUDGET: int | None = None
@@ -126,9 +133,7 @@ class Runner(abc.ABC):
     @property
     def runtime_name(self) -> str:
         """The backend's registered name (written once, in the registry)."""
-        from mait_deploy.backends import name_of
-
-        return name_of(type(self))
+        return backends.name_of(type(self))
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def __enter__(self) -> "Runner":

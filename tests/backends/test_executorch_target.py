@@ -7,10 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("executorch.runtime")
 
-from mait_deploy import backends
 from mait_deploy.backends.executorch.target import _decompositions, edge_model
 from mait_deploy.device.bundle import load_bundle, verify_bundle
 from mait_deploy.errors import MissingDependency, UnsupportedOption
+from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.model.checkpoint import load_checkpoint
@@ -86,7 +86,7 @@ def test_the_shipped_model_is_delegated_whole_and_matches_torch(fp32):
     assert delegation["subgraphs"] == 1 and delegation["delegated_share"] == 1.0
     assert result.manifest.batch == 1 and result.gate.passed
     assert result.gate.max_abs_diff <= 1e-4 and result.gate.top1_agreement == 1.0
-    summary = dict(backends.target("executorch").summary_lines(result.manifest))
+    summary = dict(catalog.target("executorch").summary_lines(result.manifest))
     assert summary["XNNPACK delegation"].endswith("(100%); left: nothing")
     assert verify_bundle(out).passed
     with load_bundle(out) as runner:

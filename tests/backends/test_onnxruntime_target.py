@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from mait_deploy.backends import target as get_target
 from mait_deploy.device.bundle import load_bundle, verify_bundle
 from mait_deploy.device.manifest import read_manifest
 from mait_deploy.errors import (
@@ -18,6 +17,7 @@ from mait_deploy.errors import (
     UnsupportedOption,
     ValidationError,
 )
+from mait_deploy.host.catalog import target as get_target
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.export import graph

@@ -217,10 +217,10 @@ class _CoreWithout:
 
 
 def test_bf16_where_the_cpu_computes_it_and_a_one_line_refusal_where_not(tmp_path, monkeypatch):
-    from mait_deploy import backends
+    from mait_deploy.host import catalog
     from mait_deploy.host.deploy.pipeline import DeployOptions, _in_matrix
 
-    target = backends.target("openvino")
+    target = catalog.target("openvino")
     assert not _in_matrix("onnxruntime", "bf16", DeployOptions(), {})  # only OpenVINO builds BF16
     if _host_bf16():
         result = compile_model(None, "openvino", CompileOptions(precision="bf16"), tmp_path / "bf16",
@@ -261,11 +261,11 @@ def test_per_layer_profile_shows_the_int8_kernels_and_the_blocks(bundles):
 
 
 def test_bf16_is_not_built_for_another_cpu_named_by_its_int8_class():
-    from mait_deploy import backends
     from mait_deploy.device.profiling import isa
+    from mait_deploy.host import catalog
 
     other = "x86-avx2" if isa.cpu_isa()["int8_class"] != "x86-avx2" else "x86-vnni"
-    lacking = backends.target("openvino").hardware_lacks(
+    lacking = catalog.target("openvino").hardware_lacks(
         CompileOptions(precision="bf16", target_options={"device_isa": other}))
     assert lacking and lacking.startswith(f"openvino bf16 for another CPU (-O device_isa={other})")
 

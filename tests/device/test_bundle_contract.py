@@ -109,11 +109,11 @@ def test_a_batch_above_the_limit_is_chunked_by_run_and_refused_by_a_timed_call(o
 def test_the_tensorrt_runner_knows_its_profile_limit_before_any_gpu_is_touched(ort_fp32_bundle, tmp_path):
     """profile --batch 64 on a bundle with max_batch=32 is refused in one line (it used to write 64 samples into
     a device buffer sized for 32)."""
-    from mait_deploy import backends
+    from mait_deploy.device.runner import runner_class
 
     manifest = read_manifest(ort_fp32_bundle)
     manifest.runtime.options = {"plan": {"max_batch": 32}}
-    runner = backends.runner_class("tensorrt")(ort_fp32_bundle, manifest, RunnerOptions())
+    runner = runner_class("tensorrt")(ort_fp32_bundle, manifest, RunnerOptions())
     assert runner.batch_limit == 32
     with pytest.raises(UnsupportedOption, match="batch 64 is above this bundle's limit of 32"):
         runner.timed_call(np.zeros((64, 1, 28, 28), np.float32))

@@ -81,9 +81,8 @@ def test_an_onnxruntime_bundle_profiles_per_block_with_json_and_plot(ort_fp32_bu
 
 
 def test_runtimes_without_a_profiler_say_where_one_is():
-    from mait_deploy import backends
-    from mait_deploy.device.runner import Runner
+    from mait_deploy.device.runner import Runner, runner_class
 
-    tensorrt = backends.runner_class("tensorrt")
+    tensorrt = runner_class("tensorrt")
     assert "trtexec" in tensorrt.layer_profiler_missing
     assert tensorrt.layer_times is Runner.layer_times  # the refusal, with that text

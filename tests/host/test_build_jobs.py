@@ -123,7 +123,7 @@ def test_jobs_options_are_checked():
 
 
 def test_workers_take_the_longest_builds_first_and_a_share_of_the_cores_each():
-    from mait_deploy.host.jobs.executors import longest_first
+    from mait_deploy.host.jobs.schedule import longest_first
     from mait_deploy.host.jobs.share import core_shares, usable_cores
 
     names = [j.name for j in longest_first([job("fp32", "tensorrt"), job("fp32"), job("int8", "executorch"),

@@ -87,7 +87,7 @@ def single_op_model(model: Any, index: int) -> tuple[bytes, list[int]]:
 def tensor_values(path: str, inputs: np.ndarray, feed: Callable[[Any, np.ndarray], None]) -> dict[int, np.ndarray]:
     """Every tensor's value in one run of the whole model on ``inputs`` (with the reference kernels: preserving
     the tensors turns the XNNPACK delegate off)."""
-    from mait_deploy.backends.litert.runner import interpreter_module
+    from mait_deploy.backends.litert.interpreter import interpreter_module
 
     module, _ = interpreter_module()
     with warnings.catch_warnings():  # "intended for debugging purposes only": what it is used for here

@@ -14,27 +14,9 @@ from typing import Any
 import numpy as np
 
 from mait_deploy._runtime_logs import runtime_stderr_silenced
+from mait_deploy.backends.litert.interpreter import interpreter_module
 from mait_deploy.device.runner import Runner
-from mait_deploy.errors import MissingDependency
 from mait_deploy.options import Option
-
-
-def interpreter_module() -> tuple[Any, str]:
-    """(module with Interpreter, its package name): ai-edge-litert, else tflite-runtime."""
-    try:
-        from ai_edge_litert import interpreter
-
-        return interpreter, "ai-edge-litert"
-    except ImportError as first:
-        try:
-            from tflite_runtime import interpreter  # type: ignore[import-not-found]
-
-            return interpreter, "tflite-runtime"
-        except ImportError as err:
-            detail = "tflite-runtime also failed to import"
-            if "numpy" in str(err).lower() or "_ARRAY_API" in str(err):
-                detail += " (tflite-runtime needs numpy < 2)"
-            raise MissingDependency("ai_edge_litert", extra="litert", detail=detail) from first
 
 
 def make_interpreter(model_path: str | None, threads: int | None, xnnpack: bool,

@@ -212,8 +212,8 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
     else:
         extra = dict(options.runtime_options)
         if options.mode == "throughput":  # the runtime's own setting for requests in flight, where it has one
-            from mait_deploy.backends import runner_class
             from mait_deploy.device.manifest import read_manifest
+            from mait_deploy.device.runner import runner_class
 
             extra = {**runner_class(read_manifest(bundle_or_runner).runtime.name).throughput_options, **extra}
         runner = load_bundle(bundle_or_runner, RunnerOptions(threads=options.threads, extra=extra))

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.host import catalog
 from mait_deploy.host.compare.models import CompareModel, baseline_model, mait_model
 from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
@@ -89,7 +90,7 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
     if options.targets is None:
         available = backends.availability()
         options = dataclasses.replace(options, targets=tuple(
-            name for name in backends.names() if not available[name] and backends.target(name).host_can_run()[0]))
+            name for name in backends.names() if not available[name] and catalog.target(name).host_can_run()[0]))
     step = progress or (lambda message: None)
     out = Path(out_dir)
     check_output(out, options.force, kind="dir", what="comparison",
@@ -130,7 +131,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
     serves: dict[str, tuple[str, str, str, list[int]]] = {}  # job -> target, precision, model, batch sizes
     calibrated: set[str] = set()
     for target in options.targets or ():
-        plugin = backends.target(target)
+        plugin = catalog.target(target)
         for precision in options.precisions:
             for entry in entries:
                 why = _cannot_build(plugin, entry, precision)
@@ -157,7 +158,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
                 calibration, _ = load_data(entry.source, options.calibration,
                                            CalibrationOptions(count=options.calibration_count), None, None, step)
             except MaitDeployError as err:  # that model's calibrated builds fail with the reason, the rest go on
-                for job in [j for j in jobs if j.source == entry.name and backends.target(j.target)
+                for job in [j for j in jobs if j.source == entry.name and catalog.target(j.target)
                             .needs_calibration(j.options)]:
                     jobs.remove(job)
                     report.failures.append({"model": entry.name, "target": job.target, "precision": job.precision,

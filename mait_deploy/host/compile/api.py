@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output, read_json
 from mait_deploy.device.archive import bundle_ownership
 from mait_deploy.device.data.sources import (
@@ -21,6 +20,7 @@ from mait_deploy.device.data.sources import (
 from mait_deploy.device.manifest import MANIFEST_FILE
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.errors import UnsupportedOption, ValidationError
+from mait_deploy.host import catalog
 from mait_deploy.host.compile.source import ModelSource, prepare_source
 from mait_deploy.host.compile.target import (
     CalibrationOptions,
@@ -73,7 +73,7 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
     be held out from calibration. ``evaluation=None`` skips the accuracy gate (the bundle says so).
     """
     step = progress or (lambda message: None)
-    plugin = backends.target(target)
+    plugin = catalog.target(target)
     auto = options.precision == "auto"
     # --precision auto: every precision this target builds and this machine computes (BF16 needs the hardware).
     candidates = [candidate for candidate in (dataclasses.replace(options, precision=p)

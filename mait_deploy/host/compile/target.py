@@ -35,7 +35,7 @@ from mait_deploy.device.golden import (
 )
 from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec, TensorSpec
 from mait_deploy.device.profiling.isa import cpu_isa
-from mait_deploy.device.runner import Runner, RunnerOptions
+from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, AccuracyGateFailed, accuracy_gate
 from mait_deploy.host.compile.source import ModelSource
@@ -353,7 +353,7 @@ class Target(abc.ABC):
         gate_runtime = self.backend.gates_with
         defaults = dict(manifest.runtime.options) if gate_runtime == self.name else {}
         options = RunnerOptions(extra={**defaults, **self.gate_options(manifest)})
-        return backends.runner_class(gate_runtime)(staging, manifest, options)
+        return runner_class(gate_runtime)(staging, manifest, options)
 
     def _manifest(self, staging: Path, source: ModelSource, options: CompileOptions, built: BuiltArtifact,
                   golden: GoldenEntry | None, accuracy: GateResult | None) -> Manifest:

@@ -21,6 +21,7 @@ from mait_deploy import __version__, backends
 from mait_deploy._io import jsonable, read_json, sha256_file, write_json
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
@@ -173,7 +174,7 @@ def _skip_reason(target_name: str, precision: str, availability: dict[str, str])
     """Why this row is not built here ("" when it is)."""
     if availability.get(target_name):
         return availability[target_name]
-    target = backends.target(target_name)
+    target = catalog.target(target_name)
     if precision not in target.capabilities.precisions:
         return f"{target_name} has no {precision}"
     return target.hardware_lacks(CompileOptions(precision=precision)) or ""
@@ -205,7 +206,7 @@ def _finish_row(row: Row, bundle: Path, key: str, built: BuildOutcome | Manifest
         row.take_gate(manifest.accuracy, options.gate_sample)
         reused = manifest.build.get("gate_reused")
         gate_note = f"the gate of {reused['from']} ({reused['why']})" if reused else ""
-        runnable, why = backends.target(row.target).host_can_run()
+        runnable, why = catalog.target(row.target).host_can_run()
         if runnable:
             # Hashed just now (reused, or unpacked from its job's archive): not hashed again.
             runner = runners[str(bundle)] = load_bundle(bundle, check_hashes=False)
@@ -238,7 +239,7 @@ def _in_matrix(target_name: str, precision: str, options: DeployOptions, availab
         return True
     if availability.get(target_name):
         return False
-    target = backends.target(target_name)
+    target = catalog.target(target_name)
     return precision in target.capabilities.precisions \
         and not target.hardware_lacks(CompileOptions(precision=precision))
 

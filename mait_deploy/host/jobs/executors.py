@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
+from mait_deploy.host.jobs.schedule import longest_first, remember_gates, with_known_gates
 from mait_deploy.host.jobs.share import core_shares, keep_to, usable_cores
 
 Done = Callable[[BuildOutcome], None]
@@ -41,32 +42,6 @@ def default_jobs() -> int:
     except (OSError, StopIteration, ValueError):
         return max(1, cores)
     return max(1, min(cores, free // JOB_MEMORY_BYTES))
-
-
-def longest_first(jobs: Sequence[BuildJob]) -> list[BuildJob]:
-    """The order workers take ``jobs`` in: the longest builds first (by their targets' typical build seconds), so
-    that the slowest (ExecuTorch INT8's lowering, over a minute) does not start last while the others wait; equal
-    ones keep their order (TensorRT FP32 after ONNX Runtime FP32, whose gate it takes)."""
-    from mait_deploy import backends
-
-    def seconds(job: BuildJob) -> float:
-        return backends.target(job.target).capabilities.typical_build_seconds.get(job.precision, 3.0)
-
-    return sorted(jobs, key=seconds, reverse=True)
-
-
-def with_known_gates(job: BuildJob, gates: dict[str, Any]) -> BuildJob:
-    from dataclasses import replace
-
-    return replace(job, known_gates=dict(gates))
-
-
-def remember_gates(outcome: BuildOutcome, gates: dict[str, Any]) -> None:
-    from mait_deploy.host.compile import target as target_module
-
-    for key, value in outcome.new_gates.items():
-        gates.setdefault(key, value)
-        target_module._remember_gate(key, *value)
 
 
 class InProcess:

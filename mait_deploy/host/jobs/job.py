@@ -112,9 +112,9 @@ def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str
             progress: Callable[[str], None] | None = None) -> BuildOutcome:
     """Build one bundle from bytes, in a folder of its own (under ``temp_root``) that is removed after (the worker
     side)."""
-    from mait_deploy import backends
     from mait_deploy.device.archive import pack_bundle
     from mait_deploy.device.profiling.isa import cpu_isa
+    from mait_deploy.host import catalog
     from mait_deploy.host.compile import target as target_module
     from mait_deploy.host.compile.gate import AccuracyGateFailed
 
@@ -132,7 +132,7 @@ def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str
         source = _source(inputs, folder)
         target_module.BUILT_BY = worker_kind
         bundle = folder / job.name
-        backends.target(job.target).compile(source, job.options, bundle, inputs.calibration, inputs.evaluation,
+        catalog.target(job.target).compile(source, job.options, bundle, inputs.calibration, inputs.evaluation,
                                             progress)
         archive = pack_bundle(bundle, folder / f"{job.name}.tar.gz")
         outcome.archive = archive.read_bytes()

@@ -45,7 +45,7 @@ class RayCluster:
 
     def run(self, jobs: Sequence[BuildJob], inputs: Mapping[str, BuildInputs], done: Any,
             progress: Any = None) -> list[BuildOutcome]:
-        from mait_deploy.host.jobs.executors import longest_first, remember_gates, with_known_gates
+        from mait_deploy.host.jobs.schedule import longest_first, remember_gates, with_known_gates
 
         ray = require("ray", "cluster")
         try:
