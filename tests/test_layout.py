@@ -214,3 +214,28 @@ def test_every_package_folder_is_named_in_the_architecture_doc():
             missing.append(folder)
     assert "backends/<name>/" in doc
     assert not missing, f"package folders docs/architecture.md does not name: {missing}"
+
+
+def test_the_import_graph_has_no_circle():
+    """No module of the package imports, directly or through others, a module that imports it back (imports inside
+    functions included: a lazy import hides a circle, it does not end it). The registry is the ground floor."""
+    known = modules()
+    graph = {name: sorted(i for i in imports(path) if i in known and i != name and i != "mait_deploy")
+             for name, path in known.items()}
+    circles, state = [], {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for imported in graph[module]:
+            if state.get(imported) == "open":
+                circles.append(path[path.index(imported):] + [imported])
+            elif imported not in state:
+                visit(imported, path + [imported])
+        state[module] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+    assert not circles, "\n".join(" -> ".join(circle) for circle in circles)
+    registry = imports(known["mait_deploy.backends"])
+    assert not [m for m in registry if m.startswith(("mait_deploy.host", "mait_deploy.device"))]

@@ -26,7 +26,7 @@ MAX_UNPACKED_BYTES = 8 << 30  # a MaiT bundle is MBs to a few hundred MBs; refus
 def bundle_members(folder: Path) -> list[str]:
     """The files a bundle consists of (manifest, artifact, extra files, golden outputs), checked against their
     hashes: a tampered bundle is not packed. Caches built on the device (e.g. TensorRT engines) are left out."""
-    from mait_deploy.device.bundle import check_files
+    from mait_deploy.device.manifest import check_files
 
     manifest = read_manifest(folder)
     check_files(folder, manifest)
@@ -174,7 +174,7 @@ def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False)
                     tar.extractall(temp, members=members)
             except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
                 raise BundleError(f"{source} could not be unpacked: {err}") from err
-            from mait_deploy.device.bundle import check_files
+            from mait_deploy.device.manifest import check_files
 
             try:
                 manifest = read_manifest(temp)

@@ -9,31 +9,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mait_deploy._io import sha256_file
 from mait_deploy.device.compare import compare_logits
 from mait_deploy.device.golden import GoldenSet
-from mait_deploy.device.manifest import Manifest, read_manifest
+from mait_deploy.device.manifest import Manifest, check_files, read_manifest
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.device.signing import trusted_key, verify_signature
-from mait_deploy.errors import BundleError, ValidationError
-
-
-def check_files(folder: Path, manifest: Manifest) -> None:
-    """Every file the manifest names exists and has its recorded sha256 (a tampered or truncated file is refused)."""
-    root = Path(folder).resolve()
-    for entry_path, digest in manifest.entries():
-        path = folder / entry_path
-        if root not in path.resolve().parents:  # a symbolic link anywhere on the path, not only the last part
-            raise BundleError(f"{folder}: {entry_path} leads outside the bundle folder (a symbolic link)")
-        if not path.is_file():
-            raise BundleError(f"{folder}: {entry_path} is missing")
-        if path.is_symlink():
-            raise BundleError(f"{folder}: {entry_path} is a symbolic link; bundles hold plain files")
-        actual = sha256_file(path)
-        if actual != digest:
-            raise BundleError(f"{folder}: {entry_path} does not match its sha256 in the manifest "
-                              f"(modified or truncated): expected {digest[:12]}..., got {actual[:12]}...")
+from mait_deploy.errors import ValidationError
 
 
 def load_bundle(path: str | Path, options: RunnerOptions | None = None, check_hashes: bool = True) -> Runner:

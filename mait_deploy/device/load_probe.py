@@ -7,7 +7,7 @@ the program that is not UTF-8 ends in std::terminate inside its bindings): a run
 ``load_may_crash`` is loaded in a child process first, and a child killed by a signal becomes one error line
 instead of the death of `verify`. Each artifact (by its sha256) is probed once per process.
 
-``python -m mait_deploy.device.load_probe BUNDLE`` is the child: it loads the runner and exits 0, or prints the
+``python -m mait_deploy.device.load_child BUNDLE`` is the child: it loads the runner and exits 0, or prints the
 error line and exits 1. Device side: numpy and the bundle's runtime only.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from mait_deploy.errors import BundleError, failure_line
 
+CHILD = "mait_deploy.device.load_child"  # the module the child runs
 PROBE_ENV = "MAIT_LOAD_PROBE"  # set in the child: it loads in-process
 PROBE_TIMEOUT_S = 600
 _probed: set[str] = set()
@@ -35,7 +36,7 @@ def probe_load(runner: Any) -> None:
     artifact = runner.bundle_dir / runner.manifest.artifact.path
     environment = {**os.environ, PROBE_ENV: "1"}
     try:
-        done = subprocess.run([sys.executable, "-m", __name__, str(runner.bundle_dir)], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", CHILD, str(runner.bundle_dir)], capture_output=True,
                               text=True, errors="replace", timeout=PROBE_TIMEOUT_S, env=environment)
     except subprocess.TimeoutExpired:
         raise BundleError(f"{runner.runtime_name} did not finish loading {artifact} within {PROBE_TIMEOUT_S} s") \
@@ -53,19 +54,3 @@ def built_here(sha256: str) -> None:
     """A program (by its sha256) this process built itself, or a build job of its own did (host/jobs): no
     child-process probe for it."""
     _probed.add(sha256)
-
-
-def main(bundle: str) -> int:
-    from mait_deploy.device.bundle import load_bundle
-    from mait_deploy.errors import MaitDeployError
-
-    try:
-        load_bundle(bundle, check_hashes=False).activate().close()
-    except MaitDeployError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

@@ -163,7 +163,7 @@ class Manifest:
                               f"{SCHEMA_VERSION}: upgrade mait-deploy on this device")
         if version < 1:
             raise BundleError(f"{origin} has an invalid schema_version {version}")
-        from mait_deploy.device.manifest_schema import validate_manifest
+        from mait_deploy.device.manifest_validation import validate_manifest
 
         validate_manifest(data, origin)  # every field's type and bound (assets/manifest.schema.json)
         required = ("created", "model", "target", "precision", "artifact", "inputs", "outputs", "batch",
@@ -321,3 +321,20 @@ def read_manifest(folder: str | Path) -> Manifest:
     if not path.is_file():
         raise BundleError(f"{folder} has no {MANIFEST_FILE}: not a bundle")
     return Manifest.from_dict(read_json(path, BundleError, "manifest"), str(path))
+
+
+def check_files(folder: Path, manifest: Manifest) -> None:
+    """Every file the manifest names exists and has its recorded sha256 (a tampered or truncated file is refused)."""
+    root = Path(folder).resolve()
+    for entry_path, digest in manifest.entries():
+        path = folder / entry_path
+        if root not in path.resolve().parents:  # a symbolic link anywhere on the path, not only the last part
+            raise BundleError(f"{folder}: {entry_path} leads outside the bundle folder (a symbolic link)")
+        if not path.is_file():
+            raise BundleError(f"{folder}: {entry_path} is missing")
+        if path.is_symlink():
+            raise BundleError(f"{folder}: {entry_path} is a symbolic link; bundles hold plain files")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise BundleError(f"{folder}: {entry_path} does not match its sha256 in the manifest "
+                              f"(modified or truncated): expected {digest[:12]}..., got {actual[:12]}...")

@@ -16,8 +16,7 @@ from pathlib import Path
 from mait_deploy import backends
 from mait_deploy._assets import ASSETS
 from mait_deploy._io import atomic_dir, check_output
-from mait_deploy.device.bundle import check_files
-from mait_deploy.device.manifest import MANIFEST_FILE, read_manifest
+from mait_deploy.device.manifest import MANIFEST_FILE, check_files, read_manifest
 from mait_deploy.errors import BundleError, UnsupportedOption
 
 NATIVE_SOURCES = Path(__file__).resolve().parent.parent / "native"

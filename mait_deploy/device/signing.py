@@ -94,8 +94,7 @@ def key_id(public_key: Any) -> str:
 def sign_bundle(folder: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> Path:
     """Sign ``folder``'s manifest (after checking every file against it) with the Ed25519 key at ``key_path``;
     writes ``manifest.sig`` (replacing an earlier signature of this tool) and returns its path."""
-    from mait_deploy.device.bundle import check_files
-    from mait_deploy.device.manifest import MANIFEST_FILE, read_manifest
+    from mait_deploy.device.manifest import MANIFEST_FILE, check_files, read_manifest
 
     folder = Path(folder)
     key = load_private_key(Path(key_path))

@@ -226,8 +226,7 @@ class TensorRtRunner(Runner):
 
 def build_engine_for_bundle(bundle: str | Path, force: bool = False) -> dict[str, Any]:
     """``mait-deploy build-engine``: build (or reuse) the cached engine of a TensorRT bundle on this device."""
-    from mait_deploy.device.bundle import check_files
-    from mait_deploy.device.manifest import read_manifest
+    from mait_deploy.device.manifest import check_files, read_manifest
 
     folder = Path(bundle)
     manifest = read_manifest(folder)

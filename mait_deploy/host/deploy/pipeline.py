@@ -157,8 +157,7 @@ def _export(checkpoint_path: Path, identity: dict[str, Any], out_dir: Path, stat
 
 def _reusable(bundle: Path, state: _State, key: str) -> Manifest | None:
     """The manifest of a finished bundle built from the same inputs whose files still match it, else None."""
-    from mait_deploy.device.bundle import check_files
-    from mait_deploy.device.manifest import read_manifest
+    from mait_deploy.device.manifest import check_files, read_manifest
 
     if state.bundle_key(bundle.name) != key or not bundle.is_dir():
         return None

@@ -40,7 +40,7 @@ def read_bundles(paths: Sequence[Path]) -> list[LocalBundle]:
     """Read and hash-check each local bundle before anything connects. What is pushed is what the manifest lists
     (check_files: each a regular file inside the folder, no symbolic link on the way, with its recorded sha256),
     never whatever else the folder holds."""
-    from mait_deploy.device.bundle import check_files
+    from mait_deploy.device.manifest import check_files
 
     bundles: list[LocalBundle] = []
     for path in map(Path, paths):
