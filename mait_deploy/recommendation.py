@@ -127,9 +127,9 @@ def recommend(candidates: Sequence[Candidate], speed: Speed, where: str = "") ->
     for candidate in timed:
         fp32 = fp32_of.get(candidate.target)
         if candidate.precision != FP32 and fp32 is not None:
-            faster, figures = faster_than_fp32(speed, candidate, fp32)
+            faster, said = faster_than_fp32(speed, candidate, fp32)
             if not faster:
-                excluded[candidate.name] = f"not shown faster than {fp32.name} {where or 'here'}: {figures}"
+                excluded[candidate.name] = f"not shown faster than {fp32.name} {where or 'here'}: {said}"
     eligible = [c for c in timed if c.name not in excluded]
     figures = {c.name: round(speed.latency_of(c.name), 4) for c in timed}
     if not eligible:

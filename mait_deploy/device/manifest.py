@@ -115,7 +115,8 @@ class Manifest:
 
     @property
     def preprocess(self) -> dict[str, Any]:
-        return self.model["preprocess"]
+        preprocess: dict[str, Any] = self.model["preprocess"]
+        return preprocess
 
     @property
     def size_bytes(self) -> int:
@@ -279,6 +280,8 @@ def _check_golden_layout(golden: GoldenEntry, num_classes: int, origin: str, sam
     back to back from offset 0 (so the file's size is the layout's and nothing is read twice or skipped)."""
     if golden.kind is None:
         raise BundleError(f"{origin}: golden.arrays needs golden.kind")
+    if golden.arrays is None:
+        raise BundleError(f"{origin}: golden.arrays is missing")
     names = [array.name for array in golden.arrays]
     if sorted(names) != sorted([golden.kind, "logits", "reference_logits"]):
         raise BundleError(f"{origin}: golden.arrays must be {golden.kind}, logits and reference_logits, got "

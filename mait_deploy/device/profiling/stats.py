@@ -60,7 +60,7 @@ def latency_stats(samples_ns: Sequence[int] | np.ndarray, batch: int = 1,
     bad = [p for p in percentiles if not 0 <= p <= 100]
     if bad:
         raise ValueError(f"percentiles must lie in [0, 100], got {bad}")
-    values = np.percentile(samples, list(percentiles)) if percentiles else []
+    values: Sequence[float] = np.percentile(samples, list(percentiles)).tolist() if percentiles else []
     mean = float(samples.mean())
     return LatencyStats(
         count=int(samples.size), mean_ms=mean, std_ms=float(samples.std()), min_ms=float(samples.min()),

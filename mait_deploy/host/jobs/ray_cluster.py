@@ -30,7 +30,8 @@ def _ray_job(job: BuildJob, inputs: BuildInputs) -> BuildOutcome:
     os.environ.update(QUIET_ENVIRONMENT)
     quiet_third_party()
     # The CPUs the task was given (one): Ray sets OMP_NUM_THREADS to it; the runners take as many.
-    keep_to(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    assigned: dict[str, float] = ray.get_runtime_context().get_assigned_resources()  # type: ignore[no-untyped-call]
+    keep_to(max(1, int(assigned.get("CPU", 1))))
     return run_job(job, inputs, "ray worker")
 
 
@@ -61,7 +62,8 @@ class RayCluster:
             shared = {name: ray.put(value) for name, value in inputs.items()}
             outcomes: dict[str, BuildOutcome] = {}
             gates: dict[str, Any] = {}
-            queue, flying = longest_first(jobs), {}
+            queue = longest_first(jobs)
+            flying: dict[Any, BuildJob] = {}  # Ray's ObjectRef -> its job
             try:
                 while queue or flying:
                     while queue and len(flying) < self.workers:
