@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cluster", action="store_true", help="also through a Ray cluster started here")
     parser.add_argument("--compare", action="store_true", help="also compare 3 models x 3 targets")
+    parser.add_argument("--no-deploy", action="store_true", help="only the comparison (with --compare)")
     parser.add_argument("--out", default="build_jobs", help="results/OUT.json")
     args = parser.parse_args()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -87,7 +88,7 @@ def main() -> None:
     try:
         if args.cluster:
             ways["ray (2 CPUs, one node)"] = ["--cluster", _ray_head(root, env)]
-        commands = {"deploy": lambda out: [*CLI, "deploy", "-o", str(out), "--force"]}
+        commands = {} if args.no_deploy else {"deploy": lambda out: [*CLI, "deploy", "-o", str(out), "--force"]}
         if args.compare:
             variant = root / "variant.onnx"
             subprocess.run([*CLI, "export", "mait_demo_28.fmnist", "-o", str(variant)], env=env, check=True,
