@@ -171,6 +171,8 @@ class LocalProcesses:
             else:  # Ctrl-C, a dead worker or an error here: nothing outstanding may run on
                 _stop(pool)
             shutil.rmtree(temp_root, ignore_errors=True)
+            shares.cancel_join_thread()  # shares no worker took (a pool starts workers as jobs need them)
+            shares.close()
 
 
 def _stop(pool: Any) -> None:
