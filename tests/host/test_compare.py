@@ -30,11 +30,18 @@ def tiny(tmp_path_factory):
 
 
 def test_compare_times_side_by_side_on_one_target_and_says_what_it_could_not_build(tiny):
-    """The default run's share (the slow one below adds LiteRT's one-bundle-per-batch path and the pyramid)."""
-    options = CompareOptions(targets=("onnxruntime", "tensorrt"), precisions=("fp32", "int8"), batches=(1, 4),
-                             rounds=2, block=2, calibration_count=16)
-    compare([str(tiny / "tiny_mait")], [str(tiny / "tiny_deit.onnx")], tiny / "quick", options)
-    data = json.loads((tiny / "quick" / "compare.json").read_text())
+    """The default run's share, through the command (the slow one below adds LiteRT's one-bundle-per-batch path and
+    the pyramid): its table, what it could not build, and every file it wrote."""
+    out = tiny / "quick"
+    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "compare", str(tiny / "tiny_mait"),
+                             "--baselines", str(tiny / "tiny_deit.onnx"), "--targets", "onnxruntime,tensorrt",
+                             "--precisions", "fp32,int8", "--batch", "1,4", "--rounds", "2", "--block", "2",
+                             "--calib-count", "16", "-o", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "throughput ratio" in result.stdout and "not built: tiny_mait tensorrt" in result.stdout
+    reports = result.stdout[result.stdout.index("reports: "):].replace("\n", "").strip()  # wrapped off a terminal
+    assert reports == f"reports: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}"
+    data = json.loads((out / "compare.json").read_text())
     assert {(c["precision"], c["batch"]) for c in data["cells"]} == {(p, b) for p in ("fp32", "int8") for b in (1, 4)}
     for cell in data["cells"]:
         assert [r["model"] for r in cell["rows"]] == ["tiny_mait", "tiny_deit"]
@@ -42,20 +49,7 @@ def test_compare_times_side_by_side_on_one_target_and_says_what_it_could_not_bui
         assert (ratio["mait"], ratio["baseline"]) == ("tiny_mait", "tiny_deit")
         assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
     assert {f["target"] for f in data["failures"]} == {"tensorrt"}
-    assert (tiny / "quick" / "compare.png").is_file() and data["pareto_plot"] is None
-
-
-def test_the_compare_command_prints_its_table_and_the_reports_it_wrote(tiny, tmp_path):
-    """The CLI over compare(): its table, then every file it wrote (the plot names come from the report)."""
-    out = tmp_path / "cli"
-    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "compare", str(tiny / "tiny_mait"),
-                             "--baselines", str(tiny / "tiny_deit.onnx"), "--targets", "onnxruntime",
-                             "--precisions", "fp32", "--batch", "1", "--rounds", "2", "--block", "2", "-o", str(out)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    reports = result.stdout[result.stdout.index("reports: "):].replace("\n", "").strip()  # wrapped off a terminal
-    assert reports == f"reports: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}"
-    assert "throughput ratio" in result.stdout and (out / "compare.png").is_file()
+    assert (out / "compare.png").is_file() and data["pareto_plot"] is None
 
 
 @pytest.mark.slow
