@@ -133,7 +133,7 @@ def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str
         target_module.BUILT_BY = worker_kind
         bundle = folder / job.name
         catalog.target(job.target).compile(source, job.options, bundle, inputs.calibration, inputs.evaluation,
-                                            progress)
+                                           progress)
         archive = pack_bundle(bundle, folder / f"{job.name}.tar.gz")
         outcome.archive = archive.read_bytes()
         outcome.archive_sha256 = hashlib.sha256(outcome.archive).hexdigest()
