@@ -159,3 +159,33 @@ def test_a_worker_keeps_its_runtimes_to_its_share():
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         seen = pool.submit(_share_in_a_worker, cores).result(timeout=120)
     assert seen == {"affinity": cores, "torch": 1, "runner": 1}
+
+
+UNGUARDED_SCRIPT = """
+import pickle, sys
+from mait_deploy.host.jobs.executors import LocalProcesses
+from mait_deploy.host.jobs.job import BuildJob
+from mait_deploy.host.compile.target import CompileOptions
+
+inputs = pickle.load(open(sys.argv[1], "rb"))
+jobs = [BuildJob(f"onnxruntime-fp32-{i}", "onnxruntime", "fp32", CompileOptions(precision="fp32", force=True))
+        for i in range(2)]
+outcomes = LocalProcesses(2).run(jobs, {"model": inputs}, done=lambda outcome: None)
+print([outcome.status for outcome in outcomes])
+"""
+
+
+def test_a_script_without_a_main_guard_fails_its_jobs_instead_of_hanging(inputs, tmp_path):
+    """Spawned workers re-run a script's top level; one that builds at the top level kills every worker as it
+    starts. The run must end (each job failed with the reason), not wait forever on a worker that is gone."""
+    import pickle
+    import subprocess
+    import sys
+
+    (tmp_path / "inputs.pickle").write_bytes(pickle.dumps(inputs))
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "inputs.pickle")], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['failed', 'failed']"

@@ -9,6 +9,7 @@ the reason; the others finish. Ctrl-C cancels what is outstanding (workers end, 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -67,17 +68,18 @@ _WORKER_INPUTS: Inputs | None = None
 _WORKER_TEMP: str | None = None
 
 
-def _start_worker(inputs: Inputs, temp_root: str, shares: Any) -> None:
-    """A worker process keeps the run's inputs (sent once), takes a share of the cores (``shares``: a queue of
-    core lists, one per worker), is as quiet as the deploying process (its environment is inherited) and ignores
-    the terminal's Ctrl-C: the parent ends it."""
+def _start_worker(inputs_file: str, temp_root: str, shares: Any) -> None:
+    """A worker process keeps the run's inputs (read once, from ``inputs_file``), takes a share of the cores
+    (``shares``: a queue of core lists, one per worker), is as quiet as the deploying process (its environment is
+    inherited) and ignores the terminal's Ctrl-C: the parent ends it."""
     import queue
     import signal
 
     from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
 
     global _WORKER_INPUTS, _WORKER_TEMP
-    _WORKER_INPUTS, _WORKER_TEMP = inputs, temp_root
+    with open(inputs_file, "rb") as handle:
+        _WORKER_INPUTS, _WORKER_TEMP = pickle.load(handle), temp_root
     try:
         cores = shares.get(timeout=5)
         keep_to(len(cores), cores)
@@ -141,11 +143,21 @@ class LocalProcesses:
         temp_root = tempfile.mkdtemp(prefix="mait-jobs-")
         context = multiprocessing.get_context("spawn")
         workers = min(self.workers, len(jobs))
+        # The inputs reach the workers through a file in that folder, not in their start-up message: a worker that
+        # dies while starting (a script without `if __name__ == "__main__":` re-runs itself in it) would leave this
+        # process blocked writing megabytes that nobody reads; with a small message the pool reports it broken.
+        inputs_file = os.path.join(temp_root, "inputs.pickle")
+        try:
+            with open(inputs_file, "wb") as handle:
+                pickle.dump(dict(inputs), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # a full disk, Ctrl-C: nothing is left behind
+            shutil.rmtree(temp_root, ignore_errors=True)
+            raise
         shares = context.Queue()
         for cores in core_shares(workers):
             shares.put(cores)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                   initargs=(inputs, temp_root, shares))
+                                   initargs=(inputs_file, temp_root, shares))
         flying: dict[Any, BuildJob] = {}
         ended = False
         try:
