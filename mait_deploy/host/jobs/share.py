@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from mait_deploy.device.runner import set_thread_budget
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -33,8 +35,6 @@ def core_shares(workers: int) -> list[list[int]]:
 def keep_to(threads: int, cores: list[int] | None = None) -> None:
     """Keep this process's runtimes to ``threads`` threads (on ``cores``, where given). Called before a build
     imports torch or a runtime; a torch already imported is told directly."""
-    from mait_deploy.device.runner import set_thread_budget
-
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
     for variable in THREAD_VARIABLES:
