@@ -35,7 +35,9 @@ class Candidate:
 class Speed(Protocol):
     """Speed evidence for candidates by name."""
 
-    how: str  # e.g. "timed side by side at batch 1 in one process (12 rounds)"
+    @property
+    def how(self) -> str:
+        """E.g. "timed side by side at batch 1 in one process (12 rounds)"."""
 
     def has(self, name: str) -> bool: ...
 

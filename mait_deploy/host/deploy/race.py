@@ -16,7 +16,15 @@ def _name(row: Row) -> str:
 
 
 def _timed(rows: Sequence[Row]) -> list[Row]:
-    return [row for row in rows if row.status == "ok" and "batch_1" in row.latency]
+    """The rows the recommendation weighs: built, verified and profiled here at batch 1."""
+    return [row for row in rows if row.status == "ok" and row.bundle and "batch_1" in row.latency
+            and row.latency["batch_1"].p50_ms is not None]
+
+
+def _p50(row: Row) -> float:
+    p50 = row.latency["batch_1"].p50_ms
+    assert p50 is not None  # _timed kept only rows with one
+    return p50
 
 
 def race(rows: Sequence[Row], runners: Mapping[str, Any] | None = None, rounds: int = 12,
@@ -27,7 +35,7 @@ def race(rows: Sequence[Row], runners: Mapping[str, Any] | None = None, rounds: 
     if len(candidates) < 2:
         return None
     opened = runners or {}
-    return time_bundles({_name(row): opened.get(row.bundle, row.bundle) for row in candidates}, rounds=rounds,
+    return time_bundles({_name(row): opened.get(str(row.bundle), row.bundle) for row in candidates}, rounds=rounds,
                         block=block)
 
 
@@ -38,7 +46,7 @@ def recommend_rows(rows: Sequence[Row], timing: SideBySide | None, native_only: 
     if not timed:
         return None
     speed = timing if timing is not None else OwnLatency(
-        {_name(row): row.latency["batch_1"].p50_ms for row in timed},
+        {_name(row): _p50(row) for row in timed},
         how="by its own profile's p50 at batch 1 (fewer than two bundles run here: no side-by-side race)")
     candidates = [Candidate(name=_name(row), target=row.target, precision=row.precision, bundle=row.bundle,
                             drop_points=row.drop_points, size_bytes=row.size_bytes,
