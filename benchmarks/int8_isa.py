@@ -45,8 +45,8 @@ def score(bundle: Path, count: int, simulate: bool, logits_path: Path) -> dict:
     from mait_deploy.backends.onnxruntime.runner import u8s8_exact
     from mait_deploy.config import PreprocessConfig
     from mait_deploy.device.bundle import load_golden
-    from mait_deploy.device.compare import compare_logits
     from mait_deploy.device.data.sources import load_dataset
+    from mait_deploy.device.logits import compare_logits
     from mait_deploy.device.manifest import read_manifest
     from mait_deploy.device.runner import RunnerOptions, runner_class
 

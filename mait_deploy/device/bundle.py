@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mait_deploy.device.compare import compare_logits
 from mait_deploy.device.golden import GoldenSet
+from mait_deploy.device.logits import compare_logits
 from mait_deploy.device.manifest import Manifest, check_files, read_manifest
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mait_deploy._io import atomic_path
-from mait_deploy.device.compare import Tolerance
+from mait_deploy.device.logits import Tolerance
 from mait_deploy.device.manifest import GOLDEN_ARRAY_DTYPES, GoldenArray
 from mait_deploy.errors import BundleError
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mait_deploy._io import read_json, sha256_file
-from mait_deploy.device.compare import GateResult, Tolerance
+from mait_deploy.device.logits import GateResult, Tolerance
 from mait_deploy.errors import BundleError
 
 SCHEMA_VERSION = 3

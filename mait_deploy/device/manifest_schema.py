@@ -15,7 +15,7 @@ import typing
 from typing import Any, Mapping
 
 from mait_deploy.config import MIN_CROP_PCT, MaiTConfig, MaskConfig, PreprocessConfig
-from mait_deploy.device.compare import GateResult, Tolerance
+from mait_deploy.device.logits import GateResult, Tolerance
 from mait_deploy.device.manifest_validation import SCHEMA_FILE
 from mait_deploy.precision import PRECISIONS
 

@@ -7,7 +7,7 @@ pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from mait_deploy.device.compare import Tolerance
+from mait_deploy.device.logits import Tolerance
 from mait_deploy.errors import MaitDeployError, UnsupportedOption, ValidationError
 from mait_deploy.host.export import graph
 from mait_deploy.host.export.onnx import ExportOptions, export_onnx, read_onnx_metadata

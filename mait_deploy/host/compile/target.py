@@ -24,7 +24,6 @@ from mait_deploy import backends
 from mait_deploy._io import atomic_dir, check_output, jsonable, sha256_file
 from mait_deploy.backends import Backend
 from mait_deploy.device.archive import bundle_ownership
-from mait_deploy.device.compare import GateResult
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.golden import (
     GOLDEN_FILE,
@@ -33,6 +32,7 @@ from mait_deploy.device.golden import (
     GoldenSet,
     choose_golden,
 )
+from mait_deploy.device.logits import GateResult
 from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec, TensorSpec
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class

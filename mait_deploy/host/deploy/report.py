@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from mait_deploy import backends
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
-from mait_deploy.device.compare import GateResult
+from mait_deploy.device.logits import GateResult
 from mait_deploy.device.profiling.side_by_side import median_interval
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.recommendation import Recommendation

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy.config import MaiTConfig
-from mait_deploy.device.compare import Tolerance, compare_logits
+from mait_deploy.device.logits import Tolerance, compare_logits
 from mait_deploy.errors import ValidationError
 
 

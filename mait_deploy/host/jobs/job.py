@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mait_deploy.device.compare import GateResult
 from mait_deploy.device.data.sources import Dataset
+from mait_deploy.device.logits import GateResult
 from mait_deploy.errors import BundleError, MaitDeployError
 
 # What one build holds at its peak, measured on the default model here (ExecuTorch's lowering is the largest): a
