@@ -83,6 +83,14 @@ class RunnerOptions:
     trusted_key: str | None = None
 
 
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its affinity, where the OS has one)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
 def runner_class(name: str) -> type[Runner]:
     """The device-side runner class of backend ``name`` (imports the backend's device module, not its runtime)."""
     cls: type[Runner] = backends.load(backends.get(name).runner)
@@ -240,10 +248,7 @@ class Runner(abc.ABC):
         fewer: LiteRT's interpreter takes one thread unless told)."""
         if self.options.threads:
             return int(self.options.threads)
-        try:
-            return len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            return os.cpu_count() or 1
+        return len(usable_cores())
 
     def random_inputs(self, batch: int, seed: int = 0) -> np.ndarray:
         """A random float32 batch of this model's inputs (what profiles time), its size checked before it is made:

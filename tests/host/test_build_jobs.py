@@ -123,8 +123,9 @@ def test_jobs_options_are_checked():
 
 
 def test_workers_take_the_longest_builds_first_and_a_share_of_the_cores_each():
+    from mait_deploy.device.runner import usable_cores
     from mait_deploy.host.jobs.schedule import longest_first
-    from mait_deploy.host.jobs.share import core_shares, usable_cores
+    from mait_deploy.host.jobs.share import core_shares
 
     names = [j.name for j in longest_first([job("fp32", "tensorrt"), job("fp32"), job("int8", "executorch"),
                                             job("fp32", "openvino"), job("int8", "litert")])]
@@ -153,7 +154,7 @@ def test_a_worker_keeps_its_runtimes_to_its_share():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from mait_deploy.host.jobs.share import usable_cores
+    from mait_deploy.device.runner import usable_cores
 
     cores = usable_cores()[:1]
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:

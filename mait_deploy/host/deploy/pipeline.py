@@ -184,7 +184,6 @@ def _finish_row(row: Row, bundle: Path, key: str, built: BuildOutcome | Manifest
     """Take a build's outcome (or the manifest of the bundle reused as it was), then verify and profile the bundle
     here; every outcome is a row. The bundle is opened once and its runner is left in ``runners`` for the race."""
     from mait_deploy.device.bundle import load_bundle, verify_runner
-    from mait_deploy.device.manifest import read_manifest
     from mait_deploy.device.profiling.measure import ProfileOptions, profile
 
     started = time.perf_counter()
@@ -198,8 +197,7 @@ def _finish_row(row: Row, bundle: Path, key: str, built: BuildOutcome | Manifest
             if outcome.status != "ok":
                 row.status, row.reason = "failed", outcome.reason
                 return
-            land(outcome, bundle)
-        manifest = read_manifest(bundle) if outcome is not None else built
+        manifest = land(outcome, bundle) if outcome is not None else built
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
         row.take_gate(manifest.accuracy, options.gate_sample)

@@ -14,10 +14,11 @@ import shutil
 import tempfile
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from mait_deploy.device.runner import usable_cores
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
 from mait_deploy.host.jobs.schedule import longest_first, remember_gates, with_known_gates
-from mait_deploy.host.jobs.share import core_shares, keep_to, usable_cores
+from mait_deploy.host.jobs.share import core_shares, keep_to
 
 Done = Callable[[BuildOutcome], None]
 Progress = Callable[[str], None]

@@ -29,6 +29,7 @@ import numpy as np
 
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.logits import GateResult
+from mait_deploy.device.manifest import Manifest, read_manifest
 from mait_deploy.errors import BundleError, MaitDeployError
 
 # What one build holds at its peak, measured on the default model here (ExecuTorch's lowering is the largest): a
@@ -173,12 +174,12 @@ def _source(inputs: BuildInputs, folder: Path) -> Any:
     return source
 
 
-def land(outcome: BuildOutcome, bundle: Path) -> None:
+def land(outcome: BuildOutcome, bundle: Path) -> Manifest:
     """Check a finished job's archive against its sha256 and unpack it to ``bundle`` (replacing what a previous
-    run of this tool left there); a corrupt one is a BundleError and leaves nothing."""
+    run of this tool left there); a corrupt one is a BundleError and leaves nothing. Returns the bundle's
+    manifest."""
     from mait_deploy.device.archive import unpack_bundle
     from mait_deploy.device.load_probe import built_here
-    from mait_deploy.device.manifest import read_manifest
 
     data = outcome.archive or b""
     if hashlib.sha256(data).hexdigest() != outcome.archive_sha256:
@@ -188,5 +189,7 @@ def land(outcome: BuildOutcome, bundle: Path) -> None:
         archive = Path(temp) / f"{outcome.name}.tar.gz"
         archive.write_bytes(data)
         unpack_bundle(archive, bundle, force=True)
+    manifest = read_manifest(bundle)
     # A job of this run built its program (the archive's hash checked above): trusted as a build in this process.
-    built_here(read_manifest(bundle).artifact.sha256)
+    built_here(manifest.artifact.sha256)
+    return manifest

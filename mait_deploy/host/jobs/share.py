@@ -11,16 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-from mait_deploy.device.runner import set_thread_budget
+from mait_deploy.device.runner import set_thread_budget, usable_cores
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def usable_cores() -> list[int]:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def core_shares(workers: int) -> list[list[int]]:
