@@ -12,7 +12,7 @@ import contextlib
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -95,7 +95,7 @@ def ir_report(model: Any) -> dict[str, Any]:
     }
 
 
-def stable_names(model: Any, source_names: set[str]) -> int:
+def stable_names(model: Any, source_names: Collection[str]) -> int:
     """Renumber the node names OpenVINO generated (``<Type>_<n>``, ``n`` from a counter global to the process) in
     graph order, the same name to the same new one (``<Type>_ir<k>``); how many nodes were renamed.
 
@@ -205,9 +205,7 @@ class OpenVinoTarget(Target):
         report: dict[str, Any] = {}
         if options.precision == "int8":
             model, report["quantization"] = self._quantize(model, source, options, calibration, progress)
-        onnx = require("onnx", extra="export")
-        onnx_names = {node.name for node in onnx.load(str(source.onnx_path), load_external_data=False).graph.node}
-        stable_names(model, onnx_names)
+        stable_names(model, source.onnx_node_names)
         # save_model compresses weights to FP16 unless told not to: an FP32 bundle must really be FP32.
         ov.save_model(model, str(staging / ARTIFACT), compress_to_fp16=options.precision == "fp16")
         report["ir"] = ir_report(ov.Core().read_model(str(staging / ARTIFACT)))

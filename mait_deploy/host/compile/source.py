@@ -6,6 +6,7 @@ from its metadata. Every artifact is then checked against the same reference out
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mait_deploy._deps import require
 from mait_deploy._io import sha256_file
 from mait_deploy.config import MaiTConfig
 from mait_deploy.errors import ExportError
@@ -33,6 +35,12 @@ class ModelSource:
     @property
     def onnx_sha256(self) -> str:
         return sha256_file(self.onnx_path)
+
+    @functools.cached_property
+    def onnx_node_names(self) -> frozenset[str]:
+        """The ONNX graph's node names, read once for every build from this source."""
+        onnx = require("onnx", extra="export")
+        return frozenset(node.name for node in onnx.load(str(self.onnx_path), load_external_data=False).graph.node)
 
     def mask_problems(self, found: list[tuple[str, Any, int]]) -> list[str]:
         """What is wrong with the mask constants found in a built graph (``masks.check_constants``)."""
