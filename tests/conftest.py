@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.shipped import SHIPPED_CALIBRATION, SHIPPED_EVAL_COUNT
 
 # A test's own `import openvino` (importorskip) would load OpenVINO's telemetry, which forks a sender process
 # (the "os.fork() ... JAX is multithreaded" warnings); the product imports it through import_openvino, which turns
@@ -21,33 +26,57 @@ def tiny_config():
                       preprocess=PreprocessConfig(input_size=16, channels=1, mean=(0.5,), std=(0.25,)))
 
 
+@dataclass(frozen=True)
+class ShippedBundle:
+    folder: Path
+    result: Any  # the CompileResult: its gate and manifest
+
+
+class ShippedBundles(dict):
+    """(target, precision) -> the shipped checkpoint's bundle (ShippedBundle), built on first use and shared by
+    every test of the session: tests only read them (a test that changes one copies it first)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, key: tuple[str, str]) -> ShippedBundle:
+        target, precision = key
+        pytest.importorskip("torch")
+        from mait_deploy import backends
+        from mait_deploy.host.compile.api import compile_model
+        from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+
+        missing = backends.availability().get(target)
+        if missing:
+            pytest.skip(f"{target}: {missing}")
+        folder = self.root / target / precision
+        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=SHIPPED_CALIBRATION))
+        self[key] = ShippedBundle(folder, compile_model(None, target, options, folder, eval_count=SHIPPED_EVAL_COUNT))
+        return self[key]
+
+    def of(self, target: str, precisions: tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
+        """The folder holding ``target``'s bundles (one sub-folder per precision) and precision -> CompileResult."""
+        return self.root / target, {precision: self[target, precision].result for precision in precisions}
+
+
 @pytest.fixture(scope="session")
-def ort_fp32_bundle(tmp_path_factory):
-    """The shipped checkpoint as an ONNX Runtime FP32 bundle (gate on 200 images), built once; tests only read it."""
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
-    from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CompileOptions
-
-    folder = tmp_path_factory.mktemp("ort-fp32") / "bundle"
-    compile_model(None, "onnxruntime", CompileOptions(precision="fp32"), folder, eval_count=200)
-    return folder
+def shipped_bundles(tmp_path_factory) -> ShippedBundles:
+    return ShippedBundles(tmp_path_factory.mktemp("shipped-bundles"))
 
 
 @pytest.fixture(scope="session")
-def executorch_bundles(tmp_path_factory):
-    """precision -> the shipped checkpoint as an ExecuTorch bundle (FP32, INT8 on 128 calibration images; gate on
-    200 images), built once for the slow tests that run them (natively, on the boards); tests only read them."""
-    pytest.importorskip("torch")
+def ort_fp32_bundle(shipped_bundles) -> Path:
+    """The shipped checkpoint as an ONNX Runtime FP32 bundle; tests only read it."""
+    return shipped_bundles["onnxruntime", "fp32"].folder
+
+
+@pytest.fixture(scope="session")
+def executorch_bundles(shipped_bundles) -> dict[str, Path]:
+    """precision -> the shipped checkpoint as an ExecuTorch bundle, for the slow tests that run them (natively, on
+    the boards); tests only read them."""
     pytest.importorskip("executorch.runtime")
-    from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
-
-    root = tmp_path_factory.mktemp("executorch-bundles")
-    for precision in ("fp32", "int8"):
-        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
-        compile_model(None, "executorch", options, root / f"executorch-{precision}", eval_count=200)
-    return {precision: root / f"executorch-{precision}" for precision in ("fp32", "int8")}
+    return {precision: shipped_bundles["executorch", precision].folder for precision in ("fp32", "int8")}
 
 
 @pytest.fixture(autouse=True)

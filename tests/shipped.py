@@ -4,6 +4,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+# How every test builds the shipped checkpoint's bundles (conftest.py: shipped_bundles): one calibration and gate
+# size, so one bundle serves every test that reads it, in the default and the slow suite alike.
+SHIPPED_CALIBRATION = 128
+SHIPPED_EVAL_COUNT = 1000
+
 
 @dataclass(frozen=True)
 class Shipped:

@@ -73,9 +73,9 @@ def test_the_decompositions_are_the_ops_they_replace():
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory):
-    out = tmp_path_factory.mktemp("executorch") / "fp32"
-    return out, compile_model(None, "executorch", CompileOptions(precision="fp32"), out, eval_count=1000)
+def fp32(shipped_bundles):
+    built = shipped_bundles["executorch", "fp32"]
+    return built.folder, built.result
 
 
 def test_the_shipped_model_is_delegated_whole_and_matches_torch(fp32):

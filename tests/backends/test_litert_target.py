@@ -12,18 +12,13 @@ from mait_deploy.device.bundle import load_bundle, verify_bundle
 from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.target import CompileOptions
 from tests.shipped import golden_arrays
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    root = tmp_path_factory.mktemp("litert")
-    results = {}
-    for precision in ("fp32", "fp16", "int8"):
-        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
-        results[precision] = compile_model(None, "litert", options, root / precision, eval_count=1000)
-    return root, results
+def bundles(shipped_bundles):
+    return shipped_bundles.of("litert", ("fp32", "fp16", "int8"))
 
 
 def test_files_ops_and_sizes(bundles):

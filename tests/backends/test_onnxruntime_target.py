@@ -21,19 +21,14 @@ from mait_deploy.host.catalog import target as get_target
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.export import graph
-from tests.shipped import default_checkpoint, golden_arrays, shift_golden_logits
+from tests.shipped import SHIPPED_EVAL_COUNT, default_checkpoint, golden_arrays, shift_golden_logits
 
-EVAL_COUNT = 1000
+EVAL_COUNT = SHIPPED_EVAL_COUNT
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bundles")
-    results = {}
-    for precision in ("fp32", "int8"):
-        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
-        results[precision] = compile_model(None, "onnxruntime", options, root / precision, eval_count=EVAL_COUNT)
-    return root, results
+def bundles(shipped_bundles):
+    return shipped_bundles.of("onnxruntime", ("fp32", "int8"))
 
 
 def test_bundle_layout_and_manifest(bundles):

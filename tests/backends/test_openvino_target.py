@@ -23,13 +23,8 @@ EVAL_COUNT = 1000
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ov")
-    results = {}
-    for precision in ("fp32", "fp16", "int8"):
-        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
-        results[precision] = compile_model(None, "openvino", options, root / precision, eval_count=EVAL_COUNT)
-    return root, results
+def bundles(shipped_bundles):
+    return shipped_bundles.of("openvino", ("fp32", "fp16", "int8"))
 
 
 def test_ir_files_and_precisions(bundles):

@@ -80,20 +80,11 @@ def set_up(fleet):
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    """The shipped model as ONNX Runtime, LiteRT and OpenVINO bundles, FP32 and INT8, built on this host."""
-    pytest.importorskip("torch")
-    from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CompileOptions
-
-    root = tmp_path_factory.mktemp("bundles")
-    built = {}
-    for target in TARGETS:
-        for precision in ("fp32", "int8"):
-            folder = root / f"{target}-{precision}"
-            compile_model(None, target, CompileOptions(precision=precision), folder, eval_count=300)
-            built[f"{target}-{precision}"] = folder
-    return built
+def bundles(shipped_bundles):
+    """The shipped model as ONNX Runtime, LiteRT and OpenVINO bundles, FP32 and INT8, built on this host (once per
+    session, shared with the native runner's and the backends' tests)."""
+    return {f"{target}-{precision}": shipped_bundles[target, precision].folder
+            for target in TARGETS for precision in ("fp32", "int8")}
 
 
 def _tree(root: Path) -> dict[str, int]:

@@ -43,22 +43,10 @@ class Built(dict):
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory, request):
-    """(runtime, precision) -> the shipped model's bundle of this mait-deploy (each native runtime, FP32/INT8)."""
-    from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
-
-    root = tmp_path_factory.mktemp("native-bundles")
-
-    def make(key):
-        runtime, precision = key
-        if runtime == "executorch":  # built once per session, shared with the boards' tests
-            return request.getfixturevalue("executorch_bundles")[precision]
-        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
-        compile_model(None, runtime, options, root / f"{runtime}-{precision}", eval_count=200)
-        return root / f"{runtime}-{precision}"
-
-    return Built(make)
+def bundles(shipped_bundles):
+    """(runtime, precision) -> the shipped model's bundle of this mait-deploy (each native runtime, FP32/INT8), built
+    once per session and shared with the boards' and the backends' tests."""
+    return Built(lambda key: shipped_bundles[key].folder)
 
 
 @pytest.fixture(scope="module")
