@@ -148,3 +148,23 @@ def test_the_pareto_plot_places_models_by_their_papers_accuracy(tmp_path):
     assert "| 81.3% (Swin) |" in markdown(report)
     alone = {**report, "models": [models[0], models[2]]}  # one paper figure: nothing to compare
     assert not pareto_plot(alone, tmp_path / "none.png") and not (tmp_path / "none.png").exists()
+
+
+def test_a_baselines_torch_export_program_travels_to_build_workers(tmp_path):
+    """A timm baseline reaches the PyTorch-converting targets as a torch.export program; the build jobs send the
+    model to their workers pickled (host/jobs/job.py), which a module class local to a function cannot be."""
+    import io
+
+    torch = pytest.importorskip("torch")
+    from mait_deploy.host.compare.models import _load_exported
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    sample = torch.randn(1, 3, 8, 8)
+    model(sample)
+    torch.export.save(torch.export.export(model.eval(), (sample,)), tmp_path / "model.pt2")
+    module, missing = _load_exported(tmp_path / "model.pt2", "tiny", "python")
+    assert missing == "" and module is not None
+    buffer = io.BytesIO()
+    torch.save(module.eval(), buffer)
+    again = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert torch.equal(again(sample), model(sample))

@@ -166,25 +166,10 @@ def baseline_model(spec: str, work: Path, step: Callable[[str], None], timm_pyth
 def _load_exported(path: Path, name: str, python: str) -> tuple[Any, str]:
     """The torch.export program timm's Python saved, as a module here (None and why when it does not load: a
     program saved by a newer torch may not load in this one)."""
-    import torch
-
-    class ExportedModule(torch.nn.Module):
-        """The loaded program as a module: its graph is already in eval form, and the module torch.export gives
-        refuses ``.eval()``/``.train()``, which converters call."""
-
-        def __init__(self, program: Any) -> None:
-            super().__init__()
-            self.program = program
-
-        def train(self, mode: bool = True) -> "ExportedModule":
-            self.training = mode
-            return self
-
-        def forward(self, x: Any) -> Any:
-            return self.program(x)
-
     try:
-        return ExportedModule(torch.export.load(str(path)).module()), ""
+        from mait_deploy.host.compare.exported import ExportedModule
+
+        return ExportedModule(path.read_bytes()), ""
     except Exception as err:
         first = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         return None, f"the torch.export program {python} saved for {name} does not load here ({first})"
