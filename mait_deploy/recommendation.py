@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 from mait_deploy.precision import FP32
+from mait_deploy.results import BundleRun
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class Candidate:
     drop_points: float | None = None  # top-1 drop vs FP32, for the reason
     note: str = ""  # more about it for the reason (e.g. its on-board top-1)
     size_bytes: int | None = None  # the artifact's size, for the tie-break
+
+    @classmethod
+    def of(cls, run: BundleRun, ruled_out: str | None = None, note: str = "") -> "Candidate":
+        """A bundle that ran (deploy's row, a board's row) as a candidate: named as the speed evidence names it."""
+        return cls(name=run.name, target=run.target, precision=run.precision, bundle=run.bundle, ruled_out=ruled_out,
+                   drop_points=None if run.gate is None else run.gate.drop_points, note=note,
+                   size_bytes=run.size_bytes)
 
 
 class Speed(Protocol):

@@ -76,7 +76,7 @@ def test_deploy_report_and_reuse(deployed):
     else:
         assert "not shown faster than onnxruntime fp32" in recommended["not_recommended"]["onnxruntime int8"]
     assert "| onnxruntime | int8 | ok | yes |" in (out / "report.md").read_text()  # yes: a C++ app can link it
-    assert all(row.native for row in report.rows)
+    assert all(row.cpp_app for row in report.rows)
     again = deploy(None, out, DeployOptions(targets=("onnxruntime",), precisions=("fp32", "int8"), eval_count=500,
                                             profile_batches=(1,), profile_iterations=10))
     assert again.export["reused"] and all(r.reused for r in again.rows)

@@ -26,6 +26,7 @@ from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.pipeline import DeployOptions
+from mait_deploy.results import Status
 
 
 @app.command()
@@ -330,13 +331,12 @@ def deploy(
     console.print(markdown_table(report), highlight=False, markup=False, soft_wrap=True)
     console.print(f"reports: {output / 'report.json'}, {output / 'report.md'}, {output / 'report.png'} "
                   f"({report.seconds:.0f} s)", highlight=False)
-    failed = [r for r in report.rows if r.status in ("failed", "failed_gate")]
+    failed = [r for r in report.rows if r.status in (Status.FAILED, Status.FAILED_GATE)]
     if failed:
         raise MaitDeployError(f"{len(failed)} of {len(report.rows)} rows failed; see {output / 'report.md'}")
     from mait_deploy.host.remote.fleet_report import failure_line
 
-    failed_on_boards = failure_line((report.devices or {}).get("fleet") or {"rows": []},
-                                    f"see {output / 'report.md'}")
+    failed_on_boards = failure_line(report.devices.fleet if report.devices else None, f"see {output / 'report.md'}")
     if failed_on_boards:
         raise MaitDeployError(failed_on_boards)
 

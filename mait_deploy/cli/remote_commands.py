@@ -118,10 +118,10 @@ def profile(
     failure = failure_line(report, f"the report is in {output}")
     if as_json:
         if failure:
-            raise fail_with_report(report, failure)
-        print_json(report)
+            raise fail_with_report(report.to_dict(), failure)
+        print_json(report.to_dict())
         return
-    table = Table(title=f"fleet ({report['seconds']:.0f} s) -> {output}")
+    table = Table(title=f"fleet ({report.seconds:.0f} s) -> {output}")
     for column in COLUMNS:
         table.add_column(column)
     for cells in table_rows(report):

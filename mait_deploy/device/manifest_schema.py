@@ -8,23 +8,17 @@ Regenerate after changing a manifest dataclass or a bound: ``python -m mait_depl
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
-from typing import Any, Mapping
+from typing import Any
 
 from mait_deploy.config import MIN_CROP_PCT, MaiTConfig, MaskConfig, PreprocessConfig
 from mait_deploy.device.logits import GateResult, Tolerance
 from mait_deploy.device.manifest_validation import SCHEMA_FILE
 from mait_deploy.precision import PRECISIONS
+from mait_deploy.typed_json import SchemaBuilder
 
 SCHEMA_ID = "https://mait-deploy.invalid/manifest.schema.json"  # a name, never fetched
 
-# Defaults for anything not bounded below: a manifest is kilobytes, so every string, array and object is small.
-MAX_STRING = 4096
-MAX_ITEMS = 4096
-MAX_PROPERTIES = 256
 MAX_CLASSES = 100_000
 MAX_IMAGE_SIDE = 2048  # a bundle's input side; 3 x 2048 x 2048 floats is 48 MiB per image
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -92,78 +86,11 @@ REQUIRED_IN = {"model": ("num_classes", "img_size", "in_chans", "preprocess"),
                "model.preprocess": ("input_size", "channels", "mean", "std"), "model.mask": ()}
 
 
-def _for_type(hint: Any, path: str) -> dict[str, Any]:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [_for_type(arg, path) for arg in args if arg is not type(None)]
-        schema = options[0] if len(options) == 1 else {"anyOf": options}
-        return {"anyOf": [schema, {"type": "null"}]} if type(None) in args else schema
-    if hint is Any:
-        return {}
-    if hint is bool:
-        return {"type": "boolean"}
-    if hint is int:
-        return {"type": "integer"}
-    if hint is float:
-        return {"type": "number"}
-    if hint is str:
-        return {"type": "string", "maxLength": MAX_STRING}
-    if path in TYPED_DICTS or dataclasses.is_dataclass(hint):
-        return _for_dataclass(TYPED_DICTS.get(path, hint), path)
-    if origin in (list, tuple) or hint in (list, tuple):
-        item = args[0] if args else Any
-        return {"type": "array", "maxItems": MAX_ITEMS, "items": _for_type(item, f"{path}.*")}
-    if origin in (dict, Mapping) or hint is dict:
-        return {"type": "object", "maxProperties": MAX_PROPERTIES}
-    raise TypeError(f"no JSON Schema for {hint!r} at {path}")
-
-
-def _for_dataclass(cls: type, path: str = "") -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    properties, required = {}, []
-    for field in dataclasses.fields(cls):
-        if field.name.startswith("_"):
-            continue
-        child = f"{path}.{field.name}" if path else field.name
-        hint = hints[field.name]
-        plain_dict = hint is dict or typing.get_origin(hint) in (dict, Mapping)
-        schema = _for_type(TYPED_DICTS[child] if child in TYPED_DICTS and plain_dict else hint, child)
-        if child in BOUNDS:
-            schema = _bounded(schema, BOUNDS[child])
-        properties[field.name] = schema
-        # Required: what the dataclass cannot default (older bundles lack the fields added since, which default).
-        has_default = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
-        if field.name in REQUIRED_IN.get(path, ()) or (path not in REQUIRED_IN and not has_default):
-            required.append(field.name)
-    for item_path, bound in BOUNDS.items():  # bounds on array items ("files.*.path") reach into their schemas
-        prefix = f"{path}." if path else ""
-        if item_path.startswith(prefix) and ".*." in item_path[len(prefix):]:
-            array, rest = item_path[len(prefix):].split(".*.", 1)
-            if array in properties and "." not in rest:
-                target = properties[array]
-                if "anyOf" in target:  # a nullable list: bound the list, not the null
-                    target = next(option for option in target["anyOf"] if option.get("type") == "array")
-                items = target.setdefault("items", {})
-                items.setdefault("properties", {})[rest] = _bounded(items.get("properties", {}).get(rest, {}), bound)
-    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
-
-
-def _bounded(schema: dict[str, Any], bound: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` with ``bound`` applied; a nullable schema keeps its null."""
-    if "anyOf" in schema and {"type": "null"} in schema["anyOf"] and "anyOf" not in bound and "enum" not in bound:
-        inner = [s for s in schema["anyOf"] if s != {"type": "null"}][0]
-        return {"anyOf": [{**inner, **bound}, {"type": "null"}]}
-    if "anyOf" in bound or "enum" in bound or "const" in bound:
-        return {key: value for key, value in {**schema, **bound}.items()
-                if key not in ("type", "anyOf") or key in bound}
-    return {**schema, **bound}
-
-
 def manifest_schema() -> dict[str, Any]:
     """The manifest's JSON Schema (draft 2020-12), from the dataclasses and BOUNDS."""
     from mait_deploy.device.manifest import Manifest
 
-    schema = _for_dataclass(Manifest)
+    schema = SchemaBuilder(BOUNDS, TYPED_DICTS, REQUIRED_IN).for_dataclass(Manifest)
     schema["allOf"] = runtime_option_rules()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
             "title": "mait-deploy bundle manifest (manifest.json)",

@@ -64,10 +64,10 @@ def test_recommendation_from_the_race_never_picks_a_precision_slower_than_its_fp
     from mait_deploy.device.profiling.side_by_side import SideBySide
     from mait_deploy.device.profiling.stats import Latency
     from mait_deploy.host.deploy.race import recommend_rows
-    from mait_deploy.host.deploy.report import Row
+    from mait_deploy.results import BundleRun, GateFigures, Status
 
-    rows = [Row(target=t, precision=p, status="ok", bundle=f"{t}-{p}", drop_points=0.1,
-                latency={"batch_1": Latency(1, 1.0, 1.0, 1.0)})
+    rows = [BundleRun(target=t, precision=p, status=Status.OK, bundle=f"{t}-{p}", gate=GateFigures(drop_points=0.1),
+                      latency={"batch_1": Latency(1, 1.0, 1.0, 1.0)})
             for t, p in [("x", "fp32"), ("x", "int8"), ("y", "fp32"), ("y", "int8")]]
     # x int8 is the fastest bundle of all in absolute terms, but y's INT8 is not faster than y's FP32.
     rounds = [{"x fp32": 4.0, "x int8": 2.0, "y fp32": 3.0, "y int8": 3.3},
@@ -130,10 +130,10 @@ def test_a_reduced_precision_must_be_shown_faster_than_its_fp32():
 def test_deploy_for_native_recommends_only_what_the_cpp_runner_runs():
     from mait_deploy.device.profiling.stats import Latency
     from mait_deploy.host.deploy.race import recommend_rows
-    from mait_deploy.host.deploy.report import Row
+    from mait_deploy.results import BundleRun, Status
 
-    rows = [Row(target=t, precision="fp32", status="ok", bundle=t, native=native, size_bytes=5,
-                latency={"batch_1": Latency(1, 1.0, 1.0, 1.0)}) for t, native in (("fast", False), ("app", True))]
+    rows = [BundleRun(target=t, precision="fp32", status=Status.OK, bundle=t, cpp_app=native, size_bytes=5,
+                      latency={"batch_1": Latency(1, 1.0, 1.0, 1.0)}) for t, native in (("fast", False), ("app", True))]
     timing = _race([{"fast fp32": 1.0, "app fp32": 2.0 + 0.01 * i} for i in range(12)])
     assert recommend_rows(rows, timing).name == "fast fp32"
     native = recommend_rows(rows, timing, native_only=True)

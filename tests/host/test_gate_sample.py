@@ -65,11 +65,10 @@ def test_a_drop_near_the_limit_scores_the_rest_and_the_full_set_decides():
     full = accuracy_gate(predict, reference, data, max_drop=1.0, raise_on_failure=False)
     assert (sampled.top1, sampled.drop_points, sampled.passed) == (full.top1, full.drop_points, full.passed)
     # deploy's row says which images its top-1 and drop are on, and why all of them.
-    from mait_deploy.host.deploy.report import Row
+    from mait_deploy.results import BundleRun, GateFigures, Status
 
-    row = Row(target="t", precision="int8", status="ok")
-    row.take_gate(sampled, tried_sample=2000)
-    assert row.measured_on() == f"{N} (all)" and "a 2000-image sample could not decide the gate" in row.notes()
+    row = BundleRun(target="t", precision="int8", status=Status.OK, gate=GateFigures.of(sampled, tried_sample=2000))
+    assert row.gate.measured_on() == f"{N} (all)" and "a 2000-image sample could not decide the gate" in row.notes()
 
 
 def test_the_interval_narrows_with_the_sample_and_vanishes_at_the_population():

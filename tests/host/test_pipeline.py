@@ -10,7 +10,7 @@ from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
 from mait_deploy.host.deploy.race import recommend_rows
-from mait_deploy.host.deploy.report import Row, pareto_front
+from mait_deploy.results import BundleRun, GateFigures, Status, runs_front
 
 
 def test_failures_are_rows_not_crashes(tmp_path, monkeypatch):
@@ -60,12 +60,13 @@ def test_bad_deploy_options(kwargs, message):
 
 def test_pareto_and_recommendation():
     def row(target, precision, top1, p50):
-        return Row(target=target, precision=precision, status="ok", top1=top1, drop_points=0.0,
-                   latency={"batch_1": Latency(1, p50, p50, 1000 / p50)}, bundle=target)
+        return BundleRun(target=target, precision=precision, status=Status.OK,
+                         gate=GateFigures(top1=top1, drop_points=0.0),
+                         latency={"batch_1": Latency(1, p50, p50, 1000 / p50)}, bundle=target)
 
     rows = [row("a", "fp32", 0.90, 10.0), row("a", "int8", 0.89, 4.0), row("b", "fp32", 0.88, 12.0),
             row("b", "int8", 0.90, 8.0)]
-    assert sorted(pareto_front(rows)) == [1, 3]
+    assert sorted(runs_front(rows)) == [1, 3]
     best = recommend_rows(rows, None)  # no race: each bundle's own profile
     assert (best.target, best.precision) == ("a", "int8") and "2.50x a fp32" in best.reason
     assert "own profile" in best.reason
@@ -78,8 +79,8 @@ def test_a_sampled_gate_goes_through_the_whole_row_and_its_note_says_so(tmp_path
                                                   gate_sample=500, profile_batches=(1,), profile_iterations=5))
     row = report.rows[0]
     assert row.status == "ok", row.reason
-    assert row.gate_sample["count"] == 500 and row.gate_sample["of"] == 2000
-    assert row.measured_on() == "500 of 2000 (sample)"
+    assert row.gate.images == 500 and row.gate.sampled_from == 2000
+    assert row.gate.measured_on() == "500 of 2000 (sample)"
     assert "drop's 99% interval over all 2000 images" in row.notes()
     from mait_deploy.device.manifest import read_manifest
 

@@ -6,6 +6,7 @@ Slow: the userland is built once (tests/arm64_board.py, cached), each remote Pyt
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import subprocess
@@ -115,24 +116,26 @@ def test_every_bundle_verifies_and_is_scored_on_the_board(fleet, set_up, bundles
     out = tmp_path / "out"
     report = remote_profile(fleet.devices[:1], list(bundles.values()), out, eval_source="fashion-mnist",
                             eval_count=EVAL_COUNT, options=ProfileOptionsRemote(**PROFILE))
-    rows = {row["bundle"]: row for row in report["rows"]}
+    rows = {row["bundle"]: row for row in report.to_dict()["rows"]}
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["reason"])
-        assert row["machine"] == "aarch64" and row["pushed"] is True
-        assert row["verify"]["passed"] and row["verify"]["device_isa"]["machine"] == "aarch64"
+        assert row["board"]["machine"] == "aarch64" and row["board"]["pushed"] is True
+        verified = json.loads((out / "board-a" / name / "verify.json").read_text())  # the board's whole report
+        assert row["verify"]["passed"] and verified["device_isa"]["machine"] == "aarch64"
         # The same bundle on the same images: on the board vs on this x86 host (one image is 0.01).
-        assert abs(row["top1"] - row["host_top1"]) <= 0.02, (name, row["top1"], row["host_top1"])
-        assert row["latency"]["p50_ms"] > 0 and row["peak_rss_mb"] > 0
+        assert abs(row["board"]["top1"] - row["board"]["host_top1"]) <= 0.02, (name, row["board"])
+        assert row["latency"]["batch_1"]["p50_ms"] > 0 and row["memory"]["peak_rss_mb"] > 0
         assert (out / "board-a" / name / "profile.json").is_file()
     for precision in ("fp32", "int8"):  # OpenVINO at the precision it was gated at, not Arm's FP16 default
-        assert rows[f"openvino-{precision}"]["verify"]["runtime"]["inference_precision_hint"] == "f32"
+        verified = json.loads((out / "board-a" / f"openvino-{precision}" / "verify.json").read_text())
+        assert verified["runtime"]["inference_precision_hint"] == "f32"
     assert {(out / f).is_file() for f in ("fleet.json", "fleet.md", "fleet.png")} == {True}
 
     rerun = [bundles["onnxruntime-int8"], bundles["openvino-fp32"]]
     again = remote_profile(fleet.devices[:1], rerun, out, options=ProfileOptionsRemote(iterations=2, warmup=1),
                            force=True)
-    assert [row["pushed"] for row in again["rows"]] == [False, False], "a re-run pushed again"
-    assert all(row["status"] == "ok" for row in again["rows"])
+    assert [row.board.pushed for row in again.rows] == [False, False], "a re-run pushed again"
+    assert all(row.ok for row in again.rows)
 
 
 def test_two_boards_run_in_parallel_and_a_lost_board_leaves_a_failed_row(fleet, set_up, bundles, tmp_path):
@@ -140,8 +143,8 @@ def test_two_boards_run_in_parallel_and_a_lost_board_leaves_a_failed_row(fleet, 
 
     chosen = [bundles["onnxruntime-fp32"], bundles["litert-int8"]]
     report = remote_profile(fleet.devices, chosen, tmp_path / "both", options=ProfileOptionsRemote(**PROFILE))
-    assert all(row["status"] == "ok" for row in report["rows"]), [r["reason"] for r in report["rows"]]
-    assert report["seconds"] < 0.8 * sum(report["device_seconds"].values()), report["device_seconds"]
+    assert all(row.ok for row in report.rows), [r.reason for r in report.rows]
+    assert report.seconds < 0.8 * sum(report.device_seconds.values()), report.device_seconds
 
     victim = fleet.boards["board-b"]
     killed = threading.Event()
@@ -156,12 +159,12 @@ def test_two_boards_run_in_parallel_and_a_lost_board_leaves_a_failed_row(fleet, 
                               progress=progress)
     finally:
         victim.start(fleet.key.with_suffix(".pub").read_text())
-    rows = {(r["device"], r["bundle"]): r for r in lost["rows"]}
+    rows = {(r.where, r.bundle): r for r in lost.rows}
     assert killed.is_set()
-    assert all(rows[("board-a", b.name)]["status"] == "ok" for b in map(Path, chosen))
+    assert all(rows[("board-a", b.name)].ok for b in map(Path, chosen))
     b_rows = [rows[("board-b", b.name)] for b in map(Path, chosen)]
-    assert b_rows[0]["status"] == "failed" and b_rows[0]["reason"], b_rows
-    assert all("\n" not in r["reason"] for r in b_rows)
+    assert b_rows[0].status == "failed" and b_rows[0].reason, b_rows
+    assert all("\n" not in r.reason for r in b_rows)
 
     def leftovers(name: str) -> list[Path]:
         work = fleet.root / "root" / fleet.workdirs[name]
@@ -171,7 +174,7 @@ def test_two_boards_run_in_parallel_and_a_lost_board_leaves_a_failed_row(fleet, 
     # The lost board, back: the next run sweeps what the drop left behind and finishes.
     back = remote_profile(fleet.devices[1:], chosen[:1], tmp_path / "back",
                           options=ProfileOptionsRemote(iterations=2, warmup=1))
-    assert back["rows"][0]["status"] == "ok", back["rows"][0]["reason"]
+    assert back.rows[0].ok, back.rows[0].reason
     assert not leftovers("board-b")
 
 
@@ -294,16 +297,16 @@ def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet
     out = tmp_path / "out"
     report = remote_profile(fleet.devices, [bundles[n] for n in names], out,
                             options=ProfileOptionsRemote(iterations=10, warmup=2, native=True))
-    native = {(row["device"], row["bundle"]): row for row in report["rows"] if row["runner"] == "native"}
+    native = {(row["where"], row["bundle"]): row for row in report.to_dict()["rows"] if row["runner"] == "native"}
     assert sorted(native) == sorted((device.name, name) for device in fleet.devices for name in names)
     for (device, name), row in native.items():
         assert row["status"] == "ok", (device, name, row["reason"])
-        assert row["machine"] == "aarch64" and row["verify"]["passed"]
+        assert row["board"]["machine"] == "aarch64" and row["verify"]["passed"]
         assert row["verify"]["message"].startswith("golden outputs match on this device: 8 images")
         assert row["verify"]["runtime"].startswith(name.split("-")[0])
-        assert row["latency"]["p50_ms"] > 0 and row["peak_rss_mb"] > 0 and row["native"]["overhead"] > -1
+        assert row["latency"]["batch_1"]["p50_ms"] > 0 and row["memory"]["peak_rss_mb"] > 0 and row["board"]["overhead"] > -1
     for device in fleet.devices:  # each board built each runtime once, for both of its bundles
-        built = [native[device.name, f"{runtime}-{precision}"]["steps"]["build"]
+        built = [native[device.name, f"{runtime}-{precision}"]["board"]["steps"]["build"]
                  for runtime in ("onnxruntime", "openvino", "litert") for precision in ("fp32", "int8")]
         assert built[0::2] == [b for b in built[0::2] if b > 0] and built[1::2] == [0, 0, 0], built
     markdown = (out / "fleet.md").read_text()
@@ -311,8 +314,8 @@ def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet
 
     again = remote_profile(fleet.devices[:1], [bundles["openvino-int8"]], out,
                            options=ProfileOptionsRemote(iterations=2, warmup=1, native=True), force=True)
-    row = next(r for r in again["rows"] if r["runner"] == "native")
-    assert row["status"] == "ok" and row["steps"]["build"] == 0.0, row  # the board kept its build
+    row = next(r for r in again.rows if r.runner == "native")
+    assert row.ok and row.board.steps["build"] == 0.0, row  # the board kept its build
 
 
 def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
@@ -326,17 +329,17 @@ def test_deploy_with_an_inventory_recommends_per_board(fleet, set_up, tmp_path):
         targets=("litert",), precisions=("fp32", "int8"), eval_count=300, profile_batches=(1,),
         profile_iterations=10, inventory=str(fleet.inventory), devices=("board-a",), device_eval_count=EVAL_COUNT,
         recommend_for="native"))
-    fleet_rows = report.devices["fleet"]["rows"]
+    fleet_rows = report.devices.fleet.to_dict()["rows"]
     names = {"litert-fp32", "litert-int8"}
     assert {(r["bundle"], r["runner"]) for r in fleet_rows} == {(n, k) for n in names for k in ("python", "native")}
-    assert all(r["status"] == "ok" and r["machine"] == "aarch64" for r in fleet_rows), fleet_rows
-    assert all(r["steps"]["build"] == 0 for r in fleet_rows if r["runner"] == "native"), "the board kept its builds"
-    choice = report.devices["recommended"]["board-a"]
-    native_p50 = {f"{r['target']} {r['precision']}": r["latency"]["p50_ms"] for r in fleet_rows
+    assert all(r["status"] == "ok" and r["board"]["machine"] == "aarch64" for r in fleet_rows), fleet_rows
+    assert all(r["board"]["steps"]["build"] == 0 for r in fleet_rows if r["runner"] == "native"), "kept its builds"
+    choice = report.devices.recommended["board-a"]
+    native_p50 = {f"{r['target']} {r['precision']}": r["latency"]["batch_1"]["p50_ms"] for r in fleet_rows
                   if r["runner"] == "native"}
-    assert choice["bundle"] in names and "native runner's p50" in choice["reason"], choice
-    assert choice["figures_ms"] and all(p50 == pytest.approx(native_p50[name], rel=1e-3)
-                                        for name, p50 in choice["figures_ms"].items())
+    assert choice.bundle in names and "native runner's p50" in choice.reason, choice
+    assert choice.figures_ms and all(p50 == pytest.approx(native_p50[name], rel=1e-3)
+                                     for name, p50 in choice.figures_ms.items())
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## On the devices" in text and "| C++ app |" in text and "| native | yes |" in text
 
@@ -354,15 +357,17 @@ def test_executorch_bundles_run_on_the_board_through_the_native_runner(fleet, se
     out = tmp_path / "out"
     report = remote_profile(fleet.devices[:1], list(executorch_bundles.values()), out, eval_source="fashion-mnist",
                             eval_count=EVAL_COUNT, options=ProfileOptionsRemote(**PROFILE, native=True))
-    rows = {(row["bundle"], row["runner"]): row for row in report["rows"]}
+    rows = {(row["bundle"], row["runner"]): row for row in report.to_dict()["rows"]}
     for precision in ("fp32", "int8"):
         python_row, native_row = rows[f"executorch-{precision}", "python"], rows[f"executorch-{precision}", "native"]
         for row in (python_row, native_row):
             assert row["status"] == "ok", (precision, row["runner"], row["reason"])
-            assert row["machine"] == "aarch64" and row["verify"]["passed"] and row["latency"]["p50_ms"] > 0
-        assert python_row["verify"]["runtime"]["via"] == "native library"
-        assert abs(python_row["top1"] - python_row["host_top1"]) <= 0.02, python_row
+            assert row["board"]["machine"] == "aarch64" and row["verify"]["passed"]
+            assert row["latency"]["batch_1"]["p50_ms"] > 0
+        verified = json.loads((out / "board-a" / f"executorch-{precision}" / "verify.json").read_text())
+        assert verified["runtime"]["via"] == "native library"
+        assert abs(python_row["board"]["top1"] - python_row["board"]["host_top1"]) <= 0.02, python_row
         assert native_row["verify"]["runtime"].startswith("executorch")
-    builds = [rows["executorch-fp32", "python"]["steps"]["native_build"],
-              rows["executorch-int8", "python"]["steps"]["native_build"]]
+    builds = [rows["executorch-fp32", "python"]["board"]["steps"]["native_build"],
+              rows["executorch-int8", "python"]["board"]["steps"]["native_build"]]
     assert builds[0] > 0 and builds[1] == 0, builds  # built once on the board, for both bundles and both rows

@@ -31,7 +31,7 @@ def test_deploy_on_a_users_image_folder_is_green_end_to_end(tmp_path):
     for row in rows:
         if row["status"] != "ok":
             continue  # TensorRT: bundle built, engine left to the device (no GPU here)
-        assert row["top1"] is not None and row["verify"]["passed"] and row["verify"]["golden_kind"] == "inputs"
+        assert row["gate"]["top1"] is not None and row["verify"]["passed"] and row["verify"]["golden_kind"] == "inputs"
         assert cli("verify", row["bundle"]).returncode == 0
         predicted = cli("predict", row["bundle"], image, "--json")
         assert predicted.returncode == 0, predicted.stderr

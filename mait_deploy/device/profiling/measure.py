@@ -92,14 +92,15 @@ class ProfileReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ProfileReport":
-        version = data.get("schema_version")
+    def from_dict(cls, data: Any) -> "ProfileReport":
+        """Read strictly (a report a board sent, or a file): every field of its type, none unknown."""
+        version = data.get("schema_version") if isinstance(data, dict) else None
         if version != REPORT_SCHEMA_VERSION:
             raise MaitDeployError(f"profile report schema {version!r} is not supported (this version reads "
                                   f"{REPORT_SCHEMA_VERSION})")
-        values = dict(data)
-        values["results"] = [BatchResult(**row) for row in data["results"]]
-        return cls(**values)
+        from mait_deploy.typed_json import decode
+
+        return decode(cls, data, "profile report")
 
 
 def rss_mb() -> float:

@@ -26,15 +26,11 @@ from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.race import race, recommend_rows
-from mait_deploy.host.deploy.report import (
-    REPORT_SCHEMA_VERSION,
-    DeployReport,
-    Row,
-    write_deploy_report,
-)
+from mait_deploy.host.deploy.report import REPORT_SCHEMA_VERSION, DeployReport, write_deploy_report
 from mait_deploy.host.jobs.executors import check_executor_options, executor_for
 from mait_deploy.host.jobs.job import BuildJob, BuildOutcome, build_inputs, land
 from mait_deploy.precision import INT8, PORTABLE_PRECISIONS, PRECISIONS, Precision, check_precisions
+from mait_deploy.results import BundleRun, GateFigures, Status, Verified, profile_figures
 
 STATE_FILE = "state.json"
 RECOMMEND_FOR = ("python", "native")
@@ -179,7 +175,7 @@ def _skip_reason(target_name: str, precision: str, availability: dict[str, str])
     return target.hardware_lacks(CompileOptions(precision=precision)) or ""
 
 
-def _finish_row(row: Row, bundle: Path, key: str, built: BuildOutcome | Manifest, options: DeployOptions,
+def _finish_row(row: BundleRun, bundle: Path, key: str, built: BuildOutcome | Manifest, options: DeployOptions,
                 state: _State, runners: dict[str, Any]) -> None:
     """Take a build's outcome (or the manifest of the bundle reused as it was), then verify and profile the bundle
     here; every outcome is a row. The bundle is opened once and its runner is left in ``runners`` for the race."""
@@ -191,16 +187,16 @@ def _finish_row(row: Row, bundle: Path, key: str, built: BuildOutcome | Manifest
     try:
         if outcome is not None:
             if outcome.status == "failed_gate":
-                row.status, row.reason = "failed_gate", outcome.reason
-                row.take_gate(outcome.gate, options.gate_sample)
+                row.status, row.reason = Status.FAILED_GATE, outcome.reason
+                row.gate = None if outcome.gate is None else GateFigures.of(outcome.gate, options.gate_sample)
                 return
             if outcome.status != "ok":
-                row.status, row.reason = "failed", outcome.reason
+                row.status, row.reason = Status.FAILED, outcome.reason
                 return
         manifest = land(outcome, bundle) if outcome is not None else built
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
-        row.take_gate(manifest.accuracy, options.gate_sample)
+        row.gate = None if manifest.accuracy is None else GateFigures.of(manifest.accuracy, options.gate_sample)
         reused = manifest.build.get("gate_reused")
         gate_note = f"the gate of {reused['from']} ({reused['why']})" if reused else ""
         runnable, why = catalog.target(row.target).host_can_run()
@@ -214,16 +210,16 @@ def _finish_row(row: Row, bundle: Path, key: str, built: BuildOutcome | Manifest
                                                     end_to_end=False))
             if report.error:
                 raise MaitDeployError(f"profiling failed: {report.error}")
-            row.take_profile(report)
-            row.verify = verify_runner(runner).to_dict()
-            row.status, row.reason = "ok", gate_note
+            row.latency, row.memory = profile_figures(report)
+            row.verify = Verified.of(verify_runner(runner))
+            row.status, row.reason = Status.OK, gate_note
         else:
             row.reason = f"bundle built; {why}" + (f"; {gate_note}" if gate_note else "")
         state.set_bundle(bundle.name, key)  # only a bundle that was built, verified and profiled is reused
     except MaitDeployError as err:
-        row.status, row.reason = "failed", str(err)
+        row.status, row.reason = Status.FAILED, str(err)
     except Exception as err:  # a runtime crash must not stop the other rows
-        row.status, row.reason = "failed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        row.status, row.reason = Status.FAILED, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     finally:
         row.seconds = round((outcome.seconds if outcome else 0.0) + time.perf_counter() - started, 1)
 
@@ -268,14 +264,14 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     data_key = {"calibration": calibration.content_sha256() if calibration else None,
                 "evaluation": evaluation.content_sha256() if evaluation else None}
 
-    rows: list[Row] = []
+    rows: list[BundleRun] = []
     # The rows built (or reused) here: row, bundle folder, stage key, the reused bundle's manifest (None: built).
-    planned: list[tuple[Row, Path, str, Manifest | None]] = []
+    planned: list[tuple[BundleRun, Path, str, Manifest | None]] = []
     jobs: list[BuildJob] = []
     for target_name, precision in plan:
-        row = Row(target=target_name, precision=precision, status="skipped",
-                  reason=_skip_reason(target_name, precision, availability),
-                  native=bool(backends.get(target_name).native.sdk))
+        row = BundleRun(target=target_name, precision=precision, status=Status.SKIPPED,
+                        reason=_skip_reason(target_name, precision, availability),
+                        cpp_app=bool(backends.get(target_name).native.sdk))
         rows.append(row)
         if row.reason:
             continue
@@ -320,7 +316,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
         from mait_deploy.device.signing import sign_bundle
 
         for row in rows:
-            if row.status == "ok" and row.bundle:
+            if row.ok and row.bundle:
                 sign_bundle(row.bundle, options.sign_key)
     on_devices = None
     if options.inventory:

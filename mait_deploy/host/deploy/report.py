@@ -2,82 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from mait_deploy import backends
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
-from mait_deploy.device.logits import GateResult
 from mait_deploy.device.profiling.side_by_side import median_interval
-from mait_deploy.device.profiling.stats import Latency
+from mait_deploy.host.deploy.devices import DevicesReport
+from mait_deploy.host.deploy.devices import markdown as devices_markdown
 from mait_deploy.recommendation import Recommendation
+from mait_deploy.results import BundleRun, GateFigures, runs_front
+from mait_deploy.typed_json import encode
 
-REPORT_SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed_gate", "failed", "skipped")
-
-
-@dataclass
-class Row:
-    target: str
-    precision: str
-    status: str
-    reason: str = ""
-    bundle: str | None = None
-    reused: bool = False
-    top1: float | None = None
-    reference_top1: float | None = None
-    drop_points: float | None = None
-    size_bytes: int | None = None
-    latency: dict[str, Latency] = field(default_factory=dict)  # "batch_1": ...
-    peak_rss_mb: float | None = None  # of the whole process that profiled it (deploy: every bundle before it too)
-    rss_added_mb: float | None = None  # what loading and running this bundle added to that process
-    verify: dict[str, Any] | None = None
-    seconds: float = 0.0
-    # A gate that decided on a sample: {"count": n, "of": N, "drop_interval": [low, high]} (points, 99%).
-    gate_sample: dict[str, Any] | None = None
-    native: bool = False  # the C++ runner (mait-deploy app) can run this bundle
-    gate_images: int | None = None  # the images top1, reference_top1 and drop_points were all measured on
-    # Set when a sample was scored first and could not decide, so the gate went on to every image.
-    gate_sample_undecided: int | None = None
-
-    def take_gate(self, gate: GateResult | None, tried_sample: int | None = None) -> None:
-        """The gate's figures; ``tried_sample``: the sample size the gate was asked to decide on first."""
-        if gate:
-            self.top1, self.reference_top1, self.drop_points = gate.top1, gate.reference_top1, gate.drop_points
-            self.gate_images = gate.count
-            if gate.sampled_from:
-                self.gate_sample = {"count": gate.count, "of": gate.sampled_from, "drop_interval": gate.drop_interval}
-            elif tried_sample and tried_sample < gate.count:
-                self.gate_sample_undecided = tried_sample
-
-    def measured_on(self) -> str:
-        """Which images the row's top-1 and drop are on: '2000 of 10000 (sample)' or '10000 (all)'."""
-        if self.gate_images is None:
-            return "-"
-        if self.gate_sample:
-            return f"{self.gate_images} of {self.gate_sample['of']} (sample)"
-        return f"{self.gate_images} (all)"
-
-    def notes(self) -> str:
-        """The reason, and how the gate decided when it decided on a sample (or could not)."""
-        notes = [self.reason] if self.reason else []
-        if self.gate_sample:
-            low, high = self.gate_sample["drop_interval"]
-            notes.append(f"drop's 99% interval over all {self.gate_sample['of']} images {low:+.2f} to {high:+.2f}")
-        elif self.gate_sample_undecided:
-            notes.append(f"a {self.gate_sample_undecided}-image sample could not decide the gate (its interval "
-                         f"reached the limit): scored on all {self.gate_images}")
-        return "; ".join(notes)
-
-    def take_profile(self, report: Any) -> None:
-        for result in report.results:
-            if result.model:
-                self.latency[f"batch_{result.batch}"] = Latency.from_stats(result.model)
-        self.peak_rss_mb = report.memory.get("peak_rss_mb")
-        if "load_increase_mb" in report.memory:
-            self.rss_added_mb = round(report.memory["load_increase_mb"] + report.memory["run_increase_mb"], 1)
+REPORT_SCHEMA_VERSION = 2  # 2: rows are BundleRuns (mait_deploy/results.py)
 
 
 @dataclass
@@ -87,27 +26,15 @@ class DeployReport:
     checkpoint: dict[str, Any]
     options: dict[str, Any]
     export: dict[str, Any]
-    rows: list[Row]
+    rows: list[BundleRun]
     recommended: Recommendation | None  # recommendation.recommend over the race (race.py)
     machine: dict[str, Any]
     seconds: float
     side_by_side: dict[str, Any] | None = None  # the race the recommendation comes from (race.py)
-    devices: dict[str, Any] | None = None  # deploy --inventory: the fleet report and one recommendation per board
+    devices: DevicesReport | None = None  # deploy --inventory: the fleet report and one recommendation per board
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def pareto_front(rows: Sequence[Row], batch_key: str = "batch_1") -> list[int]:
-    """Indices of ok rows not dominated in (higher top-1, lower p50 latency)."""
-    points = [(i, r.top1, r.latency[batch_key].p50_ms) for i, r in enumerate(rows)
-              if r.status == "ok" and r.top1 is not None and batch_key in r.latency]
-    front = []
-    for i, acc, lat in points:
-        dominated = any((a >= acc and ms <= lat) and (a > acc or ms < lat) for _, a, ms in points)
-        if not dominated:
-            front.append(i)
-    return front
+        return dict(encode(self))
 
 
 def race_figures(side_by_side: dict[str, Any] | None) -> dict[str, tuple[float, float, float]]:
@@ -132,19 +59,20 @@ def markdown_table(report: DeployReport) -> str:
     head += ["size (MB)", "RSS added (MB)", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report.rows:
-        cells = [row.target, row.precision, row.status + (" (reused)" if row.reused else ""),
-                 "yes" if row.native else "no", "-" if row.top1 is None else f"{row.top1 * 100:.2f}%",
-                 "-" if row.reference_top1 is None else f"{row.reference_top1 * 100:.2f}%",
-                 "-" if row.drop_points is None else f"{row.drop_points:+.2f}", row.measured_on()]
+        gate = row.gate or GateFigures()
+        cells = [row.target, row.precision, row.status.value + (" (reused)" if row.reused else ""),
+                 "yes" if row.cpp_app else "no", "-" if gate.top1 is None else f"{gate.top1 * 100:.2f}%",
+                 "-" if gate.reference_top1 is None else f"{gate.reference_top1 * 100:.2f}%",
+                 "-" if gate.drop_points is None else f"{gate.drop_points:+.2f}", gate.measured_on()]
         if raced:
-            race = raced.get(f"{row.target} {row.precision}")
+            race = raced.get(row.name)
             cells.append("-" if race is None else f"{race[0]:.3f} ({race[1]:.3f}-{race[2]:.3f})")
         for key in batches:
             lat = row.latency.get(key)
             cells += ["-", "-", "-"] if lat is None else [f"{lat.p50_ms:.2f}", f"{lat.p99_ms:.2f}",
                                                           f"{lat.throughput:.0f}"]
         cells += ["-" if row.size_bytes is None else f"{row.size_bytes / 1e6:.2f}",
-                  "-" if row.rss_added_mb is None else f"{row.rss_added_mb:.0f}",
+                  "-" if row.memory.rss_added_mb is None else f"{row.memory.rss_added_mb:.0f}",
                   row.notes().replace("|", "/").replace("\n", " ")]
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
@@ -159,8 +87,6 @@ def markdown_table(report: DeployReport) -> str:
         for name, why in choice.not_recommended.items():
             text += f"- Not recommended: {name}: {why}.\n"
     if report.devices is not None:
-        from mait_deploy.host.deploy.devices import markdown as devices_markdown
-
         text += devices_markdown(report.devices)
     return text
 
@@ -194,12 +120,12 @@ def plot_deploy(report: DeployReport, path: Path) -> bool:
     """Accuracy vs latency at batch 1: the race's median and its interval where the bundle was raced (the figures
     the recommendation is chosen on), else its own profile's p50; colour = target, marker area = size, the Pareto
     front dashed, the recommended bundle starred. False when nothing to plot."""
-    rows = [r for r in report.rows if r.status == "ok" and r.top1 is not None and "batch_1" in r.latency]
+    rows = [r for r in report.rows if r.ok and r.top1 is not None and r.p50_ms(1) is not None]
     if not rows:
         return False
     plt = pyplot()
     raced = race_figures(report.side_by_side)
-    front = set(pareto_front(report.rows))
+    front = set(runs_front(report.rows))
     chosen = report.recommended.name if report.recommended else None
     fig, ax = plt.subplots(figsize=(9, 5.5))
     labels = []
@@ -208,23 +134,22 @@ def plot_deploy(report: DeployReport, path: Path) -> bool:
     for index, row in enumerate(report.rows):
         if row not in rows:
             continue
-        name = f"{row.target} {row.precision}"
-        y = row.top1 * 100
+        name = row.name
+        y = (row.top1 or 0.0) * 100
         if name in raced:
             x, low, high = raced[name]
             ax.errorbar(x, y, xerr=[[x - low], [high - x]], color=_colour(row.target), alpha=0.6, capsize=2,
                         linewidth=1)
         else:
-            x = row.latency["batch_1"].p50_ms
+            x = row.p50_ms(1) or 0.0
         ax.scatter(x, y, s=max(30, (row.size_bytes or 0) / 2e4), color=_colour(row.target), alpha=0.7,
                    edgecolors="k" if index in front else "none", linewidths=2 if index in front else 0)
         if name == chosen:
             ax.scatter(x, y, s=260, marker="*", color="gold", edgecolors="k", linewidths=1, zorder=5,
                        label=f"recommended: {name}")
         labels.append((x, y, row.precision if name != chosen else f"{row.precision} (pick)"))
-    front_points = sorted(((raced.get(f"{report.rows[i].target} {report.rows[i].precision}") or
-                            (report.rows[i].latency["batch_1"].p50_ms,))[0], report.rows[i].top1 * 100)
-                          for i in front)
+    front_points = sorted(((raced.get(report.rows[i].name) or (report.rows[i].p50_ms(1),))[0],
+                           (report.rows[i].top1 or 0.0) * 100) for i in front)
     if len(front_points) > 1:
         ax.plot(*zip(*front_points), "k--", linewidth=1, label="Pareto front")
     measure = "race median, 95% interval" if raced else "own profile's p50"

@@ -19,17 +19,22 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mait_deploy._io import check_output, sha256_file, write_json
+from mait_deploy.device.board_job import BoardJobResult
 from mait_deploy.device.manifest import MANIFEST_FILE
 from mait_deploy.device.native_app import native_runtimes
+from mait_deploy.device.profiling.measure import ProfileReport
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.device.signing import TRUSTED_KEY_ENV
-from mait_deploy.errors import RemoteError
+from mait_deploy.errors import RemoteError, ValidationError
+from mait_deploy.host.remote.fleet_report import FleetBundle, FleetEvaluation, FleetReport, write_fleet_report
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.native import device_environment
 from mait_deploy.host.remote.parallel import run_on_devices
 from mait_deploy.host.remote.push import LocalBundle, ensure_pushed, push_trusted_key, read_bundles
 from mait_deploy.host.remote.setup import STAMP
 from mait_deploy.host.remote.ssh import Board, last_line
+from mait_deploy.results import BoardFacts, BundleRun, GateFigures, Memory, RunnerKind, Status, Verified, batch_key
+from mait_deploy.typed_json import decode
 
 OUT_MARKER = ".mait-fleet"
 
@@ -61,34 +66,6 @@ class ProfileOptionsRemote:
     def job(self) -> dict[str, Any]:
         return {"batches": list(self.batches), "warmup": self.warmup, "iterations": self.iterations,
                 "duration_s": self.duration_s, "mode": self.mode}
-
-
-@dataclass
-class Row:
-    """One device x bundle result of a fleet run."""
-
-    device: str
-    bundle: str
-    status: str  # ok | failed | skipped
-    reason: str = ""
-    runner: str = "python"  # python (the device side's runner) | native (the C++ runner, built on the board)
-    target: str = ""
-    precision: str = ""
-    machine: str = ""
-    pushed: bool | None = None
-    verify: dict[str, Any] | None = None
-    top1: float | None = None  # on the board, on the pushed evaluation images
-    host_top1: float | None = None  # the same bundle and images on this host
-    gate_top1: float | None = None  # the bundle's own accuracy gate (its manifest)
-    gate_drop: float | None = None
-    latency: Latency | None = None  # of the first batch size profiled (batch 1 by default)
-    peak_rss_mb: float | None = None
-    device_state: dict[str, Any] = field(default_factory=dict)  # thermal, throttling, load (as the board says)
-    steps: dict[str, float] = field(default_factory=dict)
-    native: dict[str, Any] | None = None  # native rows: the runtime call's p50 and the runner's overhead over it
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[LocalBundle], folder: Path,
@@ -138,30 +115,33 @@ async def _remote_json(board: Board, argv: list[str], what: str, timeout: float 
     return data
 
 
-def _summarise_profile(row: Row, report: dict[str, Any]) -> None:
-    results = [r for r in report.get("results", []) if not r.get("error")]
-    if report.get("error") or not results:
-        raise RemoteError(f"profile failed: {report.get('error') or 'no result'}")
+def _summarise_profile(row: BundleRun, report: ProfileReport) -> None:
+    """The board's profile (read strictly: ProfileReport.from_dict) into the row: the first batch size's latency,
+    the peak memory and the board's state after."""
+    results = [r for r in report.results if not r.error]
+    if report.error or not results:
+        raise RemoteError(f"profile failed: {report.error or 'no result'}")
     first = results[0]
-    stats = first.get("model") or {}
-    images_per_s = (first.get("throughput") or {}).get("images_per_s")  # throughput mode: calls overlap
-    if stats:
-        row.latency = Latency.from_stats(stats)
+    images_per_s = (first.throughput or {}).get("images_per_s")  # throughput mode: calls overlap
+    if first.model:
+        row.latency = {batch_key(first.batch): Latency.from_stats(first.model)}
     elif images_per_s:
-        row.latency = Latency(batch=int(first["batch"]), p50_ms=None, p99_ms=None, throughput=round(images_per_s, 2))
-    row.peak_rss_mb = (report.get("memory") or {}).get("peak_rss_mb")
-    after = (report.get("device") or {}).get("after") or {}
-    row.device_state = {key: after.get(key) for key in ("thermal", "raspberry_pi", "jetson", "load_avg")
-                        if after.get(key) not in (None, "not available")}
+        row.latency = {batch_key(first.batch): Latency(batch=first.batch, p50_ms=None, p99_ms=None,
+                                                       throughput=round(float(images_per_s), 2))}
+    row.memory = Memory(peak_rss_mb=report.memory.get("peak_rss_mb"))
+    after = report.device.get("after") or {}
+    assert row.board is not None
+    row.board.state = {key: after.get(key) for key in ("thermal", "raspberry_pi", "jetson", "load_avg")
+                       if after.get(key) not in (None, "not available")}
 
 
 async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out: Path,
                             eval_set: EvalSet | None, options: ProfileOptionsRemote, accept_new: bool = False,
-                            progress: Callable[[str], None] | None = None) -> list[Row]:
+                            progress: Callable[[str], None] | None = None) -> list[BundleRun]:
     """Every bundle on one board, one after the other; a bundle's failure is its row, the board's ends them all."""
     work = PurePosixPath(device.workdir)
     python = str(work / "venv" / "bin" / "python")
-    rows: list[Row] = []
+    rows: list[BundleRun] = []
     clock = time.perf_counter()
     board = await Board.open(device, accept_new=accept_new)
     connect_s = round(time.perf_counter() - clock, 2)
@@ -188,16 +168,13 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
                     temporaries.remove(partial)
             trust = await push_trusted_key(board, work, options.trusted_key, temporaries)
             for bundle in bundles:
-                row = Row(device.name, bundle.name, "failed", target=bundle.manifest.target,
-                          precision=bundle.manifest.precision, machine=machine, steps={"connect": connect_s})
-                gate = bundle.manifest.accuracy
-                if gate is not None:
-                    row.gate_top1, row.gate_drop = gate.top1, gate.drop_points
+                row = _row(device.name, bundle, RunnerKind.PYTHON, BoardFacts(machine=machine,
+                                                                              steps={"connect": connect_s}))
                 if eval_set is not None:
-                    row.host_top1 = eval_set.host_top1.get(bundle.name, {}).get("top1")
+                    row.board.host_top1 = eval_set.host_top1.get(bundle.name, {}).get("top1")
                 rows.append(row)
                 if bundle.runtime not in device.runtimes:
-                    row.status = "skipped"
+                    row.status = Status.SKIPPED
                     row.reason = f"needs {bundle.runtime}; {device.name} has {', '.join(device.runtimes)}"
                     continue
                 if progress:
@@ -205,7 +182,7 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
                 try:
                     await _bundle_on_board(board, bundle, row, work, python, eval_remote, options, out,
                                            temporaries, trust)
-                    row.status = "ok"
+                    row.status = Status.OK
                 except RemoteError as err:
                     row.reason = str(err)
                 if options.native:
@@ -218,34 +195,42 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
     return rows
 
 
-async def _native_row(board: Board, bundle: LocalBundle, python_row: Row, work: PurePosixPath, python: str,
+async def _native_row(board: Board, bundle: LocalBundle, python_row: BundleRun, work: PurePosixPath, python: str,
                       options: ProfileOptionsRemote, temporaries: list[str],
-                      progress: Callable[[str], None] | None, trust: str | None = None) -> Row:
+                      progress: Callable[[str], None] | None, trust: str | None = None) -> BundleRun:
     """The bundle through the native runner built on the board (remote/native.py): a row of its own."""
     from mait_deploy.host.remote.native import ensure_built, native_on_board
 
-    row = Row(python_row.device, bundle.name, "failed", runner="native", target=python_row.target,
-              precision=python_row.precision, machine=python_row.machine, gate_top1=python_row.gate_top1,
-              gate_drop=python_row.gate_drop)
+    assert python_row.board is not None
+    row = _row(python_row.where, bundle, RunnerKind.NATIVE, BoardFacts(machine=python_row.board.machine))
     if bundle.runtime not in native_runtimes():
-        row.status, row.reason = "skipped", f"no native runner for {bundle.runtime} (docs/native.md)"
+        row.status, row.reason = Status.SKIPPED, f"no native runner for {bundle.runtime} (docs/native.md)"
         return row
-    if python_row.pushed is None:  # the bundle never reached the board
-        row.status, row.reason = "skipped", "the bundle is not on the board (see its python row)"
+    if python_row.board.pushed is None:  # the bundle never reached the board
+        row.status, row.reason = Status.SKIPPED, "the bundle is not on the board (see its python row)"
         return row
     if progress:
         progress(f"{board.device.name}: {bundle.name} (native)")
     try:
         build, seconds = await ensure_built(board, work, bundle.runtime, python, temporaries)
-        row.steps["build"] = seconds
+        row.board.steps["build"] = seconds
         await native_on_board(board, build, str(work / "bundles" / bundle.key), row, options, trust)
-        row.status = "ok"
+        row.status = Status.OK
     except RemoteError as err:
         row.reason = str(err)
     return row
 
 
-async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: PurePosixPath, python: str,
+def _row(where: str, bundle: LocalBundle, runner: RunnerKind, board: BoardFacts) -> BundleRun:
+    """A board x bundle x runner row, failed until it ran; the gate's figures from the bundle's manifest."""
+    gate = bundle.manifest.accuracy
+    return BundleRun(target=bundle.manifest.target, precision=bundle.manifest.precision, status=Status.FAILED,
+                     where=where, runner=runner, bundle=bundle.name,
+                     gate=None if gate is None else GateFigures.of(gate), size_bytes=bundle.manifest.size_bytes,
+                     cpp_app=bundle.runtime in native_runtimes(), board=board)
+
+
+async def _bundle_on_board(board: Board, bundle: LocalBundle, row: BundleRun, work: PurePosixPath, python: str,
                            eval_remote: str | None, options: ProfileOptionsRemote, out: Path,
                            temporaries: list[str], trust: str | None = None) -> None:
     """Push (if needed), then verify + evaluate + profile in one process on the board; pull its JSON."""
@@ -253,9 +238,10 @@ async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: Pu
     local.mkdir(parents=True, exist_ok=True)
     remote = str(work / "bundles" / bundle.key)
     clock = time.perf_counter()
-    row.pushed = await ensure_pushed(board, bundle, work / "bundles", python, temporaries)
-    row.steps["push"] = round(time.perf_counter() - clock, 2)
-    environment = await device_environment(board, bundle.runtime, work, python, temporaries, row.steps)
+    assert row.board is not None
+    row.board.pushed = await ensure_pushed(board, bundle, work / "bundles", python, temporaries)
+    row.board.steps["push"] = round(time.perf_counter() - clock, 2)
+    environment = await device_environment(board, bundle.runtime, work, python, temporaries, row.board.steps)
     if trust is not None:
         environment = ["env", f"{TRUSTED_KEY_ENV}={trust}", *environment[1:]]
     report_remote = str(work / "runs" / f"{bundle.key}-{secrets.token_hex(4)}.json")
@@ -264,41 +250,38 @@ async def _bundle_on_board(board: Board, bundle: LocalBundle, row: Row, work: Pu
            "threads": options.threads}
     result = await _remote_json(board, [*environment, python, "-m", "mait_deploy.device.board_job", json.dumps(job)],
                                 f"{bundle.name} on the board")
-    row.steps.update(result.get("seconds", {}))
-    row.verify = result.get("verify")
-    if row.verify is not None:
-        write_json(local / "verify.json", row.verify)
-    accuracy = result.get("accuracy")
-    if accuracy is not None:
-        row.top1 = accuracy["top1"]
-        write_json(local / "accuracy.json", accuracy)
-    if "profile" not in result.get("errors", {}) or await board.exists(report_remote):
+    job = decode(BoardJobResult, result, f"{bundle.name}'s board job")
+    row.board.steps.update(job.seconds)
+    if job.verify is not None:
+        row.verify = Verified.of(job.verify)
+        write_json(local / "verify.json", job.verify.to_dict())
+    if job.accuracy is not None:
+        row.board.top1 = job.accuracy.top1
+        write_json(local / "accuracy.json", job.accuracy.to_dict())
+    if "profile" not in job.errors or await board.exists(report_remote):
         with tempfile.TemporaryDirectory() as tmp:
             fetched = Path(tmp) / "profile.json"
             await board.get(report_remote, fetched)
             data = json.loads(fetched.read_text())
         write_json(local / "profile.json", data)
         try:
-            _summarise_profile(row, data["reports"][0])
-        except RemoteError as err:
-            result.setdefault("errors", {}).setdefault("profile", str(err))
+            _summarise_profile(row, ProfileReport.from_dict(data["reports"][0]))
+        except (RemoteError, ValidationError, KeyError, IndexError, TypeError) as err:
+            job.errors.setdefault("profile", f"the board's profile: {err}")
     await board.remove_tree(report_remote)
     temporaries.remove(report_remote)
-    errors = result.get("errors") or {}
-    if errors:
-        step, message = next(iter(errors.items()))
+    if job.errors:
+        step, message = next(iter(job.errors.items()))
         raise RemoteError(f"{step}: {message}")
 
 
 def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out: Path,
                    eval_source: str | None = None, eval_count: int | None = None, eval_seed: int = 0,
                    options: ProfileOptionsRemote | None = None, accept_new: bool = False, max_parallel: int = 4,
-                   force: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   force: bool = False, progress: Callable[[str], None] | None = None) -> FleetReport:
     """Profile every bundle on every device (boards in parallel); write OUT/<device>/<bundle>/ and the fleet report.
 
     ``out`` must be new, or (with ``force``) a folder an earlier fleet run wrote."""
-    from mait_deploy.host.remote.fleet_report import write_fleet_report
-
     bundles = read_bundles(bundle_paths)
     out = Path(out)
     check_output(out, force, kind="dir", what="fleet output",
@@ -316,29 +299,29 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
 
         device_seconds: dict[str, float] = {}
 
-        async def job(device: Device) -> list[Row]:
+        async def job(device: Device) -> list[BundleRun]:
             clock = time.perf_counter()
             try:
                 return await profile_on_device(device, bundles, out, eval_set, options, accept_new, progress)
             finally:
                 device_seconds[device.name] = round(time.perf_counter() - clock, 2)
 
-        def failed(device: Device, reason: str) -> list[Row]:
-            return [Row(device.name, bundle.name, "failed", reason, runner, bundle.manifest.target,
-                        bundle.manifest.precision) for bundle in bundles
-                    for runner in ("python", "native") if runner == "python"
+        def failed(device: Device, reason: str) -> list[BundleRun]:
+            rows = [_row(device.name, bundle, runner, BoardFacts()) for bundle in bundles
+                    for runner in RunnerKind if runner is RunnerKind.PYTHON
                     or (options.native and bundle.runtime in native_runtimes())]
+            for row in rows:
+                row.reason = reason
+            return rows
 
         per_device = run_on_devices(devices, job, failed, max_parallel=max_parallel)
     rows = [row for device_rows in per_device for row in device_rows]
-    report = {"schema": "mait-deploy.fleet", "schema_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "seconds": round(time.perf_counter() - started, 2), "device_seconds": device_seconds,
-              "devices": [d.to_dict() for d in devices],
-              "bundles": [{"name": b.name, "target": b.manifest.target, "precision": b.manifest.precision,
-                           "sha256": b.files[MANIFEST_FILE], "cpp_app": b.runtime in native_runtimes()}
-                          for b in bundles],
-              "evaluation": None if eval_set is None else {"origin": eval_set.origin, "count": eval_set.count,
-                                                           "host": eval_set.host_top1},
-              "profile_options": asdict(options), "rows": [row.to_dict() for row in rows]}
+    report = FleetReport(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=round(time.perf_counter() - started, 2),
+        device_seconds=device_seconds, devices=[d.to_dict() for d in devices],
+        bundles=[FleetBundle(name=b.name, target=b.manifest.target, precision=b.manifest.precision,
+                             sha256=b.files[MANIFEST_FILE], cpp_app=b.runtime in native_runtimes()) for b in bundles],
+        evaluation=None if eval_set is None else FleetEvaluation(eval_set.origin, eval_set.count, eval_set.host_top1),
+        profile_options=asdict(options), rows=rows)
     write_fleet_report(report, out)
     return report

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
+from mait_deploy.results import BundleRun, RunnerKind, Status
+from mait_deploy.typed_json import decode, encode
+
+FLEET_SCHEMA_VERSION = 2  # 2: rows are BundleRuns (mait_deploy/results.py)
+
+
+@dataclass
+class FleetBundle:
+    name: str
+    target: str
+    precision: str
+    sha256: str  # of its manifest
+    cpp_app: bool  # a C++ app can link it (its runtime has a native runner)
+
+
+@dataclass
+class FleetEvaluation:
+    origin: str
+    count: int
+    host: dict[str, dict[str, Any]]  # bundle -> its top-1 on the same images on this host, or the error
+
+
+@dataclass
+class FleetReport:
+    """One fleet run (remote profile, deploy --inventory): a BundleRun per board x bundle x runner."""
+
+    created: str
+    seconds: float
+    device_seconds: dict[str, float]
+    devices: list[dict[str, Any]]  # the inventory's devices, as given
+    bundles: list[FleetBundle]
+    evaluation: FleetEvaluation | None
+    profile_options: dict[str, Any]
+    rows: list[BundleRun] = field(default_factory=list)
+    plot: str | None = None  # fleet.png, once written
+    schema: str = "mait-deploy.fleet"
+    schema_version: int = FLEET_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(encode(self))
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "fleet report") -> "FleetReport":
+        return decode(cls, data, origin)
 
 COLUMNS = ("device", "machine", "bundle", "runner", "C++ app", "status", "top-1", "host top-1", "board - host",
            "gate top-1",
@@ -17,9 +62,9 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.2f}%"
 
 
-def _state(row: dict[str, Any]) -> str:
+def _state(row: BundleRun) -> str:
     """The hottest thermal zone and any Raspberry Pi throttling flag, as the board reported them after profiling."""
-    state = row.get("device_state") or {}
+    state = row.board.state if row.board else {}
     parts = []
     zones = state.get("thermal")
     if isinstance(zones, list) and zones:
@@ -34,48 +79,46 @@ def _state(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def failure_line(report: dict[str, Any], where: str) -> str | None:
+def failure_line(report: FleetReport | None, where: str) -> str | None:
     """The error line of a fleet run with failed rows (how many, the first one's board, bundle and reason, then
     ``where`` the report is), or None when none failed."""
-    failed = [row for row in report["rows"] if row["status"] == "failed"]
-    if not failed:
+    failed = [row for row in report.rows if row.status is Status.FAILED] if report else []
+    if not failed or report is None:
         return None
     first = failed[0]
-    return (f"{len(failed)} of {len(report['rows'])} device x bundle run(s) failed on the boards (first: "
-            f"{first['device']}, {first['bundle']}: {str(first.get('reason') or 'no reason')[:200]}); {where}")
+    return (f"{len(failed)} of {len(report.rows)} device x bundle run(s) failed on the boards (first: "
+            f"{first.where}, {first.bundle}: {(first.reason or 'no reason')[:200]}); {where}")
 
 
-def table_rows(report: dict[str, Any]) -> list[list[str]]:
+def table_rows(report: FleetReport) -> list[list[str]]:
     """One list of cells per row, in COLUMNS order (shared by the terminal table and the markdown)."""
     cells = []
-    # Whether the bundle goes into a C++ app (mait-deploy app): its runtime has a native runner.
-    cpp_app = {bundle["name"]: bundle.get("cpp_app") for bundle in report.get("bundles", ())}
-    for row in report["rows"]:
-        delta = None
-        if row.get("top1") is not None and row.get("host_top1") is not None:
-            delta = (row["top1"] - row["host_top1"]) * 100
-        latency = row.get("latency") or {}
-        steps = row.get("steps") or {}
-        status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row.get('reason', '')}"
+    for row in report.rows:
+        board = row.board
+        top1, host_top1 = (board.top1, board.host_top1) if board else (None, None)
+        delta = None if top1 is None or host_top1 is None else (top1 - host_top1) * 100
+        latency = next(iter(row.latency.values()), None)  # the first batch size profiled
+        steps = board.steps if board else {}
+        status = row.status.value if row.ok else f"{row.status.value}: {row.reason}"
         cells.append([
-            row["device"], row.get("machine", ""), row["bundle"], row.get("runner", "python"),
-            {True: "yes", False: "no"}.get(cpp_app.get(row["bundle"]), ""), status, _pct(row.get("top1")),
-            _pct(row.get("host_top1")), "" if delta is None else f"{delta:+.2f}", _pct(row.get("gate_top1")),
-            f"{latency['p50_ms']:.2f}" if latency.get("p50_ms") else "",
-            f"{latency['p99_ms']:.2f}" if latency.get("p99_ms") else "",
-            f"{latency['throughput']:.1f}" if latency.get("throughput") else "",
-            f"{row['peak_rss_mb']:.0f}" if row.get("peak_rss_mb") else "", _state(row),
+            row.where, board.machine if board else "", row.bundle or "", row.runner.value,
+            "yes" if row.cpp_app else "no", status, _pct(top1), _pct(host_top1),
+            "" if delta is None else f"{delta:+.2f}", _pct(row.gate.top1 if row.gate else None),
+            f"{latency.p50_ms:.2f}" if latency and latency.p50_ms else "",
+            f"{latency.p99_ms:.2f}" if latency and latency.p99_ms else "",
+            f"{latency.throughput:.1f}" if latency and latency.throughput else "",
+            f"{row.memory.peak_rss_mb:.0f}" if row.memory.peak_rss_mb else "", _state(row),
             # A native row's verify is its golden self-test; its build is the board's (0: built by an earlier run).
             *(f"{steps[k]:.1f}" if k in steps else "" for k in ("push", "build", "selftest" if "selftest" in steps
                                                                  else "verify", "evaluate", "profile"))])
     return cells
 
 
-def markdown(report: dict[str, Any]) -> str:
-    evaluation = report.get("evaluation")
-    lines = [f"# Fleet report ({report['created']}, {report['seconds']:.0f} s)", ""]
+def markdown(report: FleetReport) -> str:
+    evaluation = report.evaluation
+    lines = [f"# Fleet report ({report.created}, {report.seconds:.0f} s)", ""]
     if evaluation:
-        lines += [f"On-board top-1 on {evaluation['count']} held-out images ({evaluation['origin']}); "
+        lines += [f"On-board top-1 on {evaluation.count} held-out images ({evaluation.origin}); "
                   "'host top-1' is the same bundle on the same images on the host that built it.", ""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for cells in table_rows(report):
@@ -83,28 +126,32 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> bool:
+def plot(report: FleetReport, path: Path) -> bool:
     """p50 latency per bundle, one group per device, top-1 written on each bar; False when nothing ran."""
-    rows = [{**r, "bundle": r["bundle"] + (" (native)" if r.get("runner") == "native" else "")}
-            for r in report["rows"] if r["status"] == "ok" and (r.get("latency") or {}).get("p50_ms")]
+    def label(row: BundleRun) -> str:
+        return f"{row.bundle}{' (native)' if row.runner is RunnerKind.NATIVE else ''}"
+
+    rows = [r for r in report.rows if r.ok and next(iter(r.latency.values()), None) is not None
+            and next(iter(r.latency.values())).p50_ms]
     if not rows:
         return False
     plt = pyplot()
-    devices = list(dict.fromkeys(r["device"] for r in rows))
-    bundles = list(dict.fromkeys(r["bundle"] for r in rows))
+    devices = list(dict.fromkeys(r.where for r in rows))
+    bundles = list(dict.fromkeys(label(r) for r in rows))
     width = 0.8 / len(bundles)
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(devices) * max(1, len(bundles) / 3)), 4.2))
     for b, bundle in enumerate(bundles):
         for d, device in enumerate(devices):
-            match = [r for r in rows if r["device"] == device and r["bundle"] == bundle]
+            match = [r for r in rows if r.where == device and label(r) == bundle]
             if not match:
                 continue
             row = match[0]
+            p50 = next(iter(row.latency.values())).p50_ms or 0.0
             x = d + (b - (len(bundles) - 1) / 2) * width
-            axis.bar(x, row["latency"]["p50_ms"], width, color=f"C{b}", label=bundle if d == 0 else None)
-            if row.get("top1") is not None:
-                axis.annotate(f"{row['top1'] * 100:.1f}%", (x, row["latency"]["p50_ms"]), ha="center",
-                              va="bottom", fontsize=7, rotation=90)
+            axis.bar(x, p50, width, color=f"C{b}", label=bundle if d == 0 else None)
+            top1 = row.board.top1 if row.board else None
+            if top1 is not None:
+                axis.annotate(f"{top1 * 100:.1f}%", (x, p50), ha="center", va="bottom", fontsize=7, rotation=90)
     axis.set_xticks(range(len(devices)), devices)
     axis.set_ylabel("p50 latency, batch 1 (ms)")
     axis.set_title("Fleet: latency per device and bundle (on-board top-1 on the bars)")
@@ -113,8 +160,8 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def write_fleet_report(report: dict[str, Any], out: Path) -> None:
-    write_json(out / "fleet.json", report)
+def write_fleet_report(report: FleetReport, out: Path) -> None:
+    report.plot = "fleet.png" if plot(report, out / "fleet.png") else None
+    write_json(out / "fleet.json", report.to_dict())
     with atomic_path(out / "fleet.md", suffix=".md") as temp:
         temp.write_text(markdown(report), encoding="utf-8")
-    report["plot"] = "fleet.png" if plot(report, out / "fleet.png") else None

@@ -10,6 +10,7 @@ import hashlib
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -17,12 +18,29 @@ from mait_deploy.device.native_app import native_items, native_runtimes
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.ssh import Board, last_line
+from mait_deploy.results import BundleRun, Memory, Verified, batch_key
+from mait_deploy.typed_json import decode
 
 BUILD_TIMEOUT_S = 3600.0  # a compile under emulation (the arm64 fixture) takes minutes per runtime
 BUILT = ".mait-built"  # written into a build folder once its build succeeded
 # What a board runs: the self-test and the profiler (native rows) and the C ABI library (a device side that runs
 # its bundles through the native runner); the example apps are a user's to build.
 BOARD_TARGETS = ("mait-selftest", "mait-bench", "mait_runner_c")
+
+
+@dataclass(frozen=True)
+class NativeBench:
+    """What ``mait-bench`` prints (native/apps/bench.cpp), read strictly."""
+
+    runtime: str
+    batch: int
+    iterations: int
+    p50_ms: float
+    p99_ms: float
+    runtime_call_p50_ms: float  # the runtime call alone
+    overhead: float  # p50 / runtime call p50 - 1: the runner's own share
+    throughput: float
+    peak_rss_mb: float
 
 
 def source_files() -> dict[str, Path]:
@@ -128,35 +146,37 @@ def first_error(output: str) -> str:
     return last_line(output) or "no output"
 
 
-async def native_on_board(board: Board, build: PurePosixPath, bundle_remote: str, row: Any,
+async def native_on_board(board: Board, build: PurePosixPath, bundle_remote: str, row: BundleRun,
                           options: Any, trust: str | None = None) -> None:
-    """The golden self-test, then a profile at the first batch size; fills ``row`` (a fleet Row). ``trust``: the
+    """The golden self-test, then a profile at the first batch size; fills ``row`` (a board's BundleRun). ``trust``: the
     public key (a path on the board) the bundle must be signed with."""
+    assert row.board is not None
     threads = ["--threads", str(options.threads)] if options.threads else []
     if trust is not None:
         threads += ["--trust", trust]
     clock = time.perf_counter()
     done = await board.run([str(build / "mait-selftest"), bundle_remote, *threads], check=False,
                            what="the native self-test")
-    row.steps["selftest"] = round(time.perf_counter() - clock, 2)
+    row.board.steps["selftest"] = round(time.perf_counter() - clock, 2)
     if done.exit_status != 0:
         raise RemoteError(f"native self-test: {last_line(done.stderr) or f'exit {done.exit_status}'}")
     lines = done.stdout.strip().splitlines()
-    row.verify = {"passed": True, "message": lines[-1] if lines else "",
-                  "runtime": lines[0].split(": ", 1)[-1] if lines else ""}
+    row.verify = Verified(passed=True, message=lines[-1] if lines else "",
+                          runtime=lines[0].split(": ", 1)[-1] if lines else "")
     batch = options.batches[0]
     clock = time.perf_counter()
     done = await board.run([str(build / "mait-bench"), bundle_remote, "--batch", str(batch), "--iterations",
                             str(options.iterations or 100), "--warmup", str(options.warmup), *threads],
                            check=False, what="the native profile")
-    row.steps["profile"] = round(time.perf_counter() - clock, 2)
+    row.board.steps["profile"] = round(time.perf_counter() - clock, 2)
     try:
         report = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         report = None
     if done.exit_status != 0 or not isinstance(report, dict):
         raise RemoteError(f"native profile: {last_line(done.stderr) or f'exit {done.exit_status}'}")
-    row.latency = Latency(batch=batch, p50_ms=round(report["p50_ms"], 4), p99_ms=round(report["p99_ms"], 4),
-                          throughput=round(report["throughput"], 2))
-    row.peak_rss_mb = round(report["peak_rss_mb"], 1)
-    row.native = {"runtime_call_p50_ms": report["runtime_call_p50_ms"], "overhead": report["overhead"]}
+    bench = decode(NativeBench, report, "the native runner's profile")
+    row.latency = {batch_key(batch): Latency(batch=batch, p50_ms=round(bench.p50_ms, 4),
+                                             p99_ms=round(bench.p99_ms, 4), throughput=round(bench.throughput, 2))}
+    row.memory = Memory(peak_rss_mb=round(bench.peak_rss_mb, 1))
+    row.board.runtime_call_p50_ms, row.board.overhead = bench.runtime_call_p50_ms, bench.overhead
