@@ -70,19 +70,35 @@ def throughput(part: str, args: Any) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     wanted = set(pairs)
+    data = report.to_dict()
     rows = [{"target": c["target"], "precision": c["precision"], "batch": c["batch"], **r}
-            for c in report.cells for r in c["throughput_ratios"] if (r["mait"], r["baseline"]) in wanted]
+            for c in data["cells"] for r in c["throughput_ratios"] if (r["mait"], r["baseline"]) in wanted]
+    # Each part says where and when it was measured: a run of one part keeps the others from earlier runs.
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "models": data["models"],
+            "options": data["options"], "cells": data["cells"], "failures": data["failures"], "pairs": rows,
+            "summary": summarise(rows, pairs)}
+
+
+def summarise(rows: list[dict], pairs: tuple[tuple[str, str], ...]) -> list[dict]:
+    """Per pair: the median of its cells' ratios and their range, and how many cells the interval of the ratio
+    (the 95% distribution-free interval of the per-round median) places wholly above 1 (faster), wholly below 1
+    (slower), or across 1 (level: the timing cannot tell them apart)."""
     summary = []
     for mait, baseline in pairs:
-        medians = [r["median"] for r in rows if (r["mait"], r["baseline"]) == (mait, baseline)]
-        if medians:
-            summary.append({"mait": mait, "baseline": baseline, "cells": len(medians),
-                            "median_of_cells": round(statistics.median(medians), 3), "lowest_cell": min(medians),
-                            "highest_cell": max(medians), "cells_above_1": sum(m > 1 for m in medians)})
-    # Each part says where and when it was measured: a run of one part keeps the others from earlier runs.
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "models": report.models,
-            "options": report.options, "cells": report.cells, "failures": report.failures, "pairs": rows,
-            "summary": summary}
+        cells = [r for r in rows if (r["mait"], r["baseline"]) == (mait, baseline)]
+        if not cells:
+            continue
+        medians = [r["median"] for r in cells]
+        widths = [r["high"] - r["low"] for r in cells]
+        summary.append({"mait": mait, "baseline": baseline, "cells": len(cells),
+                        "median_of_cells": round(statistics.median(medians), 3), "lowest_cell": min(medians),
+                        "highest_cell": max(medians), "cells_above_1": sum(m > 1 for m in medians),
+                        "cells_faster": sum(r["low"] > 1 for r in cells),
+                        "cells_slower": sum(r["high"] < 1 for r in cells),
+                        "cells_level": sum(r["low"] <= 1 <= r["high"] for r in cells),
+                        "widest_interval": round(max(widths), 3), "median_interval_width": round(
+                            statistics.median(widths), 3)})
+    return summary
 
 
 def accuracy() -> dict:
@@ -123,8 +139,9 @@ def main() -> None:
     for part in PAIRINGS:
         for row in data["throughput"].get(part, {}).get("summary", []):
             print(f"{part:15s} {row['mait']:22s} / {row['baseline']:30s} median of {row['cells']} cells "
-                  f"{row['median_of_cells']:.2f}x ({row['lowest_cell']:.2f}-{row['highest_cell']:.2f}), "
-                  f"faster in {row['cells_above_1']}")
+                  f"{row['median_of_cells']:.2f}x ({row['lowest_cell']:.2f}-{row['highest_cell']:.2f}); by the "
+                  f"intervals faster in {row.get('cells_faster')}, level in {row.get('cells_level')}, slower in "
+                  f"{row.get('cells_slower')}")
     print(f"wrote {path}")
 
 

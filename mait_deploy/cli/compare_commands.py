@@ -50,20 +50,19 @@ def compare(
     with status_spinner() as status:
         report = run_compare(list(models or DEFAULT_MODELS), _names(baselines), output, options,
                              progress=lambda message: status.update(message))
-    data = report.to_dict()
     if as_json:
-        print_json(data)
+        print_json(report.to_dict())
         return
     table = Table(title="throughput ratio, MaiT over baseline (> 1: the MaiT is faster)")
     for column in RATIO_COLUMNS:
         table.add_column(column)
-    for row in ratio_rows(data):
+    for row in ratio_rows(report):
         table.add_row(*row)
     console.print(table)
     for failure in report.failures:
-        console.print(f"not built: {failure['model']} {failure['target']} {failure['precision']}: {failure['error']}",
+        console.print(f"not built: {failure.model} {failure.target} {failure.precision}: {failure.reason}",
                       highlight=False)
-    plots = [output / name for name in (data["plot"], data["pareto_plot"]) if name]
+    plots = [output / name for name in (report.plot, report.pareto_plot) if name]
     console.print("reports: " + ", ".join(str(p) for p in [output / "compare.json", output / "compare.md", *plots]),
                   highlight=False)
     if not report.cells:

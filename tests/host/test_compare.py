@@ -65,13 +65,14 @@ def test_compare_builds_times_and_reports_every_pair(tiny):
     for cell in data["cells"]:
         expected = {"onnxruntime": 3, "openvino": 3, "litert": 2}[cell["target"]]  # LiteRT: no baseline module
         assert len(cell["rows"]) == expected and cell["rounds"] >= 3
-        assert all(row["latency"]["p50_ms"] > 0 and row["latency"]["throughput"] > 0 for row in cell["rows"])
+        latency = [row["latency"][f"batch_{cell['batch']}"] for row in cell["rows"]]
+        assert all(one["p50_ms"] > 0 and one["throughput"] > 0 for one in latency)
         pairs = {(r["mait"], r["baseline"]) for r in cell["throughput_ratios"]}
         if cell["target"] != "litert":
             assert pairs == {("tiny_mait", "tiny_deit"), ("tiny_pyramid", "tiny_deit")}
             for ratio in cell["throughput_ratios"]:
                 assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
-    why = {(f["model"], f["target"]) : f["error"] for f in data["failures"]}
+    why = {(f["model"], f["target"]): f["reason"] for f in data["failures"]}
     assert "ONNX file has no PyTorch module" in why[("tiny_deit", "litert")]
     assert "cannot run tensorrt" in why[("tiny_mait", "tensorrt")]
     # Every bundle is inside the output (checkpoint paths name models by their folder's name).
@@ -130,23 +131,29 @@ def test_the_pareto_frontier_keeps_only_models_nothing_beats_on_accuracy_and_spe
 
 
 def test_the_pareto_plot_places_models_by_their_papers_accuracy(tmp_path):
-    from mait_deploy.host.compare.report import markdown, pareto_plot
+    import dataclasses
 
-    models = [{"name": "mait_xs_patch16_224", "role": "mait", "origin": "variant", "params": 24_550_000,
-               "gflops": 10.6, "input_shape": [3, 224, 224], "note": "", "paper_top1": 81.0, "paper_source": "MaiT"},
-              {"name": "swin_tiny_patch4_window7_224", "role": "baseline", "origin": "timm", "params": 28_300_000,
-               "gflops": 9.0, "input_shape": [3, 224, 224], "note": "", "paper_top1": 81.3, "paper_source": "Swin"},
-              {"name": "mystery.onnx", "role": "baseline", "origin": "onnx file", "params": 1, "gflops": None,
-               "input_shape": [3, 224, 224], "note": "", "paper_top1": None, "paper_source": ""}]
-    rows = [{"model": m["name"], "role": m["role"], "gflops": m["gflops"],
-             "latency": {"p50_ms": 50.0 + i, "throughput": 20.0 - i}} for i, m in enumerate(models)]
-    report = {"models": models, "failures": [], "machine": {},
-              "cells": [{"target": t, "precision": "fp32", "batch": 1, "rounds": 3, "rows": rows,
-                         "throughput_ratios": []} for t in ("onnxruntime", "openvino")]}
+    from mait_deploy.device.profiling.stats import Latency
+    from mait_deploy.host.compare.models import ModelFacts
+    from mait_deploy.host.compare.report import markdown, pareto_plot
+    from mait_deploy.host.compare.run import CompareCell, CompareReport
+    from mait_deploy.results import BundleRun, Status
+
+    models = [ModelFacts("mait_xs_patch16_224", "mait", "variant", 24_550_000, None, 10.6, [3, 224, 224],
+                         paper_top1=81.0, paper_source="MaiT"),
+              ModelFacts("swin_tiny_patch4_window7_224", "baseline", "timm", 28_300_000, None, 9.0, [3, 224, 224],
+                         paper_top1=81.3, paper_source="Swin"),
+              ModelFacts("mystery.onnx", "baseline", "onnx file", 1, None, None, [3, 224, 224])]
+    cells = [CompareCell(t, "fp32", 1, 3, 3, [BundleRun(t, "fp32", Status.OK, model=m.name, latency={
+        "batch_1": Latency(1, 50.0 + i, None, 20.0 - i)}) for i, m in enumerate(models)], [])
+             for t in ("onnxruntime", "openvino")]
+    report = CompareReport(models=models, cells=cells)
     assert pareto_plot(report, tmp_path / "pareto.png")
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
     assert "| 81.3% (Swin) |" in markdown(report)
-    alone = {**report, "models": [models[0], models[2]]}  # one paper figure: nothing to compare
+    # What compare.json holds reads back as the same report (strictly: typed_json.decode).
+    assert CompareReport.from_dict(report.to_dict()) == report
+    alone = dataclasses.replace(report, models=[models[0], models[2]])  # one paper figure: nothing to compare
     assert not pareto_plot(alone, tmp_path / "none.png") and not (tmp_path / "none.png").exists()
 
 

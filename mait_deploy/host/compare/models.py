@@ -55,11 +55,27 @@ class CompareModel:
     paper_top1: float | None = None  # the architecture's ImageNet top-1 as its paper reports it (not these weights)
     paper_source: str = ""
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "origin": self.origin, "params": self.params,
-                "flops": self.flops, "gflops": None if self.flops is None else round(self.flops / 1e9, 3),
-                "input_shape": list(self.source.config.input_shape), "note": self.note,
-                "paper_top1": self.paper_top1, "paper_source": self.paper_source}
+    def facts(self) -> "ModelFacts":
+        return ModelFacts(name=self.name, role=self.role, origin=self.origin, params=self.params, flops=self.flops,
+                          gflops=None if self.flops is None else round(self.flops / 1e9, 3),
+                          input_shape=list(self.source.config.input_shape), note=self.note,
+                          paper_top1=self.paper_top1, paper_source=self.paper_source)
+
+
+@dataclass
+class ModelFacts:
+    """A compared model as the report describes it."""
+
+    name: str
+    role: str  # mait | baseline
+    origin: str
+    params: int | None
+    flops: int | None  # counted, 2 per multiply-add
+    gflops: float | None
+    input_shape: list[int]
+    note: str = ""
+    paper_top1: float | None = None  # the ImageNet-1k top-1 its paper reports (the Pareto plot's x)
+    paper_source: str = ""
 
 
 def interface_config(name: str, input_shape: tuple[int, int, int], num_classes: int,

@@ -6,25 +6,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
+from mait_deploy.results import BundleRun, batch_key, pareto_front
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mait_deploy.host.compare.run import CompareCell, CompareReport
 
 TIMING_COLUMNS = ("target", "precision", "batch", "model", "role", "GFLOPs", "median ms", "img/s")
-RATIO_COLUMNS = ("target", "precision", "batch", "MaiT", "baseline", "x faster (median)", "min", "max", "rounds")
+RATIO_COLUMNS = ("target", "precision", "batch", "MaiT", "baseline", "x faster (median)", "95% interval", "min",
+                 "max", "rounds")
 
 
-def timing_rows(report: dict[str, Any]) -> list[list[str]]:
-    return [[cell["target"], cell["precision"], str(cell["batch"]), row["model"], row["role"],
-             "" if row["gflops"] is None else f"{row['gflops']:.2f}", f"{row['latency']['p50_ms']:.2f}",
-             f"{row['latency']['throughput']:.1f}"] for cell in report["cells"] for row in cell["rows"]]
+def timing_rows(report: CompareReport) -> list[list[str]]:
+    models = {m.name: m for m in report.models}
+    rows = []
+    for cell in report.cells:
+        for row in cell.rows:
+            model = models[row.model or ""]
+            latency = row.latency[batch_key(cell.batch)]
+            rows.append([cell.target, cell.precision, str(cell.batch), model.name, model.role,
+                         "" if model.gflops is None else f"{model.gflops:.2f}", f"{latency.p50_ms:.2f}",
+                         f"{latency.throughput:.1f}"])
+    return rows
 
 
-def ratio_rows(report: dict[str, Any]) -> list[list[str]]:
-    return [[cell["target"], cell["precision"], str(cell["batch"]), ratio["mait"], ratio["baseline"],
-             f"{ratio['median']:.2f}", f"{ratio['min']:.2f}", f"{ratio['max']:.2f}", str(cell["rounds"])]
-            for cell in report["cells"] for ratio in cell["throughput_ratios"]]
+def ratio_rows(report: CompareReport) -> list[list[str]]:
+    return [[cell.target, cell.precision, str(cell.batch), ratio.mait, ratio.baseline, f"{ratio.median:.2f}",
+             f"{ratio.low:.2f}-{ratio.high:.2f}", f"{ratio.min:.2f}", f"{ratio.max:.2f}", str(cell.rounds)]
+            for cell in report.cells for ratio in cell.throughput_ratios]
 
 
 def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
@@ -32,55 +44,57 @@ def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows)]
 
 
-def markdown(report: dict[str, Any]) -> str:
-    machine = report.get("machine") or {}
+def markdown(report: CompareReport) -> str:
+    machine = report.machine
     lines = ["# MaiT vs baselines, side by side", "",
              f"Machine: {machine.get('model', '?')} ({machine.get('machine', '?')}, int8 class "
              f"{machine.get('int8_class', '?')}); flags: {', '.join(machine.get('flags', [])) or '-'}.",
              "Each table cell group was timed in one process, round-robin in blocks (first call of each block "
-             "dropped, order reversed every round); a ratio is the median of per-round ratios (min and max beside "
-             "it). Weights are random unless a checkpoint was given: these are speed figures, not accuracy.", "",
+             "dropped, order reversed every round); a ratio is the median of per-round ratios, with the "
+             "distribution-free interval of that median and the rounds' min and max beside it. Weights are random "
+             "unless a checkpoint was given: these are speed figures, not accuracy.", "",
              "## Models", "", "| model | role | origin | params (M) | GFLOPs | input | paper's ImageNet top-1 | note |",
              "|---|---|---|---|---|---|---|---|"]
-    for model in report["models"]:
-        params = "" if model["params"] is None else f"{model['params'] / 1e6:.2f}"
-        gflops = "" if model["gflops"] is None else f"{model['gflops']:.2f}"
-        top1 = "" if model.get("paper_top1") is None else f"{model['paper_top1']}% ({model['paper_source']})"
-        lines.append(f"| {model['name']} | {model['role']} | {model['origin']} | {params} | {gflops} | "
-                     f"{'x'.join(map(str, model['input_shape']))} | {top1} | {model['note']} |")
+    for model in report.models:
+        params = "" if model.params is None else f"{model.params / 1e6:.2f}"
+        gflops = "" if model.gflops is None else f"{model.gflops:.2f}"
+        top1 = "" if model.paper_top1 is None else f"{model.paper_top1}% ({model.paper_source})"
+        lines.append(f"| {model.name} | {model.role} | {model.origin} | {params} | {gflops} | "
+                     f"{'x'.join(map(str, model.input_shape))} | {top1} | {model.note} |")
     lines += ["", "## Throughput ratios (MaiT over baseline; > 1: the MaiT is faster)", "",
               *_table(RATIO_COLUMNS, ratio_rows(report)), "", "## Timings", "",
               *_table(TIMING_COLUMNS, timing_rows(report))]
-    if report["failures"]:
+    if report.failures:
         lines += ["", "## Not built", "", "| model | target | precision | why |", "|---|---|---|---|"]
-        lines += [f"| {f['model']} | {f['target']} | {f['precision']} | {f['error'].replace('|', '/')} |"
-                  for f in report["failures"]]
+        lines += [f"| {f.model} | {f.target} | {f.precision} | {f.reason.replace('|', '/')} |"
+                  for f in report.failures]
     return "\n".join(lines) + "\n"
 
 
-def _panels(cells: list[dict[str, Any]], x_of: Callable[[dict[str, Any]], float | None], path: Path, xlabel: str,
-            title: str, frontier: bool = False) -> None:
-    """Images/s (log) against ``x_of(row)`` for every row it gives a value, one panel per target, one colour per
+def _panels(report: CompareReport, cells: list[CompareCell], x_of: Callable[[str], float | None], path: Path,
+            xlabel: str, title: str, frontier: bool = False) -> None:
+    """Images/s (log) against ``x_of(model)`` for every row it gives a value, one panel per target, one colour per
     precision x batch (filled: MaiT, hollow: baseline); with ``frontier``, each series' Pareto frontier dashed."""
     plt = pyplot()
     from matplotlib import ticker
 
-    targets = list(dict.fromkeys(c["target"] for c in cells))
+    targets = list(dict.fromkeys(c.target for c in cells))
     figure, axes = plt.subplots(1, len(targets), figsize=(5.6 * len(targets), 4.6), squeeze=False)
-    series = list(dict.fromkeys((c["precision"], c["batch"]) for c in cells))
+    series = list(dict.fromkeys((c.precision, c.batch) for c in cells))
     for axis, target in zip(axes[0], targets):
-        for cell in (c for c in cells if c["target"] == target):
-            color = f"C{series.index((cell['precision'], cell['batch']))}"
+        for cell in (c for c in cells if c.target == target):
+            color = f"C{series.index((cell.precision, cell.batch))}"
             points = []
-            for row in cell["rows"]:
-                x = x_of(row)
+            for row in cell.rows:
+                model = row.model or ""
+                x = x_of(model)
                 if x is None:
                     continue
-                y, mait = row["latency"]["throughput"], row["role"] == "mait"
+                y, mait = _throughput(row, cell.batch), report.role(model) == "mait"
                 points.append((x, y))
                 axis.scatter(x, y, color=color, marker="o" if mait else "s", facecolors=color if mait else "none",
                              s=36)
-                axis.annotate(row["model"].split("_patch")[0], (x, y), fontsize=6, xytext=(3, 2),
+                axis.annotate(model.split("_patch")[0], (x, y), fontsize=6, xytext=(3, 2),
                               textcoords="offset points")
             if frontier:
                 line = pareto_frontier(points)
@@ -98,43 +112,44 @@ def _panels(cells: list[dict[str, Any]], x_of: Callable[[dict[str, Any]], float 
     save_png(figure, path)
 
 
-def plot(report: dict[str, Any], path: Path) -> bool:
+def _throughput(row: BundleRun, batch: int) -> float:
+    return row.latency[batch_key(batch)].throughput
+
+
+def plot(report: CompareReport, path: Path) -> bool:
     """Throughput (img/s, log) against GFLOPs per image, one panel per target; False when nothing was timed."""
-    cells = [c for c in report["cells"] if any(r["gflops"] for r in c["rows"])]
+    gflops = {m.name: m.gflops for m in report.models if m.gflops}
+    cells = [c for c in report.cells if any(r.model in gflops for r in c.rows)]
     if not cells:
         return False
-    _panels(cells, lambda row: row["gflops"] or None, path, "GFLOPs per image (counted, 2 per multiply-add)",
+    _panels(report, cells, gflops.get, path, "GFLOPs per image (counted, 2 per multiply-add)",
             "filled: MaiT, hollow: baseline")
     return True
 
 
 def pareto_frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (accuracy, throughput) points no other point beats on both, by increasing accuracy."""
-    frontier: list[tuple[float, float]] = []
-    for point in sorted(points, key=lambda p: (-p[0], -p[1])):  # most accurate first
-        if not frontier or point[1] > frontier[-1][1]:
-            frontier.append(point)
-    return frontier[::-1]
+    """The (accuracy, throughput) points no other point beats on both (results.pareto_front, with the cost the
+    time per image), by increasing accuracy."""
+    front = pareto_front([(accuracy, 1.0 / throughput) for accuracy, throughput in points])
+    return sorted({points[index] for index in front})
 
 
-def pareto_plot(report: dict[str, Any], path: Path) -> bool:
+def pareto_plot(report: CompareReport, path: Path) -> bool:
     """Throughput (img/s, log) against the paper's ImageNet top-1, one panel per target, the frontier of each
     precision x batch drawn; False when fewer than two timed models have a paper figure."""
-    top1 = {m["name"]: m["paper_top1"] for m in report["models"] if m.get("paper_top1") is not None}
-    cells = [c for c in report["cells"] if sum(r["model"] in top1 for r in c["rows"]) >= 2]
+    top1 = {m.name: m.paper_top1 for m in report.models if m.paper_top1 is not None}
+    cells = [c for c in report.cells if sum(r.model in top1 for r in c.rows) >= 2]
     if not cells:
         return False
-    _panels(cells, lambda row: top1.get(row["model"]), path, "ImageNet-1k top-1 (%), as each paper reports it",
+    _panels(report, cells, top1.get, path, "ImageNet-1k top-1 (%), as each paper reports it",
             "filled: MaiT, hollow: baseline; dashed: frontier", frontier=True)
     return True
 
 
-def write_report(report: Any, out: Path) -> None:
+def write_report(report: CompareReport, out: Path) -> None:
     """compare.json, compare.md and the plots into ``out``; the report keeps the names of the plots drawn."""
-    data = report.to_dict()
-    report.plot = data["plot"] = "compare.png" if plot(data, out / "compare.png") else None
-    report.pareto_plot = data["pareto_plot"] = ("compare_pareto.png" if pareto_plot(data, out / "compare_pareto.png")
-                                                else None)
-    write_json(out / "compare.json", data)
+    report.plot = "compare.png" if plot(report, out / "compare.png") else None
+    report.pareto_plot = "compare_pareto.png" if pareto_plot(report, out / "compare_pareto.png") else None
+    write_json(out / "compare.json", report.to_dict())
     with atomic_path(out / "compare.md", suffix=".md") as temp:
-        temp.write_text(markdown(data), encoding="utf-8")
+        temp.write_text(markdown(report), encoding="utf-8")

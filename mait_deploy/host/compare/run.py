@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,11 +21,13 @@ from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
-from mait_deploy.host.compare.models import CompareModel, baseline_model, mait_model
+from mait_deploy.host.compare.models import CompareModel, ModelFacts, baseline_model, mait_model
 from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
 from mait_deploy.host.jobs.executors import check_executor_options, executor_for
 from mait_deploy.precision import FP32, INT8, Precision, check_precisions
+from mait_deploy.results import BundleRun, Status, batch_key
+from mait_deploy.typed_json import decode, encode
 
 OUT_MARKER = ".mait-compare"
 
@@ -62,17 +65,56 @@ class CompareOptions:
 
 
 @dataclass
+class ThroughputRatio:
+    """How many times faster ``mait`` ran than ``baseline`` in one cell: the median of the per-round ratios, their
+    min and max, and the distribution-free interval of that median (low, high) at ``confidence``."""
+
+    mait: str
+    baseline: str
+    median: float
+    min: float
+    max: float
+    low: float
+    high: float
+    confidence: float
+
+
+@dataclass
+class CompareCell:
+    """One target x precision x batch: every model's bundle timed side by side in one process."""
+
+    target: str
+    precision: str
+    batch: int
+    rounds: int
+    block: int
+    rows: list[BundleRun]  # one per model timed (``model`` names it), in the models' order
+    throughput_ratios: list[ThroughputRatio]
+
+
+@dataclass
 class CompareReport:
-    models: list[dict[str, Any]]
-    cells: list[dict[str, Any]] = field(default_factory=list)  # one per target x precision x batch
-    failures: list[dict[str, Any]] = field(default_factory=list)  # model x target x precision that did not build
+    models: list[ModelFacts]
+    cells: list[CompareCell] = field(default_factory=list)  # one per target x precision x batch
+    failures: list[BundleRun] = field(default_factory=list)  # model x target x precision that did not build
     machine: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     plot: str | None = None  # compare.png, once written (None: nothing to draw)
     pareto_plot: str | None = None  # compare_pareto.png, once written
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dict(encode(self))
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "comparison report") -> "CompareReport":
+        return decode(cls, data, origin)
+
+    def role(self, model: str) -> str:
+        return next(m.role for m in self.models if m.name == model)
+
+    def failed(self, model: str, target: str, precision: str, why: str) -> None:
+        self.failures.append(BundleRun(target=target, precision=precision, status=Status.FAILED, reason=why,
+                                       model=model))
 
 
 def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[str],
@@ -104,7 +146,7 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
         named = [entry.name for entry in entries]
         if len(set(named)) != len(named):
             raise UnsupportedOption(f"two models have the same name ({', '.join(named)}): rename a checkpoint folder")
-        report = CompareReport(models=[m.describe() for m in entries], machine=cpu_isa(),
+        report = CompareReport(models=[m.facts() for m in entries], machine=cpu_isa(),
                                options={k: v for k, v in dataclasses.asdict(options).items() if k != "force"})
         built = _build_all(entries, options, staging / "bundles", report, step)
         for target in options.targets:  # timed here, after every build is done
@@ -136,8 +178,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
             for entry in entries:
                 why = _cannot_build(plugin, entry, precision)
                 if why:
-                    report.failures.append({"model": entry.name, "target": target, "precision": precision,
-                                            "error": why})
+                    report.failed(entry.name, target, precision, why)
                     continue
                 for batch in ([None] if plugin.capabilities.dynamic_batch else list(options.batches)):
                     # entry.name is a plain file name (models.py): the folder stays inside the output
@@ -161,8 +202,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
                 for job in [j for j in jobs if j.source == entry.name and catalog.target(j.target)
                             .needs_calibration(j.options)]:
                     jobs.remove(job)
-                    report.failures.append({"model": entry.name, "target": job.target, "precision": job.precision,
-                                            "error": str(err)})
+                    report.failed(entry.name, job.target, job.precision, str(err))
         inputs[entry.name] = build_inputs(entry.source, calibration, None)
     built: dict[tuple[str, str], dict[str, dict[int, Path]]] = {}
     if not jobs:
@@ -178,8 +218,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
                 raise MaitDeployError(outcome.reason)
             land(outcome, root / outcome.name)
         except MaitDeployError as err:
-            report.failures.append({"model": model, "target": target, "precision": precision,
-                                    "batch": None if len(sizes) > 1 else sizes[0], "error": str(err)})
+            report.failed(model, target, precision, str(err))
             return
         for size in sizes:
             built.setdefault((target, precision), {}).setdefault(model, {})[size] = root / outcome.name
@@ -200,18 +239,21 @@ def _cannot_build(plugin: Any, entry: CompareModel, precision: str) -> str | Non
 
 
 def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: str, precision: str, batch: int,
-               options: CompareOptions) -> dict[str, Any]:
+               options: CompareOptions) -> CompareCell:
     from mait_deploy.device.profiling.side_by_side import time_bundles
     from mait_deploy.device.profiling.stats import Latency
 
     by_name = {e.name: e for e in entries}
+    started = time.perf_counter()
     result = time_bundles(bundles, batch=batch, rounds=options.rounds, block=options.block, warmup=2,
                           threads=options.threads)
+    seconds = round(time.perf_counter() - started, 1)
     calls = list(bundles)
-    rows = [{"model": name, "role": by_name[name].role,
-             "latency": Latency.from_median(batch, result.median_ms[name]).to_dict(),
-             "gflops": by_name[name].describe()["gflops"]} for name in calls]
-    ratios = [{"mait": m, "baseline": b, **{k: round(v, 4) for k, v in result.ratio_between(m, b).items()}}
+    rows = [BundleRun(target=target, precision=precision, status=Status.OK, model=name, bundle=str(bundles[name]),
+                      latency={batch_key(batch): Latency.from_median(batch, result.median_ms[name])},
+                      seconds=seconds) for name in calls]
+    ratios = [ThroughputRatio(mait=m, baseline=b, **{k: round(float(v), 4)
+                                                    for k, v in result.ratio_between(m, b).items()})
               for m in calls if by_name[m].role == "mait" for b in calls if by_name[b].role == "baseline"]
-    return {"target": target, "precision": precision, "batch": batch, "rounds": result.rounds,
-            "block": result.block, "rows": rows, "throughput_ratios": ratios}
+    return CompareCell(target=target, precision=precision, batch=batch, rounds=result.rounds, block=result.block,
+                       rows=rows, throughput_ratios=ratios)
