@@ -67,6 +67,7 @@ def test_deploy_report_and_reuse(deployed):
     for name in ("report.json", "report.md", "report.png", "model.onnx"):
         assert (out / name).is_file()
     data = json.loads((out / "report.json").read_text())
+    _valid(data, "deploy_report")  # the report as written, against its generated schema
     recommended = data["recommended"]
     assert recommended["target"] == "onnxruntime" and "side by side" in recommended["reason"]
     race = data["side_by_side"]
@@ -80,3 +81,11 @@ def test_deploy_report_and_reuse(deployed):
     again = deploy(None, out, DeployOptions(targets=("onnxruntime",), precisions=("fp32", "int8"), eval_count=500,
                                             profile_batches=(1,), profile_iterations=10))
     assert again.export["reused"] and all(r.reused for r in again.rows)
+
+
+def _valid(data, name):
+    jsonschema = pytest.importorskip("jsonschema")
+    from mait_deploy.host.report_schemas import schema_file
+
+    jsonschema.Draft202012Validator(json.loads(schema_file(name).read_text())).validate(data)
+

@@ -50,6 +50,10 @@ def test_compare_times_side_by_side_on_one_target_and_says_what_it_could_not_bui
         assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
     assert {f["target"] for f in data["failures"]} == {"tensorrt"}
     assert (out / "compare.png").is_file() and data["pareto_plot"] is None
+    jsonschema = pytest.importorskip("jsonschema")
+    from mait_deploy.host.report_schemas import schema_file
+
+    jsonschema.Draft202012Validator(json.loads(schema_file("compare_report").read_text())).validate(data)
 
 
 @pytest.mark.slow
@@ -123,11 +127,11 @@ def test_impossible_options_and_bad_baselines_are_one_line_errors(tiny, tmp_path
 
 
 def test_the_pareto_frontier_keeps_only_models_nothing_beats_on_accuracy_and_speed():
-    from mait_deploy.host.compare.report import pareto_frontier
+    from mait_deploy.host.compare.report import frontier_line
 
     points = [(79.1, 30.0), (81.3, 12.0), (81.0, 14.0), (83.0, 7.0), (82.1, 6.0), (72.2, 25.0), (81.0, 13.0)]
-    assert pareto_frontier(points) == [(79.1, 30.0), (81.0, 14.0), (81.3, 12.0), (83.0, 7.0)]
-    assert pareto_frontier([]) == []
+    assert frontier_line(points) == [(79.1, 30.0), (81.0, 14.0), (81.3, 12.0), (83.0, 7.0)]
+    assert frontier_line([]) == []
 
 
 def test_the_pareto_plot_places_models_by_their_papers_accuracy(tmp_path):

@@ -130,6 +130,13 @@ def test_every_bundle_verifies_and_is_scored_on_the_board(fleet, set_up, bundles
         verified = json.loads((out / "board-a" / f"openvino-{precision}" / "verify.json").read_text())
         assert verified["runtime"]["inference_precision_hint"] == "f32"
     assert {(out / f).is_file() for f in ("fleet.json", "fleet.md", "fleet.png")} == {True}
+    from mait_deploy.host.remote.fleet_report import FleetReport
+    from mait_deploy.host.report_schemas import schema_file
+
+    written = json.loads((out / "fleet.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator(json.loads(schema_file("fleet_report").read_text())).validate(written)
+    assert FleetReport.from_dict(written) == report
 
     rerun = [bundles["onnxruntime-int8"], bundles["openvino-fp32"]]
     again = remote_profile(fleet.devices[:1], rerun, out, options=ProfileOptionsRemote(iterations=2, warmup=1),

@@ -97,7 +97,7 @@ def _panels(report: CompareReport, cells: list[CompareCell], x_of: Callable[[str
                 axis.annotate(model.split("_patch")[0], (x, y), fontsize=6, xytext=(3, 2),
                               textcoords="offset points")
             if frontier:
-                line = pareto_frontier(points)
+                line = frontier_line(points)
                 axis.plot([p[0] for p in line], [p[1] for p in line], color=color, linewidth=0.8, linestyle="--",
                           drawstyle="steps-pre")
         for index, (precision, batch) in enumerate(series):
@@ -127,7 +127,7 @@ def plot(report: CompareReport, path: Path) -> bool:
     return True
 
 
-def pareto_frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def frontier_line(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The (accuracy, throughput) points no other point beats on both (results.pareto_front, with the cost the
     time per image), by increasing accuracy."""
     front = pareto_front([(accuracy, 1.0 / throughput) for accuracy, throughput in points])
