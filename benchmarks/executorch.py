@@ -20,7 +20,7 @@ from benchmarks._common import benchmark_models, benchmark_parser, side_by_side,
 from mait_deploy.device.bundle import load_bundle
 from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
 
 def _bundle(model: Any, target: str, precision: str, batch: int | None, out: Path, with_accuracy: bool) -> dict:

@@ -100,7 +100,7 @@ def main() -> None:
     if qemu is None:
         raise SystemExit("qemu-x86_64(-static) is not installed: apt-get install -y qemu-user-static")
     from mait_deploy import compile_model
-    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+    from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
     from mait_deploy.host.evaluate import evaluate_onnx
     from mait_deploy.host.export.onnx import export_onnx
 

@@ -21,7 +21,7 @@ from mait_deploy.backends.litert.runner import make_interpreter
 from mait_deploy.device.bundle import load_bundle
 from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
 
 def bench(name: str, model, folder: Path, iterations: int, with_accuracy: bool, threads: int) -> dict:

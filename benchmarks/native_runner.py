@@ -50,7 +50,7 @@ print(json.dumps({"p50_ms": float(np.median(total)), "runtime_call_p50_ms": floa
 BUILD_BUNDLE = """
 import sys
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CompileOptions
+from mait_deploy.host.compile.spec import CompileOptions
 compile_model(None, sys.argv[1], CompileOptions(precision=sys.argv[2]), sys.argv[3], eval_count=1000)
 """
 

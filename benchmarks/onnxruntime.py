@@ -23,7 +23,7 @@ from benchmarks._common import (
 )
 from mait_deploy.device.bundle import load_bundle
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
 
 def bundle_size(folder: Path) -> int:

@@ -27,7 +27,7 @@ from benchmarks._common import (
 from mait_deploy.device.bundle import load_bundle
 from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
 # (label, bundle precision, inference precision hint)
 CONFIGS = (("fp32", "fp32", "f32"), ("bf16", "fp32", "bf16"), ("fp16", "fp16", None), ("int8", "int8", "f32"),

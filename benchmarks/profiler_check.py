@@ -26,7 +26,7 @@ from mait_deploy.backends.litert.runner import make_interpreter
 from mait_deploy.device.manifest import read_manifest
 from mait_deploy.device.profiling.measure import ProfileOptions, profile
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CompileOptions
+from mait_deploy.host.compile.spec import CompileOptions
 
 
 def _summary(rows: list[dict], ours: str, theirs: str) -> dict:

@@ -88,7 +88,7 @@ def gemm_rates() -> dict[str, dict[str, float]]:
 def ensure_bundles(folder: Path) -> dict[str, Path]:
     from mait_deploy.host import catalog
     from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CompileOptions
+    from mait_deploy.host.compile.spec import CompileOptions
 
     found = {}
     for name in BUNDLES:

@@ -17,7 +17,7 @@ from benchmarks._common import write_result
 from mait_deploy.device.bundle import load_bundle
 from mait_deploy.device.profiling.measure import rss_mb
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CompileOptions
+from mait_deploy.host.compile.spec import CompileOptions
 
 
 def soak(bundle: Path, inferences: int, samples: int = 200) -> dict:

@@ -45,7 +45,7 @@ class ShippedBundles(dict):
         pytest.importorskip("torch")
         from mait_deploy import backends
         from mait_deploy.host.compile.api import compile_model
-        from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+        from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
         missing = backends.availability().get(target)
         if missing:

@@ -37,7 +37,7 @@ def device(request, wheel, tmp_path_factory):
         pytest.fail(f"device install of [{extra}] failed: {result.stderr[-2000:]}")
     pytest.importorskip("torch")
     from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+    from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
     bundle = tmp_path_factory.mktemp(f"host-{extra}") / "int8"
     compile_model(None, extra, CompileOptions(precision="int8", calibration=CalibrationOptions(count=64)), bundle,

@@ -31,7 +31,7 @@ def test_a_backend_registered_at_run_time_compiles_verifies_and_profiles(referen
     from mait_deploy import compile_model, profile, verify_bundle
     from mait_deploy.device.evaluate import evaluate_bundle
     from mait_deploy.device.profiling.measure import ProfileOptions
-    from mait_deploy.host.compile.target import CompileOptions
+    from mait_deploy.host.compile.spec import CompileOptions
 
     assert "onnx-reference" in backends.names() and backends.availability()["onnx-reference"] == ""
     bundle = tmp_path / "ref"

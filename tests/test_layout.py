@@ -165,6 +165,31 @@ def test_the_fp32_rule_and_the_timing_loop_are_defined_once():
             assert "perf_counter_ns() < settled" not in text, path
 
 
+def _result_classes() -> list[str]:
+    """Dataclasses of the package with a target, a precision and a status: a result of a bundle's run."""
+    found = []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                fields = {item.target.id for item in node.body
+                          if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+                if {"target", "precision", "status"} <= fields:
+                    found.append(f"{module}.{node.name}")
+    return found
+
+
+def test_one_result_one_front_one_buildable_here():
+    # Every row of every report is a BundleRun; the Pareto front and "can this machine build it" are written once.
+    assert _result_classes() == ["mait_deploy.results.BundleRun"]
+    assert _definitions("Row") == []
+    assert _definitions("pareto_front") == ["mait_deploy.results"]
+    assert _definitions("cannot_build_here") == ["mait_deploy.host.compile.target"]
+    for module, path in modules().items():  # nobody else asks the target's precisions or hardware directly
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "hardware_lacks":
+                assert module == "mait_deploy.host.compile.target", f"{module} calls hardware_lacks"
+
+
 @pytest.mark.parametrize("name", backends.names())
 def test_a_backends_name_is_written_once_in_the_registry(name):
     # Target.name and Runner.runtime_name come from the registry; no class restates them.

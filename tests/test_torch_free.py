@@ -28,7 +28,7 @@ BLOCKER = textwrap.dedent('''
 def bundle(tmp_path_factory):
     pytest.importorskip("torch")
     from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+    from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
     folder = tmp_path_factory.mktemp("device") / "int8"
     compile_model(None, "onnxruntime", CompileOptions(precision="int8", calibration=CalibrationOptions(count=64)),

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
-from mait_deploy.host.compile.target import BuiltArtifact, Target, TargetCapabilities
+from mait_deploy.host.compile.spec import BuiltArtifact, TargetCapabilities
+from mait_deploy.host.compile.target import Target
 
 ARTIFACT = "model.onnx"
 

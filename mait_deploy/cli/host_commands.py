@@ -24,7 +24,7 @@ from mait_deploy.cli.app import (
 from mait_deploy.errors import MaitDeployError
 from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import DEFAULT_DATA
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.pipeline import DeployOptions
 from mait_deploy.results import Status
 

@@ -12,7 +12,7 @@ from mait_deploy.device.bundle import load_bundle, verify_bundle
 from mait_deploy.errors import MissingDependency, UnsupportedOption
 from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.model.checkpoint import load_checkpoint
 from mait_deploy.host.model.mait import MaiT
 from mait_deploy.host.model.zoo import resolve_checkpoint

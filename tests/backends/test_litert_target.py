@@ -12,7 +12,7 @@ from mait_deploy.device.bundle import load_bundle, verify_bundle
 from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CompileOptions
+from mait_deploy.host.compile.spec import CompileOptions
 from tests.shipped import golden_arrays
 
 

@@ -19,7 +19,7 @@ from mait_deploy.errors import (
 )
 from mait_deploy.host.catalog import target as get_target
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.export import graph
 from tests.shipped import SHIPPED_EVAL_COUNT, default_checkpoint, golden_arrays, shift_golden_logits
 

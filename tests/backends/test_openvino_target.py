@@ -16,7 +16,7 @@ from mait_deploy.device.bundle import load_bundle, verify_bundle
 from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.errors import MissingDependency, UnsupportedOption
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from tests.shipped import default_checkpoint
 
 EVAL_COUNT = 1000

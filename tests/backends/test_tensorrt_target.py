@@ -20,7 +20,7 @@ from mait_deploy.backends.tensorrt.target import (
 )
 from mait_deploy.errors import MissingDependency, UnsupportedOption, ValidationError
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from tests.shipped import default_checkpoint
 
 

@@ -17,7 +17,7 @@ from mait_deploy.device.manifest import MANIFEST_FILE, read_manifest
 from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CompileOptions
+from mait_deploy.host.compile.spec import CompileOptions
 from tests.shipped import golden_arrays, shift_golden_logits
 
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -14,7 +14,7 @@ from mait_deploy import backends
 from mait_deploy.config import MaskConfig
 from mait_deploy.device.bundle import verify_bundle
 from mait_deploy.host.compile.api import compile_model
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from tests.small_models import small_config, train_small
 
 # Two patterns each (all heads in block 0, one head in block 1 and 2), a rectangular window for two of them.

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("torch")
 
 from mait_deploy.errors import BundleError, UnsupportedOption
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.pipeline import DeployOptions, deploy
 from mait_deploy.host.jobs.executors import InProcess, LocalProcesses
 from mait_deploy.host.jobs.job import BuildJob, land, run_job
@@ -166,7 +166,7 @@ UNGUARDED_SCRIPT = """
 import pickle, sys
 from mait_deploy.host.jobs.executors import LocalProcesses
 from mait_deploy.host.jobs.job import BuildJob
-from mait_deploy.host.compile.target import CompileOptions
+from mait_deploy.host.compile.spec import CompileOptions
 
 inputs = pickle.load(open(sys.argv[1], "rb"))
 jobs = [BuildJob(f"onnxruntime-fp32-{i}", "onnxruntime", "fp32", CompileOptions(precision="fp32", force=True))

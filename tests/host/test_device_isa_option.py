@@ -4,7 +4,7 @@ import pytest
 
 from mait_deploy.backends.onnxruntime.target import OnnxRuntimeTarget, choose_int8_format
 from mait_deploy.errors import UnsupportedOption
-from mait_deploy.host.compile.target import CompileOptions
+from mait_deploy.host.compile.spec import CompileOptions
 
 
 @pytest.mark.parametrize("device,expected", [("x86-avx2", "u8u8"), ("x86-avx512", "u8u8"), ("x86-vnni", "u8s8"),

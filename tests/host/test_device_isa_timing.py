@@ -7,7 +7,7 @@ from mait_deploy.backends.onnxruntime.target import OnnxRuntimeTarget
 from mait_deploy.backends.openvino.target import OpenVinoTarget
 from mait_deploy.device.profiling import isa
 from mait_deploy.errors import UnsupportedOption, ValidationError
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
 VNNI_HOST = {"model": "AMD EPYC", "machine": "x86_64", "int8_class": "x86-vnni", "bf16": True,
              "flags": ["avx", "avx2", "avx512bw", "avx512f", "avx512_vnni", "fma"]}

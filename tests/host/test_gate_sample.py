@@ -87,7 +87,7 @@ def test_the_interval_narrows_with_the_sample_and_vanishes_at_the_population():
 
 def test_a_sample_below_100_images_is_an_error():
     from mait_deploy.errors import UnsupportedOption
-    from mait_deploy.host.compile.target import CompileOptions
+    from mait_deploy.host.compile.spec import CompileOptions
     from mait_deploy.host.deploy.pipeline import DeployOptions
 
     with pytest.raises(UnsupportedOption, match="--gate-sample must be at least 100"):

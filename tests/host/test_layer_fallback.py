@@ -9,7 +9,7 @@ pytest.importorskip("onnxruntime")
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.api import compile_model
 from mait_deploy.host.compile.gate import AccuracyGateFailed
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from tests.small_models import small_config, train_small
 
 HOSTILE = "head"

@@ -29,12 +29,8 @@ from mait_deploy.device.manifest import TensorSpec
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.source import ModelSource
-from mait_deploy.host.compile.target import (
-    BuiltArtifact,
-    CompileOptions,
-    Target,
-    TargetCapabilities,
-)
+from mait_deploy.host.compile.spec import BuiltArtifact, CompileOptions, TargetCapabilities
+from mait_deploy.host.compile.target import Target
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
 from mait_deploy.options import Option
 from mait_deploy.precision import FP16, FP32, INT8, PORTABLE_PRECISIONS

@@ -13,12 +13,8 @@ from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_s
 from mait_deploy.host.compile.qdq import QdqOptions, describe_qdq, quantize_qdq
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
-from mait_deploy.host.compile.target import (
-    BuiltArtifact,
-    CompileOptions,
-    Target,
-    TargetCapabilities,
-)
+from mait_deploy.host.compile.spec import BuiltArtifact, CompileOptions, TargetCapabilities
+from mait_deploy.host.compile.target import Target
 from mait_deploy.host.export.onnx import convert_onnx_fp16
 from mait_deploy.options import Option
 from mait_deploy.precision import INT8, PORTABLE_PRECISIONS

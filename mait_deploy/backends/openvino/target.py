@@ -25,12 +25,8 @@ from mait_deploy.host.compile.onnx_common import onnx_io_specs
 from mait_deploy.host.compile.qdq import QdqOptions
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
-from mait_deploy.host.compile.target import (
-    BuiltArtifact,
-    CompileOptions,
-    Target,
-    TargetCapabilities,
-)
+from mait_deploy.host.compile.spec import BuiltArtifact, CompileOptions, TargetCapabilities
+from mait_deploy.host.compile.target import Target
 from mait_deploy.host.export.graph import GENERATED_NAME
 from mait_deploy.options import Option
 from mait_deploy.precision import INT8, PRECISIONS

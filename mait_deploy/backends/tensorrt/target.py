@@ -33,12 +33,8 @@ from mait_deploy.host.compile.qdq import (
 )
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
 from mait_deploy.host.compile.source import ModelSource
-from mait_deploy.host.compile.target import (
-    BuiltArtifact,
-    CompileOptions,
-    Target,
-    TargetCapabilities,
-)
+from mait_deploy.host.compile.spec import BuiltArtifact, CompileOptions, TargetCapabilities
+from mait_deploy.host.compile.target import Target
 from mait_deploy.host.export import graph
 from mait_deploy.host.export.onnx import INPUT_NAME, convert_onnx_fp16
 from mait_deploy.options import Option

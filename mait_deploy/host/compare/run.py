@@ -23,7 +23,7 @@ from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
 from mait_deploy.host.compare.models import CompareModel, ModelFacts, baseline_model, mait_model
 from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.jobs.executors import check_executor_options, executor_for
 from mait_deploy.precision import FP32, INT8, Precision, check_precisions
 from mait_deploy.results import BundleRun, Status, batch_key
@@ -228,10 +228,12 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
 
 
 def _cannot_build(plugin: Any, entry: CompareModel, precision: str) -> str | None:
-    if precision not in plugin.capabilities.precisions:
-        return f"{plugin.name} has no {precision} (it builds {', '.join(plugin.capabilities.precisions)})"
-    if plugin.capabilities.needs_torch_model and entry.source.torch_model is None:
-        return f"{plugin.name} converts from PyTorch: {entry.no_torch_module}"
+    """Why a model cannot be built (Target.cannot_build_here) or timed (the runtime) here for this cell."""
+    why = plugin.cannot_build_here(CompileOptions(precision=precision),
+                                   None if entry.source.torch_model is not None
+                                   else entry.no_torch_module or "the model has no PyTorch module")
+    if why:
+        return why
     can_run, why = plugin.host_can_run()
     if not can_run:
         return f"this machine cannot run {plugin.name} ({why}); compare times on the machine that runs it"

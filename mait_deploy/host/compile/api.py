@@ -22,11 +22,7 @@ from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.errors import UnsupportedOption, ValidationError
 from mait_deploy.host import catalog
 from mait_deploy.host.compile.source import ModelSource, prepare_source
-from mait_deploy.host.compile.target import (
-    CalibrationOptions,
-    CompileOptions,
-    CompileResult,
-)
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions, CompileResult
 
 DEFAULT_DATA = "fashion-mnist"
 
@@ -78,7 +74,7 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
     # --precision auto: every precision this target builds and this machine computes (BF16 needs the hardware).
     candidates = [candidate for candidate in (dataclasses.replace(options, precision=p)
                                               for p in plugin.capabilities.precisions)
-                  if not plugin.hardware_lacks(candidate)] if auto else [options]
+                  if not plugin.cannot_build_here(candidate)] if auto else [options]
     for candidate in candidates:
         plugin.check_options(candidate)  # fail on an impossible option before any slow work
     if auto:

@@ -16,9 +16,9 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from mait_deploy import backends
 from mait_deploy._io import atomic_dir, check_output, jsonable, sha256_file
@@ -33,119 +33,26 @@ from mait_deploy.device.golden import (
     choose_golden,
 )
 from mait_deploy.device.logits import GateResult
-from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec, TensorSpec
+from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.errors import UnsupportedOption
-from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP, AccuracyGateFailed, accuracy_gate
+from mait_deploy.host.compile.gate import AccuracyGateFailed, accuracy_gate
 from mait_deploy.host.compile.source import ModelSource
+from mait_deploy.host.compile.spec import (
+    BuiltArtifact,
+    CompileOptions,
+    CompileResult,
+    TargetCapabilities,
+)
 from mait_deploy.options import Option, validate
-from mait_deploy.precision import AUTO, FP32, PRECISIONS, Precision
-
-
-@dataclass(frozen=True)
-class TargetCapabilities:
-    precisions: tuple[Precision, ...]
-    dynamic_batch: bool
-    devices: tuple[str, ...]
-    needs_torch_model: bool = False  # converts from PyTorch rather than ONNX (LiteRT)
-    default_batch: int | None = None  # None: dynamic
-    default_precision: Precision = FP32  # what `compile` builds when no precision is given (measured, see README)
-    layer_fallback: bool = False  # INT8 can keep named layers in float (``sensitivity_preset`` ranks them)
-    # A build's seconds by precision (the shipped checkpoint, unlisted: a few): orders the jobs longest first.
-    typical_build_seconds: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CalibrationOptions:
-    method: str = "minmax"  # minmax | entropy | percentile (target-dependent)
-    count: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        from mait_deploy.host.compile.qdq import METHODS
-
-        if self.method not in METHODS:
-            raise UnsupportedOption(f"unknown calibration method {self.method!r}; use {', '.join(METHODS)}")
-        if self.count < 1:
-            raise UnsupportedOption(f"the calibration count must be positive, got {self.count}")
-
-
-@dataclass(frozen=True)
-class CompileOptions:
-    precision: str = FP32  # a Precision, or AUTO
-    batch: int | str | None = None  # None: the target's default (dynamic where it can); "dynamic" asks for it
-    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
-    max_accuracy_drop: float = DEFAULT_MAX_DROP
-    force: bool = False
-    target_options: dict[str, Any] = field(default_factory=dict)  # validated by the target
-    # INT8: layers kept in float (sensitivity.py names them); when the gate fails and this is empty, the most
-    # sensitive layers are kept in float, 1, 2, 4, ... until it passes (``layer_fallback``).
-    float_layers: tuple[str, ...] = ()
-    layer_fallback: bool = True
-    # The accuracy gate on a fixed sample of this many images first, the full set only where the sample leaves the
-    # decision open (gate.py); None: always the full set.
-    gate_sample: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "float_layers", tuple(self.float_layers))
-        if self.float_layers and self.precision != "int8":
-            raise UnsupportedOption("--float-layers applies to int8 only (not to fp32, fp16 or auto)")
-        if self.precision not in (*PRECISIONS, AUTO):
-            raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)} or auto")
-        if self.batch is not None and self.batch != "dynamic" and (
-                isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
-            raise UnsupportedOption(f"batch must be a positive integer or 'dynamic', got {self.batch!r}")
-        if self.max_accuracy_drop < 0:
-            raise UnsupportedOption(f"--max-accuracy-drop must be >= 0, got {self.max_accuracy_drop}")
-        if self.gate_sample is not None and (isinstance(self.gate_sample, bool) or self.gate_sample < 100):
-            raise UnsupportedOption(f"--gate-sample must be at least 100 images, got {self.gate_sample}")
-
-
-@dataclass
-class BuiltArtifact:
-    """What a plug-in's ``_build`` leaves in the staging folder."""
-
-    artifact: str  # file name in the staging folder
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    batch: int | str
-    runtime_options: dict[str, Any]  # defaults for the device runner (RunnerOptions.extra)
-    side_files: list[str] = field(default_factory=list)
-    # Side files a device loads instead of the artifact (one or the other, never both): counted once in the size.
-    alternative_files: list[str] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
-    tool_versions: dict[str, str] = field(default_factory=dict)
-    hashed: Any = field(default=None, repr=False)  # (artifact, side files) FileEntries once hashed (the template)
-
-
-@dataclass
-class CompileResult:
-    """What compile hands to the next stage (deploy's row, the CLI's summary, --precision auto): the bundle's own
-    typed manifest and gate, never a re-read of its JSON."""
-
-    bundle: str
-    target: str
-    precision: str
-    manifest: Manifest
-    gate: GateResult | None
-    seconds: dict[str, float]
-
-    @property
-    def size_bytes(self) -> int:
-        return self.manifest.size_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"bundle": self.bundle, "target": self.target, "precision": self.precision,
-                "manifest": self.manifest.to_dict(), "gate": self.gate.to_dict() if self.gate else None,
-                "seconds": self.seconds}
-
 
 # Gates scored in this process: an artifact whose bytes another bundle had, scored by the same runner, options,
 # images and reference, gets its numbers (deploy's TensorRT FP32/FP16 rows gate ONNX Runtime FP32's very ONNX).
 _GATES: dict[str, tuple[GateResult, str]] = {}
 BUILT_BY = "host"  # what runs the build, for the manifest: "host", or a worker of host/jobs
 _MAX_GATES = 64
+NO_TORCH_MODEL = "give the checkpoint, not an ONNX file"  # why an ONNX source cannot build such a target
 
 
 def _gate_key(manifest: Manifest, runner: Runner, source: ModelSource, evaluation: Dataset, max_drop: float,
@@ -225,14 +132,23 @@ class Target(abc.ABC):
         return {} if device_isa in (None, cpu_isa()["int8_class"]) else None
 
     # -- template -----------------------------------------------------------------------------------------
-    def check_options(self, options: CompileOptions) -> None:
+    def cannot_build_here(self, options: CompileOptions, no_torch_model: str | None = None) -> str | None:
+        """Why this machine cannot build ``options.precision`` for this target (None: it can): the one rule
+        compile, deploy's matrix and compare share. ``no_torch_model``: why the model has no PyTorch module (an
+        ONNX file), for the targets that convert from PyTorch."""
         caps = self.capabilities
         if options.precision not in caps.precisions:
-            raise UnsupportedOption(f"target {self.name} does not support precision {options.precision}; "
-                                    f"use {', '.join(caps.precisions)}")
-        lacking = self.hardware_lacks(options)
-        if lacking:
-            raise UnsupportedOption(lacking)
+            return (f"target {self.name} does not support precision {options.precision}; "
+                    f"use {', '.join(caps.precisions)}")
+        if caps.needs_torch_model and no_torch_model:
+            return f"target {self.name} converts from PyTorch: {no_torch_model}"
+        return self.hardware_lacks(options)
+
+    def check_options(self, options: CompileOptions, no_torch_model: str | None = None) -> None:
+        caps = self.capabilities
+        why = self.cannot_build_here(options, no_torch_model)
+        if why:
+            raise UnsupportedOption(why)
         if options.float_layers and not caps.layer_fallback:
             raise UnsupportedOption(f"target {self.name} cannot keep layers in float (--float-layers)")
         self.option_values(options)  # names, types, choices, bounds, precisions: declared_options
@@ -254,11 +170,9 @@ class Target(abc.ABC):
                 progress: Callable[[str], None] | None = None) -> CompileResult:
         """Build a verified bundle at ``out_dir``; nothing is left there when any step fails."""
         step = progress or (lambda message: None)
-        self.check_options(options)
+        self.check_options(options, None if source.torch_model is not None else NO_TORCH_MODEL)
         if self.needs_calibration(options) and calibration is None:
             raise UnsupportedOption(f"{options.precision} for {self.name} needs calibration data (--calib)")
-        if self.capabilities.needs_torch_model and source.torch_model is None:
-            raise UnsupportedOption(f"target {self.name} converts from PyTorch: give the checkpoint, not an ONNX file")
         out_dir = Path(out_dir)
         check_output(out_dir, options.force, kind="dir", ours=bundle_ownership, what="bundle")
         seconds: dict[str, float] = {}

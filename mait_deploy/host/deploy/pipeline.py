@@ -24,7 +24,7 @@ from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import DEFAULT_DATA
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
-from mait_deploy.host.compile.target import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import REPORT_SCHEMA_VERSION, DeployReport, write_deploy_report
 from mait_deploy.host.jobs.executors import check_executor_options, executor_for
@@ -169,10 +169,7 @@ def _skip_reason(target_name: str, precision: str, availability: dict[str, str])
     """Why this row is not built here ("" when it is)."""
     if availability.get(target_name):
         return availability[target_name]
-    target = catalog.target(target_name)
-    if precision not in target.capabilities.precisions:
-        return f"{target_name} has no {precision}"
-    return target.hardware_lacks(CompileOptions(precision=precision)) or ""
+    return catalog.target(target_name).cannot_build_here(CompileOptions(precision=precision)) or ""
 
 
 def _finish_row(row: BundleRun, bundle: Path, key: str, built: BuildOutcome | Manifest, options: DeployOptions,
@@ -230,11 +227,7 @@ def _in_matrix(target_name: str, precision: str, options: DeployOptions, availab
     name (then its row says why not)."""
     if precision in PORTABLE_PRECISIONS or options.precisions != DeployOptions.precisions:
         return True
-    if availability.get(target_name):
-        return False
-    target = catalog.target(target_name)
-    return precision in target.capabilities.precisions \
-        and not target.hardware_lacks(CompileOptions(precision=precision))
+    return not _skip_reason(target_name, precision, availability)
 
 
 def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOptions | None = None,

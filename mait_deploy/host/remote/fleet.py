@@ -12,7 +12,7 @@ import json
 import secrets
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
@@ -34,7 +34,7 @@ from mait_deploy.host.remote.push import LocalBundle, ensure_pushed, push_truste
 from mait_deploy.host.remote.setup import STAMP
 from mait_deploy.host.remote.ssh import Board, last_line
 from mait_deploy.results import BoardFacts, BundleRun, GateFigures, Memory, RunnerKind, Status, Verified, batch_key
-from mait_deploy.typed_json import decode
+from mait_deploy.typed_json import decode, encode
 
 OUT_MARKER = ".mait-fleet"
 
@@ -322,6 +322,6 @@ def remote_profile(devices: Sequence[Device], bundle_paths: Sequence[Path], out:
         bundles=[FleetBundle(name=b.name, target=b.manifest.target, precision=b.manifest.precision,
                              sha256=b.files[MANIFEST_FILE], cpp_app=b.runtime in native_runtimes()) for b in bundles],
         evaluation=None if eval_set is None else FleetEvaluation(eval_set.origin, eval_set.count, eval_set.host_top1),
-        profile_options=asdict(options), rows=rows)
+        profile_options=dict(encode(options)), rows=rows)
     write_fleet_report(report, out)
     return report
