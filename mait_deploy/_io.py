@@ -182,6 +182,12 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def content_key(value: Any) -> str:
+    """The sha256 of ``value`` as canonical JSON (keys sorted, what JSON cannot say as its str): the one key of
+    deploy's stages, the gate memo and a board's site-packages cache."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def jsonable(value: Any) -> Any:
     """Tuples to lists and numpy scalars to Python numbers, recursively, for json.dumps."""
     if isinstance(value, dict):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
-import json
 import platform
 import time
 from dataclasses import asdict
@@ -21,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mait_deploy import backends
-from mait_deploy._io import atomic_dir, check_output, jsonable, sha256_file
+from mait_deploy._io import atomic_dir, check_output, content_key, jsonable, sha256_file
 from mait_deploy.backends import Backend
 from mait_deploy.device.archive import bundle_ownership
 from mait_deploy.device.data.sources import Dataset
@@ -60,7 +58,7 @@ def _gate_key(manifest: Manifest, runner: Runner, source: ModelSource, evaluatio
     parts = {"artifact": manifest.artifact.sha256, "runner": type(runner).__qualname__, "settings": runner.settings,
              "threads": runner.options.threads, "source": source.onnx_sha256, "images": evaluation.content_sha256(),
              "max_drop": max_drop, "sample": sample}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return content_key(parts)
 
 
 def _remember_gate(key: str, gate: GateResult, what: str) -> None:

@@ -9,8 +9,6 @@ checkpoint, the tools, the options and the content of the data) are unchanged; `
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -18,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mait_deploy import __version__, backends
-from mait_deploy._io import jsonable, read_json, sha256_file, write_json
+from mait_deploy._io import content_key, jsonable, read_json, sha256_file, write_json
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
@@ -86,7 +84,7 @@ class DeployOptions:
 
 
 def _stage_key(**parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return content_key(parts)
 
 
 def _checkpoint_identity(checkpoint: Any) -> tuple[Path, dict[str, Any]]:

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
 from mait_deploy import backends
+from mait_deploy._io import content_key
 from mait_deploy.errors import RemoteError, failure_line
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.parallel import run_on_devices
@@ -108,8 +109,7 @@ def board_platforms(machine: str, libc: str) -> list[str]:
 
 def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str, Any], cache: Path) -> Path:
     """A .tar.gz of site-packages for the board's platform (cached per wheel, runtimes and platform)."""
-    key = hashlib.sha256(json.dumps([wheel_identity(wheel), sorted(runtimes), board["machine"], board["python"],
-                                     board["libc"]]).encode()).hexdigest()[:16]
+    key = content_key([wheel_identity(wheel), sorted(runtimes), board["machine"], board["python"], board["libc"]])[:16]
     archive = cache / f"site-{key}.tar.gz"
     if archive.is_file():
         return archive
