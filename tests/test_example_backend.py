@@ -29,7 +29,7 @@ def reference_backend(monkeypatch):
 
 def test_a_backend_registered_at_run_time_compiles_verifies_and_profiles(reference_backend, tmp_path):
     from mait_deploy import compile_model, profile, verify_bundle
-    from mait_deploy.device.evaluate import evaluate_bundle
+    from mait_deploy.device.accuracy import evaluate_bundle
     from mait_deploy.device.profiling.measure import ProfileOptions
     from mait_deploy.host.compile.spec import CompileOptions
 

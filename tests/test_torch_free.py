@@ -62,7 +62,7 @@ def test_device_modules_import_and_run_without_torch(bundle, tmp_path):
         import mait_deploy.device.profiling.measure, mait_deploy.device.profiling.report, mait_deploy.device.profiling.state
         from mait_deploy.device.profiling.measure import ProfileOptions, profile
         from mait_deploy.device.bundle import load_bundle, verify_bundle
-        from mait_deploy.device.evaluate import evaluate_bundle
+        from mait_deploy.device.accuracy import evaluate_bundle
         report = verify_bundle({str(bundle)!r})
         with load_bundle({str(bundle)!r}) as runner:
             prediction = runner.predict([{str(image)!r}])

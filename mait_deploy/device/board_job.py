@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mait_deploy.device.accuracy import AccuracyResult
 from mait_deploy.device.bundle import VerifyReport
-from mait_deploy.device.evaluate import AccuracyResult
 from mait_deploy.errors import MaitDeployError
 from mait_deploy.typed_json import encode
 
@@ -33,8 +33,8 @@ class BoardJobResult:
 def run_job(bundle: str, eval_data: str | None = None, profile: dict[str, Any] | None = None,
             profile_json: str | None = None, threads: int | None = None) -> dict[str, Any]:
     """A BoardJobResult as JSON values; the profile itself goes to ``profile_json`` (a ProfileReport file)."""
+    from mait_deploy.device.accuracy import evaluate_bundle
     from mait_deploy.device.bundle import verify_bundle
-    from mait_deploy.device.evaluate import evaluate_bundle
     from mait_deploy.device.profiling.measure import ProfileOptions, profile_many
     from mait_deploy.device.profiling.report import save_reports
     from mait_deploy.device.runner import RunnerOptions

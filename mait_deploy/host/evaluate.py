@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from mait_deploy.device.data.sources import load_dataset
-from mait_deploy.device.evaluate import (
+from mait_deploy.device.accuracy import (
     AccuracyResult,
     evaluate_bundle,
     is_bundle,
     score,
 )
+from mait_deploy.device.data.sources import load_dataset
 
 
 def _dataset(config: Any, data: str, count: int | None, seed: int) -> Any:

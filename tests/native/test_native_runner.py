@@ -368,7 +368,7 @@ def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bund
     code = BLOCKER.replace('"safetensors"}', '"safetensors", "executorch"}') + textwrap.dedent(f'''
         import json, sys
         from mait_deploy.device.bundle import load_bundle, verify_bundle
-        from mait_deploy.device.evaluate import evaluate_bundle
+        from mait_deploy.device.accuracy import evaluate_bundle
         from mait_deploy.device.profiling.measure import ProfileOptions, profile
         rows = {{}}
         for precision, bundle in (("fp32", {str(bundles["executorch", "fp32"])!r}),

@@ -6,8 +6,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mait_deploy.device.accuracy import batched_logits
 from mait_deploy.device.data.sources import Dataset, require_labels
-from mait_deploy.device.evaluate import batched_logits
 from mait_deploy.device.logits import GateResult, compare_logits
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.errors import ValidationError

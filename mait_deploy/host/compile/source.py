@@ -66,7 +66,7 @@ class ModelSource:
         """
         key = _inputs_key(inputs)
         if key not in self._reference_cache:
-            from mait_deploy.device.evaluate import batched_logits
+            from mait_deploy.device.accuracy import batched_logits
             from mait_deploy.host.export.parity import ort_predictor
 
             self._reference_cache[key] = batched_logits(ort_predictor(str(self.onnx_path)), inputs)

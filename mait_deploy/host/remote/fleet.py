@@ -93,7 +93,7 @@ def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[L
     key = sha256_file(path)[:20]
     eval_set = EvalSet(path, key, len(dataset), dataset.origin)
     if host_scores:
-        from mait_deploy.device.evaluate import evaluate_bundle
+        from mait_deploy.device.accuracy import evaluate_bundle
 
         for bundle in bundles:
             try:
