@@ -27,7 +27,7 @@ def wheel(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)
-def device(request, wheel, tmp_path_factory):
+def device(request, wheel, tmp_path_factory, shipped_bundles):
     extra = request.param
     venv = tmp_path_factory.mktemp(f"venv-{extra}") / "device"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -35,14 +35,7 @@ def device(request, wheel, tmp_path_factory):
                             text=True, timeout=1200)
     if result.returncode != 0:
         pytest.fail(f"device install of [{extra}] failed: {result.stderr[-2000:]}")
-    pytest.importorskip("torch")
-    from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
-
-    bundle = tmp_path_factory.mktemp(f"host-{extra}") / "int8"
-    compile_model(None, extra, CompileOptions(precision="int8", calibration=CalibrationOptions(count=64)), bundle,
-                  eval_count=200)
-    return venv, bundle
+    return venv, shipped_bundles[extra, "int8"].folder
 
 
 def test_device_install_has_no_torch(device):

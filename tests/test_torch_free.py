@@ -8,32 +8,16 @@ import textwrap
 
 import pytest
 
+from tests.helpers import BLOCKER
 from tests.shipped import golden_arrays
 
 pytest.importorskip("onnxruntime")
 
-BLOCKER = textwrap.dedent('''
-    import importlib.abc, sys
-    BLOCKED = {"torch", "onnx", "onnxsim", "onnxscript", "torchao", "litert_torch", "nncf", "safetensors"}
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"blocked on the device: {name}")
-            return None
-    sys.meta_path.insert(0, Block())
-''')
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    pytest.importorskip("torch")
-    from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
-
-    folder = tmp_path_factory.mktemp("device") / "int8"
-    compile_model(None, "onnxruntime", CompileOptions(precision="int8", calibration=CalibrationOptions(count=64)),
-                  folder, eval_count=200)
-    return folder
+def bundle(shipped_bundles):
+    return shipped_bundles["onnxruntime", "int8"].folder
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:

@@ -151,7 +151,7 @@ def test_missing_openvino_names_the_extra():
 
 def test_openvino_bundle_runs_without_torch(bundles):
     root, _ = bundles
-    from tests.test_torch_free import BLOCKER
+    from tests.helpers import BLOCKER
 
     code = BLOCKER + (f"from mait_deploy.device.bundle import verify_bundle\n"
                       f"import sys\nr = verify_bundle({str(root / 'int8')!r})\n"

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests import arm64_board
-from tests.host.test_remote_inventory import one_error_line
+from tests.helpers import one_error_line
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("asyncssh")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.inventory import load_inventory, select
 from mait_deploy.host.remote.setup import board_platforms
 from mait_deploy.host.remote.ssh import host_listed
+from tests.helpers import one_error_line
 
 pytest.importorskip("yaml")
 
@@ -26,12 +26,6 @@ def keys(tmp_path):
     key.write_text("not read before connecting")
     known.write_text("")
     return key, known
-
-
-def one_error_line(stderr: str) -> bool:
-    """The failure is one line; progress lines ("[  1.2 s] step", off a terminal) may come before it."""
-    lines = [line for line in stderr.strip().splitlines() if not re.match(r"^\[\s*[\d.]+ s\] ", line)]
-    return len(lines) == 1 and lines[0].startswith("error: ")
 
 
 def write(tmp_path, text: str):

@@ -361,7 +361,7 @@ def test_executorch_bundles_run_torch_free_through_the_native_library(apps, bund
     import sys
     import textwrap
 
-    from tests.test_torch_free import BLOCKER
+    from tests.helpers import BLOCKER
 
     needs("executorch")
     library = apps["executorch"] / "libmait_runner_c.so"

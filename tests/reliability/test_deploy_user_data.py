@@ -8,13 +8,12 @@ import pytest
 pytest.importorskip("torch")
 
 from mait_deploy import backends
-from tests.reliability.test_faults import cli
-from tests.reliability.test_user_paths import _user_folder
+from tests.helpers import cli, user_folder
 
 
 @pytest.mark.slow
 def test_deploy_on_a_users_image_folder_is_green_end_to_end(tmp_path):
-    data = _user_folder(tmp_path / "mine", per_class=20)  # 200 RGB 40x40 images
+    data = user_folder(tmp_path / "mine", per_class=20)  # 200 RGB 40x40 images
     out = tmp_path / "out"
     # Every target but ExecuTorch, whose two rows would add ~2 of CI's 90 minutes for the preprocessing every row
     # shares (its bundles are taken end to end in tests/backends, tests/native and on the arm64 boards).

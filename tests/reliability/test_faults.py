@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,26 +15,7 @@ import pytest
 pytest.importorskip("torch")
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "mait_deploy" / "assets" / "fashion_mnist_sample.npz"
-SHIPPED = ROOT / "mait_deploy" / "assets" / "mait_demo_28.fmnist"
-
-
-def cli(*args, timeout=600, env=None):
-    return subprocess.run([sys.executable, "-m", "mait_deploy.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-
-
-def assert_clean_failure(result, message, folder):
-    assert result.returncode != 0, result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("INFO:", "W1125"))]
-    error_lines = [line for line in lines if line.startswith("error:")]
-    assert len(error_lines) == 1, result.stderr
-    assert message.lower() in error_lines[0].lower(), result.stderr
-    assert "Traceback" not in result.stderr
-    leftovers = [p.name for p in Path(folder).iterdir() if p.name.startswith(".mait-tmp")]
-    assert not leftovers, leftovers
-
+from tests.helpers import SAMPLE, SHIPPED, assert_clean_failure, cli
 
 # -- checkpoints ---------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import MaitDeployError
-from tests.reliability.test_properties import VALID
+from tests.helpers import VALID
 
 yaml = pytest.importorskip("yaml")
 

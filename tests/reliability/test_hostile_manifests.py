@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from tests.reliability.test_faults import assert_clean_failure
+from tests.helpers import assert_clean_failure
 from tests.shipped import golden_arrays
 
 pytest.importorskip("onnxruntime")

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.reliability.test_faults import assert_clean_failure
+from tests.helpers import assert_clean_failure
 
 
 def _deit_like(width=16):

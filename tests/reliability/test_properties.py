@@ -13,21 +13,10 @@ from mait_deploy.config import MaiTConfig, PreprocessConfig
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.device.preprocess import preprocess
 from mait_deploy.errors import BundleError, ConfigError, DataError
+from tests.helpers import GREY, VALID
 
-GREY = PreprocessConfig(input_size=28, channels=1, mean=(0.286,), std=(0.353,))
 RGB = PreprocessConfig(input_size=32, channels=3)
 
-VALID = {
-    "schema_version": 1, "created": "2026-11-25T00:00:00+00:00",
-    "model": {"num_classes": 10, "preprocess": GREY.to_dict(), "img_size": 28, "patch_size": 4, "in_chans": 1},
-    "target": "onnxruntime", "precision": "fp32",
-    "artifact": {"path": "model.onnx", "sha256": "0" * 64, "bytes": 1},
-    "inputs": [{"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32"}],
-    "outputs": [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}],
-    "batch": "dynamic", "runtime": {"name": "onnxruntime"},
-    "golden": {"file": "golden.bin", "sha256": "0" * 64, "count": 8,
-               "tolerance": {"max_abs_diff": 1e-3, "min_top1_agreement": 1.0}, "kind": "images"},
-}
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                            lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10),

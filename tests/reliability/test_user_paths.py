@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 from PIL import Image
 
-from tests.reliability.test_faults import SAMPLE, SHIPPED, assert_clean_failure, cli
+from tests.helpers import SAMPLE, SHIPPED, assert_clean_failure, cli, user_folder
 from tests.shipped import default_checkpoint
 
 PRLIMIT = shutil.which("prlimit")
@@ -100,21 +100,10 @@ def test_pack_force_never_overwrites_a_foreign_file(bundle, tmp_path):
 
 # -- 2. the user's own data ----------------------------------------------------------------------------------
 
-def _user_folder(root: Path, per_class: int = 4) -> Path:
-    """RGB 40x40 images in class sub-folders named by index (a label with '/' cannot name a folder)."""
-    with np.load(SAMPLE) as data:
-        images, labels = data["test_images"], data["test_labels"]
-    for cls in range(10):
-        (root / str(cls)).mkdir(parents=True)
-        for n, i in enumerate(np.flatnonzero(labels == cls)[:per_class]):
-            Image.fromarray(images[i]).convert("RGB").resize((40, 40)).save(root / str(cls) / f"{n}.png")
-    return root
-
-
 @pytest.mark.parametrize("kind", ["folder", "float-npz"])
 def test_compile_on_the_users_data_then_verify_and_predict(exported, tmp_path, kind):
     if kind == "folder":
-        data = _user_folder(tmp_path / "mine")
+        data = user_folder(tmp_path / "mine")
     else:
         with np.load(SAMPLE) as sample:
             data = tmp_path / "mine.npz"
