@@ -185,11 +185,7 @@ def batch_key(batch: int) -> str:
 def profile_figures(report: Any) -> tuple[dict[str, Latency], Memory]:
     """A profile's latency per batch size and its memory (a ProfileReport, device/profiling/measure.py)."""
     latency = {batch_key(result.batch): Latency.from_stats(result.model) for result in report.results if result.model}
-    memory = report.memory
-    added = None
-    if "load_increase_mb" in memory:
-        added = round(memory["load_increase_mb"] + memory["run_increase_mb"], 1)
-    return latency, Memory(peak_rss_mb=memory.get("peak_rss_mb"), rss_added_mb=added)
+    return latency, Memory(peak_rss_mb=report.memory.peak_rss_mb, rss_added_mb=report.memory.added_mb)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -42,7 +42,7 @@ def decode(cls: type[T], data: Any, origin: str = "value") -> T:
 def _decode(hint: Any, value: Any, path: str) -> Any:
     nullable, options = _optional(hint)
     if value is None:
-        if nullable or hint is Any:
+        if nullable or hint in (Any, object):
             return None
         raise ValidationError(f"{path} is null")
     if len(options) > 1:
@@ -54,7 +54,7 @@ def _decode(hint: Any, value: Any, path: str) -> Any:
         raise ValidationError(f"{path} fits none of its types ({type(value).__name__})")
     hint = options[0]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
+    if hint in (Any, object):  # any JSON value, left as parsed (a runtime's own description, a device's state)
         return value
     if dataclasses.is_dataclass(hint):
         return _decode_dataclass(typing.cast(type, hint), value, path)
@@ -90,7 +90,7 @@ def _decode(hint: Any, value: Any, path: str) -> Any:
     if origin in (dict, Mapping) or hint is dict:
         if not isinstance(value, dict):
             raise ValidationError(f"{path} is not an object")
-        item = args[1] if len(args) == 2 else Any
+        item = args[1] if len(args) == 2 else object
         return {str(key): _decode(item, entry, f"{path}.{key}") for key, entry in value.items()}
     raise TypeError(f"no decoding for {hint!r} at {path}")
 
@@ -146,7 +146,7 @@ class SchemaBuilder:
             options = [self.for_type(arg, path) for arg in args if arg is not type(None)]
             schema = options[0] if len(options) == 1 else {"anyOf": options}
             return {"anyOf": [schema, {"type": "null"}]} if type(None) in args else schema
-        if hint is Any:
+        if hint in (Any, object):
             return {}
         if isinstance(hint, type) and issubclass(hint, enum.Enum):
             return {"enum": [member.value for member in hint]}
@@ -165,7 +165,7 @@ class SchemaBuilder:
             return {"type": "array", "maxItems": MAX_ITEMS, "items": self.for_type(item, f"{path}.*")}
         if origin in (dict, Mapping) or hint is dict:
             schema: dict[str, Any] = {"type": "object", "maxProperties": MAX_PROPERTIES}
-            if self.typed_values and len(args) == 2 and args[1] is not Any:
+            if self.typed_values and len(args) == 2 and args[1] not in (Any, object):
                 schema["additionalProperties"] = self.for_type(args[1], f"{path}.*")
             return schema
         raise TypeError(f"no JSON Schema for {hint!r} at {path}")

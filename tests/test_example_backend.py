@@ -43,7 +43,7 @@ def test_a_backend_registered_at_run_time_compiles_verifies_and_profiles(referen
     assert evaluate_bundle(bundle, count=50).top1 > 0.7
     timing = profile(bundle, ProfileOptions(batches=(1, 2), warmup=1, iterations=3))
     assert timing.error is None and [r.batch for r in timing.results] == [1, 2]
-    assert all(r.model["percentiles_ms"]["p50"] > 0 for r in timing.results)
+    assert all(r.model.percentiles_ms["p50"] > 0 for r in timing.results)
 
 
 def test_unknown_and_unregistered_targets_are_one_line_errors(reference_backend):

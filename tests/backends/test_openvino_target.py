@@ -107,10 +107,10 @@ def test_profile_records_openvinos_own_latency(bundles):
     report = profile(root / "fp32", ProfileOptions(batches=(2,), warmup=2, iterations=30, end_to_end=False))
     result = report.results[0]
     own, wall = result.runtime_reported, result.model
-    assert own["count"] == wall["count"] == 30
+    assert own.count == wall.count == 30
     # OpenVINO times the inference inside our timed call, so every percentile of its figure is at most ours.
-    assert 0 < own["percentiles_ms"]["p50"] <= wall["percentiles_ms"]["p50"]
-    assert own["max_ms"] <= wall["max_ms"]
+    assert 0 < own.percentiles_ms["p50"] <= wall.percentiles_ms["p50"]
+    assert own.max_ms <= wall.max_ms
 
 
 def test_verify_each_bundle(bundles):

@@ -23,12 +23,12 @@ def test_profile_report_round_trip_and_plots(bundle, tmp_path):
     report = profile(bundle, ProfileOptions(batches=(1, 4), warmup=2, iterations=25))
     assert report.error is None and [r.batch for r in report.results] == [1, 4]
     first = report.results[0]
-    assert first.model["count"] == 25 and len(first.samples_ms) == 25
-    assert first.warmup["count"] == 2 and first.warmup["first_ms"] > 0
+    assert first.model.count == 25 and len(first.samples_ms) == 25
+    assert first.warmup.count == 2 and first.warmup.first_ms > 0
     assert first.runtime_reported is None  # ONNX Runtime keeps no per-call timing of its own
-    assert first.end_to_end["percentiles_ms"]["p50"] >= first.preprocess["percentiles_ms"]["p50"]
-    assert report.memory["peak_rss_mb"] > 0 and "load_increase_mb" in report.memory
-    assert report.device["before"]["cpu"]["cores"] >= 1 and report.accuracy["passed"]
+    assert first.end_to_end.percentiles_ms["p50"] >= first.preprocess.percentiles_ms["p50"]
+    assert report.memory.peak_rss_mb > 0 and report.memory.load_increase_mb is not None
+    assert report.device.before["cpu"]["cores"] >= 1 and report.accuracy.passed
     path = tmp_path / "r.json"
     save_reports([report], path)
     loaded = load_reports(path)
@@ -56,8 +56,8 @@ def test_profile_report_round_trip_and_plots(bundle, tmp_path):
 def test_throughput_mode_uses_the_runtime_async_api(bundle):
     report = profile(bundle, ProfileOptions(batches=(2,), warmup=1, iterations=20, mode="throughput", requests=2))
     result = report.results[0]
-    assert result.throughput["inferences"] == 20 and result.throughput["requests_in_flight"] == 2
-    assert result.throughput["images_per_s"] > 0
+    assert result.throughput.inferences == 20 and result.throughput.requests_in_flight == 2
+    assert result.throughput.images_per_s > 0
 
 
 def test_failure_part_way_is_in_the_report(bundle, monkeypatch, tmp_path):

@@ -17,8 +17,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mait_deploy.device.logits import GateResult
 from mait_deploy.device.profiling.state import device_state
-from mait_deploy.device.profiling.stats import DEFAULT_PERCENTILES, latency_stats
+from mait_deploy.device.profiling.stats import DEFAULT_PERCENTILES, LatencyStats, latency_stats
 from mait_deploy.device.runner import Runner, RunnerOptions
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 
@@ -62,37 +63,93 @@ class ProfileOptions:
 
 
 @dataclass
+class Warmup:
+    count: int
+    total_ms: float
+    first_ms: float | None
+
+
+@dataclass
+class ThroughputFigures:
+    """Throughput mode: calls overlap, so only images per second mean anything."""
+
+    images_per_s: float
+    inferences: int
+    requests_in_flight: int
+    wall_s: float
+
+
+@dataclass
 class BatchResult:
     batch: int
     mode: str
-    warmup: dict[str, float]  # count, total_ms, first_ms
-    model: dict[str, Any] | None = None  # LatencyStats of the runtime call
-    runtime_reported: dict[str, Any] | None = None  # LatencyStats of the runtime's own timing (OpenVINO)
-    end_to_end: dict[str, Any] | None = None  # LatencyStats of predict() on raw images
-    preprocess: dict[str, Any] | None = None
-    throughput: dict[str, Any] | None = None  # throughput mode: images/s, requests, wall time
+    warmup: Warmup | None = None
+    model: LatencyStats | None = None  # the runtime call
+    runtime_reported: LatencyStats | None = None  # the runtime's own timing of it (OpenVINO)
+    end_to_end: LatencyStats | None = None  # predict() on raw images
+    preprocess: LatencyStats | None = None
+    throughput: ThroughputFigures | None = None  # throughput mode
     samples_ms: list[float] = field(default_factory=list)  # per-iteration model times, for plots
     error: str | None = None
+
+
+@dataclass
+class ProfiledBundle:
+    path: str
+    target: str
+    precision: str
+    model: str | None
+    artifact_bytes: int
+    batch: int | str | None
+
+
+@dataclass
+class MemoryFigures:
+    """Resident memory of the profiling process, MB (and the runtime's load time)."""
+
+    rss_start_mb: float | None = None
+    load_ms: float | None = None
+    rss_after_load_mb: float | None = None
+    rss_end_mb: float | None = None
+    peak_rss_mb: float | None = None
+    load_increase_mb: float | None = None  # what loading the bundle added
+    run_increase_mb: float | None = None  # what running it added after that
+    jetson_shared_ram_used_mb: float | None = None  # a Jetson's RAM is the GPU's too (tegrastats)
+
+    @property
+    def added_mb(self) -> float | None:
+        """What loading and running the bundle added to the process."""
+        if self.load_increase_mb is None or self.run_increase_mb is None:
+            return None
+        return round(self.load_increase_mb + self.run_increase_mb, 1)
+
+
+@dataclass
+class DeviceSnapshots:
+    """The device's state (state.device_state: CPU, memory, thermal, board specifics) around a profile."""
+
+    before: dict[str, object]
+    after: dict[str, object]
 
 
 @dataclass
 class ProfileReport:
     schema_version: int
     created: str
-    bundle: dict[str, Any]
-    runtime: dict[str, Any]
-    options: dict[str, Any]
+    bundle: ProfiledBundle
+    runtime: dict[str, object]  # what the runtime says of itself (Runner.runtime_info)
+    options: dict[str, object]
     results: list[BatchResult]
-    memory: dict[str, Any]
-    device: dict[str, Any]
-    accuracy: dict[str, Any] | None
+    memory: MemoryFigures
+    device: DeviceSnapshots
+    accuracy: GateResult | None  # the bundle's own gate, from its manifest
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ProfileReport":
+    def from_dict(cls, data: object) -> "ProfileReport":
         """Read strictly (a report a board sent, or a file): every field of its type, none unknown."""
         version = data.get("schema_version") if isinstance(data, dict) else None
         if version != REPORT_SCHEMA_VERSION:
@@ -119,7 +176,7 @@ def peak_rss_mb() -> float:
 
 
 def _timed_loop(timed_call: Callable[[], int], iterations: int | None, duration_s: float | None,
-                after: Callable[[], Any] | None = None) -> list[int]:
+                after: Callable[[], object] | None = None) -> list[int]:
     """Per-call times in ns (each ``timed_call`` returns its own), for ``iterations`` calls or until
     ``duration_s`` has passed; ``after`` runs after each call, outside the timed window."""
     samples: list[int] = []
@@ -134,7 +191,7 @@ def _timed_loop(timed_call: Callable[[], int], iterations: int | None, duration_
             return samples
 
 
-def _raw_images(runner: Runner, count: int) -> Any:
+def _raw_images(runner: Runner, count: int) -> np.ndarray | None:
     """Real images for the end-to-end figure: the bundle's golden images, repeated up to ``count``."""
     from mait_deploy.device.bundle import load_golden
 
@@ -156,15 +213,15 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
     warm = []
     for _ in range(options.warmup):
         warm.append(runner.timed_call(inputs)[1])
-    warmup = {"count": len(warm), "total_ms": sum(warm) / 1e6, "first_ms": warm[0] / 1e6 if warm else None}
+    warmup = Warmup(count=len(warm), total_ms=sum(warm) / 1e6, first_ms=warm[0] / 1e6 if warm else None)
     result = BatchResult(batch=batch, mode=options.mode, warmup=warmup)
     if options.mode == "throughput":
         progress(f"batch {batch}: throughput")
         iterations = options.iterations or max(1, int(options.duration_s * 1000 / max(1e-3, (
             np.median(warm) / 1e6 if warm else 10.0))))
         elapsed, requests = runner.throughput_run(inputs, iterations, options.requests)
-        result.throughput = {"images_per_s": iterations * batch * 1e9 / elapsed, "inferences": iterations,
-                             "requests_in_flight": requests, "wall_s": elapsed / 1e9}
+        result.throughput = ThroughputFigures(images_per_s=iterations * batch * 1e9 / elapsed, inferences=iterations,
+                                              requests_in_flight=requests, wall_s=elapsed / 1e9)
         return result
     progress(f"batch {batch}: model latency")
     reported: list[float] = []
@@ -172,10 +229,10 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
     samples = _timed_loop(lambda: runner.timed_call(inputs)[1], options.iterations, options.duration_s,
                           after=(lambda: reported.append(runner.runtime_latency_ms)) if keeps_own_time else None)
     stats = latency_stats(samples, batch=batch, percentiles=options.percentiles)
-    result.model = stats.to_dict()
+    result.model = stats
     if reported:
         result.runtime_reported = latency_stats(np.asarray(reported) * 1e6, batch=batch,
-                                                percentiles=options.percentiles).to_dict()
+                                                percentiles=options.percentiles)
     result.samples_ms = [s / 1e6 for s in samples]
     if options.end_to_end:
         images = _raw_images(runner, batch)
@@ -191,9 +248,8 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
             # Half the model iterations (or duration): enough for stable end-to-end percentiles.
             e2e = _timed_loop(call, max(1, (options.iterations or 2) // 2),
                               None if options.duration_s is None else options.duration_s / 2)
-            result.end_to_end = latency_stats(e2e, batch=batch, percentiles=options.percentiles).to_dict()
-            result.preprocess = latency_stats(np.asarray(pre) * 1e6, batch=batch,
-                                              percentiles=options.percentiles).to_dict()
+            result.end_to_end = latency_stats(e2e, batch=batch, percentiles=options.percentiles)
+            result.preprocess = latency_stats(np.asarray(pre) * 1e6, batch=batch, percentiles=options.percentiles)
     return result
 
 
@@ -221,48 +277,48 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
     manifest = runner.manifest
     results: list[BatchResult] = []
     error = None
-    memory: dict[str, Any] = {"rss_start_mb": rss_start}
+    memory = MemoryFigures(rss_start_mb=rss_start)
     try:
         step("loading the runtime")
         started = time.perf_counter_ns()
         runner.activate()
-        memory["load_ms"] = (time.perf_counter_ns() - started) / 1e6
-        memory["rss_after_load_mb"] = rss_mb()
+        memory.load_ms = (time.perf_counter_ns() - started) / 1e6
+        memory.rss_after_load_mb = rss_mb()
         for batch in options.batches:
             try:
                 results.append(_profile_batch(runner, batch, options, step))
             except Exception as err:  # keep what was measured; record why this batch failed
                 message = str(err).splitlines()[0] if str(err) else type(err).__name__
-                results.append(BatchResult(batch=batch, mode=options.mode, warmup={}, error=message))
+                results.append(BatchResult(batch=batch, mode=options.mode, error=message))
                 error = error or f"batch {batch}: {message}"
         runtime = runner.runtime_info()
     except Exception as err:
         error = str(err).splitlines()[0] if str(err) else traceback.format_exc(limit=1)
         runtime = {"runtime": manifest.runtime.name}
     finally:
-        memory["rss_end_mb"] = rss_mb()
-        memory["peak_rss_mb"] = peak_rss_mb()
-        if "rss_after_load_mb" in memory:
-            memory["load_increase_mb"] = memory["rss_after_load_mb"] - rss_start
-            memory["run_increase_mb"] = memory["rss_end_mb"] - memory["rss_after_load_mb"]
+        memory.rss_end_mb = rss_mb()
+        memory.peak_rss_mb = peak_rss_mb()
+        if memory.rss_after_load_mb is not None:
+            memory.load_increase_mb = memory.rss_after_load_mb - rss_start
+            memory.run_increase_mb = memory.rss_end_mb - memory.rss_after_load_mb
         if opened_here:
             runner.close()
     jetson = device_before.get("jetson")
     if isinstance(jetson, dict) and isinstance(jetson.get("tegrastats"), dict):
-        memory["jetson_shared_ram_used_mb"] = jetson["tegrastats"].get("ram_used_mb")
+        memory.jetson_shared_ram_used_mb = jetson["tegrastats"].get("ram_used_mb")
     size = manifest.size_bytes
     return ProfileReport(
         schema_version=REPORT_SCHEMA_VERSION,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        bundle={"path": str(runner.bundle_dir), "target": manifest.target, "precision": manifest.precision,
-                "model": manifest.model.get("name"), "artifact_bytes": size, "batch": manifest.batch},
+        bundle=ProfiledBundle(path=str(runner.bundle_dir), target=manifest.target, precision=manifest.precision,
+                              model=manifest.model.get("name"), artifact_bytes=size, batch=manifest.batch),
         runtime=runtime, options=_options_dict(options), results=results, memory=memory,
-        device={"before": device_before, "after": device_state()},
-        accuracy=manifest.accuracy.to_dict() if manifest.accuracy else None, error=error,
+        device=DeviceSnapshots(before=device_before, after=device_state()),
+        accuracy=manifest.accuracy, error=error,
     )
 
 
-def _options_dict(options: ProfileOptions) -> dict[str, Any]:
+def _options_dict(options: ProfileOptions) -> dict[str, object]:
     data = asdict(options)
     data["batches"] = list(options.batches)
     data["percentiles"] = list(options.percentiles)
@@ -298,8 +354,7 @@ def _unopened_report(bundle: str | Path, options: ProfileOptions, error: str) ->
     return ProfileReport(
         schema_version=REPORT_SCHEMA_VERSION,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        bundle={"path": str(bundle), "target": "?", "precision": "?", "model": None, "artifact_bytes": 0,
-                "batch": None},
-        runtime={}, options=_options_dict(options), results=[], memory={},
-        device={"before": state, "after": state}, accuracy=None, error=error,
+        bundle=ProfiledBundle(path=str(bundle), target="?", precision="?", model=None, artifact_bytes=0, batch=None),
+        runtime={}, options=_options_dict(options), results=[], memory=MemoryFigures(),
+        device=DeviceSnapshots(before=state, after=state), accuracy=None, error=error,
     )

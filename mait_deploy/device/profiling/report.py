@@ -35,34 +35,38 @@ def load_reports(path: str | Path) -> list[ProfileReport]:
         raise MaitDeployError(f"{path} is malformed: {err}") from err
 
 
+def _cpu(report: ProfileReport) -> dict[str, object]:
+    """The CPU part of the device's state before the profile ({} where it was not read)."""
+    cpu = report.device.before.get("cpu")
+    return cpu if isinstance(cpu, dict) else {}
+
+
 def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, Any]]:
     """One row per bundle and batch: the fixed summary block of the table and the comparison plots."""
     rows = []
     for report in reports:
         for result in report.results:
-            row = {"bundle": Path(report.bundle["path"]).name, "target": report.bundle["target"],
-                   "precision": report.bundle["precision"], "batch": result.batch, "mode": result.mode,
-                   "device": report.device["before"]["cpu"]["model"]
-                   if isinstance(report.device["before"].get("cpu"), dict) else "?",
+            row = {"bundle": Path(report.bundle.path).name, "target": report.bundle.target,
+                   "precision": report.bundle.precision, "batch": result.batch, "mode": result.mode,
+                   "device": _cpu(report).get("model", "?"),
                    "error": result.error}
-            if result.model:
-                row.update({f"model_{k}": v for k, v in result.model["percentiles_ms"].items()},
-                           model_mean=result.model["mean_ms"], model_std=result.model["std_ms"],
-                           model_min=result.model["min_ms"], model_max=result.model["max_ms"],
-                           count=result.model["count"], throughput=result.model["throughput"],
-                           drift=result.model["drift"])
+            model = result.model
+            if model:
+                row.update({f"model_{k}": v for k, v in model.percentiles_ms.items()}, model_mean=model.mean_ms,
+                           model_std=model.std_ms, model_min=model.min_ms, model_max=model.max_ms,
+                           count=model.count, throughput=model.throughput, drift=model.drift)
             if result.runtime_reported:
-                row["runtime_p50"] = result.runtime_reported["percentiles_ms"].get("p50")
+                row["runtime_p50"] = result.runtime_reported.percentiles_ms.get("p50")
             if result.end_to_end:
-                row["e2e_p50"] = result.end_to_end["percentiles_ms"].get("p50")
+                row["e2e_p50"] = result.end_to_end.percentiles_ms.get("p50")
             if result.preprocess:
-                row["preprocess_p50"] = result.preprocess["percentiles_ms"].get("p50")
+                row["preprocess_p50"] = result.preprocess.percentiles_ms.get("p50")
             if result.throughput:
-                row["throughput"] = result.throughput["images_per_s"]
-                row["requests"] = result.throughput["requests_in_flight"]
-            row["warmup_first_ms"] = result.warmup.get("first_ms") if result.warmup else None
-            row["peak_rss_mb"] = report.memory.get("peak_rss_mb")
-            row["top1"] = report.accuracy.get("top1") if report.accuracy else None
+                row["throughput"] = result.throughput.images_per_s
+                row["requests"] = result.throughput.requests_in_flight
+            row["warmup_first_ms"] = result.warmup.first_ms if result.warmup else None
+            row["peak_rss_mb"] = report.memory.peak_rss_mb
+            row["top1"] = report.accuracy.top1 if report.accuracy else None
             rows.append(row)
     return rows
 
@@ -124,15 +128,15 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
     if left_out:
         console.print(f"left out at this width: {', '.join(left_out)} (every figure: --json FILE)", highlight=False)
     report = reports[0]
-    cpu = report.device["before"].get("cpu", {})
+    cpu = _cpu(report)
     console.print(f"device: {cpu.get('model', '?')} ({cpu.get('cores', '?')} cores, governors "
-                  f"{cpu.get('governors', '?')}), load {report.device['before'].get('load_avg')}; runtime "
+                  f"{cpu.get('governors', '?')}), load {report.device.before.get('load_avg')}; runtime "
                   f"{report.runtime}", highlight=False, soft_wrap=True)
     for line in failures:
         console.print(Text(line, style="red"), soft_wrap=True)
     for report in reports:
         if report.error and not any(result.error and report.error.endswith(result.error) for result in report.results):
-            console.print(Text(f"{report.bundle['path']}: {report.error}", style="red"), soft_wrap=True)
+            console.print(Text(f"{report.bundle.path}: {report.error}", style="red"), soft_wrap=True)
 
 
 def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
@@ -147,24 +151,24 @@ def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
         fig, (hist, series) = plt.subplots(1, 2, figsize=(11, 4))
         hist.hist(result.samples_ms, bins=min(50, max(10, len(result.samples_ms) // 5)), color="#4c72b0")
         for key, style in (("p50", "-"), ("p99", "--")):
-            value = result.model["percentiles_ms"].get(key)
+            value = result.model.percentiles_ms.get(key)
             if value is not None:
                 hist.axvline(value, color="k", linestyle=style, label=f"{key} {value:.2f} ms")
         hist.set(xlabel="latency (ms)", ylabel="iterations", title="latency histogram")
         hist.legend()
         series.plot(result.samples_ms, linewidth=0.8)
-        series.set(xlabel="iteration", ylabel="latency (ms)", title=f"time series (drift {result.model['drift']})")
-        fig.suptitle(f"{Path(report.bundle['path']).name} ({report.bundle['target']} {report.bundle['precision']}, "
+        series.set(xlabel="iteration", ylabel="latency (ms)", title=f"time series (drift {result.model.drift})")
+        fig.suptitle(f"{Path(report.bundle.path).name} ({report.bundle.target} {report.bundle.precision}, "
                      f"batch {result.batch})")
     else:
         with_accuracy = [(r, res) for r, res in measured if r.accuracy]
         fig, axes = plt.subplots(1, 2 if with_accuracy else 1, figsize=(12 if with_accuracy else 7, 4.5),
                                  squeeze=False)
         bars = axes[0][0]
-        labels = [f"{r.bundle['target']}\n{r.bundle['precision']} b{res.batch}" for r, res in measured]
-        p50 = [res.model["percentiles_ms"]["p50"] for _, res in measured]
-        p90 = [res.model["percentiles_ms"].get("p90", p) for (_, res), p in zip(measured, p50)]
-        p99 = [res.model["percentiles_ms"].get("p99", p) for (_, res), p in zip(measured, p50)]
+        labels = [f"{r.bundle.target}\n{r.bundle.precision} b{res.batch}" for r, res in measured]
+        p50 = [res.model.percentiles_ms["p50"] for _, res in measured if res.model]
+        p90 = [res.model.percentiles_ms.get("p90", p) for (_, res), p in zip(measured, p50) if res.model]
+        p99 = [res.model.percentiles_ms.get("p99", p) for (_, res), p in zip(measured, p50) if res.model]
         positions = range(len(measured))
         bars.bar(positions, p50, color="#4c72b0", label="p50")
         bars.errorbar(positions, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p90)]], fmt="none",
@@ -177,9 +181,9 @@ def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
         if with_accuracy:
             scatter = axes[0][1]
             for report, result in with_accuracy:
-                scatter.scatter(result.model["percentiles_ms"]["p50"], report.accuracy["top1"] * 100,
-                                s=max(20, report.bundle["artifact_bytes"] / 2e4))
-                scatter.annotate(f"{report.bundle['target']} {report.bundle['precision']} b{result.batch}",
-                                 (result.model["percentiles_ms"]["p50"], report.accuracy["top1"] * 100), fontsize=7)
+                scatter.scatter(result.model.percentiles_ms["p50"], report.accuracy.top1 * 100,
+                                s=max(20, report.bundle.artifact_bytes / 2e4))
+                scatter.annotate(f"{report.bundle.target} {report.bundle.precision} b{result.batch}",
+                                 (result.model.percentiles_ms["p50"], report.accuracy.top1 * 100), fontsize=7)
             scatter.set(xlabel="p50 latency (ms)", ylabel="top-1 (%)", title="accuracy vs latency (area = size)")
     save_png(fig, path)

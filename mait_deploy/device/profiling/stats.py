@@ -81,12 +81,11 @@ class Latency:
     throughput: float  # images per second
 
     @classmethod
-    def from_stats(cls, stats: LatencyStats | dict[str, Any]) -> "Latency":
-        """From a profile's statistics (a LatencyStats, or its dict as a board sends it)."""
-        data = stats.to_dict() if isinstance(stats, LatencyStats) else stats
-        return cls(batch=int(data["batch"]), p50_ms=round(float(data["percentiles_ms"]["p50"]), 4),
-                   p99_ms=round(float(data["percentiles_ms"]["p99"]), 4) if "p99" in data["percentiles_ms"] else None,
-                   throughput=round(float(data["throughput"]), 2))
+    def from_stats(cls, stats: LatencyStats) -> "Latency":
+        """From a profile's statistics (a board's are read into a LatencyStats first: ProfileReport.from_dict)."""
+        p99 = stats.percentiles_ms.get("p99")
+        return cls(batch=stats.batch, p50_ms=round(stats.median_ms, 4), p99_ms=None if p99 is None else round(p99, 4),
+                   throughput=round(stats.throughput, 2))
 
     @classmethod
     def from_median(cls, batch: int, median_ms: float) -> "Latency":

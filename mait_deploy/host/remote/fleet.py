@@ -122,14 +122,13 @@ def _summarise_profile(row: BundleRun, report: ProfileReport) -> None:
     if report.error or not results:
         raise RemoteError(f"profile failed: {report.error or 'no result'}")
     first = results[0]
-    images_per_s = (first.throughput or {}).get("images_per_s")  # throughput mode: calls overlap
     if first.model:
         row.latency = {batch_key(first.batch): Latency.from_stats(first.model)}
-    elif images_per_s:
+    elif first.throughput:  # throughput mode: calls overlap, only images per second mean anything
         row.latency = {batch_key(first.batch): Latency(batch=first.batch, p50_ms=None, p99_ms=None,
-                                                       throughput=round(float(images_per_s), 2))}
-    row.memory = Memory(peak_rss_mb=report.memory.get("peak_rss_mb"))
-    after = report.device.get("after") or {}
+                                                       throughput=round(first.throughput.images_per_s, 2))}
+    row.memory = Memory(peak_rss_mb=report.memory.peak_rss_mb)
+    after = report.device.after
     assert row.board is not None
     row.board.state = {key: after.get(key) for key in ("thermal", "raspberry_pi", "jetson", "load_avg")
                        if after.get(key) not in (None, "not available")}
