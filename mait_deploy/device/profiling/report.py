@@ -10,7 +10,7 @@ from rich.text import Text
 from mait_deploy._io import read_json, write_json
 from mait_deploy._plots import pyplot, save_png
 from mait_deploy.device.profiling.measure import REPORT_SCHEMA_VERSION, ProfileReport
-from mait_deploy.errors import MaitDeployError
+from mait_deploy.errors import MaitDeployError, ValidationError
 
 FILE_SCHEMA = "mait-deploy/profile"
 
@@ -31,7 +31,7 @@ def load_reports(path: str | Path) -> list[ProfileReport]:
                               f"{REPORT_SCHEMA_VERSION}")
     try:
         return [ProfileReport.from_dict(report) for report in data["reports"]]
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise MaitDeployError(f"{path} is malformed: {err}") from err
 
 
