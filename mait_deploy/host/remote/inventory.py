@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import os
 import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping, TypeVar
 
 from mait_deploy._deps import require
 from mait_deploy.errors import RemoteError, shorten
@@ -38,6 +39,7 @@ MAX_DEVICES = 256
 MAX_GROUP_DEPTH = 16
 MAX_TAGS = 32
 MAX_TIMEOUT_S = 7 * 24 * 3600
+Number = TypeVar("Number", int, float)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _ALIASES = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
             "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python",
@@ -73,23 +75,23 @@ class Device:
     def address(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "host": self.host, "port": self.port, "user": self.user,
                 "runtimes": list(self.runtimes), "workdir": self.workdir, "tags": list(self.tags),
                 "install": self.install}
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     return shorten(repr(value))
 
 
-def _segment(name: Any) -> str:
+def _segment(name: object) -> str:
     """A group's name as one segment of a path in an error: itself when it is a plain word, else quoted (a
     name can hold a newline, and an error is one line)."""
     return name if isinstance(name, str) and _NAME.match(name) else _short(name)
 
 
-def _text(where: str, key: str, value: Any) -> str:
+def _text(where: str, key: str, value: object) -> str:
     """A setting that must be a short string (a number is taken as its text: YAML reads 10.0.0.5 as a string
     but a host named 1234 as an integer)."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -100,7 +102,7 @@ def _text(where: str, key: str, value: Any) -> str:
     return text
 
 
-def _words(where: str, key: str, value: Any) -> tuple[str, ...]:
+def _words(where: str, key: str, value: object) -> tuple[str, ...]:
     """A word or a list of words (runtimes, tags)."""
     values = [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else \
         list(value) if isinstance(value, tuple) else value
@@ -109,7 +111,8 @@ def _words(where: str, key: str, value: Any) -> tuple[str, ...]:
     return tuple(_text(where, key, item) for item in values)
 
 
-def _number(where: str, key: str, value: Any, kind: type, low: float, high: float) -> Any:
+def _number(where: str, key: str, value: int | float | str | object, kind: type[Number], low: float,
+            high: float) -> Number:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise RemoteError(f"{where}: {key} must be a number, got {_short(value)}")
     try:
@@ -121,14 +124,14 @@ def _number(where: str, key: str, value: Any, kind: type, low: float, high: floa
     return number
 
 
-def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:
+def _check(name: str, values: Mapping[str, object], origin: str) -> Device:
     where = f"{origin}: device {_short(name)}"
     if not _NAME.match(name):
         raise RemoteError(f"{where}: a device name is letters, digits, '.', '_' and '-' (it names a local folder)")
-    merged: dict[str, Any] = {}
-    for key, value in values.items():
-        key = _ALIASES.get(key, key) if key in _ALIASES else key
-        if key is None:
+    merged: dict[str, object] = {}
+    for given, value in values.items():
+        key = _ALIASES.get(given, given) if given in _ALIASES else given
+        if key is None:  # a setting of Ansible's that means nothing here
             continue
         if key not in _FIELDS:
             raise RemoteError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(_FIELDS))})")
@@ -161,7 +164,7 @@ def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:
     python = _text(where, "python", merged.get("python", "python3"))
     if not re.fullmatch(r"[A-Za-z0-9._/-]+", python):
         raise RemoteError(f"{where}: python {python!r} is not a path to an interpreter")
-    tags = _words(where, "tags", list(merged.get("tags") or ()))
+    tags = _words(where, "tags", merged.get("tags") or ())
     paths = {}
     for key, default in (("identity_file", "~/.ssh/id_ed25519"), ("known_hosts", "~/.ssh/known_hosts")):
         path = Path(os.path.expanduser(_text(where, key, merged.get(key, default))))
@@ -173,7 +176,7 @@ def _check(name: str, values: Mapping[str, Any], origin: str) -> Device:
                   workdir=workdir.rstrip("/"), python=python, tags=tags, timeout=timeout, **paths)
 
 
-def _mapping(value: Any, what: str, origin: str) -> Mapping[str, Any]:
+def _mapping(value: object, what: str, origin: str) -> Mapping[str, object]:
     """An inventory part that must be a mapping (absent or empty: an empty one)."""
     if value is None:
         return {}
@@ -182,8 +185,8 @@ def _mapping(value: Any, what: str, origin: str) -> Mapping[str, Any]:
     return value
 
 
-def _ansible_hosts(group: Any, inherited: Mapping[str, Any], tags: tuple[str, ...],
-                   out: dict[str, tuple[dict[str, Any], list[str]]], origin: str, where: str = "all") -> None:
+def _ansible_hosts(group: object, inherited: Mapping[str, object], tags: tuple[str, ...],
+                   out: dict[str, tuple[dict[str, object], list[str]]], origin: str, where: str = "all") -> None:
     if len(tags) > MAX_GROUP_DEPTH:
         raise RemoteError(f"{origin}: groups nested deeper than {MAX_GROUP_DEPTH} ({where})")
     group = _mapping(group, f"group {where}", origin)
@@ -198,7 +201,7 @@ def _ansible_hosts(group: Any, inherited: Mapping[str, Any], tags: tuple[str, ..
         _ansible_hosts(body, variables, tags + (str(child),), out, origin, f"{where}.children.{_segment(child)}")
 
 
-def _load_yaml(yaml: Any, path: Path) -> Any:
+def _load_yaml(yaml: types.ModuleType, path: Path) -> object:
     """The document, refused before any object is built when it uses anchors or aliases (an inventory needs
     neither, and each alias can multiply what the next one expands: a 600-byte file becomes gigabytes)."""
     text = path.read_text(encoding="utf-8")
@@ -224,7 +227,7 @@ def load_inventory(path: str | os.PathLike[str]) -> list[Device]:
         raise RemoteError(f"{path}: not valid YAML ({first[:200]})") from None
     if not isinstance(data, Mapping):
         raise RemoteError(f"{path}: expected a mapping with 'devices' (or an Ansible 'all' group)")
-    entries: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    entries: dict[str, tuple[dict[str, object], list[str]]] = {}
     if "devices" in data:
         defaults = _mapping(data.get("defaults"), "defaults", str(path))
         devices = _mapping(data["devices"], "devices", str(path))
@@ -240,12 +243,12 @@ def load_inventory(path: str | os.PathLike[str]) -> list[Device]:
         raise RemoteError(f"{path}: expected a mapping with 'devices' (or an Ansible 'all' group)")
     if not entries:
         raise RemoteError(f"{path}: no devices")
-    devices = []
+    found = []
     for name, (values, group_tags) in entries.items():
-        own = values.pop("tags", ())
-        own = list(_words(f"{path}: device {_short(name)}", "tags", own if own is not None else []))
-        devices.append(_check(name, {**values, "tags": own + [t for t in group_tags if t not in own]}, str(path)))
-    return devices
+        given = values.pop("tags", ())
+        own = list(_words(f"{path}: device {_short(name)}", "tags", given if given is not None else []))
+        found.append(_check(name, {**values, "tags": own + [t for t in group_tags if t not in own]}, str(path)))
+    return found
 
 
 def select(devices: Iterable[Device], names: Iterable[str] = (), tags: Iterable[str] = ()) -> list[Device]:
