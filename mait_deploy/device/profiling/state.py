@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 NOT_AVAILABLE = "not available"
 Runner = Callable[[list[str]], str | None]
@@ -38,7 +38,7 @@ def run_tool(command: list[str], timeout: float = 5.0) -> str | None:
 
 # -- CPU, thermal, memory (Linux sysfs/procfs) ---------------------------------------------------------------
 
-def cpu_state(root: str = "/") -> dict[str, Any]:
+def cpu_state(root: str = "/") -> dict[str, object]:
     base = Path(root)
     from mait_deploy.device.profiling.isa import parse_cpuinfo
 
@@ -57,7 +57,7 @@ def cpu_state(root: str = "/") -> dict[str, Any]:
                          "mean": round(sum(frequencies) / len(frequencies), 1)} if frequencies else NOT_AVAILABLE}
 
 
-def thermal_zones(root: str = "/") -> list[dict[str, Any]] | str:
+def thermal_zones(root: str = "/") -> list[dict[str, object]] | str:
     zones = []
     for zone in sorted(Path(root, "sys/class/thermal").glob("thermal_zone*")):
         temp = _read(zone / "temp")
@@ -66,7 +66,7 @@ def thermal_zones(root: str = "/") -> list[dict[str, Any]] | str:
     return zones or NOT_AVAILABLE
 
 
-def memory_state(root: str = "/") -> dict[str, Any] | str:
+def memory_state(root: str = "/") -> dict[str, object] | str:
     meminfo = _read(Path(root, "proc/meminfo"))
     if not meminfo:
         return NOT_AVAILABLE
@@ -94,16 +94,16 @@ _RAIL_MW = re.compile(r"\b((?:VDD|VIN|POM)_?[A-Z0-9_]*) (\d+)mW/(\d+)mW")
 _RAIL_OLD = re.compile(r"\b(POM_[A-Z0-9_]+|VDD_[A-Z0-9_]+) (\d+)/(\d+)(?=\s|$)")
 
 
-def parse_tegrastats(line: str) -> dict[str, Any]:
+def parse_tegrastats(line: str) -> dict[str, object]:
     """One tegrastats line (Nano/TX2/Xavier/Orin formats) -> RAM (the GPU's shared memory), CPU, GPU, temperatures,
     power rails (now/average, mW)."""
-    result: dict[str, Any] = {}
+    result: dict[str, object] = {}
     if m := _RAM.search(line):
         result["ram_used_mb"], result["ram_total_mb"] = int(m.group(1)), int(m.group(2))
     if m := _SWAP.search(line):
         result["swap_used_mb"], result["swap_total_mb"] = int(m.group(1)), int(m.group(2))
     if m := _CPU.search(line):
-        cores = []
+        cores: list[dict[str, object]] = []
         for token in m.group(1).split(","):
             token = token.strip()
             if token == "off":
@@ -128,7 +128,7 @@ def parse_tegrastats(line: str) -> dict[str, Any]:
     return result
 
 
-def parse_nvpmodel(text: str) -> dict[str, Any]:
+def parse_nvpmodel(text: str) -> dict[str, object]:
     """``nvpmodel -q`` output: 'NV Power Mode: MAXN' followed by the mode id."""
     name = re.search(r"NV Power Mode:\s*(.+)", text)
     number = re.search(r"^\s*(\d+)\s*$", text, re.MULTILINE)
@@ -136,7 +136,7 @@ def parse_nvpmodel(text: str) -> dict[str, Any]:
             "id": int(number.group(1)) if number else None}
 
 
-def parse_jetson_clocks(text: str) -> dict[str, Any]:
+def parse_jetson_clocks(text: str) -> dict[str, object]:
     """``jetson_clocks --show``: whether CPU/GPU clocks are pinned (MinFreq == MaxFreq == CurrentFreq)."""
     cpus = re.findall(r"cpu\d+: Online=\d+ Governor=\w+ MinFreq=(\d+) MaxFreq=(\d+) CurrentFreq=(\d+)", text)
     gpu = re.search(r"GPU MinFreq=(\d+) MaxFreq=(\d+) CurrentFreq=(\d+)", text)
@@ -155,6 +155,7 @@ def read_tegrastats_line(timeout: float = 3.0) -> str | None:
     try:
         import select
 
+        assert process.stdout is not None  # stdout=PIPE
         ready, _, _ = select.select([process.stdout], [], [], timeout)
         return process.stdout.readline().strip() if ready else None
     finally:
@@ -170,7 +171,7 @@ def is_jetson(root: str = "/") -> bool:
 
 
 def jetson_state(run: Runner = run_tool,
-                 tegrastats: Callable[[], str | None] = read_tegrastats_line) -> dict[str, Any] | str:
+                 tegrastats: Callable[[], str | None] = read_tegrastats_line) -> dict[str, object] | str:
     if not is_jetson():
         return NOT_AVAILABLE
     nvpmodel = run(["nvpmodel", "-q"])
@@ -200,7 +201,7 @@ def parse_vcgencmd_clock(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def parse_throttled(text: str) -> dict[str, Any] | None:
+def parse_throttled(text: str) -> dict[str, object] | None:
     match = re.search(r"throttled=(0x[0-9a-fA-F]+)", text)
     if not match:
         return None
@@ -208,7 +209,7 @@ def parse_throttled(text: str) -> dict[str, Any] | None:
     return {"raw": match.group(1), "flags": [name for bit, name in THROTTLED_BITS.items() if value >> bit & 1]}
 
 
-def raspberry_pi_state(run: Runner = run_tool) -> dict[str, Any] | str:
+def raspberry_pi_state(run: Runner = run_tool) -> dict[str, object] | str:
     if shutil.which("vcgencmd") is None:
         return NOT_AVAILABLE
     temp, arm, core, throttled = (run(["vcgencmd", *args]) for args in
@@ -220,7 +221,7 @@ def raspberry_pi_state(run: Runner = run_tool) -> dict[str, Any] | str:
             "throttled": parse_throttled(throttled or "") or NOT_AVAILABLE}
 
 
-def device_state() -> dict[str, Any]:
+def device_state() -> dict[str, object]:
     """Everything above, each part "not available" where it cannot be read."""
     from mait_deploy.device.profiling.isa import cpu_isa
 
