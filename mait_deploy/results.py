@@ -202,6 +202,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def runs_front(runs: Sequence[BundleRun], batch: int = 1) -> list[int]:
     """Indices of the ok runs with a top-1 and a p50 at ``batch`` on the Pareto front (higher top-1, lower p50)."""
-    measured = [(i, run.top1, run.p50_ms(batch)) for i, run in enumerate(runs) if run.ok]
-    measured = [(i, top1, p50) for i, top1, p50 in measured if top1 is not None and p50 is not None]
+    measured: list[tuple[int, float, float]] = []
+    for index, run in enumerate(runs):
+        top1, p50 = run.top1, run.p50_ms(batch)
+        if run.ok and top1 is not None and p50 is not None:
+            measured.append((index, top1, p50))
     return [measured[k][0] for k in pareto_front([(top1, p50) for _, top1, p50 in measured])]

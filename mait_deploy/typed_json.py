@@ -116,9 +116,11 @@ def _decode_dataclass(cls: type, value: Any, path: str) -> Any:
 
 
 def encode(value: Any) -> Any:
-    """A dataclass (or a structure of them) as JSON values: enums by value, tuples as lists."""
+    """A dataclass (or a structure of them) as JSON values: enums by value, tuples as lists; a field whose
+    metadata says ``json: False`` is left out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: encode(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        return {field.name: encode(getattr(value, field.name)) for field in dataclasses.fields(value)
+                if field.metadata.get("json", True)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
@@ -144,8 +146,8 @@ class SchemaBuilder:
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if origin in (typing.Union, types.UnionType):
             options = [self.for_type(arg, path) for arg in args if arg is not type(None)]
-            schema = options[0] if len(options) == 1 else {"anyOf": options}
-            return {"anyOf": [schema, {"type": "null"}]} if type(None) in args else schema
+            one = options[0] if len(options) == 1 else {"anyOf": options}
+            return {"anyOf": [one, {"type": "null"}]} if type(None) in args else one
         if hint in (Any, object):
             return {}
         if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -174,7 +176,7 @@ class SchemaBuilder:
         hints = typing.get_type_hints(cls)
         properties, required = {}, []
         for field in dataclasses.fields(cls):
-            if field.name.startswith("_"):
+            if field.name.startswith("_") or not field.metadata.get("json", True):
                 continue
             child = f"{path}.{field.name}" if path else field.name
             hint = hints[field.name]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import platform
 import re
 from pathlib import Path
-from typing import Any
 
 # Flags that change what an int8/bf16/fp16 kernel computes or how fast: x86 (Linux names) and Arm (Features).
 RELEVANT_FLAGS = (
@@ -59,7 +58,7 @@ def int8_class(machine: str, flags: set[str]) -> str:
     return "other"
 
 
-def cpu_isa(root: str | Path = "/") -> dict[str, Any]:
+def cpu_isa(root: str | Path = "/") -> dict[str, object]:
     """The CPU model, the relevant flags and the int8 class, as the CPU reports them. Whether a runtime's int8
     kernels really saturate is a runtime's own functional probe (ONNX Runtime: ``u8s8_exact`` in its runner):
     emulators and hypervisors can report flags the kernels do not get."""

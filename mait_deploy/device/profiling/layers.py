@@ -41,13 +41,13 @@ class LayerProfile:
     iterations: int
     total_ms: float  # the per-inference sum of the operations' times
     call_ms: float  # the median of plain runner.run calls on the same inputs (a profiler adds its own time)
-    parts: list[dict[str, Any]]  # part, ms, share, masked, by_kind {op kind: ms}
+    parts: list[dict[str, object]]  # part, ms, share, masked, by_kind {op kind: ms}
     by_kind: dict[str, float]
     by_precision: dict[str, float]  # precision -> ms: how much of the time ran in int8 / bf16 / float
     mapping: str  # "blocks" (mapped to the config's blocks) or "segments" (between norms)
     layers: list[LayerTime] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -105,7 +105,7 @@ def summarise(bundle: str, runtime: str, batch: int, iterations: int, layers: li
               config: MaiTConfig, call_ms: float = 0.0) -> LayerProfile:
     mapping = assign_parts(layers, config)
     total = sum(layer.ms for layer in layers) or 1e-12
-    parts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    parts: OrderedDict[str, dict[str, object]] = OrderedDict()
     by_kind: dict[str, float] = {}
     by_precision: dict[str, float] = {}
     for layer in layers:

@@ -13,7 +13,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class ProfileOptions:
     mode: str = "latency"
     requests: int | None = None  # throughput mode: inferences in flight (default: the runtime's choice)
     end_to_end: bool = True
-    runtime_options: dict[str, Any] = field(default_factory=dict)
+    runtime_options: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.batches or any(not isinstance(b, int) or b < 1 for b in self.batches):
@@ -145,7 +145,7 @@ class ProfileReport:
     accuracy: GateResult | None  # the bundle's own gate, from its manifest
     error: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod

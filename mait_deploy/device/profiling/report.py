@@ -41,7 +41,7 @@ def _cpu(report: ProfileReport) -> dict[str, object]:
     return cpu if isinstance(cpu, dict) else {}
 
 
-def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, Any]]:
+def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, object]]:
     """One row per bundle and batch: the fixed summary block of the table and the comparison plots."""
     rows = []
     for report in reports:
@@ -87,7 +87,7 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
         return "-" if value is None else f"{value:.{digits}f}"
 
     # column -> (priority: lower shown first, cell of a row); the table keeps this order left to right.
-    cells: dict[str, tuple[int, Callable[[dict[str, Any]], str]]] = {
+    cells: dict[str, tuple[int, Callable[[dict[str, object]], str]]] = {
         "bundle": (0, lambda row: row["bundle"]), "target": (9, lambda row: row["target"]),
         "precision": (8, lambda row: row["precision"]), "batch": (1, lambda row: str(row["batch"])),
         "mode": (10, lambda row: row["mode"]),

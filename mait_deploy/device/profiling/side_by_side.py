@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -64,7 +64,8 @@ class SideBySide:
     median_ms: dict[str, float]  # over all kept calls
     ratio: dict[str, dict[str, float]]  # name -> median/min/max of per-round (baseline time / name's time)
     samples: dict[str, int] = field(default_factory=dict)
-    timings_ms: dict[str, list[float]] = field(default_factory=dict, repr=False)  # every kept call, in order
+    # Every kept call, in order: for plots and tests, never written to a report (metadata json False).
+    timings_ms: dict[str, list[float]] = field(default_factory=dict, repr=False, metadata={"json": False})
     round_medians_ms: list[dict[str, float]] = field(default_factory=list)  # per round, per candidate
     batch: int = 1  # images per call (time_bundles); 0 when the calls are not model runs
 
@@ -96,10 +97,10 @@ class SideBySide:
         low, high, _ = median_interval([r[name] for r in self.round_medians_ms])
         return low, high
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["timings_ms"]
-        return data
+    def to_dict(self) -> dict[str, object]:
+        from mait_deploy.typed_json import encode
+
+        return dict(encode(self))
 
 
 def side_by_side(candidates: Mapping[str, Callable[[], Any]], baseline: str | None = None, rounds: int = 12,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class LatencyStats:
     throughput: float
     batch: int
     drift: float | None = None  # median of the last tenth / median of the first tenth (>1: slowing down)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
     def p(self, percentile: float) -> float:
         return self.percentiles_ms[_key(percentile)]
@@ -36,7 +36,7 @@ class LatencyStats:
     def median_ms(self) -> float:
         return self.p(50)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -92,5 +92,5 @@ class Latency:
         return cls(batch=batch, p50_ms=round(median_ms, 4), p99_ms=None,
                    throughput=round(batch * 1000.0 / median_ms, 2))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
+from mait_deploy.config import MaiTConfig, PreprocessConfig
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.source import ModelSource, source_from_export
+from mait_deploy.mask_config import MaskConfig
 
 TIMM_SCRIPT = Path(__file__).with_name("timm_export.py")
 DEFAULT_BASELINES = ("deit_tiny_patch16_224", "cait_xxs24_224", "swin_tiny_patch4_window7_224")
@@ -222,7 +223,8 @@ def _onnx_baseline(path: Path, work: Path) -> CompareModel:
                                 f"output, got {dims} -> {out_dims}")
     params = int(sum(np.prod(i.dims) for i in graph.initializer))
     name = path.stem
-    config = interface_config(name, tuple(dims[1:]), out_dims[1])
+    channels, height, width = (int(d or 0) for d in dims[1:])  # checked above: none is None
+    config = interface_config(name, (channels, height, width), int(out_dims[1]))
     from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
 
     renames = {inputs[0].name: INPUT_NAME, graph.output[0].name: OUTPUT_NAME}  # the names every runner uses

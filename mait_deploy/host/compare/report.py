@@ -46,9 +46,11 @@ def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
 
 def markdown(report: CompareReport) -> str:
     machine = report.machine
+    flags = machine.get("flags")
+    flags_text = ", ".join(map(str, flags)) if isinstance(flags, list) and flags else "-"
     lines = ["# MaiT vs baselines, side by side", "",
              f"Machine: {machine.get('model', '?')} ({machine.get('machine', '?')}, int8 class "
-             f"{machine.get('int8_class', '?')}); flags: {', '.join(machine.get('flags', [])) or '-'}.",
+             f"{machine.get('int8_class', '?')}); flags: {flags_text}.",
              "Each table cell group was timed in one process, round-robin in blocks (first call of each block "
              "dropped, order reversed every round); a ratio is the median of per-round ratios, with the "
              "distribution-free interval of that median and the rounds' min and max beside it. Weights are random "

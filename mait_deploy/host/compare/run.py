@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output
@@ -24,7 +24,9 @@ from mait_deploy.host import catalog
 from mait_deploy.host.compare.models import CompareModel, ModelFacts, baseline_model, mait_model
 from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
+from mait_deploy.host.compile.target import Target
 from mait_deploy.host.jobs.executors import check_executor_options, executor_for
+from mait_deploy.host.jobs.job import BuildOutcome
 from mait_deploy.precision import FP32, INT8, Precision, check_precisions
 from mait_deploy.results import BundleRun, Status, batch_key
 from mait_deploy.typed_json import decode, encode
@@ -97,16 +99,16 @@ class CompareReport:
     models: list[ModelFacts]
     cells: list[CompareCell] = field(default_factory=list)  # one per target x precision x batch
     failures: list[BundleRun] = field(default_factory=list)  # model x target x precision that did not build
-    machine: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, object] = field(default_factory=dict)
+    options: dict[str, object] = field(default_factory=dict)
     plot: str | None = None  # compare.png, once written (None: nothing to draw)
     pareto_plot: str | None = None  # compare_pareto.png, once written
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return dict(encode(self))
 
     @classmethod
-    def from_dict(cls, data: Any, origin: str = "comparison report") -> "CompareReport":
+    def from_dict(cls, data: object, origin: str = "comparison report") -> "CompareReport":
         return decode(cls, data, origin)
 
     def role(self, model: str) -> str:
@@ -149,7 +151,7 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
         report = CompareReport(models=[m.facts() for m in entries], machine=cpu_isa(),
                                options={k: v for k, v in dataclasses.asdict(options).items() if k != "force"})
         built = _build_all(entries, options, staging / "bundles", report, step)
-        for target in options.targets:  # timed here, after every build is done
+        for target in options.targets or ():  # timed here, after every build is done
             for precision in options.precisions:
                 bundles = built.get((target, precision), {})
                 for batch in options.batches:
@@ -210,7 +212,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
     executor = executor_for(options.jobs, options.cluster, len(jobs))
     step(f"building {len(jobs)} bundle(s) on {executor.name}")
 
-    def done(outcome: Any) -> None:
+    def done(outcome: BuildOutcome) -> None:
         target, precision, model, sizes = serves[outcome.name]
         step(f"{outcome.name}: {outcome.status} ({outcome.seconds:.0f} s)")
         try:
@@ -227,7 +229,7 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
     return built
 
 
-def _cannot_build(plugin: Any, entry: CompareModel, precision: str) -> str | None:
+def _cannot_build(plugin: Target, entry: CompareModel, precision: str) -> str | None:
     """Why a model cannot be built (Target.cannot_build_here) or timed (the runtime) here for this cell."""
     why = plugin.cannot_build_here(CompileOptions(precision=precision),
                                    None if entry.source.torch_model is not None

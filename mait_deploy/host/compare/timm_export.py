@@ -41,7 +41,7 @@ def build(name: str, checkpoint: str | None = None, seed: int = 0) -> Any:
     return model.eval()
 
 
-def export(model: Any, name: str, out: Path) -> dict[str, Any]:
+def export(model: Any, name: str, out: Path) -> dict[str, object]:
     import numpy as np
     import timm
     import torch
@@ -64,6 +64,7 @@ def export(model: Any, name: str, out: Path) -> dict[str, Any]:
         program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=OPSET,
                                     dynamic_shapes={"x": {0: Dim("batch")}}, input_names=["input"],
                                     output_names=["logits"])
+    assert program is not None  # f=None: the program is returned
     program.save(str(out / "model.onnx"))
     # The same model as a torch.export program (dynamic batch): the caller loads it when its own Python cannot
     # import timm, for converters that start from PyTorch (LiteRT).

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from mait_deploy import __version__, backends
 from mait_deploy._io import content_key, jsonable, read_json, sha256_file, write_json
 from mait_deploy.device.manifest import Manifest
+from mait_deploy.device.runner import Runner
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
 from mait_deploy.host.compile.api import DEFAULT_DATA
@@ -87,7 +88,7 @@ def _stage_key(**parts: Any) -> str:
     return content_key(parts)
 
 
-def _checkpoint_identity(checkpoint: Any) -> tuple[Path, dict[str, Any]]:
+def _checkpoint_identity(checkpoint: Any) -> tuple[Path, dict[str, object]]:
     from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
     from mait_deploy.host.model.zoo import resolve_checkpoint
 
@@ -104,7 +105,7 @@ class _State:
 
     def __init__(self, out_dir: Path, fresh: bool) -> None:
         self.path = out_dir / STATE_FILE
-        self.data: dict[str, Any] = {}
+        self.data: dict[str, object] = {}
         if not fresh and self.path.is_file():
             try:
                 loaded = read_json(self.path, what="deploy state")
@@ -117,7 +118,9 @@ class _State:
         return bundles.get(name) if isinstance(bundles, dict) else None
 
     def set_bundle(self, name: str, key: str | None) -> None:
-        bundles = self.data.setdefault("bundles", {})
+        bundles = self.data.get("bundles")
+        if not isinstance(bundles, dict):
+            bundles = self.data["bundles"] = {}
         if key is None:
             bundles.pop(name, None)
         else:
@@ -128,7 +131,7 @@ class _State:
         write_json(self.path, self.data)
 
 
-def _export(checkpoint_path: Path, identity: dict[str, Any], out_dir: Path, state: _State) -> tuple[Any, bool, str]:
+def _export(checkpoint_path: Path, identity: dict[str, object], out_dir: Path, state: _State) -> tuple[Any, bool, str]:
     """The verified FP32 ONNX in ``out_dir`` (reused when the checkpoint and the tools are unchanged)."""
     from mait_deploy.host.compile.source import source_from_export
     from mait_deploy.host.export.onnx import ExportOptions, export_onnx, tool_versions
@@ -171,7 +174,7 @@ def _skip_reason(target_name: str, precision: str, availability: dict[str, str])
 
 
 def _finish_row(row: BundleRun, bundle: Path, key: str, built: BuildOutcome | Manifest, options: DeployOptions,
-                state: _State, runners: dict[str, Any]) -> None:
+                state: _State, runners: dict[str, Runner]) -> None:
     """Take a build's outcome (or the manifest of the bundle reused as it was), then verify and profile the bundle
     here; every outcome is a row. The bundle is opened once and its runner is left in ``runners`` for the race."""
     from mait_deploy.device.bundle import load_bundle, verify_runner
@@ -188,7 +191,7 @@ def _finish_row(row: BundleRun, bundle: Path, key: str, built: BuildOutcome | Ma
             if outcome.status != "ok":
                 row.status, row.reason = Status.FAILED, outcome.reason
                 return
-        manifest = land(outcome, bundle) if outcome is not None else built
+        manifest = built if isinstance(built, Manifest) else land(built, bundle)
         row.bundle = str(bundle)
         row.size_bytes = manifest.size_bytes
         row.gate = None if manifest.accuracy is None else GateFigures.of(manifest.accuracy, options.gate_sample)
@@ -292,7 +295,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
         step(f"building {len(jobs)} bundle(s) on {executor.name}", 1, total)
         outcomes = {o.name: o for o in executor.run(jobs, {"model": inputs}, done,
                                                     progress=lambda message: step(message, finished[0] + 1, total))}
-    runners: dict[str, Any] = {}  # bundle -> its open runner, from its row to the race
+    runners: dict[str, Runner] = {}  # bundle -> its open runner, from its row to the race
     try:
         for row, bundle, key, reusable in planned:  # verified and profiled here, after every build is done
             step(f"verifying and profiling {bundle.name}", total, total)
@@ -326,7 +329,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
         export={"path": str(source.onnx_path), "reused": reused_export, "parity": source.export_report.get("parity"),
                 "mask_constants": source.export_report.get("graph", {}).get("mask_constants")},
         rows=rows, recommended=recommended, machine={"cpu": cpu_state(), "isa": cpu_isa()},
-        side_by_side=None if timing is None else timing.to_dict(), devices=on_devices,
+        side_by_side=timing, devices=on_devices,
         seconds=round(time.perf_counter() - started, 1),
     )
     write_deploy_report(report, out_dir)

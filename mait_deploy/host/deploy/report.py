@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from mait_deploy import backends
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
-from mait_deploy.device.profiling.side_by_side import median_interval
+from mait_deploy.device.profiling.side_by_side import SideBySide
 from mait_deploy.host.deploy.devices import DevicesReport
 from mait_deploy.host.deploy.devices import markdown as devices_markdown
 from mait_deploy.recommendation import Recommendation
 from mait_deploy.results import BundleRun, GateFigures, runs_front
 from mait_deploy.typed_json import encode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
 
 REPORT_SCHEMA_VERSION = 2  # 2: rows are BundleRuns (mait_deploy/results.py)
 
@@ -23,28 +26,30 @@ REPORT_SCHEMA_VERSION = 2  # 2: rows are BundleRuns (mait_deploy/results.py)
 class DeployReport:
     schema_version: int
     created: str
-    checkpoint: dict[str, Any]
-    options: dict[str, Any]
-    export: dict[str, Any]
+    checkpoint: dict[str, object]
+    options: dict[str, object]
+    export: dict[str, object]
     rows: list[BundleRun]
     recommended: Recommendation | None  # recommendation.recommend over the race (race.py)
-    machine: dict[str, Any]
+    machine: dict[str, object]
     seconds: float
-    side_by_side: dict[str, Any] | None = None  # the race the recommendation comes from (race.py)
+    side_by_side: SideBySide | None = None  # the race the recommendation comes from (race.py)
     devices: DevicesReport | None = None  # deploy --inventory: the fleet report and one recommendation per board
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return dict(encode(self))
 
 
-def race_figures(side_by_side: dict[str, Any] | None) -> dict[str, tuple[float, float, float]]:
+def race_figures(side_by_side: SideBySide | None) -> dict[str, tuple[float, float, float]]:
     """Each raced bundle's median latency (ms) in the side-by-side race and the interval of it (median_interval):
     name -> (median, low, high)."""
     if not side_by_side:
         return {}
-    rounds = side_by_side["round_medians_ms"]
-    return {name: (median, *median_interval([r[name] for r in rounds])[:2])
-            for name, median in side_by_side["median_ms"].items()}
+    figures = {}
+    for name, median in side_by_side.median_ms.items():
+        low, high = side_by_side.latency_interval(name)
+        figures[name] = (median, low, high)
+    return figures
 
 
 def markdown_table(report: DeployReport) -> str:
@@ -95,7 +100,7 @@ def _colour(target: str) -> str:
     return backends.get(target).colour if target in backends.names() else "grey"
 
 
-def _place_labels(ax: Any, points: Sequence[tuple[float, float, str]]) -> None:
+def _place_labels(ax: Axes, points: Sequence[tuple[float, float, str]]) -> None:
     """Annotate points so that no two labels overlap: each label takes the first of a few offsets whose box (in
     display pixels, estimated from the text length) misses the boxes already placed."""
     fig = ax.figure
@@ -105,7 +110,7 @@ def _place_labels(ax: Any, points: Sequence[tuple[float, float, str]]) -> None:
     for x, y, text in sorted(points):
         px, py = ax.transData.transform((x, y))
         width, height = 5.2 * len(text) + 2, 11.0
-        chosen = offsets[0]
+        chosen: tuple[float, float] = offsets[0]
         for dx, dy in offsets:
             left, bottom = px + (dx if dx > 0 else -width - 5), py + dy
             box = (left, bottom, left + width, bottom + height)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class EvalSet:
     key: str
     count: int
     origin: str
-    host_top1: dict[str, dict[str, Any]] = field(default_factory=dict)  # bundle name -> host result or error
+    host_top1: dict[str, dict[str, object]] = field(default_factory=dict)  # bundle name -> host result or error
 
 
 @dataclass
@@ -63,7 +63,7 @@ class ProfileOptionsRemote:
     # setting ($MAIT_TRUSTED_KEY) for the board job and the native runner, so only bundles signed by it run.
     trusted_key: str | None = None
 
-    def job(self) -> dict[str, Any]:
+    def job(self) -> dict[str, object]:
         return {"batches": list(self.batches), "warmup": self.warmup, "iterations": self.iterations,
                 "duration_s": self.duration_s, "mode": self.mode}
 
@@ -104,13 +104,13 @@ def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[L
     return eval_set
 
 
-async def _remote_json(board: Board, argv: list[str], what: str, timeout: float | None = None) -> dict[str, Any]:
+async def _remote_json(board: Board, argv: list[str], what: str, timeout: float | None = None) -> dict[str, object]:
     done = await board.run(argv, what=what, timeout=timeout, check=False)
     try:
         data = json.loads(done.stdout) if done.stdout.strip() else None
     except json.JSONDecodeError:
         data = None
-    if done.exit_status != 0 or data is None:
+    if done.exit_status != 0 or not isinstance(data, dict):
         raise RemoteError(f"{what} failed: {last_line(done.stderr or done.stdout) or f'exit {done.exit_status}'}")
     return data
 
@@ -167,10 +167,11 @@ async def profile_on_device(device: Device, bundles: Sequence[LocalBundle], out:
                     temporaries.remove(partial)
             trust = await push_trusted_key(board, work, options.trusted_key, temporaries)
             for bundle in bundles:
-                row = _row(device.name, bundle, RunnerKind.PYTHON, BoardFacts(machine=machine,
-                                                                              steps={"connect": connect_s}))
+                facts = BoardFacts(machine=machine, steps={"connect": connect_s})
+                row = _row(device.name, bundle, RunnerKind.PYTHON, facts)
                 if eval_set is not None:
-                    row.board.host_top1 = eval_set.host_top1.get(bundle.name, {}).get("top1")
+                    host_top1 = eval_set.host_top1.get(bundle.name, {}).get("top1")
+                    facts.host_top1 = host_top1 if isinstance(host_top1, float) else None
                 rows.append(row)
                 if bundle.runtime not in device.runtimes:
                     row.status = Status.SKIPPED
@@ -201,7 +202,8 @@ async def _native_row(board: Board, bundle: LocalBundle, python_row: BundleRun, 
     from mait_deploy.host.remote.native import ensure_built, native_on_board
 
     assert python_row.board is not None
-    row = _row(python_row.where, bundle, RunnerKind.NATIVE, BoardFacts(machine=python_row.board.machine))
+    facts = BoardFacts(machine=python_row.board.machine)
+    row = _row(python_row.where, bundle, RunnerKind.NATIVE, facts)
     if bundle.runtime not in native_runtimes():
         row.status, row.reason = Status.SKIPPED, f"no native runner for {bundle.runtime} (docs/native.md)"
         return row
@@ -212,7 +214,7 @@ async def _native_row(board: Board, bundle: LocalBundle, python_row: BundleRun, 
         progress(f"{board.device.name}: {bundle.name} (native)")
     try:
         build, seconds = await ensure_built(board, work, bundle.runtime, python, temporaries)
-        row.board.steps["build"] = seconds
+        facts.steps["build"] = seconds
         await native_on_board(board, build, str(work / "bundles" / bundle.key), row, options, trust)
         row.status = Status.OK
     except RemoteError as err:
@@ -245,10 +247,10 @@ async def _bundle_on_board(board: Board, bundle: LocalBundle, row: BundleRun, wo
         environment = ["env", f"{TRUSTED_KEY_ENV}={trust}", *environment[1:]]
     report_remote = str(work / "runs" / f"{bundle.key}-{secrets.token_hex(4)}.json")
     temporaries.append(report_remote)
-    job = {"bundle": remote, "eval_data": eval_remote, "profile": options.job(), "profile_json": report_remote,
-           "threads": options.threads}
-    result = await _remote_json(board, [*environment, python, "-m", "mait_deploy.device.board_job", json.dumps(job)],
-                                f"{bundle.name} on the board")
+    request = {"bundle": remote, "eval_data": eval_remote, "profile": options.job(), "profile_json": report_remote,
+               "threads": options.threads}
+    result = await _remote_json(board, [*environment, python, "-m", "mait_deploy.device.board_job",
+                                        json.dumps(request)], f"{bundle.name} on the board")
     job = decode(BoardJobResult, result, f"{bundle.name}'s board job")
     row.board.steps.update(job.seconds)
     if job.verify is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mait_deploy._io import atomic_path, write_json
 from mait_deploy._plots import pyplot, save_png
@@ -27,7 +26,7 @@ class FleetBundle:
 class FleetEvaluation:
     origin: str
     count: int
-    host: dict[str, dict[str, Any]]  # bundle -> its top-1 on the same images on this host, or the error
+    host: dict[str, dict[str, object]]  # bundle -> its top-1 on the same images on this host, or the error
 
 
 @dataclass
@@ -37,20 +36,20 @@ class FleetReport:
     created: str
     seconds: float
     device_seconds: dict[str, float]
-    devices: list[dict[str, Any]]  # the inventory's devices, as given
+    devices: list[dict[str, object]]  # the inventory's devices, as given
     bundles: list[FleetBundle]
     evaluation: FleetEvaluation | None
-    profile_options: dict[str, Any]
+    profile_options: dict[str, object]
     rows: list[BundleRun] = field(default_factory=list)
     plot: str | None = None  # fleet.png, once written
     schema: str = "mait-deploy.fleet"
     schema_version: int = FLEET_SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return dict(encode(self))
 
     @classmethod
-    def from_dict(cls, data: Any, origin: str = "fleet report") -> "FleetReport":
+    def from_dict(cls, data: object, origin: str = "fleet report") -> "FleetReport":
         return decode(cls, data, origin)
 
 COLUMNS = ("device", "machine", "bundle", "runner", "C++ app", "status", "top-1", "host top-1", "board - host",

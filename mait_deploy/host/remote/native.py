@@ -12,7 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 from mait_deploy.device.native_app import native_items, native_runtimes
 from mait_deploy.device.profiling.stats import Latency
@@ -135,8 +135,10 @@ async def device_environment(board: Board, runtime: str, work: PurePosixPath, py
 def first_error(output: str) -> str:
     """The line of a CMake or compiler run that says what went wrong (not make's closing 'Error 2')."""
     lines = [line.strip() for line in output.splitlines()]
-    for wanted in (lambda t: t.startswith("CMake Error") or ": error:" in t or "fatal error" in t,
-                   lambda t: "error" in t.lower() and not t.startswith(("gmake", "make", "--"))):
+    tests: tuple[Callable[[str], bool], ...] = (
+        lambda t: t.startswith("CMake Error") or ": error:" in t or "fatal error" in t,
+        lambda t: "error" in t.lower() and not t.startswith(("gmake", "make", "--")))
+    for wanted in tests:
         for index, text in enumerate(lines):
             if wanted(text):
                 # CMake puts the message on the lines after "CMake Error at FILE:LINE (message):".

@@ -28,6 +28,7 @@ def run_on_devices(devices: Sequence[Device], job: Callable[[Device], Awaitable[
         nonlocal interrupted
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()
+        assert me is not None  # called from a task: asyncio.run's
 
         def cancel() -> None:
             nonlocal interrupted

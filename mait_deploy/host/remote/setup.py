@@ -19,18 +19,28 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from mait_deploy import backends
 from mait_deploy._io import content_key
-from mait_deploy.errors import RemoteError, failure_line
+from mait_deploy.errors import RemoteError, ValidationError, failure_line
 from mait_deploy.host.remote.inventory import Device
 from mait_deploy.host.remote.parallel import run_on_devices
 from mait_deploy.host.remote.ssh import Board
+from mait_deploy.typed_json import decode
 
 STAMP = "mait-deploy-setup.json"
 _PLATFORM_SNIPPET = ("import json, platform, sys; print(json.dumps({'machine': platform.machine(), "
                      "'python': '%d.%d' % sys.version_info[:2], 'libc': platform.libc_ver()[1]}))")
+
+
+@dataclass(frozen=True)
+class BoardPlatform:
+    """What _PLATFORM_SNIPPET prints on a board (read strictly)."""
+
+    machine: str
+    python: str  # "3.11"
+    libc: str  # glibc's version, "" where it is not glibc
 
 
 @dataclass
@@ -38,11 +48,11 @@ class SetupResult:
     device: str
     status: str  # installed | up to date | failed
     reason: str = ""
-    board: dict[str, Any] = field(default_factory=dict)  # the probe: machine, python, runtimes and versions
+    board: dict[str, object] = field(default_factory=dict)  # the probe: machine, python, runtimes and versions
     steps: dict[str, float] = field(default_factory=dict)  # seconds per step
     new_host_key: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -107,18 +117,18 @@ def board_platforms(machine: str, libc: str) -> list[str]:
     return [f"manylinux_2_{m}_{machine}" for m in range(minor, 16, -1)] + [f"manylinux2014_{machine}"]
 
 
-def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str, Any], cache: Path) -> Path:
+def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: BoardPlatform, cache: Path) -> Path:
     """A .tar.gz of site-packages for the board's platform (cached per wheel, runtimes and platform)."""
-    key = content_key([wheel_identity(wheel), sorted(runtimes), board["machine"], board["python"], board["libc"]])[:16]
+    key = content_key([wheel_identity(wheel), sorted(runtimes), board.machine, board.python, board.libc])[:16]
     archive = cache / f"site-{key}.tar.gz"
     if archive.is_file():
         return archive
-    version = board["python"].replace(".", "")
+    version = board.python.replace(".", "")
     target = Path(tempfile.mkdtemp(prefix="site-", dir=cache))
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-               "--only-binary=:all:", "--python-version", board["python"], "--implementation", "cp",
+               "--only-binary=:all:", "--python-version", board.python, "--implementation", "cp",
                "--abi", f"cp{version}", "--target", str(target)]
-    for tag in board_platforms(board["machine"], board["libc"]):
+    for tag in board_platforms(board.machine, board.libc):
         command += ["--platform", tag]
     sdk_wheels = runtime_sdk_wheels(runtimes)
     try:
@@ -127,7 +137,7 @@ def resolve_site_packages(wheel: Path, runtimes: Sequence[str], board: dict[str,
             done = subprocess.run(command + requirements, capture_output=True, text=True)
             if done.returncode != 0:
                 reason = failure_line(done.stderr, "pip failed")
-                raise RemoteError(f"resolving wheels for {board['machine']} / Python {board['python']} failed: "
+                raise RemoteError(f"resolving wheels for {board.machine} / Python {board.python} failed: "
                                   f"{reason}")
         partial = archive.with_suffix(".partial")
         with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
@@ -149,7 +159,7 @@ def runtime_sdk_wheels(runtimes: Sequence[str]) -> list[str]:
     return sorted({wheel for name in runtimes for wheel in backends.get(name).device.sdk_wheels})
 
 
-def _probe_report(stdout: str) -> dict[str, Any]:
+def _probe_report(stdout: str) -> dict[str, object]:
     """The probe's JSON line. A runtime's native library may write to stdout too (once, under qemu, a line came
     after the report): the report is the line that parses as the probe's object."""
     for line in stdout.splitlines():
@@ -162,14 +172,14 @@ def _probe_report(stdout: str) -> dict[str, Any]:
     raise RemoteError(f"the board's probe printed no report: {stdout.strip()[:300]!r}")
 
 
-def _read_stamp(text: str) -> dict[str, Any] | None:
+def _read_stamp(text: str) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError:  # a damaged stamp means: not set up
         return None
 
 
-def _wanted_stamp(wheel_sha: str, device: Device) -> dict[str, Any]:
+def _wanted_stamp(wheel_sha: str, device: Device) -> dict[str, object]:
     return {"wheel_sha256": wheel_sha, "runtimes": sorted(device.runtimes), "install": device.install}
 
 
@@ -190,9 +200,12 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
         try:
             steps["connect"] = round(time.perf_counter() - started, 2)
             platform_run = await board.run([device.python, "-c", _PLATFORM_SNIPPET], what="probing Python")
-            facts = json.loads(platform_run.stdout)
-            if tuple(int(p) for p in facts["python"].split(".")) < (3, 10):
-                raise RemoteError(f"{device.name}: {device.python} is Python {facts['python']}; "
+            try:
+                facts = decode(BoardPlatform, json.loads(platform_run.stdout), f"{device.name}'s platform")
+            except (json.JSONDecodeError, ValidationError) as err:
+                raise RemoteError(f"{device.name}: {device.python} printed no platform report ({err})") from None
+            if tuple(int(p) for p in facts.python.split(".")) < (3, 10):
+                raise RemoteError(f"{device.name}: {device.python} is Python {facts.python}; "
                                   "mait-deploy needs 3.10 or newer (set 'python' in the inventory)")
             stamp = await board.run(["cat", str(venv / STAMP)], check=False, what="reading the set-up stamp")
             wanted = _wanted_stamp(wheel_sha, device)
@@ -208,7 +221,9 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
                                     what="checking the runtimes")
             steps["check"] = round(time.perf_counter() - clock, 2)
             result.board = _probe_report(probe.stdout)
-            broken = {name: info["error"] for name, info in result.board["runtimes"].items() if not info["ok"]}
+            runtimes = result.board["runtimes"]
+            broken = {name: info["error"] for name, info in (runtimes.items() if isinstance(runtimes, dict) else ())
+                      if not info["ok"]}
             if broken:
                 name, error = next(iter(broken.items()))
                 raise RemoteError(f"{device.name}: runtime {name} does not import: {error}")
@@ -229,7 +244,7 @@ async def setup_device(device: Device, wheel: Path, cache: Path, accept_new: boo
     return result
 
 
-async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts: dict[str, Any],
+async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts: BoardPlatform,
                    steps: dict[str, float], temporaries: list[str], resolving: asyncio.Lock) -> None:
     work = PurePosixPath(device.workdir)
     venv = work / "venv"
@@ -263,7 +278,7 @@ async def _install(board: Board, device: Device, wheel: Path, cache: Path, facts
     await board.put(archive, remote_archive)
     steps["push"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
-    site = venv / "lib" / f"python{facts['python']}" / "site-packages"
+    site = venv / "lib" / f"python{facts.python}" / "site-packages"
     await board.run(["tar", "-xzf", remote_archive, "-C", str(site)], what="unpacking the packages")
     steps["install"] = round(time.perf_counter() - clock, 2)
 

@@ -15,11 +15,14 @@ import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from mait_deploy._deps import require
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.inventory import Device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asyncssh import SFTPClient, SSHClientConnection
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,11 @@ CONNECT_TIMEOUT_S = 20.0  # the longest a connection and login may take, whateve
 class Board:
     """An open connection to one device. Use ``async with await Board.open(device): ...``."""
 
-    def __init__(self, device: Device, connection: object, new_host_key: str | None = None) -> None:
+    def __init__(self, device: Device, connection: SSHClientConnection, new_host_key: str | None = None) -> None:
         self.device = device
         self._connection = connection
         self.new_host_key = new_host_key  # the fingerprint recorded in known_hosts by accept_new
-        self._sftp = None
+        self._sftp: SFTPClient | None = None
 
     @classmethod
     async def open(cls, device: Device, accept_new: bool = False, connect_timeout: float | None = None) -> "Board":
@@ -179,7 +182,7 @@ class Board:
             raise RemoteError(f"{self.device.name}: {what} failed: {reason}")
         return completed
 
-    async def sftp(self):
+    async def sftp(self) -> SFTPClient:
         if self._sftp is None:
             try:
                 self._sftp = await self._connection.start_sftp_client()
