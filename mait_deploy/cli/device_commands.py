@@ -271,8 +271,8 @@ def _profile_layers(bundles: list[Path], batches: list[int], iterations: int, wa
         for column in ("part", "ms", "share", "top op kinds"):
             table.add_column(column)
         for part in profile.parts:
-            kinds = sorted(part["by_kind"].items(), key=lambda kv: -kv[1])[:3]
-            table.add_row(part["part"], f"{part['ms']:.3f}", f"{part['share'] * 100:.1f}%",
+            kinds = sorted(part.by_kind.items(), key=lambda kv: -kv[1])[:3]
+            table.add_row(part.part, f"{part.ms:.3f}", f"{part.share * 100:.1f}%",
                           ", ".join(f"{kind} {ms:.3f}" for kind, ms in kinds))
         console.print(table)
     if json_out:

@@ -83,8 +83,8 @@ def test_the_per_layer_profile_maps_every_operation_to_the_blocks(bundles):
             profile = profile_layers(runner, batch=1, iterations=5, warmup=1)
             depth = runner.manifest.model["depth"]
         assert profile.mapping == "blocks" and len(profile.parts) == 2 * depth + 2
-        assert profile.parts[0]["part"] == "patch embed" and profile.parts[-1]["part"] == "head"
-        assert any(part["masked"] for part in profile.parts)
+        assert profile.parts[0].part == "patch embed" and profile.parts[-1].part == "head"
+        assert any(part.masked for part in profile.parts)
         assert all(layer.ms >= 0 for layer in profile.layers) and profile.total_ms > 0 and profile.call_ms > 0
         assert profile.by_kind["matmul/conv"] > 0 and profile.by_kind["norm"] > 0
         expected = {"float"} if precision == "fp32" else {"int8", "float", "q/dq"}

@@ -249,7 +249,7 @@ def test_per_layer_profile_shows_the_int8_kernels_and_the_blocks(bundles):
     root, _ = bundles
     with load_bundle(root / "int8") as runner:
         profile = profile_layers(runner, batch=1, iterations=5, warmup=2)
-    assert profile.mapping == "blocks" and profile.parts[-1]["part"] == "head"
+    assert profile.mapping == "blocks" and profile.parts[-1].part == "head"
     # NNCF's INT8 IR: the MatMuls run in int8 kernels, the norms and softmax in float.
     assert profile.by_precision.get("int8", 0) > 0.3 * profile.total_ms, profile.by_precision
     assert any(layer.precision == "float" and layer.is_norm for layer in profile.layers)

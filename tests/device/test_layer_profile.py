@@ -31,9 +31,9 @@ def test_parts_follow_the_blocks_when_the_norms_match_the_config():
     config = _config(depth=2)
     profile = summarise("b", "rt", 1, 10, _layers(5), config)
     assert profile.mapping == "blocks"
-    assert [part["part"] for part in profile.parts] == [
+    assert [part.part for part in profile.parts] == [
         "patch embed", "block 0 attention (masked)", "block 0 mlp", "block 1 attention", "block 1 mlp", "head"]
-    assert sum(part["ms"] for part in profile.parts) == pytest.approx(profile.total_ms)
+    assert sum(part.ms for part in profile.parts) == pytest.approx(profile.total_ms)
     # 1.0 (conv) + 5 x (0.1 norm + 0.5 matmul + 0.2 softmax); the odd matmuls ran in int8.
     assert profile.total_ms == pytest.approx(5.0)
     assert profile.by_precision == {"float": pytest.approx(4.0), "int8": pytest.approx(1.0)}
@@ -62,9 +62,9 @@ def test_an_onnxruntime_bundle_profiles_per_block_with_json_and_plot(ort_fp32_bu
         profile = profile_layers(runner, batch=2, iterations=3, warmup=1)
         depth = runner.manifest.model["depth"]
     assert profile.mapping == "blocks" and len(profile.parts) == 2 * depth + 2
-    assert profile.parts[0]["part"] == "patch embed" and profile.parts[-1]["part"] == "head"
+    assert profile.parts[0].part == "patch embed" and profile.parts[-1].part == "head"
     assert set(profile.by_precision) == {"float"} and profile.total_ms > 0 and profile.call_ms > 0
-    assert any(part["masked"] for part in profile.parts)
+    assert any(part.masked for part in profile.parts)
     plot_layers([profile], tmp_path / "layers.png")
     assert (tmp_path / "layers.png").stat().st_size > 1000
 

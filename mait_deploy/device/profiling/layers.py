@@ -34,6 +34,17 @@ class LayerTime:
 
 
 @dataclass
+class PartTime:
+    """One part of the model (a block's attention or MLP, the head, ...): its share of an inference's time."""
+
+    part: str
+    ms: float = 0.0
+    share: float = 0.0
+    masked: bool = False  # a block whose attention heads are masked
+    by_kind: dict[str, float] = field(default_factory=dict)  # op kind -> ms
+
+
+@dataclass
 class LayerProfile:
     bundle: str
     runtime: str
@@ -41,7 +52,7 @@ class LayerProfile:
     iterations: int
     total_ms: float  # the per-inference sum of the operations' times
     call_ms: float  # the median of plain runner.run calls on the same inputs (a profiler adds its own time)
-    parts: list[dict[str, object]]  # part, ms, share, masked, by_kind {op kind: ms}
+    parts: list[PartTime]
     by_kind: dict[str, float]
     by_precision: dict[str, float]  # precision -> ms: how much of the time ran in int8 / bf16 / float
     mapping: str  # "blocks" (mapped to the config's blocks) or "segments" (between norms)
@@ -88,7 +99,7 @@ def assign_parts(layers: list[LayerTime], config: MaiTConfig) -> str:
             layer.part = "patch embed"
         elif not mapped:
             layer.part = f"segment {seen}"
-        elif seen == 2 * blocks:
+        elif seen == 2 * (blocks or 0):  # mapped: blocks is known
             layer.part = "head"
         else:
             block, half = divmod(seen, 2)
@@ -105,21 +116,20 @@ def summarise(bundle: str, runtime: str, batch: int, iterations: int, layers: li
               config: MaiTConfig, call_ms: float = 0.0) -> LayerProfile:
     mapping = assign_parts(layers, config)
     total = sum(layer.ms for layer in layers) or 1e-12
-    parts: OrderedDict[str, dict[str, object]] = OrderedDict()
+    parts: OrderedDict[str, PartTime] = OrderedDict()
     by_kind: dict[str, float] = {}
     by_precision: dict[str, float] = {}
     for layer in layers:
         kind = op_kind(layer.op_type)
-        part = parts.setdefault(layer.part, {"part": layer.part, "ms": 0.0, "by_kind": {},
-                                             "masked": "(masked)" in layer.part})
-        part["ms"] += layer.ms
-        part["by_kind"][kind] = part["by_kind"].get(kind, 0.0) + layer.ms
+        part = parts.setdefault(layer.part, PartTime(part=layer.part, masked="(masked)" in layer.part))
+        part.ms += layer.ms
+        part.by_kind[kind] = part.by_kind.get(kind, 0.0) + layer.ms
         by_kind[kind] = by_kind.get(kind, 0.0) + layer.ms
         by_precision[layer.precision] = by_precision.get(layer.precision, 0.0) + layer.ms
     for part in parts.values():
-        part["share"] = round(part["ms"] / total, 4)
-        part["ms"] = round(part["ms"], 4)
-        part["by_kind"] = {k: round(v, 4) for k, v in part["by_kind"].items()}
+        part.share = round(part.ms / total, 4)
+        part.ms = round(part.ms, 4)
+        part.by_kind = {k: round(v, 4) for k, v in part.by_kind.items()}
     return LayerProfile(bundle=bundle, runtime=runtime, batch=batch, iterations=iterations,
                         total_ms=round(total, 4), call_ms=round(call_ms, 4), parts=list(parts.values()),
                         by_kind={k: round(v, 4) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
@@ -152,16 +162,16 @@ def profile_layers(runner: Any, batch: int = 1, iterations: int = 50, warmup: in
 def plot_layers(profiles: list[LayerProfile], path: str | Path) -> None:
     """One stacked bar per model part (ms per inference, stacked by op kind); one panel per profile."""
     plt = pyplot()
-    kinds = sorted({kind for p in profiles for part in p.parts for kind in part["by_kind"]})
+    kinds = sorted({kind for p in profiles for part in p.parts for kind in part.by_kind})
     figure, axes = plt.subplots(len(profiles), 1, figsize=(max(8.0, 0.45 * max(len(p.parts) for p in profiles)),
                                                            3.6 * len(profiles)), squeeze=False)
     for axis, profile in zip(axes[:, 0], profiles):
         bottoms = [0.0] * len(profile.parts)
         for index, kind in enumerate(kinds):
-            values = [part["by_kind"].get(kind, 0.0) for part in profile.parts]
+            values = [part.by_kind.get(kind, 0.0) for part in profile.parts]
             axis.bar(range(len(values)), values, bottom=bottoms, color=f"C{index}", label=kind)
             bottoms = [b + v for b, v in zip(bottoms, values)]
-        axis.set_xticks(range(len(profile.parts)), [part["part"] for part in profile.parts], rotation=70,
+        axis.set_xticks(range(len(profile.parts)), [part.part for part in profile.parts], rotation=70,
                         ha="right", fontsize=7)
         axis.set_ylabel("ms per inference")
         shares = ", ".join(f"{k} {v / profile.total_ms * 100:.0f}%" for k, v in profile.by_precision.items())

@@ -11,9 +11,9 @@ import datetime as _dt
 import resource
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from mait_deploy.device.runner import Runner, RunnerOptions
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 
 REPORT_SCHEMA_VERSION = 1
+Item = TypeVar("Item")
 MODES = ("latency", "throughput")
 
 
@@ -138,7 +139,7 @@ class ProfileReport:
     created: str
     bundle: ProfiledBundle
     runtime: dict[str, object]  # what the runtime says of itself (Runner.runtime_info)
-    options: dict[str, object]
+    options: ProfileOptions
     results: list[BatchResult]
     memory: MemoryFigures
     device: DeviceSnapshots
@@ -146,7 +147,9 @@ class ProfileReport:
     error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        from mait_deploy.typed_json import encode
+
+        return dict(encode(self))
 
     @classmethod
     def from_dict(cls, data: object) -> "ProfileReport":
@@ -185,7 +188,7 @@ def _timed_loop(timed_call: Callable[[], int], iterations: int | None, duration_
         samples.append(timed_call())
         if after is not None:
             after()
-        if deadline is None and len(samples) >= iterations:
+        if deadline is None and len(samples) >= (iterations or 1):
             return samples
         if deadline is not None and time.perf_counter() >= deadline:
             return samples
@@ -217,7 +220,7 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
     result = BatchResult(batch=batch, mode=options.mode, warmup=warmup)
     if options.mode == "throughput":
         progress(f"batch {batch}: throughput")
-        iterations = options.iterations or max(1, int(options.duration_s * 1000 / max(1e-3, (
+        iterations = options.iterations or max(1, int((options.duration_s or 0.0) * 1000 / max(1e-3, (
             np.median(warm) / 1e6 if warm else 10.0))))
         elapsed, requests = runner.throughput_run(inputs, iterations, options.requests)
         result.throughput = ThroughputFigures(images_per_s=iterations * batch * 1e9 / elapsed, inferences=iterations,
@@ -227,7 +230,7 @@ def _profile_batch(runner: Runner, batch: int, options: ProfileOptions,
     reported: list[float] = []
     keeps_own_time = runner.runtime_latency_ms is not None  # warm-up has run, so a runtime that keeps one has it
     samples = _timed_loop(lambda: runner.timed_call(inputs)[1], options.iterations, options.duration_s,
-                          after=(lambda: reported.append(runner.runtime_latency_ms)) if keeps_own_time else None)
+                          after=(lambda: reported.append(runner.runtime_latency_ms or 0.0)) if keeps_own_time else None)
     stats = latency_stats(samples, batch=batch, percentiles=options.percentiles)
     result.model = stats
     if reported:
@@ -264,7 +267,7 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
     device_before = device_state()
     rss_start = rss_mb()
     opened_here = not isinstance(bundle_or_runner, Runner)  # a caller's runner stays open for its next use
-    if not opened_here:
+    if isinstance(bundle_or_runner, Runner):
         runner = bundle_or_runner
     else:
         extra = dict(options.runtime_options)
@@ -312,20 +315,13 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         bundle=ProfiledBundle(path=str(runner.bundle_dir), target=manifest.target, precision=manifest.precision,
                               model=manifest.model.get("name"), artifact_bytes=size, batch=manifest.batch),
-        runtime=runtime, options=_options_dict(options), results=results, memory=memory,
+        runtime=runtime, options=options, results=results, memory=memory,
         device=DeviceSnapshots(before=device_before, after=device_state()),
         accuracy=manifest.accuracy, error=error,
     )
 
 
-def _options_dict(options: ProfileOptions) -> dict[str, object]:
-    data = asdict(options)
-    data["batches"] = list(options.batches)
-    data["percentiles"] = list(options.percentiles)
-    return data
-
-
-def parse_list(text: str, kind: type, what: str) -> tuple:
+def parse_list(text: str, kind: Callable[[str], Item], what: str) -> tuple[Item, ...]:
     """'1,8,32' -> (1, 8, 32) with a one-line error on bad input."""
     try:
         values = tuple(kind(part) for part in text.split(",") if part.strip())
@@ -355,6 +351,6 @@ def _unopened_report(bundle: str | Path, options: ProfileOptions, error: str) ->
         schema_version=REPORT_SCHEMA_VERSION,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         bundle=ProfiledBundle(path=str(bundle), target="?", precision="?", model=None, artifact_bytes=0, batch=None),
-        runtime={}, options=_options_dict(options), results=[], memory=MemoryFigures(),
+        runtime={}, options=options, results=[], memory=MemoryFigures(),
         device=DeviceSnapshots(before=state, after=state), accuracy=None, error=error,
     )

@@ -41,7 +41,7 @@ def _cpu(report: ProfileReport) -> dict[str, object]:
     return cpu if isinstance(cpu, dict) else {}
 
 
-def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, object]]:
+def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, Any]]:
     """One row per bundle and batch: the fixed summary block of the table and the comparison plots."""
     rows = []
     for report in reports:
@@ -71,6 +71,10 @@ def summary_rows(reports: Sequence[ProfileReport]) -> list[dict[str, object]]:
     return rows
 
 
+def _percentile_cell(key: str, fmt: Callable[[Any], str]) -> Callable[[dict[str, Any]], str]:
+    return lambda row: fmt(row.get(f"model_{key}"))
+
+
 def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
     """The summary table, as many columns as the console's width holds: the bundle's name whole and the latency
     figures first, then the rest by importance; what did not fit is named under the table (every figure is in
@@ -79,7 +83,7 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
 
     if not reports:
         return
-    percentile_keys = [f"p{p:g}".replace(".", "_") for p in reports[0].options["percentiles"]]
+    percentile_keys = [f"p{p:g}".replace(".", "_") for p in reports[0].options.percentiles]
     rows = summary_rows(reports)
     own = any(row.get("runtime_p50") is not None for row in rows)  # the column only where a runtime times itself
 
@@ -87,12 +91,11 @@ def print_summary(reports: Sequence[ProfileReport], console: Any) -> None:
         return "-" if value is None else f"{value:.{digits}f}"
 
     # column -> (priority: lower shown first, cell of a row); the table keeps this order left to right.
-    cells: dict[str, tuple[int, Callable[[dict[str, object]], str]]] = {
+    cells: dict[str, tuple[int, Callable[[dict[str, Any]], str]]] = {
         "bundle": (0, lambda row: row["bundle"]), "target": (9, lambda row: row["target"]),
         "precision": (8, lambda row: row["precision"]), "batch": (1, lambda row: str(row["batch"])),
         "mode": (10, lambda row: row["mode"]),
-        **{f"{k} ms": (2 if k in ("p50", "p99") else 6, lambda row, k=k: fmt(row.get(f"model_{k}")))
-           for k in percentile_keys},
+        **{f"{k} ms": (2 if k in ("p50", "p99") else 6, _percentile_cell(k, fmt)) for k in percentile_keys},
         "mean ms": (7, lambda row: fmt(row.get("model_mean"))),
         **({"own p50 ms": (11, lambda row: fmt(row.get("runtime_p50")))} if own else {}),
         "img/s": (3, lambda row: fmt(row.get("throughput"), 1)), "e2e p50 ms": (5, lambda row: fmt(row.get("e2e_p50"))),
@@ -148,16 +151,18 @@ def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
         raise MaitDeployError("nothing to plot: no latency measurements (throughput mode or failed runs)")
     if len(measured) == 1:
         report, result = measured[0]
+        stats = result.model
+        assert stats is not None  # measured: results with a latency
         fig, (hist, series) = plt.subplots(1, 2, figsize=(11, 4))
         hist.hist(result.samples_ms, bins=min(50, max(10, len(result.samples_ms) // 5)), color="#4c72b0")
         for key, style in (("p50", "-"), ("p99", "--")):
-            value = result.model.percentiles_ms.get(key)
+            value = stats.percentiles_ms.get(key)
             if value is not None:
                 hist.axvline(value, color="k", linestyle=style, label=f"{key} {value:.2f} ms")
         hist.set(xlabel="latency (ms)", ylabel="iterations", title="latency histogram")
         hist.legend()
         series.plot(result.samples_ms, linewidth=0.8)
-        series.set(xlabel="iteration", ylabel="latency (ms)", title=f"time series (drift {result.model.drift})")
+        series.set(xlabel="iteration", ylabel="latency (ms)", title=f"time series (drift {stats.drift})")
         fig.suptitle(f"{Path(report.bundle.path).name} ({report.bundle.target} {report.bundle.precision}, "
                      f"batch {result.batch})")
     else:
@@ -181,9 +186,11 @@ def plot_reports(reports: Sequence[ProfileReport], path: str | Path) -> None:
         if with_accuracy:
             scatter = axes[0][1]
             for report, result in with_accuracy:
-                scatter.scatter(result.model.percentiles_ms["p50"], report.accuracy.top1 * 100,
-                                s=max(20, report.bundle.artifact_bytes / 2e4))
-                scatter.annotate(f"{report.bundle.target} {report.bundle.precision} b{result.batch}",
-                                 (result.model.percentiles_ms["p50"], report.accuracy.top1 * 100), fontsize=7)
+                if result.model is None or report.accuracy is None:
+                    continue
+                point = (result.model.percentiles_ms["p50"], report.accuracy.top1 * 100)
+                scatter.scatter(*point, s=max(20, report.bundle.artifact_bytes / 2e4))
+                scatter.annotate(f"{report.bundle.target} {report.bundle.precision} b{result.batch}", point,
+                                 fontsize=7)
             scatter.set(xlabel="p50 latency (ms)", ylabel="top-1 (%)", title="accuracy vs latency (area = size)")
     save_png(fig, path)
