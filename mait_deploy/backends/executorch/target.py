@@ -71,15 +71,10 @@ def _attention_forward(torch: Any) -> Callable[..., Any]:
         q, k, v = (qkv[:, i * heads:(i + 1) * heads].reshape(batch * heads, tokens, head_dim) for i in range(3))
         if mask is not None and self.mask_mode == "multiplicative":
             scores = torch.bmm(q, k.transpose(1, 2)).reshape(batch, heads, tokens, tokens) * mask
+            weights = self.softmax_weights(scores, multiplied=True)
         else:
             scores = torch.bmm(q * self.scale, k.transpose(1, 2)).reshape(batch, heads, tokens, tokens)
-            if self.talking_heads:
-                scores = self.proj_l(scores.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-            if mask is not None:
-                scores = scores + mask
-        weights = scores.softmax(dim=-1)
-        if self.talking_heads:
-            weights = self.proj_w(weights.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            weights = self.softmax_weights(scores, mask)
         out = torch.bmm(weights.reshape(batch * heads, tokens, tokens), v)
         return self.proj(out.reshape(batch, heads, tokens, head_dim).permute(0, 2, 1, 3).reshape(batch, tokens, dim))
 

@@ -77,17 +77,23 @@ class MaskedSelfAttention(nn.Module):
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         if mask is not None and self.mask_mode == "multiplicative":
-            scores = (q @ k.transpose(-2, -1)) * mask
-        else:
-            scores = (q * self.scale) @ k.transpose(-2, -1)
-            if self.talking_heads:
-                scores = self.proj_l(scores.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-            if mask is not None:
-                scores = scores + mask
+            return self.softmax_weights((q @ k.transpose(-2, -1)) * mask, multiplied=True), v
+        return self.softmax_weights((q * self.scale) @ k.transpose(-2, -1), mask), v
+
+    def softmax_weights(self, scores: torch.Tensor, mask: torch.Tensor | None = None,
+                        multiplied: bool = False) -> torch.Tensor:
+        """Scores [batch, heads, T, T] to the softmax weights. ``multiplied``: the scores are already multiplied by
+        a multiplicative mask (and unscaled); otherwise talking heads mix the heads before the softmax and an
+        additive ``mask`` is added; talking heads mix them after it either way. The one place of this arithmetic:
+        the exported model and ExecuTorch's batched-matmul form (backends/executorch) share it."""
+        if self.talking_heads and not multiplied:
+            scores = self.proj_l(scores.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        if mask is not None and not multiplied:
+            scores = scores + mask
         weights = scores.softmax(dim=-1)
         if self.talking_heads:
             weights = self.proj_w(weights.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return weights, v
+        return weights
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, tokens, dim = x.shape
