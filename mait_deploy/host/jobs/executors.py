@@ -164,8 +164,11 @@ class LocalProcesses:
         try:
             while queue or flying:
                 while queue and len(flying) < self.workers:
-                    job = queue.pop(0)
-                    flying[pool.submit(_worker_job, with_known_gates(job, gates))] = job
+                    try:
+                        future = pool.submit(_worker_job, with_known_gates(queue[0], gates))
+                    except BrokenProcessPool:  # a worker died since the last wait: this job never started
+                        return list(flying.values())
+                    flying[future] = queue.pop(0)
                 finished, _ = wait(flying, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = flying.pop(future)
