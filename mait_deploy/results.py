@@ -95,6 +95,11 @@ class Verified:
     top1_agreement: float | None = None
     isa_note: str | None = None  # this CPU's int8 class differs from the one the gate ran on
     message: str = ""  # the runner's own words (the native self-test's last line)
+    # What the device runner's check says besides (the Python runner's VerifyReport; none from the native one).
+    tolerance: dict[str, float] = field(default_factory=dict)
+    tolerance_basis: str | None = None
+    golden_recorded_on: dict[str, object] | None = None  # the CPU and runtime the golden outputs came from
+    device_isa: dict[str, object] = field(default_factory=dict)  # this device's CPU
 
     @classmethod
     def of(cls, report: Any) -> "Verified":
@@ -107,7 +112,9 @@ class Verified:
         return cls(passed=bool(data.get("passed")), runtime=described, images=count,
                    golden_kind=data.get("golden_kind"), max_abs_diff=data.get("max_abs_diff"),
                    top1_agreement=data.get("top1_agreement"), isa_note=data.get("isa_note"),
-                   message=f"golden outputs match on this device: {count} images" if data.get("passed") else "")
+                   message=f"golden outputs match on this device: {count} images" if data.get("passed") else "",
+                   tolerance=dict(data.get("tolerance") or {}), tolerance_basis=data.get("tolerance_basis"),
+                   golden_recorded_on=data.get("golden_recorded_on"), device_isa=dict(data.get("device_isa") or {}))
 
 
 @dataclass
