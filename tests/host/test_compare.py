@@ -45,6 +45,7 @@ def test_compare_times_side_by_side_on_one_target_and_says_what_it_could_not_bui
     assert {(c["precision"], c["batch"]) for c in data["cells"]} == {(p, b) for p in ("fp32", "int8") for b in (1, 4)}
     for cell in data["cells"]:
         assert [r["model"] for r in cell["rows"]] == ["tiny_mait", "tiny_deit"]
+        assert all((out / r["bundle"] / "manifest.json").is_file() for r in cell["rows"])  # inside the output
         (ratio,) = cell["throughput_ratios"]
         assert (ratio["mait"], ratio["baseline"]) == ("tiny_mait", "tiny_deit")
         assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]

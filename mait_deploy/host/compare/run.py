@@ -253,7 +253,9 @@ def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: st
                           threads=options.threads)
     seconds = round(time.perf_counter() - started, 1)
     calls = list(bundles)
-    rows = [BundleRun(target=target, precision=precision, status=Status.OK, model=name, bundle=str(bundles[name]),
+    # A bundle by its place in the comparison's folder (it is built into a staging folder renamed at the end).
+    rows = [BundleRun(target=target, precision=precision, status=Status.OK, model=name,
+                      bundle=f"bundles/{Path(bundles[name]).name}",
                       latency={batch_key(batch): Latency.from_median(batch, result.median_ms[name])},
                       seconds=seconds) for name in calls]
     ratios = [ThroughputRatio(mait=m, baseline=b, **{k: round(float(v), 4)
