@@ -169,6 +169,11 @@ class BundleRun:
             return self.board.top1
         return None if self.gate is None else self.gate.top1
 
+    @property
+    def first_latency(self) -> Latency | None:
+        """The latency of the first batch size measured (a board's row keeps only that one)."""
+        return next(iter(self.latency.values()), None)
+
     def p50_ms(self, batch: int = 1) -> float | None:
         latency = self.latency.get(batch_key(batch))
         return None if latency is None else latency.p50_ms

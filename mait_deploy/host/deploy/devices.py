@@ -44,7 +44,7 @@ def recommend_for_device(rows: Sequence[BundleRun], max_drop: float, native_only
 
     ``native_only`` (deploy --for native): among the bundles a C++ app can link (``linkable``, by bundle name),
     timed by the native runner's rows on the board; the Python rows still give the on-board top-1."""
-    ran = [r for r in rows if r.runner is RunnerKind.PYTHON and r.ok and r.p50_ms(_first_batch(r)) is not None]
+    ran = [r for r in rows if r.runner is RunnerKind.PYTHON and r.ok and _first_p50(r) is not None]
     if not ran:
         return None
     native = {r.bundle: r for r in rows if r.runner is RunnerKind.NATIVE}
@@ -67,10 +67,10 @@ def recommend_for_device(rows: Sequence[BundleRun], max_drop: float, native_only
             timed = native.get(row.bundle)
             if row.bundle not in linkable:
                 ruled_out = ruled_out or "a C++ app cannot link it (no native runner for its runtime)"
-            elif timed is None or not timed.ok or timed.p50_ms(_first_batch(timed)) is None:
+            elif timed is None or not timed.ok or _first_p50(timed) is None:
                 reason = "not run" if timed is None else timed.reason or timed.status.value
                 ruled_out = ruled_out or f"the native runner did not run it on this board ({reason})"
-        p50 = None if timed is None else timed.p50_ms(_first_batch(timed))
+        p50 = None if timed is None else _first_p50(timed)
         if p50 is not None:
             latency[row.name] = p50
         candidates.append(Candidate.of(row, ruled_out=ruled_out, note=note))
@@ -82,10 +82,9 @@ def recommend_for_device(rows: Sequence[BundleRun], max_drop: float, native_only
     return choice
 
 
-def _first_batch(row: BundleRun) -> int:
-    """The batch size a board profiled first (its rows keep that one)."""
-    latency = next(iter(row.latency.values()), None)
-    return 1 if latency is None else latency.batch
+def _first_p50(row: BundleRun) -> float | None:
+    """The p50 of the batch size a board profiled first (its rows keep that one)."""
+    return None if row.first_latency is None else row.first_latency.p50_ms
 
 
 def run_on_devices(rows: Sequence[BundleRun], out_dir: Path, inventory: str, names: Sequence[str],

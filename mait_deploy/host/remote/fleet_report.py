@@ -96,7 +96,7 @@ def table_rows(report: FleetReport) -> list[list[str]]:
         board = row.board
         top1, host_top1 = (board.top1, board.host_top1) if board else (None, None)
         delta = None if top1 is None or host_top1 is None else (top1 - host_top1) * 100
-        latency = next(iter(row.latency.values()), None)  # the first batch size profiled
+        latency = row.first_latency
         steps = board.steps if board else {}
         status = row.status.value if row.ok else f"{row.status.value}: {row.reason}"
         cells.append([
@@ -130,8 +130,7 @@ def plot(report: FleetReport, path: Path) -> bool:
     def label(row: BundleRun) -> str:
         return f"{row.bundle}{' (native)' if row.runner is RunnerKind.NATIVE else ''}"
 
-    rows = [r for r in report.rows if r.ok and next(iter(r.latency.values()), None) is not None
-            and next(iter(r.latency.values())).p50_ms]
+    rows = [r for r in report.rows if r.ok and r.first_latency is not None and r.first_latency.p50_ms]
     if not rows:
         return False
     plt = pyplot()
@@ -145,7 +144,7 @@ def plot(report: FleetReport, path: Path) -> bool:
             if not match:
                 continue
             row = match[0]
-            p50 = next(iter(row.latency.values())).p50_ms or 0.0
+            p50 = row.first_latency.p50_ms if row.first_latency and row.first_latency.p50_ms else 0.0
             x = d + (b - (len(bundles) - 1) / 2) * width
             axis.bar(x, p50, width, color=f"C{b}", label=bundle if d == 0 else None)
             top1 = row.board.top1 if row.board else None
