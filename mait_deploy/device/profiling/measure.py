@@ -22,6 +22,7 @@ from mait_deploy.device.profiling.state import device_state
 from mait_deploy.device.profiling.stats import DEFAULT_PERCENTILES, LatencyStats, latency_stats
 from mait_deploy.device.runner import Runner, RunnerOptions
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
+from mait_deploy.typed_json import decode, encode
 
 REPORT_SCHEMA_VERSION = 1
 Item = TypeVar("Item")
@@ -147,8 +148,6 @@ class ProfileReport:
     error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        from mait_deploy.typed_json import encode
-
         return dict(encode(self))
 
     @classmethod
@@ -158,8 +157,6 @@ class ProfileReport:
         if version != REPORT_SCHEMA_VERSION:
             raise MaitDeployError(f"profile report schema {version!r} is not supported (this version reads "
                                   f"{REPORT_SCHEMA_VERSION})")
-        from mait_deploy.typed_json import decode
-
         return decode(cls, data, "profile report")
 
 

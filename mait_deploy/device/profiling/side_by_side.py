@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
+from mait_deploy.typed_json import encode
+
 if TYPE_CHECKING:  # pragma: no cover
     from mait_deploy.device.runner import Runner
 
@@ -98,8 +100,6 @@ class SideBySide:
         return low, high
 
     def to_dict(self) -> dict[str, object]:
-        from mait_deploy.typed_json import encode
-
         return dict(encode(self))
 
 
