@@ -225,6 +225,7 @@ def test_a_worker_that_dies_between_two_submits_does_not_end_the_run(monkeypatch
             pass
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(executors, "job_memory_bytes", lambda inputs: 1)  # no inputs to read: nothing runs
     jobs = [BuildJob(f"job-{i}", "onnxruntime", "fp32", CompileOptions(precision="fp32")) for i in range(4)]
     finished = []
     outcomes = executors.LocalProcesses(2).run(jobs, {"model": None}, finished.append)

@@ -9,6 +9,7 @@ from typing import Callable
 from mait_deploy._deps import require
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.compile.activations import calibration_batch
 from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
 from mait_deploy.host.compile.qdq import QdqOptions, describe_qdq, quantize_qdq
 from mait_deploy.host.compile.sensitivity import nodes_for_layers
@@ -110,7 +111,8 @@ class OnnxRuntimeTarget(Target):
             qdq = self._qdq_options(options, int8_format,
                                     tuple(nodes_for_layers(source.onnx_path, options.float_layers)))
             report["quantization"] = quantize_qdq(source.onnx_path, out, calibration.inputs, qdq,
-                                                  calibration.origin).to_dict()
+                                                  calibration.origin,
+                                                  calibration_batch(source.activation_bytes)).to_dict()
             report["int8_format"] = {"format": int8_format, "why": why}
             runtime_options["int8_format"] = int8_format
         report["graph"] = check_mask_constants(out, source)

@@ -23,6 +23,7 @@ from mait_deploy.backends.tensorrt.runner import TENSORRT_SOURCE
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.errors import UnsupportedOption, ValidationError
+from mait_deploy.host.compile.activations import calibration_batch
 from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
 from mait_deploy.host.compile.qdq import (
     DEFAULT_OP_TYPES,
@@ -256,7 +257,8 @@ class TensorRtTarget(Target):
                                       nodes_to_exclude=tuple(nodes_for_layers(source.onnx_path,
                                                                               options.float_layers)))
             report["quantization"] = quantize_qdq(source.onnx_path, out, calibration.inputs, qdq,
-                                                  calibration.origin).to_dict()
+                                                  calibration.origin,
+                                                  calibration_batch(source.activation_bytes)).to_dict()
             report["explicit_quantization"] = check_explicit_quantization(onnx.load(str(out)))
         else:
             shutil.copyfile(source.onnx_path, out)

@@ -22,6 +22,7 @@ import numpy as np
 
 from mait_deploy._deps import require
 from mait_deploy.errors import UnsupportedOption, ValidationError
+from mait_deploy.host.compile.activations import CALIBRATION_BATCH
 from mait_deploy.host.export import graph
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -86,7 +87,7 @@ class QuantizationReport:
 class _Reader:
     """ORT CalibrationDataReader over preprocessed inputs, in small batches."""
 
-    def __init__(self, input_name: str, inputs: np.ndarray, batch: int = 16) -> None:
+    def __init__(self, input_name: str, inputs: np.ndarray, batch: int) -> None:
         self._batches = iter([{input_name: inputs[i:i + batch]} for i in range(0, len(inputs), batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -97,8 +98,9 @@ class _Reader:
 
 
 def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[str], calibration_inputs: np.ndarray,
-                 options: QdqOptions, calibration_data: str = "") -> QuantizationReport:
-    """Write an INT8 QDQ model calibrated on ``calibration_inputs`` (float32 [N, C, H, W])."""
+                 options: QdqOptions, calibration_data: str = "", batch: int = CALIBRATION_BATCH) -> QuantizationReport:
+    """Write an INT8 QDQ model calibrated on ``calibration_inputs`` (float32 [N, C, H, W]), ``batch`` images per
+    run of the calibration graph (it holds every intermediate tensor of its batch: activations.calibration_batch)."""
     onnx = require("onnx", extra="export")
     quantization = require("onnxruntime.quantization", extra="onnxruntime")
 
@@ -131,7 +133,7 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
     shutil.copyfile(fp32_onnx, source_copy)
     try:
         quantization.quantize_static(
-            str(source_copy), str(temp_out), _Reader(input_name, calibration_inputs),
+            str(source_copy), str(temp_out), _Reader(input_name, calibration_inputs, batch),
             quant_format=quantization.QuantFormat.QDQ, op_types_to_quantize=list(options.op_types),
             per_channel=options.per_channel,
             activation_type=quantization.QuantType.QUInt8 if options.activation_type == "uint8"

@@ -42,6 +42,14 @@ class ModelSource:
         onnx = require("onnx", extra="export")
         return frozenset(node.name for node in onnx.load(str(self.onnx_path), load_external_data=False).graph.node)
 
+    @functools.cached_property
+    def activation_bytes(self) -> int:
+        """The bytes of every intermediate tensor of one image's forward pass (activations.py): what the batch
+        sizes of a build and a build job's declared memory are chosen from."""
+        from mait_deploy.host.compile.activations import activation_bytes
+
+        return activation_bytes(self.onnx_path)
+
     def mask_problems(self, found: list[tuple[str, Any, int]]) -> list[str]:
         """What is wrong with the mask constants found in a built graph (``masks.check_constants``)."""
         if self.external:
@@ -67,9 +75,11 @@ class ModelSource:
         key = _inputs_key(inputs)
         if key not in self._reference_cache:
             from mait_deploy.device.accuracy import batched_logits
+            from mait_deploy.host.compile.activations import gate_batch
             from mait_deploy.host.export.parity import ort_predictor
 
-            self._reference_cache[key] = batched_logits(ort_predictor(str(self.onnx_path)), inputs)
+            self._reference_cache[key] = batched_logits(ort_predictor(str(self.onnx_path)), inputs,
+                                                        gate_batch(self.activation_bytes))
         return self._reference_cache[key]
 
     def remember_reference_logits(self, inputs: np.ndarray, logits: np.ndarray) -> None:

@@ -35,6 +35,7 @@ from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.compile.activations import gate_batch
 from mait_deploy.host.compile.gate import AccuracyGateFailed, accuracy_gate
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.spec import (
@@ -218,7 +219,8 @@ class Target(abc.ABC):
                             else f"all {len(evaluation)} images"))
                     started = time.perf_counter()
                     gate = accuracy_gate(runner.run, source.reference_logits(evaluation.inputs), evaluation,
-                                         options.max_accuracy_drop, raise_on_failure=False,
+                                         options.max_accuracy_drop, batch=gate_batch(source.activation_bytes),
+                                         raise_on_failure=False,
                                          measured_with=runner.runtime_info(), sample=options.gate_sample,
                                          announce=lambda text: step(f"{self.name} {options.precision}: {text}"))
                     seconds["gate"] = round(seconds.get("gate", 0.0) + time.perf_counter() - started, 3)

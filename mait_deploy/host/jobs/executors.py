@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from mait_deploy.device.runner import usable_cores
 from mait_deploy.errors import UnsupportedOption
-from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
+from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, job_memory_bytes, run_job
 from mait_deploy.host.jobs.schedule import longest_first, remember_gates, with_known_gates
 from mait_deploy.host.jobs.share import core_shares, keep_to
 
@@ -35,15 +35,31 @@ class Executor(Protocol):
         as each finishes (``progress``: the steps inside a job, where the job runs in this process)."""
 
 
-def default_jobs() -> int:
-    """Worker processes for this machine: one per core, as many as fit in the memory that is free."""
-    cores = len(usable_cores())
+def available_memory() -> int | None:
+    """The memory this machine can give new processes (MemAvailable), None where the system does not say."""
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
-            free = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
+            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError):
-        return max(1, cores)
-    return max(1, min(cores, free // JOB_MEMORY_BYTES))
+        return None
+
+
+def default_jobs() -> int:
+    """Worker processes for this machine: one per core, as many default-model builds as fit in the memory that is
+    free (a larger model's jobs declare more, and the workers take no more of them at once than fit: LocalProcesses)."""
+    cores = len(usable_cores())
+    free = available_memory()
+    return max(1, cores if free is None else min(cores, free // JOB_MEMORY_BYTES))
+
+
+def admissible(queue: Sequence[BuildJob], flying: Sequence[BuildJob], declared: Mapping[str, int],
+               limit: int | None) -> BuildJob | None:
+    """The first job of ``queue`` whose declared memory fits beside the jobs ``flying`` within ``limit``; a job
+    runs alone whatever it declares (None: wait for one in flight to finish)."""
+    if not flying or limit is None:
+        return queue[0] if queue else None
+    held = sum(declared.get(job.name, 0) for job in flying)
+    return next((job for job in queue if held + declared.get(job.name, 0) <= limit), None)
 
 
 class InProcess:
@@ -108,12 +124,18 @@ class LocalProcesses:
         if workers < 1:
             raise UnsupportedOption(f"--jobs must be at least 1, got {workers}")
         self.workers = workers
+        self._declared: dict[str, int] = {}  # job name -> its declared memory (run)
+        self._limit: int | None = None
 
     def run(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
             progress: Progress | None = None) -> list[BuildOutcome]:
         outcomes: dict[str, BuildOutcome] = {}
         pending = longest_first(jobs)
         gates: dict[str, Any] = {}
+        # What each job declares it holds (job_memory_bytes) against what this machine can give: two 224-px
+        # builds that would not fit side by side run one after the other, the others beside them.
+        self._declared = {job.name: job_memory_bytes(inputs[job.source]) for job in jobs}
+        self._limit = available_memory()
         while pending:
             crashed = self._run_pool(pending, inputs, done, outcomes, gates)
             # A dead worker breaks the whole pool: the jobs it had in flight are tried again one at a time, so only
@@ -163,12 +185,16 @@ class LocalProcesses:
         ended = False
         try:
             while queue or flying:
-                while queue and len(flying) < self.workers:
+                while len(flying) < self.workers:
+                    job = admissible(queue, list(flying.values()), self._declared, self._limit)
+                    if job is None:
+                        break
                     try:
-                        future = pool.submit(_worker_job, with_known_gates(queue[0], gates))
+                        future = pool.submit(_worker_job, with_known_gates(job, gates))
                     except BrokenProcessPool:  # a worker died since the last wait: this job never started
                         return list(flying.values())
-                    flying[future] = queue.pop(0)
+                    flying[future] = job
+                    queue.remove(job)
                 finished, _ = wait(flying, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = flying.pop(future)

@@ -31,9 +31,10 @@ from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.logits import GateResult
 from mait_deploy.device.manifest import Manifest, read_manifest
 from mait_deploy.errors import BundleError, MaitDeployError
+from mait_deploy.host.compile.activations import ACTIVATION_BUDGET_BYTES, INFERENCE_SHARE, calibration_batch, gate_batch
 
-# What one build holds at its peak, measured on the default model here (ExecuTorch's lowering is the largest): a
-# cluster is told this so it does not put more builds on a node than fit; --jobs defaults from it.
+# What one build of the default model holds at its peak, measured here (ExecuTorch's lowering is the largest): the
+# base of every job's declared memory (job_memory_bytes), the rest grows with the model and the images it holds.
 JOB_MEMORY_BYTES = 2 << 30
 
 
@@ -52,6 +53,7 @@ class BuildInputs:
     evaluation: Dataset | None
     reference_logits: np.ndarray | None  # the FP32 ONNX's logits on the evaluation inputs
     host_isa: dict[str, Any]  # the CPU kind the builds target (the host's)
+    activation_bytes: int = 0  # every intermediate tensor of one image's forward pass (compile/activations.py)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,19 @@ def build_inputs(source: Any, calibration: Dataset | None, evaluation: Dataset |
                        external=source.external, torch_model=torch_model, calibration=calibration,
                        evaluation=evaluation,
                        reference_logits=None if evaluation is None else source.reference_logits(evaluation.inputs),
-                       host_isa=cpu_isa())
+                       host_isa=cpu_isa(), activation_bytes=source.activation_bytes)
+
+
+def job_memory_bytes(inputs: BuildInputs) -> int:
+    """The memory a build job declares (a Ray task's ``memory``; what local workers admit jobs by): the default
+    model's measured peak, the bytes the job holds several copies of (its ONNX as read, simplified and converted;
+    the PyTorch module and its export; the images and their batches) and its activations, which the calibration
+    and gate batches keep within the budget (compile/activations.py)."""
+    images = sum(d.inputs.nbytes for d in (inputs.calibration, inputs.evaluation) if d is not None)
+    held = 4 * len(inputs.onnx) + 3 * len(inputs.torch_model or b"") + 3 * images
+    per_image = inputs.activation_bytes
+    activations = max(calibration_batch(per_image) * per_image, gate_batch(per_image) * per_image // INFERENCE_SHARE)
+    return JOB_MEMORY_BYTES + held + min(activations, 2 * ACTIVATION_BUDGET_BYTES)
 
 
 def same_cpu_kind(host_isa: dict[str, Any], here: dict[str, Any]) -> str | None:

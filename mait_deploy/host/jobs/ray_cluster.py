@@ -1,7 +1,7 @@
 """``--cluster ADDRESS``: a deploy's build jobs as Ray tasks (the ``cluster`` extra).
 
 The run's inputs are put in Ray's object store once (each node fetches them once); each job is a task that
-declares one CPU and the memory a build holds (jobs.JOB_MEMORY_BYTES), so Ray puts no more builds on a node than
+declares one CPU and the memory a build holds (job.job_memory_bytes), so Ray puts no more builds on a node than
 fit; nothing is retried behind the user's back (a lost node fails its rows, with the reason). A worker's folder is
 its own (no shared filesystem): the bundle comes back as a packed archive and its sha256. Ctrl-C cancels the
 outstanding tasks (each task's folder is removed as it stops) and disconnects.
@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from mait_deploy._deps import require
 from mait_deploy.errors import MaitDeployError
-from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, run_job
+from mait_deploy.host.jobs.job import BuildInputs, BuildJob, BuildOutcome, job_memory_bytes, run_job
 
 CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for the cancelled builds to stop
 
@@ -58,7 +58,10 @@ class RayCluster:
                 from None
         try:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            task = ray.remote(num_cpus=1, memory=JOB_MEMORY_BYTES, max_retries=0)(_ray_job)
+            task = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
+            # Each job declares its memory (job_memory_bytes) so Ray puts no more builds on a node than fit; one
+            # larger than every node is asked for the largest node's, or it would wait for a node forever.
+            largest = max((n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0)
             shared = {name: ray.put(value) for name, value in inputs.items()}
             outcomes: dict[str, BuildOutcome] = {}
             gates: dict[str, Any] = {}
@@ -68,7 +71,9 @@ class RayCluster:
                 while queue or flying:
                     while queue and len(flying) < self.workers:
                         job = queue.pop(0)
-                        flying[task.remote(with_known_gates(job, gates), shared[job.source])] = job
+                        memory = job_memory_bytes(inputs[job.source])
+                        options = task.options(memory=min(memory, largest) if largest else memory)
+                        flying[options.remote(with_known_gates(job, gates), shared[job.source])] = job
                     ready, _ = ray.wait(list(flying), num_returns=1)
                     for ref in ready:
                         job = flying.pop(ref)
