@@ -200,10 +200,42 @@ def test_a_backends_name_is_written_once_in_the_registry(name):
         assert "name" not in vars(type(target)) and target.name == name
 
 
+def _precision_literals(tree: ast.AST) -> list[int]:
+    """Lines where a precision is written as a bare string: compared with something called ``precision``,
+    passed as ``precision=``, or stored under a ``"precision"`` key."""
+    from mait_deploy.precision import PRECISIONS
+
+    def is_precision(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "precision" or \
+            isinstance(node, ast.Name) and node.id == "precision"
+
+    def literal(node: ast.AST | None) -> bool:
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(literal(element) for element in node.elts)
+        return isinstance(node, ast.Constant) and node.value in PRECISIONS
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(map(is_precision, sides)) and any(map(literal, sides)):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.keyword) and node.arg == "precision" and literal(node.value):
+            lines.append(node.value.lineno)
+        elif isinstance(node, ast.Dict):
+            lines += [v.lineno for k, v in zip(node.keys, node.values)
+                      if isinstance(k, ast.Constant) and k.value == "precision" and literal(v)]
+    return lines
+
+
 def test_precisions_are_defined_once():
-    offenders = [f"{module}" for module, path in modules().items() if module != "mait_deploy.precision"
-                 and '("fp32", "fp16", "int8")' in path.read_text()]
+    """Precisions are named by mait_deploy.precision's constants (FP32, FP16, BF16, INT8), never as bare strings
+    the code compares or passes a precision with (parsed, so a rename cannot slip past)."""
+    offenders = [f"{module}:{line}" for module, path in modules().items() if module != "mait_deploy.precision"
+                 for line in _precision_literals(ast.parse(path.read_text()))]
     assert not offenders, offenders
+    planted = ast.parse('if options.precision == "int8":\n    f(precision="fp16", x={"precision": ("bf16",)})')
+    assert _precision_literals(planted) == [1, 2, 2]  # the check finds what it is for
 
 
 def test_a_plug_in_backends_native_runner_is_in_its_own_folder():

@@ -16,6 +16,7 @@ from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.device.signing import trusted_key, verify_signature
 from mait_deploy.errors import ValidationError
+from mait_deploy.precision import INT8
 
 
 def load_bundle(path: str | Path, options: RunnerOptions | None = None, check_hashes: bool = True) -> Runner:
@@ -69,7 +70,7 @@ def isa_difference(manifest: Manifest, device_isa: dict[str, Any]) -> str | None
     saturate on x86 without VNNI, Arm dot products do not...): the gate's numbers may not hold here."""
     gate_isa = manifest.accuracy.host_isa if manifest.accuracy else {}
     gated, here = gate_isa.get("int8_class"), device_isa.get("int8_class")
-    if manifest.precision != "int8" or not gated or not here or gated == here:
+    if manifest.precision != INT8 or not gated or not here or gated == here:
         return None
     return (f"this INT8 bundle was gated on {gated} ({gate_isa.get('model', '?')}) and runs here on {here}: its "
             f"accuracy here may differ from the gate's; measure it with `mait-deploy evaluate` on this device")

@@ -121,13 +121,13 @@ class LiteRtTarget(Target):
         out = staging / ARTIFACT
         report: dict[str, Any] = {"batch": batch}
         with _quiet():
-            if options.precision == "int8":
+            if options.precision == INT8:
                 progress(f"litert int8: PT2E calibration on {len(calibration)} images")
                 report["quantization"] = self._convert_int8(model, sample, calibration, out, batch,
                                                             options.float_layers)
             else:
                 self._convert_float(model, sample, out)
-                if options.precision == "fp16":
+                if options.precision == FP16:
                     report["quantization"] = self._weights_to_fp16(out)
         report["interpreter_check"] = check_tflite(out, batch, source.config.input_shape)
         constants = mask_constants(out)

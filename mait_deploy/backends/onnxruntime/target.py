@@ -18,7 +18,7 @@ from mait_deploy.host.compile.spec import BuiltArtifact, CompileOptions, TargetC
 from mait_deploy.host.compile.target import Target
 from mait_deploy.host.export.onnx import convert_onnx_fp16
 from mait_deploy.options import Option
-from mait_deploy.precision import INT8, PORTABLE_PRECISIONS
+from mait_deploy.precision import FP16, FP32, INT8, PORTABLE_PRECISIONS
 
 ARTIFACT = "model.onnx"
 
@@ -73,7 +73,7 @@ class OnnxRuntimeTarget(Target):
     def _check_options(self, options: CompileOptions) -> None:
         if options.batch not in (None, "dynamic"):
             raise UnsupportedOption("onnxruntime bundles keep the dynamic batch axis; --batch is not supported")
-        if options.precision != "int8" and options.calibration.method != "minmax":
+        if options.precision != INT8 and options.calibration.method != "minmax":
             raise UnsupportedOption("--calib-method applies to int8 only")
         if self.setting(options, "device_isa") is not None and self.setting(options, "int8_format") != "auto":
             raise UnsupportedOption("device_isa chooses the int8 format; it cannot be combined with int8_format")
@@ -100,9 +100,9 @@ class OnnxRuntimeTarget(Target):
         out = staging / ARTIFACT
         report: dict = {}
         runtime_options: dict = {}
-        if options.precision == "fp32":
+        if options.precision == FP32:
             shutil.copyfile(source.onnx_path, out)
-        elif options.precision == "fp16":
+        elif options.precision == FP16:
             convert_onnx_fp16(source.onnx_path, out)
         else:
             int8_format, why = self._int8_format(options)

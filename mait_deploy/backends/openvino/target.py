@@ -29,7 +29,7 @@ from mait_deploy.host.compile.spec import BuiltArtifact, CompileOptions, TargetC
 from mait_deploy.host.compile.target import Target
 from mait_deploy.host.export.graph import GENERATED_NAME
 from mait_deploy.options import Option
-from mait_deploy.precision import INT8, PRECISIONS
+from mait_deploy.precision import BF16, FP16, INT8, PRECISIONS
 
 ARTIFACT = "model.xml"
 WEIGHTS = "model.bin"
@@ -161,7 +161,7 @@ class OpenVinoTarget(Target):
     def hardware_lacks(self, options: CompileOptions) -> str | None:
         """BF16: the FP32 IR run with a bf16 inference precision, which the device must compute (the CPU plugin
         on AVX512_BF16 or AMX x86 CPUs and on Armv8.6 BF16 cores); the gate and the golden outputs run it here."""
-        if options.precision != "bf16":
+        if options.precision != BF16:
             return None
         from mait_deploy.device.profiling.isa import cpu_isa
 
@@ -199,11 +199,11 @@ class OpenVinoTarget(Target):
         ov = import_openvino()
         model = ov.convert_model(str(source.onnx_path))
         report: dict[str, Any] = {}
-        if options.precision == "int8":
+        if options.precision == INT8:
             model, report["quantization"] = self._quantize(model, source, options, calibration, progress)
         stable_names(model, source.onnx_node_names)
         # save_model compresses weights to FP16 unless told not to: an FP32 bundle must really be FP32.
-        ov.save_model(model, str(staging / ARTIFACT), compress_to_fp16=options.precision == "fp16")
+        ov.save_model(model, str(staging / ARTIFACT), compress_to_fp16=options.precision == FP16)
         report["ir"] = ir_report(ov.Core().read_model(str(staging / ARTIFACT)))
         constants = report["ir"]["mask_constants"]
         problems = source.mask_problems([(c["op"], c.pop("values"), c["consumers"]) for c in constants])
@@ -212,7 +212,7 @@ class OpenVinoTarget(Target):
         inputs, outputs = onnx_io_specs(source.config)
         device = self.setting(options, "device")
         # BF16 is the FP32 IR computed in bfloat16: the precision is the runtime's, recorded for every runner.
-        precision = {"inference_precision": "bf16"} if options.precision == "bf16" else {}
+        precision = {"inference_precision": "bf16"} if options.precision == BF16 else {}
         return BuiltArtifact(
             artifact=ARTIFACT, side_files=[WEIGHTS], inputs=inputs, outputs=outputs, batch="dynamic",
             runtime_options={"device": device, **precision},

@@ -73,7 +73,7 @@ class BuildPlan:
             raise UnsupportedOption("builder_optimization_level must be 0 to 5")
         if self.dla_core is not None and self.dla_core < 0:
             raise UnsupportedOption(f"dla_core must be >= 0, got {self.dla_core}")
-        if self.dla_core is not None and self.precision == "fp32":
+        if self.dla_core is not None and self.precision == FP32:
             raise UnsupportedOption("DLA runs fp16 or int8 only; use --precision fp16 or int8 with dla_core")
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -106,9 +106,9 @@ def trtexec_command(plan: BuildPlan, engine: str = "model.engine") -> str:
              f"--minShapes={plan.input_name}:{dims['min']}", f"--optShapes={plan.input_name}:{dims['opt']}",
              f"--maxShapes={plan.input_name}:{dims['max']}", f"--memPoolSize=workspace:{plan.workspace_mb}M",
              f"--builderOptimizationLevel={plan.builder_optimization_level}"]
-    if plan.precision in ("fp16", "int8"):
+    if plan.precision in (FP16, INT8):
         parts.append("--fp16")
-    if plan.precision == "int8":
+    if plan.precision == INT8:
         parts.append("--int8")  # with Q/DQ nodes this enables their INT8 kernels; no calibration happens
     if plan.dla_core is not None:
         parts.append(f"--useDLACore={plan.dla_core}")
@@ -218,7 +218,7 @@ class TensorRtTarget(Target):
     def _plan(self, options: CompileOptions, sample_shape: tuple[int, ...]) -> BuildPlan:
         values = self.option_values(options)
         return BuildPlan(precision=options.precision, input_name=INPUT_NAME, sample_shape=tuple(sample_shape),
-                         onnx_strongly_typed_fp16=FP16_TYPED if options.precision == "fp16" else None, **values)
+                         onnx_strongly_typed_fp16=FP16_TYPED if options.precision == FP16 else None, **values)
 
     def host_can_run(self) -> tuple[bool, str]:
         """True on a machine with TensorRT, cuda-python and an NVIDIA GPU (e.g. deploy run on the Jetson)."""
@@ -236,7 +236,7 @@ class TensorRtTarget(Target):
         # No GPU here: the gate scores the ONNX that TensorRT builds from in ONNX Runtime (the backend's
         # gate_runtime). An INT8 Q/DQ model runs with its int8 arithmetic simulated exactly (TensorRT accumulates
         # in int32 on the GPU), not with this CPU's int8 kernels, which saturate on x86 without VNNI.
-        return {"simulate_int8": manifest.precision == "int8"}
+        return {"simulate_int8": manifest.precision == INT8}
 
     def _quantization_detail(self, build: dict[str, Any]) -> str:
         return describe_qdq(build["quantization"])
@@ -251,7 +251,7 @@ class TensorRtTarget(Target):
         out = staging / ARTIFACT
         report: dict[str, Any] = {}
         side_files: list[str] = []
-        if options.precision == "int8":
+        if options.precision == INT8:
             progress(f"tensorrt int8: Q/DQ calibration on {len(calibration)} images (symmetric)")
             qdq = dataclasses.replace(tensorrt_qdq_options(options.calibration.method),
                                       nodes_to_exclude=tuple(nodes_for_layers(source.onnx_path,
@@ -262,7 +262,7 @@ class TensorRtTarget(Target):
             report["explicit_quantization"] = check_explicit_quantization(onnx.load(str(out)))
         else:
             shutil.copyfile(source.onnx_path, out)
-            if options.precision == "fp16":
+            if options.precision == FP16:
                 convert_onnx_fp16(source.onnx_path, staging / FP16_TYPED)
                 side_files.append(FP16_TYPED)
         report["graph"] = check_mask_constants(out, source)

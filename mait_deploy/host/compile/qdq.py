@@ -24,6 +24,7 @@ from mait_deploy._deps import require
 from mait_deploy.errors import UnsupportedOption, ValidationError
 from mait_deploy.host.compile.activations import CALIBRATION_BATCH
 from mait_deploy.host.export import graph
+from mait_deploy.precision import INT8
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Conv")
@@ -154,7 +155,7 @@ def quantize_qdq(fp32_onnx: str | os.PathLike[str], out_path: str | os.PathLike[
     # Keep the exporter's metadata (config, labels, ...) on the quantized file.
     del quantized.metadata_props[:]
     quantized.metadata_props.extend(model.metadata_props)
-    graph.set_metadata(quantized, {"precision": "int8", "quantization": options.method})
+    graph.set_metadata(quantized, {"precision": INT8, "quantization": options.method})
     onnx.save_model(quantized, str(temp_out))
     report = structure(quantized)
     if merged:

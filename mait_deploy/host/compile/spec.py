@@ -10,7 +10,7 @@ from mait_deploy.device.logits import GateResult
 from mait_deploy.device.manifest import Manifest, TensorSpec
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
-from mait_deploy.precision import AUTO, FP32, PRECISIONS, Precision
+from mait_deploy.precision import AUTO, FP32, INT8, PRECISIONS, Precision
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class CompileOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "float_layers", tuple(self.float_layers))
-        if self.float_layers and self.precision != "int8":
+        if self.float_layers and self.precision != INT8:
             raise UnsupportedOption("--float-layers applies to int8 only (not to fp32, fp16 or auto)")
         if self.precision not in (*PRECISIONS, AUTO):
             raise UnsupportedOption(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)} or auto")

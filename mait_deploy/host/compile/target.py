@@ -45,6 +45,7 @@ from mait_deploy.host.compile.spec import (
     TargetCapabilities,
 )
 from mait_deploy.options import Option, validate
+from mait_deploy.precision import INT8
 
 # Gates scored in this process: an artifact whose bytes another bundle had, scored by the same runner, options,
 # images and reference, gets its numbers (deploy's TensorRT FP32/FP16 rows gate ONNX Runtime FP32's very ONNX).
@@ -162,7 +163,7 @@ class Target(abc.ABC):
         return self.option_values(options)[name]
 
     def needs_calibration(self, options: CompileOptions) -> bool:
-        return options.precision == "int8"
+        return options.precision == INT8
 
     def compile(self, source: ModelSource, options: CompileOptions, out_dir: str | Path,
                 calibration: Dataset | None = None, evaluation: Dataset | None = None,
@@ -179,7 +180,7 @@ class Target(abc.ABC):
             built, gate, golden = self._build_and_gate(source, options, staging, calibration, evaluation, step,
                                                        seconds)
             if gate is not None and not gate.passed:
-                preset = self.sensitivity_preset(options) if options.precision == "int8" and \
+                preset = self.sensitivity_preset(options) if options.precision == INT8 and \
                     options.layer_fallback and not options.float_layers else None
                 if preset is None:
                     raise AccuracyGateFailed(gate)

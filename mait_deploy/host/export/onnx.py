@@ -28,6 +28,7 @@ from mait_deploy.host.export.parity import (
     verify_onnx,
     verify_outputs,
 )
+from mait_deploy.precision import FP16
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -57,7 +58,7 @@ class ExportOptions:
             raise UnsupportedOption(f"precision {self.precision!r} is not supported for ONNX export: use fp32 or fp16")
         if self.batch is not None and self.batch < 1:
             raise UnsupportedOption(f"batch must be a positive integer, got {self.batch}")
-        if self.fp16_io and self.precision != "fp16":
+        if self.fp16_io and self.precision != FP16:
             raise UnsupportedOption("fp16 inputs/outputs need --precision fp16")
 
 
@@ -140,7 +141,7 @@ def convert_onnx_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     """FP16 weights and compute from an FP32 ONNX file; inputs/outputs stay FP32 unless ``keep_io_types`` is off."""
     onnx = require("onnx", extra="export")
     proto = _to_fp16(onnx.load(str(src)), keep_io_types=keep_io_types)
-    graph.set_metadata(proto, {"precision": "fp16"})
+    graph.set_metadata(proto, {"precision": FP16})
     onnx.save_model(proto, str(dst))
 
 
@@ -209,7 +210,7 @@ def export_onnx(model_or_checkpoint: Any, out_path: str | os.PathLike[str], opti
         proto = _simplify(proto)
         timings["simplify"] = round(time.perf_counter() - started, 3)
         nodes_simplified = len(proto.graph.node)
-    if options.precision == "fp16":
+    if options.precision == FP16:
         step("converting to FP16")
         proto = _to_fp16(proto, keep_io_types=not options.fp16_io)
     merged = graph.deduplicate_initializers(proto)

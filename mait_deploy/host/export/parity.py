@@ -11,13 +11,14 @@ import numpy as np
 from mait_deploy.config import MaiTConfig
 from mait_deploy.device.logits import Tolerance, compare_logits
 from mait_deploy.errors import ValidationError
+from mait_deploy.precision import FP16, FP32
 
 
 def parity_tolerance(precision: str) -> Tolerance:
     """How close an export must be to PyTorch: FP32 to float rounding, FP16 to its 10-bit mantissa."""
-    if precision == "fp32":
+    if precision == FP32:
         return Tolerance(max_abs_diff=1e-4, min_top1_agreement=1.0)
-    if precision == "fp16":
+    if precision == FP16:
         return Tolerance(max_abs_diff=1e-2, min_top1_agreement=0.995)
     raise ValueError(f"no default parity tolerance for precision {precision!r}")
 
