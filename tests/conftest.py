@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,11 @@ class ShippedBundle:
 
 class ShippedBundles(dict):
     """(target, precision) -> the shipped checkpoint's bundle (ShippedBundle), built on first use and shared by
-    every test of the session: tests only read them (a test that changes one copies it first)."""
+    every test of the session: tests only read them (a test that changes one copies it first).
+
+    With ``MAIT_TEST_SHIPPED_BUNDLES`` set to a folder (.ci/run sets one for its whole run), the bundles are shared
+    across pytest processes too: the default suite builds them once and both halves of the slow suite, running side
+    by side, read the same ones. Each is built under a file lock and kept with its CompileResult."""
 
     def __init__(self, root: Path) -> None:
         super().__init__()
@@ -44,24 +51,44 @@ class ShippedBundles(dict):
         target, precision = key
         pytest.importorskip("torch")
         from mait_deploy import backends
-        from mait_deploy.host.compile.api import compile_model
-        from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 
         missing = backends.availability().get(target)
         if missing:
             pytest.skip(f"{target}: {missing}")
-        folder = self.root / target / precision
-        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=SHIPPED_CALIBRATION))
-        self[key] = ShippedBundle(folder, compile_model(None, target, options, folder, eval_count=SHIPPED_EVAL_COUNT))
+        name = f"{target}-{precision}"  # a bundle's folder name is its name on a board: one each
+        folder = self.root / name
+        with open(self.root / f".{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process building the same bundle finishes first
+            self[key] = ShippedBundle(folder, self._built(target, precision, folder))
         return self[key]
 
-    def of(self, target: str, precisions: tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
-        """The folder holding ``target``'s bundles (one sub-folder per precision) and precision -> CompileResult."""
-        return self.root / target, {precision: self[target, precision].result for precision in precisions}
+    def _built(self, target: str, precision: str, folder: Path) -> Any:
+        from mait_deploy.host.compile.api import compile_model
+        from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
+
+        saved = self.root / f".{folder.name}.result.pickle"
+        if saved.is_file() and folder.is_dir():
+            return pickle.loads(saved.read_bytes())
+        options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=SHIPPED_CALIBRATION))
+        result = compile_model(None, target, options, folder, eval_count=SHIPPED_EVAL_COUNT)
+        partial = saved.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(result))
+        partial.replace(saved)
+        return result
+
+    def of(self, target: str, precisions: tuple[str, ...]) -> tuple[dict[str, Path], dict[str, Any]]:
+        """``target``'s bundles: precision -> folder and precision -> CompileResult."""
+        built = {precision: self[target, precision] for precision in precisions}
+        return ({precision: b.folder for precision, b in built.items()},
+                {precision: b.result for precision, b in built.items()})
 
 
 @pytest.fixture(scope="session")
 def shipped_bundles(tmp_path_factory) -> ShippedBundles:
+    shared = os.environ.get("MAIT_TEST_SHIPPED_BUNDLES")
+    if shared:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        return ShippedBundles(Path(shared))
     return ShippedBundles(tmp_path_factory.mktemp("shipped-bundles"))
 
 

@@ -22,15 +22,15 @@ def bundles(shipped_bundles):
 
 
 def test_files_ops_and_sizes(bundles):
-    root, results = bundles
+    folders, results = bundles
     sizes = {}
     for precision in ("fp32", "fp16", "int8"):
-        assert sorted(p.name for p in (root / precision).iterdir()) == ["golden.bin", "manifest.json", "model.tflite"]
+        assert sorted(p.name for p in (folders[precision]).iterdir()) == ["golden.bin", "manifest.json", "model.tflite"]
         check = results[precision].manifest.build["interpreter_check"]
         assert not [op for op in check["ops"] if op.startswith("Flex") or op == "CUSTOM"]
         assert check["delegated"], "XNNPACK did not take the graph"
         assert results[precision].manifest.batch == 1
-        sizes[precision] = (root / precision / "model.tflite").stat().st_size
+        sizes[precision] = (folders[precision] / "model.tflite").stat().st_size
     assert sizes["fp16"] < 0.6 * sizes["fp32"] and sizes["int8"] < 0.4 * sizes["fp32"]
     assert results["int8"].manifest.build["interpreter_check"]["input_dtype"] == "int8"
 
@@ -50,10 +50,10 @@ def test_each_operation_cut_out_computes_what_it_computes_in_the_whole_model(bun
     from mait_deploy.backends.litert.op_profile import single_op_model, tensor_values
     from mait_deploy.backends.litert.runner import _Io, make_interpreter
 
-    root, _ = bundles
+    folders, _ = bundles
     for precision in ("fp32", "int8"):
-        path = str(root / precision / "model.tflite")
-        with load_bundle(root / precision) as runner:
+        path = str(folders[precision] / "model.tflite")
+        with load_bundle(folders[precision]) as runner:
             inputs = np.random.default_rng(0).standard_normal((1, *runner.sample_shape)).astype(np.float32)
         values = tensor_values(path, inputs, lambda interpreter, batch: _Io(interpreter).set_input(batch))
         model = flatbuffer_utils.read_model(path)
@@ -77,9 +77,9 @@ def test_each_operation_cut_out_computes_what_it_computes_in_the_whole_model(bun
 def test_the_per_layer_profile_maps_every_operation_to_the_blocks(bundles):
     from mait_deploy.device.profiling.layers import profile_layers
 
-    root, _ = bundles
+    folders, _ = bundles
     for precision in ("fp32", "int8"):
-        with load_bundle(root / precision) as runner:
+        with load_bundle(folders[precision]) as runner:
             profile = profile_layers(runner, batch=1, iterations=5, warmup=1)
             depth = runner.manifest.model["depth"]
         assert profile.mapping == "blocks" and len(profile.parts) == 2 * depth + 2
@@ -92,21 +92,21 @@ def test_the_per_layer_profile_maps_every_operation_to_the_blocks(bundles):
 
 
 def test_int8_io_is_handled_by_the_runner(bundles):
-    root, _ = bundles
-    golden = golden_arrays(root / "int8")
-    with load_bundle(root / "int8") as runner:
+    folders, _ = bundles
+    golden = golden_arrays(folders["int8"])
+    with load_bundle(folders["int8"]) as runner:
         prediction = runner.predict(golden["images"])
         assert prediction.logits.dtype == np.float32 and prediction.logits.shape == (8, 10)
         assert np.array_equal(prediction.indices, golden["logits"].argmax(-1))
         assert runner.runtime_info()["input_dtype"] == "int8"
     for precision in ("fp32", "fp16", "int8"):
-        assert verify_bundle(root / precision).passed
+        assert verify_bundle(folders[precision]).passed
 
 
 def test_xnnpack_switch_gives_the_same_answers(bundles):
-    root, _ = bundles
+    folders, _ = bundles
     x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
-    with load_bundle(root / "fp32") as fast, load_bundle(root / "fp32", RunnerOptions(extra={"xnnpack": False})) as slow:
+    with load_bundle(folders["fp32"]) as fast, load_bundle(folders["fp32"], RunnerOptions(extra={"xnnpack": False})) as slow:
         assert np.abs(fast.run(x) - slow.run(x)).max() < 1e-4
         assert slow.runtime_info()["xnnpack"] is False
 
@@ -114,9 +114,9 @@ def test_xnnpack_switch_gives_the_same_answers(bundles):
 def test_threads_default_to_the_usable_cores(bundles):
     import os
 
-    root, _ = bundles
+    folders, _ = bundles
     x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
-    with load_bundle(root / "fp32") as default, load_bundle(root / "fp32", RunnerOptions(threads=1)) as one:
+    with load_bundle(folders["fp32"]) as default, load_bundle(folders["fp32"], RunnerOptions(threads=1)) as one:
         assert default.runtime_info()["threads"] == len(os.sched_getaffinity(0))
         assert one.runtime_info()["threads"] == 1
         assert np.abs(default.run(x) - one.run(x)).max() < 1e-4
@@ -130,7 +130,7 @@ def test_fixed_batch_bundle_pads_partial_batches(tmp_path):
 
 
 def test_litert_errors(tmp_path, bundles):
-    root, _ = bundles
+    folders, _ = bundles
     with pytest.raises(UnsupportedOption, match="static batch"):
         compile_model(None, "litert", CompileOptions(batch="dynamic"), tmp_path / "x")
     from mait_deploy.host.export.onnx import export_onnx

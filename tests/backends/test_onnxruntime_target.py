@@ -32,9 +32,9 @@ def bundles(shipped_bundles):
 
 
 def test_bundle_layout_and_manifest(bundles):
-    root, results = bundles
+    folders, results = bundles
     for precision in ("fp32", "int8"):
-        folder = root / precision
+        folder = folders[precision]
         assert sorted(p.name for p in folder.iterdir()) == ["golden.bin", "manifest.json", "model.onnx"]
         manifest = read_manifest(folder)
         assert manifest.target == "onnxruntime" and manifest.precision == precision
@@ -44,11 +44,11 @@ def test_bundle_layout_and_manifest(bundles):
         assert "test" in manifest.accuracy.data
         assert manifest.golden.count == 8 and manifest.golden.kind == "images"
         assert manifest.tool_versions["onnxruntime"]
-    assert not [p for p in root.iterdir() if p.name.startswith(".mait-tmp")]
+    assert not [p for p in folders["fp32"].parent.iterdir() if p.name.startswith(".mait-tmp")]
 
 
 def test_int8_gate_and_quantization_structure(bundles):
-    root, results = bundles
+    folders, results = bundles
     gate = results["int8"].gate
     assert gate.drop_points <= 1.0 and gate.top1_agreement > 0.95
     quant = results["int8"].manifest.build["quantization"]
@@ -56,12 +56,12 @@ def test_int8_gate_and_quantization_structure(bundles):
     assert {"Softmax", "LayerNormalization"} <= set(quant["float_ops"])
     import onnx
 
-    model = onnx.load(str(root / "int8" / "model.onnx"))
+    model = onnx.load(str(folders["int8"] / "model.onnx"))
     report = graph.analyze(model)
     assert len(report.mask_constants) == default_checkpoint().patterns == 1
     assert report.mask_constants[0].consumers == default_checkpoint().masked_blocks
     assert report.mask_constants[0].dtype == "float32"
-    assert (root / "int8" / "model.onnx").stat().st_size < 0.5 * (root / "fp32" / "model.onnx").stat().st_size
+    assert (folders["int8"] / "model.onnx").stat().st_size < 0.5 * (folders["fp32"] / "model.onnx").stat().st_size
     # ORT's fast x86 path: uint8 activations, int8 weights (zero point 0).
     initializers = {init.name: init for init in model.graph.initializer}
 
@@ -88,12 +88,12 @@ def test_qdq_option_checks():
 
 
 def test_verify_and_predict_on_the_device_path(bundles):
-    root, _ = bundles
+    folders, _ = bundles
     for precision in ("fp32", "int8"):
-        report = verify_bundle(root / precision)
+        report = verify_bundle(folders[precision])
         assert report.passed and report.count == 8
-    with load_bundle(root / "int8") as runner:
-        golden = golden_arrays(root / "int8")
+    with load_bundle(folders["int8"]) as runner:
+        golden = golden_arrays(folders["int8"])
         prediction = runner.predict(golden["images"])
         assert prediction.logits.shape == (8, 10) and len(prediction.labels) == 8
         assert np.array_equal(prediction.indices, golden["logits"].argmax(-1))
@@ -102,9 +102,9 @@ def test_verify_and_predict_on_the_device_path(bundles):
 
 
 def test_tampered_artifact_is_refused(bundles, tmp_path):
-    root, _ = bundles
+    folders, _ = bundles
     copy = tmp_path / "copy"
-    shutil.copytree(root / "fp32", copy)
+    shutil.copytree(folders["fp32"], copy)
     data = bytearray((copy / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0x01
     (copy / "model.onnx").write_bytes(bytes(data))
@@ -113,17 +113,17 @@ def test_tampered_artifact_is_refused(bundles, tmp_path):
 
 
 def test_golden_mismatch_fails_loudly(bundles, tmp_path):
-    root, _ = bundles
+    folders, _ = bundles
     copy = tmp_path / "copy"
-    shutil.copytree(root / "fp32", copy)
+    shutil.copytree(folders["fp32"], copy)
     shift_golden_logits(copy, 1.0)
     with pytest.raises(ValidationError, match="golden outputs do not match"):
         verify_bundle(copy)
 
 
 def test_runner_input_checks(bundles):
-    root, _ = bundles
-    with load_bundle(root / "fp32") as runner:
+    folders, _ = bundles
+    with load_bundle(folders["fp32"]) as runner:
         ok = np.zeros((2, 1, 28, 28), np.float32)
         assert runner.run(ok).shape == (2, 10)
         for bad, message in [
@@ -165,9 +165,9 @@ def test_impossible_options_are_errors(tmp_path):
 
 
 def test_compile_from_exported_onnx(bundles, tmp_path):
-    root, _ = bundles
+    folders, _ = bundles
     # The fp32 bundle's model.onnx is the verified export with its metadata: a valid MODEL argument.
-    result = compile_model(str(root / "fp32" / "model.onnx"), "onnxruntime", CompileOptions(precision="fp16"),
+    result = compile_model(str(folders["fp32"] / "model.onnx"), "onnxruntime", CompileOptions(precision="fp16"),
                            tmp_path / "fp16", eval_count=200)
     assert result.gate.passed and result.manifest.source["from_checkpoint"] is False
 
@@ -183,9 +183,9 @@ def test_compile_from_exported_onnx(bundles, tmp_path):
     (lambda m: m["model"].pop("preprocess"), "model: 'preprocess' is a required property"),
 ])
 def test_bad_manifests_are_refused(bundles, tmp_path, edit, message):
-    root, _ = bundles
+    folders, _ = bundles
     copy = tmp_path / "copy"
-    shutil.copytree(root / "fp32", copy)
+    shutil.copytree(folders["fp32"], copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     edit(manifest)
     (copy / "manifest.json").write_text(json.dumps(manifest))

@@ -28,9 +28,9 @@ def bundles(shipped_bundles):
 
 
 def test_ir_files_and_precisions(bundles):
-    root, results = bundles
+    folders, results = bundles
     for precision in ("fp32", "fp16", "int8"):
-        names = sorted(p.name for p in (root / precision).iterdir())
+        names = sorted(p.name for p in (folders[precision]).iterdir())
         assert names == ["golden.bin", "manifest.json", "model.bin", "model.xml"]
         ir = results[precision].manifest.build["ir"]
         assert len(ir["mask_constants"]) == 1
@@ -38,9 +38,9 @@ def test_ir_files_and_precisions(bundles):
     assert results["fp32"].manifest.build["ir"]["mask_constants"][0]["dtype"] == "f32"
     assert results["fp16"].manifest.build["ir"]["mask_constants"][0]["dtype"] == "f16"
     params = default_checkpoint().params
-    fp32_bin = (root / "fp32" / "model.bin").stat().st_size
+    fp32_bin = (folders["fp32"] / "model.bin").stat().st_size
     assert fp32_bin >= 4 * params * 0.98, "the FP32 IR was compressed to FP16"
-    assert (root / "fp16" / "model.bin").stat().st_size < 0.6 * fp32_bin
+    assert (folders["fp16"] / "model.bin").stat().st_size < 0.6 * fp32_bin
     int8 = results["int8"].manifest.build
     assert int8["ir"]["fake_quantize"] > 0 and "nncf" in int8["quantization"]["method"]
 
@@ -53,8 +53,8 @@ def test_parity_and_gate(bundles):
 
 
 def test_runner_sets_f32_unless_asked(bundles):
-    root, _ = bundles
-    with load_bundle(root / "fp32") as runner:
+    folders, _ = bundles
+    with load_bundle(folders["fp32"]) as runner:
         info = runner.runtime_info()
         assert info["inference_precision_hint"] == "f32" and info["device"] == "CPU"
         x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
@@ -62,9 +62,9 @@ def test_runner_sets_f32_unless_asked(bundles):
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         # No BF16 on this CPU: asking for it is an error, not a silent f32 run.
         with pytest.raises(UnsupportedOption, match="bf16 is not available"):
-            load_bundle(root / "fp32", RunnerOptions(extra={"inference_precision": "bf16"})).activate()
+            load_bundle(folders["fp32"], RunnerOptions(extra={"inference_precision": "bf16"})).activate()
         return
-    with load_bundle(root / "fp32", RunnerOptions(extra={"inference_precision": "bf16"})) as runner:
+    with load_bundle(folders["fp32"], RunnerOptions(extra={"inference_precision": "bf16"})) as runner:
         assert runner.runtime_info()["inference_precision_hint"] == "bf16"
         bf16 = runner.run(x)
     assert 1e-5 < np.abs(f32 - bf16).max() < 0.5  # bf16 really ran, and is close
@@ -73,12 +73,12 @@ def test_runner_sets_f32_unless_asked(bundles):
 def test_static_shapes_per_batch_match_dynamic(bundles):
     """Static mode compiles one shape per batch size (kept while they fit in static_cache_mb) and gives the dynamic
     model's outputs; batch sizes that alternate compile once each."""
-    root, _ = bundles
+    folders, _ = bundles
     x = np.random.default_rng(1).standard_normal((5, 1, 28, 28)).astype(np.float32)
-    with load_bundle(root / "fp32", RunnerOptions(extra={"shapes": "dynamic"})) as runner:
+    with load_bundle(folders["fp32"], RunnerOptions(extra={"shapes": "dynamic"})) as runner:
         dynamic = runner.run(x)
         assert runner.runtime_info()["shapes"] == "dynamic"
-    with load_bundle(root / "fp32") as runner:
+    with load_bundle(folders["fp32"]) as runner:
         assert runner.runtime_info()["static_batches"] == [1]
         outputs = [runner.run(x[:n]) for n in (5, 2, 1, 5)]
         assert runner.runtime_info()["static_batches"] == [2, 1, 5]  # least recently used first
@@ -88,7 +88,7 @@ def test_static_shapes_per_batch_match_dynamic(bundles):
                 runner.run(x[:n])
         assert runner.compiles == compiled == 3  # alternating sizes never recompile
         assert runner.runtime_latency_ms > 0
-    with load_bundle(root / "fp32", RunnerOptions(extra={"static_cache_mb": 1})) as runner:
+    with load_bundle(folders["fp32"], RunnerOptions(extra={"static_cache_mb": 1})) as runner:
         for n in (5, 2, 1):
             runner.run(x[:n])
         info = runner.runtime_info()
@@ -97,14 +97,14 @@ def test_static_shapes_per_batch_match_dynamic(bundles):
     for out in outputs:
         np.testing.assert_allclose(out, dynamic[:len(out)], atol=1e-4)
     with pytest.raises(UnsupportedOption, match="shapes=.fixed.: use one of static, dynamic"):
-        load_bundle(root / "fp32", RunnerOptions(extra={"shapes": "fixed"})).activate()
+        load_bundle(folders["fp32"], RunnerOptions(extra={"shapes": "fixed"})).activate()
 
 
 def test_profile_records_openvinos_own_latency(bundles):
     from mait_deploy.device.profiling.measure import ProfileOptions, profile
 
-    root, _ = bundles
-    report = profile(root / "fp32", ProfileOptions(batches=(2,), warmup=2, iterations=30, end_to_end=False))
+    folders, _ = bundles
+    report = profile(folders["fp32"], ProfileOptions(batches=(2,), warmup=2, iterations=30, end_to_end=False))
     result = report.results[0]
     own, wall = result.runtime_reported, result.model
     assert own.count == wall.count == 30
@@ -114,15 +114,15 @@ def test_profile_records_openvinos_own_latency(bundles):
 
 
 def test_verify_each_bundle(bundles):
-    root, _ = bundles
+    folders, _ = bundles
     for precision in ("fp32", "fp16", "int8"):
-        assert verify_bundle(root / precision).passed
+        assert verify_bundle(folders[precision]).passed
 
 
 def test_unknown_device_lists_available(bundles):
-    root, _ = bundles
+    folders, _ = bundles
     with pytest.raises(UnsupportedOption, match="available: CPU"):
-        load_bundle(root / "fp32", RunnerOptions(extra={"device": "NPU"})).activate()
+        load_bundle(folders["fp32"], RunnerOptions(extra={"device": "NPU"})).activate()
 
 
 def test_bad_openvino_options(tmp_path):
@@ -150,11 +150,11 @@ def test_missing_openvino_names_the_extra():
 
 
 def test_openvino_bundle_runs_without_torch(bundles):
-    root, _ = bundles
+    folders, _ = bundles
     from tests.helpers import BLOCKER
 
     code = BLOCKER + (f"from mait_deploy.device.bundle import verify_bundle\n"
-                      f"import sys\nr = verify_bundle({str(root / 'int8')!r})\n"
+                      f"import sys\nr = verify_bundle({str(folders['int8'])!r})\n"
                       f"assert 'torch' not in sys.modules\nprint(r.passed)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -246,8 +246,8 @@ def test_bf16_where_the_cpu_computes_it_and_a_one_line_refusal_where_not(tmp_pat
 def test_per_layer_profile_shows_the_int8_kernels_and_the_blocks(bundles):
     from mait_deploy.device.profiling.layers import profile_layers
 
-    root, _ = bundles
-    with load_bundle(root / "int8") as runner:
+    folders, _ = bundles
+    with load_bundle(folders["int8"]) as runner:
         profile = profile_layers(runner, batch=1, iterations=5, warmup=2)
     assert profile.mapping == "blocks" and profile.parts[-1].part == "head"
     # NNCF's INT8 IR: the MatMuls run in int8 kernels, the norms and softmax in float.
