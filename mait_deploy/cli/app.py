@@ -19,7 +19,7 @@ from mait_deploy._interrupts import (
     remember_interrupts,
 )
 from mait_deploy._runtime_logs import quiet_third_party
-from mait_deploy.errors import MaitDeployError, printable
+from mait_deploy.errors import MaitDeployError, UnsupportedOption, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Take MaiT image transformers to embedded devices: export, compile, run, profile.")
@@ -140,7 +140,6 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def parse_key_values(pairs: list[str], flag: str = "-O") -> dict[str, Any]:
     """KEY=VALUE strings -> dict; values are JSON when they parse (true, 3, 0.5), else plain strings. A key given
     twice is an error (which one was meant?), never the last one silently."""
-    from mait_deploy.errors import UnsupportedOption
 
     result: dict[str, Any] = {}
     for pair in pairs:
@@ -160,7 +159,6 @@ def parse_key_values(pairs: list[str], flag: str = "-O") -> dict[str, Any]:
 
 def parse_batch(text: str | None) -> int | str | None:
     """--batch: None, 'dynamic' or a positive integer."""
-    from mait_deploy.errors import UnsupportedOption
 
     if text is None or text == "dynamic":
         return text

@@ -9,8 +9,12 @@ import typer
 from rich.table import Table
 
 from mait_deploy.cli.app import app, console, default_of, handle_errors, print_json, status_spinner
+from mait_deploy.device.profiling.measure import parse_list
 from mait_deploy.errors import MaitDeployError
+from mait_deploy.host.compare.models import DEFAULT_MODELS
+from mait_deploy.host.compare.report import RATIO_COLUMNS, ratio_rows
 from mait_deploy.host.compare.run import CompareOptions
+from mait_deploy.host.compare.run import compare as run_compare
 
 
 def _names(text: str) -> list[str]:
@@ -38,10 +42,6 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print compare.json to stdout."),
 ) -> None:
     """MaiT vs baselines (timm DeiT/CaiT/Swin), compiled per target and precision, timed side by side."""
-    from mait_deploy.device.profiling.measure import parse_list
-    from mait_deploy.host.compare.models import DEFAULT_MODELS
-    from mait_deploy.host.compare.report import RATIO_COLUMNS, ratio_rows
-    from mait_deploy.host.compare.run import compare as run_compare
 
     options = CompareOptions(targets=tuple(_names(targets)) if targets else None, precisions=tuple(_names(precisions)),
                              batches=tuple(parse_list(batch, int, "batch")), rounds=rounds, block=block,

@@ -8,8 +8,18 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from mait_deploy._io import write_json
 from mait_deploy.cli.app import app, console, handle_errors, print_json, status_spinner
+from mait_deploy.device.archive import pack_bundle, unpack_bundle
+from mait_deploy.device.bundle import load_bundle, verify_bundle
+from mait_deploy.device.native_app import generate_app
+from mait_deploy.device.native_library import LIBRARY_ENV
+from mait_deploy.device.profiling.layers import plot_layers, profile_layers
+from mait_deploy.device.profiling.measure import ProfileOptions, parse_list, profile_many
+from mait_deploy.device.runner import RunnerOptions
+from mait_deploy.device.signing import TRUSTED_KEY_ENV, generate_keys, load_public_key, sign_bundle
 from mait_deploy.errors import MaitDeployError, printable
+from mait_deploy.host.evaluate import evaluate as evaluate_any
 from mait_deploy.options import MAX_THREADS
 
 # Device settings every command that runs a bundle takes (each also an environment variable, so a board keeps it).
@@ -23,8 +33,6 @@ def device_settings(trust: Optional[Path], native_library: Optional[Path]) -> No
     environment), never a bundle's, and every runner this command opens honours them."""
     import os
 
-    from mait_deploy.device.native_library import LIBRARY_ENV
-    from mait_deploy.device.signing import TRUSTED_KEY_ENV, load_public_key
 
     if trust is not None:
         load_public_key(trust)  # a wrong key is a usage error now, not a refusal of every bundle later
@@ -45,7 +53,6 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Top-1 accuracy of a bundle (device runtime), an .onnx (ONNX Runtime) or a checkpoint (PyTorch) on labelled data."""
-    from mait_deploy.host.evaluate import evaluate as evaluate_any
 
     device_settings(trust, native_library)
     result = evaluate_any(model, data, count, seed)
@@ -68,8 +75,6 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Classify images with a bundle (numpy + the bundle's runtime only)."""
-    from mait_deploy.device.bundle import load_bundle
-    from mait_deploy.device.runner import RunnerOptions
 
     device_settings(trust, native_library)
     with load_bundle(bundle, RunnerOptions(threads=threads)) as runner:
@@ -108,8 +113,6 @@ def verify(
 ) -> None:
     """Check a bundle on this device: its signature (with --trust), file hashes, then the golden images against
     their recorded outputs."""
-    from mait_deploy.device.bundle import verify_bundle
-    from mait_deploy.device.runner import RunnerOptions
 
     device_settings(trust, native_library)
     report = verify_bundle(bundle, RunnerOptions(threads=threads))
@@ -135,7 +138,6 @@ def pack(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Pack a bundle (its files, hash-checked first) into one .tar.gz to copy to a device."""
-    from mait_deploy.device.archive import pack_bundle
 
     path = pack_bundle(bundle, output, force=force)
     if as_json:
@@ -153,7 +155,6 @@ def native_app(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Generate a native C++ project (CMake) that runs the bundle and self-tests it against its golden set."""
-    from mait_deploy.device.native_app import generate_app
 
     project = generate_app(bundle, output, force=force)
     if as_json:
@@ -173,7 +174,6 @@ def unpack(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Unpack a bundle archive safely: links, absolute or ../ paths and unlisted files are refused; hashes checked."""
-    from mait_deploy.device.archive import unpack_bundle
 
     path = unpack_bundle(archive, output, force=force)
     if as_json:
@@ -203,11 +203,6 @@ def profile(
     layers: bool = typer.Option(False, "--layers", help="Per-layer profile instead: the runtime's own per-operation times mapped to the model's parts (patch embed, each block's attention and MLP, head) and op kinds, and which ran in int8/bf16/float."),
 ) -> None:
     """Measure bundles on this device: latency percentiles, throughput, memory, device state (no torch)."""
-    from mait_deploy.device.profiling.measure import (
-        ProfileOptions,
-        parse_list,
-        profile_many,
-    )
     from mait_deploy.device.profiling.report import (
         load_reports,
         plot_reports,
@@ -251,10 +246,6 @@ def profile(
 def _profile_layers(bundles: list[Path], batches: list[int], iterations: int, warmup: int, threads: Optional[int],
                     json_out: Optional[Path], plot: Optional[Path]) -> None:
     """`profile --layers`: one table per bundle x batch (time per model part, its top op kinds)."""
-    from mait_deploy._io import write_json
-    from mait_deploy.device.bundle import load_bundle
-    from mait_deploy.device.profiling.layers import plot_layers, profile_layers
-    from mait_deploy.device.runner import RunnerOptions
 
     profiles = []
     with status_spinner() as status:
@@ -292,7 +283,6 @@ def keygen(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Make an Ed25519 key pair for signing bundles (compile/deploy --sign KEY; devices --trust KEY.pub)."""
-    from mait_deploy.device.signing import generate_keys
 
     private, public = generate_keys(output, force=force)
     if as_json:
@@ -310,7 +300,6 @@ def sign(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Sign a bundle (its files are hash-checked first): writes manifest.sig, a DSSE envelope over manifest.json."""
-    from mait_deploy.device.signing import sign_bundle
 
     path = sign_bundle(bundle, key)
     if as_json:

@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from mait_deploy import backends
+from mait_deploy._assets import VARIANT_TABLE
+from mait_deploy._io import read_json
 from mait_deploy.cli.app import (
     app,
     console,
@@ -21,11 +23,19 @@ from mait_deploy.cli.app import (
     print_json,
     status_spinner,
 )
+from mait_deploy.device.bundle import bundle_info
+from mait_deploy.device.manifest import MANIFEST_FILE
+from mait_deploy.device.profiling.measure import parse_list
+from mait_deploy.device.signing import load_private_key, sign_bundle
 from mait_deploy.errors import MaitDeployError
 from mait_deploy.host import catalog
-from mait_deploy.host.compile.api import DEFAULT_DATA
+from mait_deploy.host.compile.api import DEFAULT_DATA, compile_model
+from mait_deploy.host.compile.sensitivity import plot_sensitivity
 from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.deploy.pipeline import DeployOptions
+from mait_deploy.host.export.onnx import ExportOptions, export_onnx
+from mait_deploy.host.model.locality import SuggestRule, locality_report, plot_locality, write_report
+from mait_deploy.host.remote.fleet_report import failure_line
 from mait_deploy.results import Status
 
 
@@ -72,8 +82,6 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
 
         stats = [s.to_dict() for s in variant_stats()]
     else:
-        from mait_deploy._assets import VARIANT_TABLE
-        from mait_deploy._io import read_json
 
         stats = read_json(VARIANT_TABLE, what="variant table")
     if as_json:
@@ -112,10 +120,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a checkpoint, an exported .onnx or a bundle: architecture, masks, preprocessing, labels, size."""
-    from mait_deploy.device.manifest import MANIFEST_FILE
 
     if checkpoint is not None and (Path(checkpoint) / MANIFEST_FILE).is_file():
-        from mait_deploy.device.bundle import bundle_info
 
         details, title = bundle_info(checkpoint), f"bundle {checkpoint}"
     else:
@@ -148,7 +154,6 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Export a checkpoint to ONNX: masks as one shared constant, simplified, verified against PyTorch."""
-    from mait_deploy.host.export.onnx import ExportOptions, export_onnx
 
     options = ExportOptions(opset=opset, precision=precision, batch=batch, simplify=not no_simplify,
                             fp16_io=fp16_io, force=force)
@@ -211,10 +216,8 @@ def compile_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Compile a model for a target into a verified bundle (artifact + manifest + golden I/O)."""
-    from mait_deploy.host.compile.api import compile_model
 
     if sign is not None:  # the key is checked before the build, not after minutes of it
-        from mait_deploy.device.signing import load_private_key
 
         load_private_key(sign)
 
@@ -229,12 +232,10 @@ def compile_command(
                                evaluation=None if no_eval else eval_data, eval_count=eval_count,
                                progress=status.update)
     if sign is not None:
-        from mait_deploy.device.signing import sign_bundle
 
         sign_bundle(result.bundle, sign)
     fallback = result.manifest.build.get("layer_fallback")
     if sensitivity_plot and fallback:
-        from mait_deploy.host.compile.sensitivity import plot_sensitivity
 
         plot_sensitivity(fallback["sensitivity"], fallback["kept_float"], sensitivity_plot)
     if as_json:
@@ -304,12 +305,10 @@ def deploy(
     """Checkpoint -> ONNX -> bundles for every target x precision, each gated, verified and profiled; one report."""
     if (device or tags or accept_new or device_eval_count) and inventory is None:
         raise MaitDeployError("--device, --tags, --accept-new-host-keys and --device-eval-count need --inventory")
-    from mait_deploy.device.profiling.measure import parse_list
     from mait_deploy.host.deploy.pipeline import deploy as run_deploy
     from mait_deploy.host.deploy.report import markdown_table
 
     if sign is not None:
-        from mait_deploy.device.signing import load_private_key
 
         load_private_key(sign)
 
@@ -334,7 +333,6 @@ def deploy(
     failed = [r for r in report.rows if r.status in (Status.FAILED, Status.FAILED_GATE)]
     if failed:
         raise MaitDeployError(f"{len(failed)} of {len(report.rows)} rows failed; see {output / 'report.md'}")
-    from mait_deploy.host.remote.fleet_report import failure_line
 
     failed_on_boards = failure_line(report.devices.fleet if report.devices else None, f"see {output / 'report.md'}")
     if failed_on_boards:
@@ -356,7 +354,6 @@ def locality(
     probe_head: int = typer.Option(0, "--probe-head", min=0, help="--suggest: the head whose ALS decides (the paper masks head 0)."),
 ) -> None:
     """Attention Locality Score of every head on real images (the paper's equation 3), and the schedule it suggests."""
-    from mait_deploy.host.model.locality import SuggestRule, locality_report, plot_locality, write_report
 
     rule = SuggestRule(all_above, none_below, probe_head) if suggest else None
     with status_spinner() as status:

@@ -9,7 +9,11 @@ import typer
 from rich.table import Table
 
 from mait_deploy.cli.app import app, console, fail_with_report, handle_errors, print_json, status_spinner
+from mait_deploy.device.profiling.measure import parse_list
+from mait_deploy.device.signing import load_public_key
 from mait_deploy.errors import MaitDeployError
+from mait_deploy.host.remote.fleet_report import COLUMNS, failure_line, table_rows
+from mait_deploy.host.remote.inventory import load_inventory, select
 
 remote = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Set up boards and run bundles on them over SSH (a fleet at once).")
 app.add_typer(remote, name="remote")
@@ -25,7 +29,6 @@ AS_JSON = typer.Option(False, "--json", help="Print the result as JSON (an error
 
 
 def _devices(inventory: Path, device: Optional[list[str]], tags: Optional[list[str]]):
-    from mait_deploy.host.remote.inventory import load_inventory, select
 
     return select(load_inventory(inventory), device or (), tags or ())
 
@@ -96,19 +99,16 @@ def profile(
 ) -> None:
     """Push bundles, then verify, evaluate and profile each on each board; one fleet report (JSON, markdown, plot)."""
     from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
-    from mait_deploy.host.remote.fleet_report import COLUMNS, failure_line, table_rows
 
     if eval_count is not None and eval_source is None:
         raise MaitDeployError("--eval-count needs --eval")
     devices = _devices(inventory, device, tags)
-    from mait_deploy.device.profiling.measure import parse_list
 
     options = ProfileOptionsRemote(batches=tuple(parse_list(batch, int, "batch")), warmup=warmup,
                                    iterations=iterations if iterations is not None or duration is not None else 100,
                                    duration_s=duration, threads=threads, native=native,
                                    trusted_key=None if trust is None else str(trust))
     if trust is not None:
-        from mait_deploy.device.signing import load_public_key
 
         load_public_key(trust)
     with status_spinner() as status:

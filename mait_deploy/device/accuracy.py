@@ -10,7 +10,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mait_deploy.config import PreprocessConfig
+from mait_deploy.device.bundle import load_bundle
 from mait_deploy.device.data.sources import Dataset, load_dataset, require_labels
+from mait_deploy.device.manifest import MANIFEST_FILE
+from mait_deploy.device.runner import RunnerOptions
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,6 @@ def score(predict: Callable[[np.ndarray], np.ndarray], dataset: Dataset, model: 
 
 
 def is_bundle(path: str | os.PathLike[str] | None) -> bool:
-    from mait_deploy.device.manifest import MANIFEST_FILE
 
     return path is not None and (Path(path) / MANIFEST_FILE).is_file()
 
@@ -55,9 +58,6 @@ def is_bundle(path: str | os.PathLike[str] | None) -> bool:
 def evaluate_bundle(bundle: str | os.PathLike[str], data: str = "fashion-mnist", count: int | None = None,
                     seed: int = 0, threads: int | None = None) -> AccuracyResult:
     """Top-1 of a bundle on labelled data, through the device runtime (no torch)."""
-    from mait_deploy.config import PreprocessConfig
-    from mait_deploy.device.bundle import load_bundle
-    from mait_deploy.device.runner import RunnerOptions
 
     runner = load_bundle(bundle, RunnerOptions(threads=threads))
     manifest = runner.manifest

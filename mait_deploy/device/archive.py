@@ -16,7 +16,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from mait_deploy._io import MAX_JSON_BYTES, atomic_dir, atomic_path, check_output
-from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
+from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, check_files, read_manifest
+from mait_deploy.device.runner import runner_class
 from mait_deploy.device.signing import SIGNATURE_FILE
 from mait_deploy.errors import BundleError, MaitDeployError
 
@@ -26,7 +27,6 @@ MAX_UNPACKED_BYTES = 8 << 30  # a MaiT bundle is MBs to a few hundred MBs; refus
 def bundle_members(folder: Path) -> list[str]:
     """The files a bundle consists of (manifest, artifact, extra files, golden outputs), checked against their
     hashes: a tampered bundle is not packed. Caches built on the device (e.g. TensorRT engines) are left out."""
-    from mait_deploy.device.manifest import check_files
 
     manifest = read_manifest(folder)
     check_files(folder, manifest)
@@ -109,7 +109,6 @@ def _check_against_manifest(tar: tarfile.TarFile, members: list[tarfile.TarInfo]
 def bundle_ownership(folder: Path) -> str | None:
     """None when ``folder`` is a bundle mait-deploy wrote (a readable manifest, no file it does not list, apart
     from the engine cache a device adds), else why not: ``--force`` replaces only such folders."""
-    from mait_deploy.device.runner import runner_class
 
     try:
         manifest = read_manifest(folder)
@@ -174,7 +173,6 @@ def unpack_bundle(archive: str | Path, out_dir: str | Path, force: bool = False)
                     tar.extractall(temp, members=members)
             except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
                 raise BundleError(f"{source} could not be unpacked: {err}") from err
-            from mait_deploy.device.manifest import check_files
 
             try:
                 manifest = read_manifest(temp)

@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mait_deploy.device.accuracy import AccuracyResult
-from mait_deploy.device.bundle import VerifyReport
+from mait_deploy.device.accuracy import AccuracyResult, evaluate_bundle
+from mait_deploy.device.bundle import VerifyReport, verify_bundle
+from mait_deploy.device.profiling.measure import ProfileOptions, profile_many
+from mait_deploy.device.runner import RunnerOptions
 from mait_deploy.errors import MaitDeployError
 from mait_deploy.typed_json import encode
 
@@ -33,11 +35,7 @@ class BoardJobResult:
 def run_job(bundle: str, eval_data: str | None = None, profile: dict[str, Any] | None = None,
             profile_json: str | None = None, threads: int | None = None) -> dict[str, Any]:
     """A BoardJobResult as JSON values; the profile itself goes to ``profile_json`` (a ProfileReport file)."""
-    from mait_deploy.device.accuracy import evaluate_bundle
-    from mait_deploy.device.bundle import verify_bundle
-    from mait_deploy.device.profiling.measure import ProfileOptions, profile_many
     from mait_deploy.device.profiling.report import save_reports
-    from mait_deploy.device.runner import RunnerOptions
 
     result = BoardJobResult()
 

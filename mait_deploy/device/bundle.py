@@ -14,7 +14,7 @@ from mait_deploy.device.logits import compare_logits
 from mait_deploy.device.manifest import Manifest, check_files, read_manifest
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
-from mait_deploy.device.signing import trusted_key, verify_signature
+from mait_deploy.device.signing import SIGNATURE_FILE, trusted_key, verify_signature
 from mait_deploy.errors import ValidationError
 from mait_deploy.precision import INT8
 
@@ -44,7 +44,6 @@ def load_golden(folder: Path, manifest: Manifest) -> GoldenSet:
 def bundle_info(path: str | Path) -> dict[str, Any]:
     """What a bundle is, from its manifest (read and validated, files not hashed): target, precision, runtime, the
     model it holds, its accuracy gate, its files and where it was built. Numpy only: ``info`` on a board."""
-    from mait_deploy.device.signing import SIGNATURE_FILE
 
     folder = Path(path)
     manifest = read_manifest(folder)

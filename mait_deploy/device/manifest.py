@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mait_deploy._io import read_json, sha256_file
+from mait_deploy.config import MaiTConfig
 from mait_deploy.device.logits import GateResult, Tolerance
-from mait_deploy.errors import BundleError
+from mait_deploy.device.manifest_validation import validate_manifest
+from mait_deploy.errors import BundleError, ConfigError
 
 SCHEMA_VERSION = 3
 MANIFEST_FILE = "manifest.json"
@@ -164,7 +166,6 @@ class Manifest:
                               f"{SCHEMA_VERSION}: upgrade mait-deploy on this device")
         if version < 1:
             raise BundleError(f"{origin} has an invalid schema_version {version}")
-        from mait_deploy.device.manifest_validation import validate_manifest
 
         validate_manifest(data, origin)  # every field's type and bound (assets/manifest.schema.json)
         required = ("created", "model", "target", "precision", "artifact", "inputs", "outputs", "batch",
@@ -201,8 +202,6 @@ class Manifest:
 
     def _check(self, origin: str) -> None:
         """The rules across fields that a JSON Schema cannot state (the schema has checked each field)."""
-        from mait_deploy.config import MaiTConfig
-        from mait_deploy.errors import ConfigError
 
         try:
             config = MaiTConfig.from_dict(self.model)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mait_deploy.backends import REGISTRY
 from mait_deploy.config import MIN_CROP_PCT, MaiTConfig, MaskConfig, PreprocessConfig
 from mait_deploy.device.logits import GateResult, Tolerance
+from mait_deploy.device.manifest import Manifest
 from mait_deploy.device.manifest_validation import SCHEMA_FILE
+from mait_deploy.device.runner import runner_class
 from mait_deploy.precision import PRECISIONS
 from mait_deploy.typed_json import SchemaBuilder
 
@@ -88,7 +91,6 @@ REQUIRED_IN = {"model": ("num_classes", "img_size", "in_chans", "preprocess"),
 
 def manifest_schema() -> dict[str, Any]:
     """The manifest's JSON Schema (draft 2020-12), from the dataclasses and BOUNDS."""
-    from mait_deploy.device.manifest import Manifest
 
     schema = SchemaBuilder(BOUNDS, TYPED_DICTS, REQUIRED_IN).for_dataclass(Manifest)
     schema["allOf"] = runtime_option_rules()
@@ -120,8 +122,6 @@ def option_schema(option: Any) -> dict[str, Any]:
 def runtime_option_rules() -> list[dict[str, Any]]:
     """For each built-in runtime, the options its runner declares are the only ones its manifests may carry (the
     native runner checks them with the same schema): one contract, generated from the declarations."""
-    from mait_deploy.backends import REGISTRY
-    from mait_deploy.device.runner import runner_class
 
     rules = []
     for name in REGISTRY:

@@ -14,10 +14,11 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from mait_deploy import backends
+
 
 def probe(runtimes: list[str]) -> dict[str, Any]:
     """Platform facts and, per runtime name, its import time and version or the import error."""
-    from mait_deploy import backends
     from mait_deploy.device.profiling.isa import cpu_isa
 
     libc, libc_version = platform.libc_ver()

@@ -17,6 +17,7 @@ import numpy as np
 from mait_deploy import backends
 from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.config import PreprocessConfig
+from mait_deploy.device.load_probe import probe_load
 from mait_deploy.device.manifest import Manifest
 from mait_deploy.device.preprocess import image_files, preprocess
 from mait_deploy.errors import BundleError, DataError, MaitDeployError, UnsupportedOption
@@ -154,7 +155,6 @@ class Runner(abc.ABC):
     def activate(self) -> "Runner":
         if not self._active:
             if self.load_may_crash:
-                from mait_deploy.device.load_probe import probe_load
 
                 probe_load(self)
             try:

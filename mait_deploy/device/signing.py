@@ -23,6 +23,7 @@ from typing import Any
 
 from mait_deploy._deps import require
 from mait_deploy._io import atomic_path
+from mait_deploy.device.manifest import MANIFEST_FILE, check_files, read_manifest
 from mait_deploy.errors import BundleError, MaitDeployError, UnsupportedOption, printable
 
 SIGNATURE_FILE = "manifest.sig"
@@ -94,7 +95,6 @@ def key_id(public_key: Any) -> str:
 def sign_bundle(folder: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> Path:
     """Sign ``folder``'s manifest (after checking every file against it) with the Ed25519 key at ``key_path``;
     writes ``manifest.sig`` (replacing an earlier signature of this tool) and returns its path."""
-    from mait_deploy.device.manifest import MANIFEST_FILE, check_files, read_manifest
 
     folder = Path(folder)
     key = load_private_key(Path(key_path))
@@ -137,7 +137,6 @@ def _envelope(folder: Path) -> tuple[bytes, list[bytes]]:
 def verify_signature(folder: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> str:
     """Check ``folder``'s signature against the trusted public key; returns the key's id. BundleError unless a
     signature by that key covers the manifest's exact bytes (the caller then hashes every file against it)."""
-    from mait_deploy.device.manifest import MANIFEST_FILE
 
     folder = Path(folder)
     key = load_public_key(Path(key_path))  # first: without cryptography, the line names the extra to install

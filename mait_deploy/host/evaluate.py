@@ -15,6 +15,9 @@ from mait_deploy.device.accuracy import (
     score,
 )
 from mait_deploy.device.data.sources import load_dataset
+from mait_deploy.host.compile.source import source_from_onnx
+from mait_deploy.host.export.parity import ort_predictor
+from mait_deploy.host.model.zoo import resolve_checkpoint
 
 
 def _dataset(config: Any, data: str, count: int | None, seed: int) -> Any:
@@ -28,7 +31,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, data: 
     import torch
 
     from mait_deploy.host.model.checkpoint import load_checkpoint
-    from mait_deploy.host.model.zoo import resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     model = load_checkpoint(path)
@@ -44,8 +46,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike[str] | None = None, data: 
 def evaluate_onnx(path: str | os.PathLike[str], data: str = "fashion-mnist", count: int | None = None,
                   seed: int = 0) -> AccuracyResult:
     """Top-1 of an exported ONNX (its config, preprocessing and labels from its metadata), in ONNX Runtime."""
-    from mait_deploy.host.compile.source import source_from_onnx
-    from mait_deploy.host.export.parity import ort_predictor
 
     source = source_from_onnx(path)
     dataset = _dataset(source.config, data, count, seed)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mait_deploy._assets import ASSETS
+from mait_deploy.host.compare.run import CompareReport
+from mait_deploy.host.remote.fleet_report import FleetReport
 from mait_deploy.typed_json import SchemaBuilder
 
 # Bounds of a BundleRun the types cannot say, by path inside one.
@@ -28,9 +30,7 @@ RUNS_AT = {"deploy_report": ("rows.*", "devices.fleet.rows.*"), "fleet_report": 
 
 
 def _report_types() -> dict[str, type]:
-    from mait_deploy.host.compare.run import CompareReport
     from mait_deploy.host.deploy.report import DeployReport
-    from mait_deploy.host.remote.fleet_report import FleetReport
 
     return {"deploy_report": DeployReport, "fleet_report": FleetReport, "compare_report": CompareReport}
 

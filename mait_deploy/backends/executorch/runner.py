@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mait_deploy._deps import package_versions
+from mait_deploy.device.native_library import LIBRARY_ENV, library_path, open_native
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import BundleError, MissingDependency
 
@@ -60,7 +61,6 @@ class _NativeRuntime:
     via = "native library"
 
     def __init__(self, library: Path, runner: Runner, threads: int) -> None:
-        from mait_deploy.device.native_library import open_native
 
         self._session = open_native(library, runner.bundle_dir, runner.runtime_name, runner.num_classes, threads)
         self.input_shape = (runner.fixed_batch, *runner.sample_shape)  # the library checks the program's own
@@ -80,12 +80,10 @@ class ExecuTorchRunner(Runner):
     def load_may_crash(self) -> bool:
         """ExecuTorch's Python runtime aborts on some corrupt programs (a string that is not UTF-8 ends in
         std::terminate in its bindings); the native library loads with InternalConsistency and raises."""
-        from mait_deploy.device.native_library import library_path
 
         return library_path(self.options.native_library) is None
 
     def _load(self) -> None:
-        from mait_deploy.device.native_library import LIBRARY_ENV, library_path
 
         threads = self.threads_or_all_cores()
         library = library_path(self.options.native_library)

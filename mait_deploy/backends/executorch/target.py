@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from mait_deploy._deps import package_versions, require
 from mait_deploy.device.data.sources import Dataset
+from mait_deploy.device.load_probe import built_here
 from mait_deploy.device.manifest import Manifest, TensorSpec
 from mait_deploy.errors import ExportError, UnsupportedOption
 from mait_deploy.host.compile.qdq import QdqOptions
@@ -227,7 +228,6 @@ class ExecuTorchTarget(Target):
             program, report["delegation"] = self._lower(torch, model, sample)
         (staging / ARTIFACT).write_bytes(program)
         # Lowered by this process: loading it in-process is safe, no child-process probe needed (load_probe.py).
-        from mait_deploy.device.load_probe import built_here
 
         built_here(hashlib.sha256(program).hexdigest())
         return BuiltArtifact(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mait_deploy._runtime_logs import runtime_stderr_silenced
+from mait_deploy.backends.litert.interpreter import interpreter_module
 from mait_deploy.errors import MissingDependency, UnsupportedOption
 
 # Decomposed ops as litert-torch writes them: a LayerNorm is MEAN -> SQUARED_DIFFERENCE -> MEAN -> ... -> RSQRT.
@@ -87,7 +88,6 @@ def single_op_model(model: Any, index: int) -> tuple[bytes, list[int]]:
 def tensor_values(path: str, inputs: np.ndarray, feed: Callable[[Any, np.ndarray], None]) -> dict[int, np.ndarray]:
     """Every tensor's value in one run of the whole model on ``inputs`` (with the reference kernels: preserving
     the tensors turns the XNNPACK delegate off)."""
-    from mait_deploy.backends.litert.interpreter import interpreter_module
 
     module, _ = interpreter_module()
     with warnings.catch_warnings():  # "intended for debugging purposes only": what it is used for here

@@ -15,6 +15,8 @@ import numpy as np
 
 from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.backends.litert.interpreter import interpreter_module
+from mait_deploy.backends.litert.op_profile import op_times
+from mait_deploy.device.profiling.layers import LayerTime
 from mait_deploy.device.runner import Runner
 from mait_deploy.options import Option
 
@@ -80,8 +82,6 @@ class LiteRtRunner(Runner):
     def layer_times(self, inputs: np.ndarray, iterations: int, warmup: int) -> list[Any]:
         """Each operation timed on its own (ai-edge-litert's Python interpreter has no op profiler; see
         op_profile.py for how, and what isolation leaves out)."""
-        from mait_deploy.backends.litert.op_profile import op_times
-        from mait_deploy.device.profiling.layers import LayerTime
 
         path = str(self.bundle_dir / self.manifest.artifact.path)
         threads, xnnpack = self.threads_or_all_cores(), self._xnnpack()

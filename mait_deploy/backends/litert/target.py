@@ -24,6 +24,7 @@ import numpy as np
 from mait_deploy._deps import package_versions, require
 from mait_deploy._runtime_logs import runtime_stderr_silenced
 from mait_deploy.backends.litert.graph import mask_constants
+from mait_deploy.backends.litert.runner import make_interpreter
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import TensorSpec
 from mait_deploy.errors import ExportError, UnsupportedOption
@@ -61,7 +62,6 @@ def _quiet() -> Any:
 
 def check_tflite(path: Path, batch: int, sample_shape: tuple[int, ...]) -> dict[str, Any]:
     """Load the model in the interpreter and refuse Flex/custom ops and unexpected input shapes."""
-    from mait_deploy.backends.litert.runner import make_interpreter
 
     try:
         interpreter, package = make_interpreter(str(path), 1, xnnpack=True)

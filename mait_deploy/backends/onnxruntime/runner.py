@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mait_deploy._deps import require
+from mait_deploy.device.profiling.layers import LayerTime
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import BundleError, UnsupportedOption
 from mait_deploy.options import Option
@@ -92,7 +93,6 @@ class OnnxRuntimeRunner(Runner):
         import json
         import tempfile
 
-        from mait_deploy.device.profiling.layers import LayerTime
 
         ort = require("onnxruntime", extra="onnxruntime")
         if not self._active:

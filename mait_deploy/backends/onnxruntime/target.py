@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from mait_deploy._deps import require
+from mait_deploy.backends.onnxruntime.runner import u8s8_exact
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.activations import calibration_batch
@@ -40,7 +41,6 @@ def choose_int8_format(asked: str, device_isa: str | None = None) -> tuple[str, 
     """(activation/weight format, why). u8s8 (uint8 activations, int8 weights) runs ONNX Runtime's fastest x86
     kernels, but without VNNI they saturate (VPMADDUBSW); u8u8 is exact on every CPU. ``auto`` keeps u8s8 only
     where the device's kernels are exact: the named device int8 class, or this machine's, probed."""
-    from mait_deploy.backends.onnxruntime.runner import u8s8_exact
 
     if asked != "auto":
         return asked, "asked for"

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from mait_deploy.backends.openvino._import import import_openvino
+from mait_deploy.device.profiling.layers import LayerTime
+from mait_deploy.device.profiling.measure import rss_mb
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.options import Option
@@ -134,7 +136,6 @@ class OpenVinoRunner(Runner):
             return self._default
         entry = self._by_shape.get(shape)
         if entry is None:
-            from mait_deploy.device.profiling.measure import rss_mb
 
             before = rss_mb()
             model = self._model.clone()
@@ -190,7 +191,6 @@ class OpenVinoRunner(Runner):
         """OpenVINO's performance counters (PERF_COUNT) on a model compiled for them, with this runner's config."""
         import openvino as ov
 
-        from mait_deploy.device.profiling.layers import LayerTime
 
         if not self._active:
             self.activate()

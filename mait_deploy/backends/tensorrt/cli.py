@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from mait_deploy.backends.tensorrt.runner import build_engine_for_bundle
+
 
 def register(app: Any) -> None:
     from mait_deploy.cli.app import console, handle_errors, print_json, status_spinner
@@ -19,7 +21,6 @@ def register(app: Any) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Build (or reuse) the TensorRT engine of a bundle on this device; cached beside the bundle."""
-        from mait_deploy.backends.tensorrt.runner import build_engine_for_bundle
 
         with status_spinner() as status:
             status.update("building the TensorRT engine")

@@ -18,6 +18,7 @@ import numpy as np
 
 from mait_deploy._deps import require
 from mait_deploy._io import atomic_path, sha256_file
+from mait_deploy.device.manifest import check_files, read_manifest
 from mait_deploy.device.runner import Runner
 from mait_deploy.errors import MaitDeployError, MissingDependency
 from mait_deploy.options import Option
@@ -226,7 +227,6 @@ class TensorRtRunner(Runner):
 
 def build_engine_for_bundle(bundle: str | Path, force: bool = False) -> dict[str, Any]:
     """``mait-deploy build-engine``: build (or reuse) the cached engine of a TensorRT bundle on this device."""
-    from mait_deploy.device.manifest import check_files, read_manifest
 
     folder = Path(bundle)
     manifest = read_manifest(folder)

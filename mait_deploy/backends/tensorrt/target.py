@@ -19,9 +19,10 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy._deps import require
-from mait_deploy.backends.tensorrt.runner import TENSORRT_SOURCE
+from mait_deploy.backends.tensorrt.runner import TENSORRT_SOURCE, _cuda, gpu_info
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.manifest import Manifest
+from mait_deploy.errors import MaitDeployError as _Error
 from mait_deploy.errors import UnsupportedOption, ValidationError
 from mait_deploy.host.compile.activations import calibration_batch
 from mait_deploy.host.compile.onnx_common import check_mask_constants, onnx_io_specs
@@ -222,8 +223,6 @@ class TensorRtTarget(Target):
 
     def host_can_run(self) -> tuple[bool, str]:
         """True on a machine with TensorRT, cuda-python and an NVIDIA GPU (e.g. deploy run on the Jetson)."""
-        from mait_deploy.backends.tensorrt.runner import _cuda, gpu_info
-        from mait_deploy.errors import MaitDeployError as _Error
 
         try:
             require("tensorrt", extra="tensorrt", hint=TENSORRT_SOURCE)

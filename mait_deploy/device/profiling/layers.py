@@ -18,6 +18,7 @@ from typing import Any
 
 from mait_deploy._plots import pyplot, save_png
 from mait_deploy.config import MaiTConfig
+from mait_deploy.errors import UnsupportedOption
 
 
 @dataclass
@@ -141,7 +142,6 @@ def profile_layers(runner: Any, batch: int = 1, iterations: int = 50, warmup: in
     """The per-operation profile of ``runner``'s bundle at ``batch`` (the runtime's own profiler)."""
     import numpy as np
 
-    from mait_deploy.errors import UnsupportedOption
 
     if batch < 1 or iterations < 1 or warmup < 0:
         raise UnsupportedOption("--layers needs a batch and iterations >= 1")

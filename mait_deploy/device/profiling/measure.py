@@ -17,10 +17,12 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
+from mait_deploy.device.bundle import load_bundle, load_golden
 from mait_deploy.device.logits import GateResult
+from mait_deploy.device.manifest import read_manifest
 from mait_deploy.device.profiling.state import device_state
 from mait_deploy.device.profiling.stats import DEFAULT_PERCENTILES, LatencyStats, latency_stats
-from mait_deploy.device.runner import Runner, RunnerOptions
+from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.typed_json import decode, encode
 
@@ -193,7 +195,6 @@ def _timed_loop(timed_call: Callable[[], int], iterations: int | None, duration_
 
 def _raw_images(runner: Runner, count: int) -> np.ndarray | None:
     """Real images for the end-to-end figure: the bundle's golden images, repeated up to ``count``."""
-    from mait_deploy.device.bundle import load_golden
 
     golden = load_golden(runner.bundle_dir, runner.manifest)
     if golden.kind != "images":
@@ -257,7 +258,6 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
             progress: Callable[[str], None] | None = None) -> ProfileReport:
     """Profile one bundle. A failure part-way is recorded in the report (``error``) instead of losing the
     results measured so far; the caller decides whether to exit non-zero."""
-    from mait_deploy.device.bundle import load_bundle
 
     options = options or ProfileOptions()
     step = progress or (lambda message: None)
@@ -269,8 +269,6 @@ def profile(bundle_or_runner: str | Path | Runner, options: ProfileOptions | Non
     else:
         extra = dict(options.runtime_options)
         if options.mode == "throughput":  # the runtime's own setting for requests in flight, where it has one
-            from mait_deploy.device.manifest import read_manifest
-            from mait_deploy.device.runner import runner_class
 
             extra = {**runner_class(read_manifest(bundle_or_runner).runtime.name).throughput_options, **extra}
         runner = load_bundle(bundle_or_runner, RunnerOptions(threads=options.threads, extra=extra))

@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
+from mait_deploy.device.bundle import load_bundle
+from mait_deploy.device.runner import Runner, RunnerOptions
+from mait_deploy.errors import ValidationError, failure_line
 from mait_deploy.typed_json import encode
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,8 +165,6 @@ def time_bundles(bundles: Mapping[str, "str | Path | Runner"], baseline: str | N
     loads) the bundles are timed in a child process that has it (folders only)."""
     if environment:
         return _time_in_child(bundles, baseline, batch, rounds, block, warmup, threads, environment)
-    from mait_deploy.device.bundle import load_bundle
-    from mait_deploy.device.runner import Runner, RunnerOptions
 
     rng = np.random.default_rng(0)
     with contextlib.ExitStack() as stack:
@@ -183,7 +184,6 @@ def time_bundles(bundles: Mapping[str, "str | Path | Runner"], baseline: str | N
 
 def _time_in_child(bundles: Mapping[str, Any], baseline: str | None, batch: int, rounds: int, block: int,
                    warmup: int, threads: int | None, environment: Mapping[str, str]) -> SideBySide:
-    from mait_deploy.errors import ValidationError, failure_line
 
     command = [sys.executable, "-m", __name__, "--rounds", str(rounds), "--block", str(block), "--batch", str(batch),
                "--warmup", str(warmup), "--baseline", baseline or next(iter(bundles)),

@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from mait_deploy.device.profiling.isa import parse_cpuinfo
+
 NOT_AVAILABLE = "not available"
 Runner = Callable[[list[str]], str | None]
 
@@ -40,7 +42,6 @@ def run_tool(command: list[str], timeout: float = 5.0) -> str | None:
 
 def cpu_state(root: str = "/") -> dict[str, object]:
     base = Path(root)
-    from mait_deploy.device.profiling.isa import parse_cpuinfo
 
     model = parse_cpuinfo(_read(base / "proc/cpuinfo") or "")[0] or NOT_AVAILABLE
     governors, frequencies = set(), []

@@ -19,7 +19,11 @@ import numpy as np
 
 from mait_deploy.config import MaiTConfig, PreprocessConfig
 from mait_deploy.errors import ExportError, UnsupportedOption
+from mait_deploy.host.compare import timm_export
 from mait_deploy.host.compile.source import ModelSource, source_from_export
+from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME, ExportOptions, export_onnx
+from mait_deploy.host.export.parity import ort_predictor
+from mait_deploy.host.model.zoo import resolve_checkpoint
 from mait_deploy.mask_config import MaskConfig
 
 TIMM_SCRIPT = Path(__file__).with_name("timm_export.py")
@@ -96,11 +100,9 @@ def mait_model(spec: str, work: Path, step: Callable[[str], None]) -> CompareMod
     """A registered variant (seeded random weights: speed only) or a checkpoint, exported and verified."""
     import torch
 
-    from mait_deploy.host.export.onnx import ExportOptions, export_onnx
     from mait_deploy.host.model.checkpoint import load_checkpoint
     from mait_deploy.host.model.mait import PAPER_FIGURES, VARIANTS, create_model
     from mait_deploy.host.model.stats import model_stats
-    from mait_deploy.host.model.zoo import resolve_checkpoint
 
     if spec in VARIANTS:
         torch.manual_seed(0)
@@ -141,7 +143,6 @@ def baseline_model(spec: str, work: Path, step: Callable[[str], None], timm_pyth
     step(f"{name}: building with timm and exporting to ONNX")
     module = None
     if timm_python is None and timm_in_process() is None:
-        from mait_deploy.host.compare import timm_export
 
         try:
             module = timm_export.build(name, checkpoint or None)
@@ -193,7 +194,6 @@ def _load_exported(path: Path, name: str, python: str) -> tuple[Any, str]:
 
 
 def _check_parity(out: Path, name: str) -> None:
-    from mait_deploy.host.export.parity import ort_predictor
 
     with np.load(out / "reference.npz") as data:
         inputs, expected = data["input"], data["output"]
@@ -225,7 +225,6 @@ def _onnx_baseline(path: Path, work: Path) -> CompareModel:
     name = path.stem
     channels, height, width = (int(d or 0) for d in dims[1:])  # checked above: none is None
     config = interface_config(name, (channels, height, width), int(out_dims[1]))
-    from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
 
     renames = {inputs[0].name: INPUT_NAME, graph.output[0].name: OUTPUT_NAME}  # the names every runner uses
     for value in (inputs[0], graph.output[0]):

@@ -19,6 +19,8 @@ from typing import Callable
 
 from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output
+from mait_deploy.device.profiling.side_by_side import time_bundles
+from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
 from mait_deploy.host.compare.models import CompareModel, ModelFacts, baseline_model, mait_model
@@ -26,7 +28,7 @@ from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from mait_deploy.host.compile.target import Target
 from mait_deploy.host.jobs.executors import check_executor_options, executor_for
-from mait_deploy.host.jobs.job import BuildOutcome
+from mait_deploy.host.jobs.job import BuildJob, BuildOutcome, build_inputs, land
 from mait_deploy.precision import FP32, INT8, Precision, check_precisions
 from mait_deploy.results import BundleRun, Status, batch_key
 from mait_deploy.typed_json import decode, encode
@@ -169,7 +171,6 @@ def _build_all(entries: list[CompareModel], options: CompareOptions, root: Path,
                step: Callable[[str], None]) -> dict[tuple[str, str], dict[str, dict[int, Path]]]:
     """Every model's bundle(s) for every target and precision, built as jobs on the executor the options ask for:
     (target, precision) -> model -> batch -> bundle (a dynamic-batch bundle serves every batch size)."""
-    from mait_deploy.host.jobs.job import BuildJob, build_inputs, land
 
     jobs: list[BuildJob] = []
     serves: dict[str, tuple[str, str, str, list[int]]] = {}  # job -> target, precision, model, batch sizes
@@ -244,8 +245,6 @@ def _cannot_build(plugin: Target, entry: CompareModel, precision: str) -> str | 
 
 def _time_cell(entries: list[CompareModel], bundles: dict[str, Path], target: str, precision: str, batch: int,
                options: CompareOptions) -> CompareCell:
-    from mait_deploy.device.profiling.side_by_side import time_bundles
-    from mait_deploy.device.profiling.stats import Latency
 
     by_name = {e.name: e for e in entries}
     started = time.perf_counter()

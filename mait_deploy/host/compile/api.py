@@ -17,12 +17,16 @@ from mait_deploy.device.data.sources import (
     load_dataset,
     require_labels,
 )
-from mait_deploy.device.manifest import MANIFEST_FILE
+from mait_deploy.device.manifest import MANIFEST_FILE, Manifest
 from mait_deploy.device.profiling.isa import cpu_isa
+from mait_deploy.device.profiling.side_by_side import time_bundles
 from mait_deploy.errors import UnsupportedOption, ValidationError
 from mait_deploy.host import catalog
+from mait_deploy.host.compile.gate import AccuracyGateFailed
 from mait_deploy.host.compile.source import ModelSource, prepare_source
 from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions, CompileResult
+from mait_deploy.precision import FP32
+from mait_deploy.recommendation import Candidate, recommend
 
 DEFAULT_DATA = "fashion-mnist"
 
@@ -112,11 +116,6 @@ def _compile_fastest(plugin: Any, source: ModelSource, candidates: list[CompileO
     """--precision auto: build every precision, time those that pass the gate side by side on this machine (under
     ``environment``: the runtime's ISA cap for another device, see Target.timing_environment), and keep the
     fastest; a reduced precision only where it beats FP32 there (mait_deploy/recommendation.py)."""
-    from mait_deploy.device.manifest import Manifest
-    from mait_deploy.device.profiling.side_by_side import time_bundles
-    from mait_deploy.host.compile.gate import AccuracyGateFailed
-    from mait_deploy.precision import FP32
-    from mait_deploy.recommendation import Candidate, recommend
 
     built: dict[str, CompileResult] = {}
     rejected: dict[str, str] = {}

@@ -11,6 +11,7 @@ from mait_deploy.errors import ExportError
 from mait_deploy.host.compile.qdq import check_mask_not_quantized
 from mait_deploy.host.export import graph
 from mait_deploy.host.export.onnx import INPUT_NAME, OUTPUT_NAME
+from mait_deploy.host.model.masks import check_constants
 
 
 def onnx_io_specs(config: Any, batch: int | str = "batch") -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -30,7 +31,6 @@ def check_mask_constants(path: Path, source: Any) -> dict[str, Any]:
     if hasattr(source, "mask_problems"):
         problems = source.mask_problems(found)
     else:
-        from mait_deploy.host.model.masks import check_constants
 
         problems = check_constants(found, source)
     if problems:

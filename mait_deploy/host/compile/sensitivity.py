@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mait_deploy._deps import require
+from mait_deploy._plots import pyplot, save_png
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.qdq import DEFAULT_OP_TYPES, QdqOptions, quantize_qdq
 
@@ -110,7 +111,6 @@ def fallback_sizes(count: int) -> list[int]:
 def plot_sensitivity(ranking: Sequence[dict[str, Any]], kept_float: Sequence[str], path: str | os.PathLike[str],
                      title: str = "") -> None:
     """Bar chart of each layer's error with only it in INT8 (most sensitive first), kept-float layers in red."""
-    from mait_deploy._plots import pyplot, save_png
 
     plt = pyplot()
     shown = list(ranking)[:40]

@@ -18,7 +18,13 @@ import numpy as np
 from mait_deploy._deps import require
 from mait_deploy._io import sha256_file
 from mait_deploy.config import MaiTConfig
+from mait_deploy.device.accuracy import batched_logits
 from mait_deploy.errors import ExportError
+from mait_deploy.host.compile.activations import activation_bytes, gate_batch
+from mait_deploy.host.export.onnx import ExportOptions, export_onnx, read_onnx_metadata
+from mait_deploy.host.export.parity import ort_predictor
+from mait_deploy.host.model.masks import check_constants
+from mait_deploy.host.model.zoo import resolve_checkpoint
 
 
 @dataclass
@@ -46,7 +52,6 @@ class ModelSource:
     def activation_bytes(self) -> int:
         """The bytes of every intermediate tensor of one image's forward pass (activations.py): what the batch
         sizes of a build and a build job's declared memory are chosen from."""
-        from mait_deploy.host.compile.activations import activation_bytes
 
         return activation_bytes(self.onnx_path)
 
@@ -54,7 +59,6 @@ class ModelSource:
         """What is wrong with the mask constants found in a built graph (``masks.check_constants``)."""
         if self.external:
             return []
-        from mait_deploy.host.model.masks import check_constants
 
         return check_constants(found, self.config)
 
@@ -74,9 +78,6 @@ class ModelSource:
         """
         key = _inputs_key(inputs)
         if key not in self._reference_cache:
-            from mait_deploy.device.accuracy import batched_logits
-            from mait_deploy.host.compile.activations import gate_batch
-            from mait_deploy.host.export.parity import ort_predictor
 
             self._reference_cache[key] = batched_logits(ort_predictor(str(self.onnx_path)), inputs,
                                                         gate_batch(self.activation_bytes))
@@ -93,7 +94,6 @@ def _inputs_key(inputs: np.ndarray) -> str:
 
 def source_from_onnx(path: str | os.PathLike[str]) -> ModelSource:
     """Use an already exported ONNX file (it must carry mait-deploy's metadata and a dynamic batch axis)."""
-    from mait_deploy.host.export.onnx import read_onnx_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -112,10 +112,8 @@ def source_from_onnx(path: str | os.PathLike[str]) -> ModelSource:
 def source_from_checkpoint(checkpoint: Any, work_dir: Path, progress: Callable[[str], None] | None = None,
                            opset: int = 17) -> ModelSource:
     """Load a checkpoint (path, shipped name or None for the default) and export + verify its FP32 ONNX."""
-    from mait_deploy.host.export.onnx import ExportOptions, export_onnx
     from mait_deploy.host.model.checkpoint import load_checkpoint
     from mait_deploy.host.model.mait import MaiT
-    from mait_deploy.host.model.zoo import resolve_checkpoint
 
     model = checkpoint if isinstance(checkpoint, MaiT) else load_checkpoint(resolve_checkpoint(checkpoint))
     path = Path(work_dir) / "model.onnx"

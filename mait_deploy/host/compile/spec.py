@@ -10,6 +10,7 @@ from mait_deploy.device.logits import GateResult
 from mait_deploy.device.manifest import Manifest, TensorSpec
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
+from mait_deploy.host.compile.qdq import METHODS
 from mait_deploy.precision import AUTO, FP32, INT8, PRECISIONS, Precision
 
 
@@ -33,7 +34,6 @@ class CalibrationOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from mait_deploy.host.compile.qdq import METHODS
 
         if self.method not in METHODS:
             raise UnsupportedOption(f"unknown calibration method {self.method!r}; use {', '.join(METHODS)}")

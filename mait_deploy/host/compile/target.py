@@ -22,6 +22,7 @@ from mait_deploy import backends
 from mait_deploy._io import atomic_dir, check_output, content_key, jsonable, sha256_file
 from mait_deploy.backends import Backend
 from mait_deploy.device.archive import bundle_ownership
+from mait_deploy.device.data.builtin import load_sample
 from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.golden import (
     GOLDEN_FILE,
@@ -32,11 +33,13 @@ from mait_deploy.device.golden import (
 )
 from mait_deploy.device.logits import GateResult
 from mait_deploy.device.manifest import GoldenEntry, Manifest, RuntimeSpec
+from mait_deploy.device.preprocess import preprocess_uint8_batch
 from mait_deploy.device.profiling.isa import cpu_isa
 from mait_deploy.device.runner import Runner, RunnerOptions, runner_class
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile.activations import gate_batch
 from mait_deploy.host.compile.gate import AccuracyGateFailed, accuracy_gate
+from mait_deploy.host.compile.sensitivity import fallback_sizes, layer_sensitivity
 from mait_deploy.host.compile.source import ModelSource
 from mait_deploy.host.compile.spec import (
     BuiltArtifact,
@@ -44,6 +47,7 @@ from mait_deploy.host.compile.spec import (
     CompileResult,
     TargetCapabilities,
 )
+from mait_deploy.host.export.onnx import tool_versions
 from mait_deploy.options import Option, validate
 from mait_deploy.precision import INT8
 
@@ -236,7 +240,6 @@ class Target(abc.ABC):
         """Keep the 1, 2, 4, ... most INT8-sensitive layers in float until the gate passes (sensitivity.py)."""
         import shutil
 
-        from mait_deploy.host.compile.sensitivity import fallback_sizes, layer_sensitivity
 
         step(f"{self.name} int8: gate failed ({first_gate.summary()}); ranking layers by INT8 sensitivity")
         started = time.perf_counter()
@@ -272,7 +275,6 @@ class Target(abc.ABC):
 
     def _manifest(self, staging: Path, source: ModelSource, options: CompileOptions, built: BuiltArtifact,
                   golden: GoldenEntry | None, accuracy: GateResult | None) -> Manifest:
-        from mait_deploy.host.export.onnx import tool_versions
 
         hashed = built.hashed  # the artifact and side files, hashed once when the build was staged
         manifest = Manifest.create(
@@ -295,8 +297,6 @@ class Target(abc.ABC):
                 precision: str) -> GoldenEntry:
         """Record a few confidently classified images and this artifact's outputs for them (run through the
         same preprocessing + runner a device uses), for ``mait-deploy verify`` on the device."""
-        from mait_deploy.device.data.builtin import load_sample
-        from mait_deploy.device.preprocess import preprocess_uint8_batch
 
         if evaluation is not None:
             raw, inputs = evaluation.raw, evaluation.inputs

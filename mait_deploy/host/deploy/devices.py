@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Collection, Sequence
 
 from mait_deploy.host.remote.fleet_report import FleetReport
+from mait_deploy.host.remote.fleet_report import markdown as fleet_markdown
+from mait_deploy.host.remote.inventory import load_inventory, select
 from mait_deploy.precision import FP32
 from mait_deploy.recommendation import Candidate, OwnLatency, Recommendation, recommend
 from mait_deploy.results import BundleRun, RunnerKind
@@ -95,7 +97,6 @@ def run_on_devices(rows: Sequence[BundleRun], out_dir: Path, inventory: str, nam
     ``native_only`` (deploy --for native): the native runner is built and profiled on the boards too, and each
     board's recommendation is among the bundles a C++ app can link, by the native runner's figures."""
     from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
-    from mait_deploy.host.remote.inventory import load_inventory, select
 
     devices = select(load_inventory(inventory), names, tags)
     bundles = [Path(row.bundle) for row in rows if row.ok and row.bundle]
@@ -111,7 +112,6 @@ def run_on_devices(rows: Sequence[BundleRun], out_dir: Path, inventory: str, nam
 
 
 def markdown(devices: DevicesReport) -> str:
-    from mait_deploy.host.remote.fleet_report import markdown as fleet_markdown
 
     if devices.fleet is None:
         return f"\n## On the devices\n\n{devices.reason or 'not run'}.\n"

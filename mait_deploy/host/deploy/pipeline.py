@@ -17,17 +17,25 @@ from typing import Any, Callable
 
 from mait_deploy import __version__, backends
 from mait_deploy._io import content_key, jsonable, read_json, sha256_file, write_json
-from mait_deploy.device.manifest import Manifest
+from mait_deploy.device.bundle import load_bundle, verify_runner
+from mait_deploy.device.manifest import Manifest, check_files, read_manifest
+from mait_deploy.device.profiling.measure import ProfileOptions, profile
+from mait_deploy.device.profiling.state import cpu_state
 from mait_deploy.device.runner import Runner
+from mait_deploy.device.signing import sign_bundle
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
-from mait_deploy.host.compile.api import DEFAULT_DATA
+from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
+from mait_deploy.host.compile.source import source_from_export
 from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
+from mait_deploy.host.deploy.devices import run_on_devices
 from mait_deploy.host.deploy.race import race, recommend_rows
 from mait_deploy.host.deploy.report import REPORT_SCHEMA_VERSION, DeployReport, write_deploy_report
+from mait_deploy.host.export.onnx import ExportOptions, export_onnx, tool_versions
 from mait_deploy.host.jobs.executors import check_executor_options, executor_for
 from mait_deploy.host.jobs.job import BuildJob, BuildOutcome, build_inputs, land
+from mait_deploy.host.model.zoo import resolve_checkpoint
 from mait_deploy.precision import INT8, PORTABLE_PRECISIONS, PRECISIONS, Precision, check_precisions
 from mait_deploy.results import BundleRun, GateFigures, Status, Verified, profile_figures
 
@@ -90,7 +98,6 @@ def _stage_key(**parts: Any) -> str:
 
 def _checkpoint_identity(checkpoint: Any) -> tuple[Path, dict[str, object]]:
     from mait_deploy.host.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-    from mait_deploy.host.model.zoo import resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     folder = path if path.is_dir() else path.parent
@@ -133,8 +140,6 @@ class _State:
 
 def _export(checkpoint_path: Path, identity: dict[str, object], out_dir: Path, state: _State) -> tuple[Any, bool, str]:
     """The verified FP32 ONNX in ``out_dir`` (reused when the checkpoint and the tools are unchanged)."""
-    from mait_deploy.host.compile.source import source_from_export
-    from mait_deploy.host.export.onnx import ExportOptions, export_onnx, tool_versions
     from mait_deploy.host.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint_path)
@@ -154,7 +159,6 @@ def _export(checkpoint_path: Path, identity: dict[str, object], out_dir: Path, s
 
 def _reusable(bundle: Path, state: _State, key: str) -> Manifest | None:
     """The manifest of a finished bundle built from the same inputs whose files still match it, else None."""
-    from mait_deploy.device.manifest import check_files, read_manifest
 
     if state.bundle_key(bundle.name) != key or not bundle.is_dir():
         return None
@@ -177,8 +181,6 @@ def _finish_row(row: BundleRun, bundle: Path, key: str, built: BuildOutcome | Ma
                 state: _State, runners: dict[str, Runner]) -> None:
     """Take a build's outcome (or the manifest of the bundle reused as it was), then verify and profile the bundle
     here; every outcome is a row. The bundle is opened once and its runner is left in ``runners`` for the race."""
-    from mait_deploy.device.bundle import load_bundle, verify_runner
-    from mait_deploy.device.profiling.measure import ProfileOptions, profile
 
     started = time.perf_counter()
     outcome = built if isinstance(built, BuildOutcome) else None
@@ -235,8 +237,6 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
            progress: Callable[[str, int, int], None] | None = None) -> DeployReport:
     """Run the whole pipeline into ``out_dir`` and write report.json, report.md and report.png there."""
     from mait_deploy.device.profiling.isa import cpu_isa
-    from mait_deploy.device.profiling.state import cpu_state
-    from mait_deploy.host.compile.api import load_data
 
     options = options or DeployOptions()
     started = time.perf_counter()
@@ -307,14 +307,12 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
             runner.close()
     recommended = recommend_rows(rows, timing, native_only=options.recommend_for == "native")
     if options.sign_key:  # before the boards run them: a board that trusts the key runs only signed bundles
-        from mait_deploy.device.signing import sign_bundle
 
         for row in rows:
             if row.ok and row.bundle:
                 sign_bundle(row.bundle, options.sign_key)
     on_devices = None
     if options.inventory:
-        from mait_deploy.host.deploy.devices import run_on_devices
 
         step("running the bundles on the boards", total, total)
         on_devices = run_on_devices(rows, out_dir, options.inventory, options.devices, options.device_tags,

@@ -28,6 +28,8 @@ from mait_deploy.host.export.parity import (
     verify_onnx,
     verify_outputs,
 )
+from mait_deploy.host.model.masks import check_constants
+from mait_deploy.host.model.zoo import resolve_checkpoint
 from mait_deploy.precision import FP16
 
 INPUT_NAME = "input"
@@ -90,7 +92,6 @@ def tool_versions() -> dict[str, str]:
 def _load_model(model_or_checkpoint: Any) -> Any:
     from mait_deploy.host.model.checkpoint import load_checkpoint
     from mait_deploy.host.model.mait import MaiT
-    from mait_deploy.host.model.zoo import resolve_checkpoint
 
     if isinstance(model_or_checkpoint, MaiT):
         return model_or_checkpoint.eval()
@@ -155,7 +156,6 @@ def _simplify(model_proto: Any) -> Any:
 
 def _check_graph(report: graph.GraphReport, config: Any) -> list[str]:
     """Problems that make an export unacceptable (empty list = fine)."""
-    from mait_deploy.host.model.masks import check_constants
 
     problems = check_constants([(c.op, c.array, c.consumers) for c in report.mask_constants], config)
     if report.mask_building_ops:

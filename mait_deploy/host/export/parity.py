@@ -9,7 +9,9 @@ from typing import Any, Callable
 import numpy as np
 
 from mait_deploy.config import MaiTConfig
+from mait_deploy.device.data.builtin import load_sample
 from mait_deploy.device.logits import Tolerance, compare_logits
+from mait_deploy.device.preprocess import preprocess_uint8_batch
 from mait_deploy.errors import ValidationError
 from mait_deploy.precision import FP16, FP32
 
@@ -57,8 +59,6 @@ class ReferenceInputs:
 
 def reference_inputs(config: MaiTConfig, real: int = 256, random: int = 32, seed: int = 0) -> ReferenceInputs:
     """Real Fashion-MNIST test images (the shipped sample, preprocessed for this model) plus random inputs."""
-    from mait_deploy.device.data.builtin import load_sample
-    from mait_deploy.device.preprocess import preprocess_uint8_batch
 
     rng = np.random.default_rng(seed)
     parts, origin = [], "random"

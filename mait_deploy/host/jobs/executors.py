@@ -14,9 +14,12 @@ import shutil
 import tempfile
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
 from mait_deploy.device.runner import usable_cores
 from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.compile import target as target_module
 from mait_deploy.host.jobs.job import JOB_MEMORY_BYTES, BuildInputs, BuildJob, BuildOutcome, job_memory_bytes, run_job
+from mait_deploy.host.jobs.ray_cluster import RayCluster
 from mait_deploy.host.jobs.schedule import longest_first, remember_gates, with_known_gates
 from mait_deploy.host.jobs.share import core_shares, keep_to
 
@@ -69,7 +72,6 @@ class InProcess:
 
     def run(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
             progress: Progress | None = None) -> list[BuildOutcome]:
-        from mait_deploy.host.compile import target as target_module
 
         outcomes = []
         for job in jobs:
@@ -92,7 +94,6 @@ def _start_worker(inputs_file: str, temp_root: str, shares: Any) -> None:
     import queue
     import signal
 
-    from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
 
     global _WORKER_INPUTS, _WORKER_TEMP
     with open(inputs_file, "rb") as handle:
@@ -240,7 +241,6 @@ def executor_for(jobs: int | None, cluster: str | None, count: int | None = None
     """The executor ``--jobs``/``--cluster`` ask for (jobs None: the machine's default) for ``count`` jobs: a
     single job runs in this process (a worker would only add its start-up)."""
     if cluster:
-        from mait_deploy.host.jobs.ray_cluster import RayCluster
 
         return RayCluster(cluster)
     check_executor_options(jobs, cluster)

@@ -27,11 +27,17 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mait_deploy.device.archive import pack_bundle, unpack_bundle
 from mait_deploy.device.data.sources import Dataset
+from mait_deploy.device.load_probe import built_here
 from mait_deploy.device.logits import GateResult
 from mait_deploy.device.manifest import Manifest, read_manifest
 from mait_deploy.errors import BundleError, MaitDeployError
+from mait_deploy.host import catalog
+from mait_deploy.host.compile import target as target_module
 from mait_deploy.host.compile.activations import ACTIVATION_BUDGET_BYTES, INFERENCE_SHARE, calibration_batch, gate_batch
+from mait_deploy.host.compile.gate import AccuracyGateFailed
+from mait_deploy.host.compile.source import ModelSource
 
 # What one build of the default model holds at its peak, measured here (ExecuTorch's lowering is the largest): the
 # base of every job's declared memory (job_memory_bytes), the rest grows with the model and the images it holds.
@@ -127,11 +133,7 @@ def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str
             progress: Callable[[str], None] | None = None) -> BuildOutcome:
     """Build one bundle from bytes, in a folder of its own (under ``temp_root``) that is removed after (the worker
     side)."""
-    from mait_deploy.device.archive import pack_bundle
     from mait_deploy.device.profiling.isa import cpu_isa
-    from mait_deploy.host import catalog
-    from mait_deploy.host.compile import target as target_module
-    from mait_deploy.host.compile.gate import AccuracyGateFailed
 
     started = time.perf_counter()
     outcome = BuildOutcome(job.name, "failed", worker={"host": platform.node(), "pid": os.getpid(),
@@ -171,7 +173,6 @@ def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str
 def _source(inputs: BuildInputs, folder: Path) -> Any:
     """The ModelSource a host build uses, rebuilt from bytes: the ONNX, the PyTorch module where there is one
     and the host's reference logits (so the worker's gate compares against the very same numbers)."""
-    from mait_deploy.host.compile.source import ModelSource
 
     onnx_path = folder / "model.onnx"
     onnx_path.write_bytes(inputs.onnx)
@@ -192,8 +193,6 @@ def land(outcome: BuildOutcome, bundle: Path) -> Manifest:
     """Check a finished job's archive against its sha256 and unpack it to ``bundle`` (replacing what a previous
     run of this tool left there); a corrupt one is a BundleError and leaves nothing. Returns the bundle's
     manifest."""
-    from mait_deploy.device.archive import unpack_bundle
-    from mait_deploy.device.load_probe import built_here
 
     data = outcome.archive or b""
     if hashlib.sha256(data).hexdigest() != outcome.archive_sha256:

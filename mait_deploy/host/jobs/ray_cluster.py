@@ -13,8 +13,11 @@ import logging
 from typing import Any, Mapping, Sequence
 
 from mait_deploy._deps import require
+from mait_deploy._runtime_logs import QUIET_ENVIRONMENT, quiet_third_party
 from mait_deploy.errors import MaitDeployError
 from mait_deploy.host.jobs.job import BuildInputs, BuildJob, BuildOutcome, job_memory_bytes, run_job
+from mait_deploy.host.jobs.schedule import longest_first, remember_gates, with_known_gates
+from mait_deploy.host.jobs.share import keep_to
 
 CANCEL_WAIT_S = 60.0  # how long Ctrl-C waits for the cancelled builds to stop
 
@@ -24,8 +27,6 @@ def _ray_job(job: BuildJob, inputs: BuildInputs) -> BuildOutcome:
 
     import ray
 
-    from mait_deploy._runtime_logs import QUIET_ENVIRONMENT, quiet_third_party
-    from mait_deploy.host.jobs.share import keep_to
 
     os.environ.update(QUIET_ENVIRONMENT)
     quiet_third_party()
@@ -46,7 +47,6 @@ class RayCluster:
 
     def run(self, jobs: Sequence[BuildJob], inputs: Mapping[str, BuildInputs], done: Any,
             progress: Any = None) -> list[BuildOutcome]:
-        from mait_deploy.host.jobs.schedule import longest_first, remember_gates, with_known_gates
 
         ray = require("ray", "cluster")
         try:

@@ -6,6 +6,8 @@ import os
 from typing import Any
 
 from mait_deploy._io import sha256_file
+from mait_deploy.host.compile.source import source_from_onnx
+from mait_deploy.host.export.onnx import read_onnx_metadata
 from mait_deploy.host.model.checkpoint import WEIGHTS_FILE, load_checkpoint
 from mait_deploy.host.model.zoo import resolve_checkpoint
 
@@ -47,8 +49,6 @@ def onnx_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The config an exported ONNX carries in its metadata, and its file facts."""
     from pathlib import Path
 
-    from mait_deploy.host.compile.source import source_from_onnx
-    from mait_deploy.host.export.onnx import read_onnx_metadata
 
     source = source_from_onnx(path)  # checks: our metadata, FP32, dynamic batch
     config, meta = source.config, read_onnx_metadata(path)

@@ -17,7 +17,10 @@ import numpy as np
 
 from mait_deploy._io import write_json
 from mait_deploy._plots import pyplot, save_png
+from mait_deploy.device.data.sources import load_dataset
 from mait_deploy.errors import UnsupportedOption
+from mait_deploy.host.model.masks import token_keep
+from mait_deploy.host.model.zoo import resolve_checkpoint
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,6 @@ def attention_locality(model: Any, images: np.ndarray, batch: int = 64,
     """ALS [blocks, heads] of a MaiT on preprocessed images [N, C, H, W] (the model's own masks applied)."""
     import torch
 
-    from mait_deploy.host.model.masks import token_keep
 
     config = model.config
     keep = torch.from_numpy(token_keep(config, pattern="window"))
@@ -96,7 +98,6 @@ def attention_locality(model: Any, images: np.ndarray, batch: int = 64,
 
 def uniform_baseline(config: Any) -> float:
     """The ALS of a head whose weights are uniform over all tokens."""
-    from mait_deploy.host.model.masks import token_keep
 
     keep = token_keep(config, pattern="window")[config.num_prefix_tokens:]
     return float(keep.sum(1).mean() / keep.shape[1])
@@ -106,9 +107,7 @@ def locality_report(checkpoint: str | os.PathLike[str] | None = None, data: str 
                     count: int = 500, seed: int = 0, rule: SuggestRule | None = None,
                     progress: Callable[[int, int], None] | None = None) -> LocalityReport:
     """ALS of every head of a checkpoint on real images; with ``rule`` also the schedule it suggests."""
-    from mait_deploy.device.data.sources import load_dataset
     from mait_deploy.host.model.checkpoint import load_checkpoint
-    from mait_deploy.host.model.zoo import resolve_checkpoint
 
     if count < 1:
         raise UnsupportedOption(f"count must be positive, got {count}")

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
+from mait_deploy._io import check_output
 from mait_deploy.config import MaiTConfig, MaskConfig, PreprocessConfig
 from mait_deploy.errors import CheckpointError, ConfigError
 from mait_deploy.host.model.checkpoint import _tensor_dict, apply_state_dict, load_state_dict_file
@@ -165,7 +166,6 @@ def import_timm_checkpoint(weights: str | os.PathLike[str], out: str | os.PathLi
                            schedule: str | None = None, window: int = 3, num_heads: int | None = None,
                            force: bool = False) -> MaiTConfig:
     """``import_timm`` from a weights file, saved as a checkpoint folder (train.py --init-from fine-tunes it)."""
-    from mait_deploy._io import check_output
     from mait_deploy.host.model.checkpoint import save_checkpoint
 
     out = Path(out)

@@ -19,7 +19,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mait_deploy._io import check_output, sha256_file, write_json
+from mait_deploy.config import PreprocessConfig
+from mait_deploy.device.accuracy import evaluate_bundle
 from mait_deploy.device.board_job import BoardJobResult
+from mait_deploy.device.data.sources import load_dataset, require_labels
 from mait_deploy.device.manifest import MANIFEST_FILE
 from mait_deploy.device.native_app import native_runtimes
 from mait_deploy.device.profiling.measure import ProfileReport
@@ -71,8 +74,6 @@ class ProfileOptionsRemote:
 def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[LocalBundle], folder: Path,
                   host_scores: bool = True) -> EvalSet:
     """Draw labelled images once for every bundle and board (raw pixels: each runtime preprocesses them itself)."""
-    from mait_deploy.config import PreprocessConfig
-    from mait_deploy.device.data.sources import load_dataset, require_labels
 
     first = bundles[0].manifest
     if any(b.manifest.labels != first.labels for b in bundles):
@@ -93,7 +94,6 @@ def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[L
     key = sha256_file(path)[:20]
     eval_set = EvalSet(path, key, len(dataset), dataset.origin)
     if host_scores:
-        from mait_deploy.device.accuracy import evaluate_bundle
 
         for bundle in bundles:
             try:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, TypeVar
 
+from mait_deploy import backends
 from mait_deploy._deps import require
 from mait_deploy.errors import RemoteError, shorten
 
@@ -145,7 +146,6 @@ def _check(name: str, values: Mapping[str, object], origin: str) -> Device:
     user = _text(where, "user", merged.get("user", "root"))
     if not _NAME.match(user):
         raise RemoteError(f"{where}: user {user!r} is not a login name")
-    from mait_deploy import backends
 
     runtimes = merged.get("runtimes", merged.get("runtime"))
     if not runtimes:

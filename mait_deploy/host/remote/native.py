@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
+from mait_deploy import backends
+from mait_deploy._assets import ASSETS
 from mait_deploy.device.native_app import native_items, native_runtimes
+from mait_deploy.device.native_library import LIBRARY_ENV, LIBRARY_NAME
 from mait_deploy.device.profiling.stats import Latency
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.ssh import Board, last_line
@@ -45,7 +48,6 @@ class NativeBench:
 
 def source_files() -> dict[str, Path]:
     """Relative path -> file, of everything the native project is made of (the schema included)."""
-    from mait_deploy._assets import ASSETS
 
     files = {}
     for item, path in native_items().items():
@@ -123,8 +125,6 @@ async def device_environment(board: Board, runtime: str, work: PurePosixPath, py
                              steps: dict[str, float]) -> list[str]:
     """``env`` arguments for a board job: where a backend's device runs its bundles through the native runner's
     library, that library, built on the board when missing (``steps["native_build"]``: the seconds it took)."""
-    from mait_deploy import backends
-    from mait_deploy.device.native_library import LIBRARY_ENV, LIBRARY_NAME
 
     if not backends.get(runtime).device.runs_native:
         return []

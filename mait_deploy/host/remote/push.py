@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from mait_deploy._io import sha256_file
-from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, read_manifest
+from mait_deploy.device.manifest import MANIFEST_FILE, Manifest, check_files, read_manifest
 from mait_deploy.device.signing import SIGNATURE_FILE
 from mait_deploy.errors import RemoteError
 from mait_deploy.host.remote.ssh import Board
@@ -40,7 +40,6 @@ def read_bundles(paths: Sequence[Path]) -> list[LocalBundle]:
     """Read and hash-check each local bundle before anything connects. What is pushed is what the manifest lists
     (check_files: each a regular file inside the folder, no symbolic link on the way, with its recorded sha256),
     never whatever else the folder holds."""
-    from mait_deploy.device.manifest import check_files
 
     bundles: list[LocalBundle] = []
     for path in map(Path, paths):
