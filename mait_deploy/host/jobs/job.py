@@ -186,6 +186,8 @@ def _source(inputs: BuildInputs, folder: Path) -> Any:
                          export_report=inputs.export_report, external=inputs.external)
     if inputs.evaluation is not None and inputs.reference_logits is not None:
         source.remember_reference_logits(inputs.evaluation.inputs, inputs.reference_logits)
+    if inputs.activation_bytes:  # measured by the host once (a cached property): not again in every job
+        source.__dict__["activation_bytes"] = inputs.activation_bytes
     return source
 
 
