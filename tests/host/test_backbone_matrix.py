@@ -14,6 +14,7 @@ from mait_deploy import backends
 from mait_deploy.config import MaskConfig
 from mait_deploy.device.bundle import verify_bundle
 from mait_deploy.host.compile.api import compile_model
+from mait_deploy.host.compile.source import source_from_checkpoint
 from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
 from tests.small_models import small_config, train_small
 
@@ -42,23 +43,25 @@ SHIPPED = ("deit-multiplicative", "cait-additive")
 
 @pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.matrix) if c in SHIPPED else c
                                         for c in COMBOS])
-def trained(request):
+def trained(request, tmp_path_factory):
     # The CaiT combinations learn slower at this size (2 epochs left cait/multiplicative at 34%): 4 epochs.
     epochs = 4 if COMBOS[request.param]["backbone"] == "cait" else 2
-    return request.param, train_small(small_config(f"small_{request.param}", **COMBOS[request.param]), epochs=epochs)
+    model = train_small(small_config(f"small_{request.param}", **COMBOS[request.param]), epochs=epochs)
+    # One verified export per model, compiled for every target and precision (each compile would export again).
+    return request.param, source_from_checkpoint(model, tmp_path_factory.mktemp(f"export-{request.param}"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["onnxruntime", "openvino", "litert", "tensorrt"])
 def test_every_target_compiles_gates_and_verifies(trained, target, tmp_path):
-    combo, model = trained
+    combo, source = trained
     missing = backends.availability().get(target)
     if missing:
         pytest.skip(f"{target} cannot build here: {missing}")
     for precision in ("fp32", "int8"):
         options = CompileOptions(precision=precision, max_accuracy_drop=0.02,
                                  calibration=CalibrationOptions(count=128))
-        result = compile_model(model, target, options, tmp_path / precision, eval_count=500)
+        result = compile_model(source, target, options, tmp_path / precision, eval_count=500)
         accuracy = result.manifest.accuracy
         assert accuracy.reference_top1 > 0.5, f"{combo}: the small model did not train (chance: 0.1)"
         assert accuracy.passed, f"{combo} {target} {precision}: {accuracy}"

@@ -68,7 +68,8 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
                   progress: Callable[[str], None] | None = None) -> CompileResult:
     """Export (when ``model`` is a checkpoint), calibrate, build, gate and bundle.
 
-    ``model``: a checkpoint folder/shipped name/None (the shipped default), a MaiT object, or an exported .onnx.
+    ``model``: a checkpoint folder/shipped name/None (the shipped default), a MaiT object, an exported .onnx, or a
+    ModelSource already prepared (``source_from_checkpoint``: one export compiled for several targets).
     ``calibration``/``evaluation``: data sources (see mait_deploy.device.data.sources); the evaluation images must
     be held out from calibration. ``evaluation=None`` skips the accuracy gate (the bundle says so).
     """

@@ -127,7 +127,10 @@ def source_from_export(model: Any, onnx_path: Path, export_report: dict[str, Any
 
 
 def prepare_source(model: Any, work_dir: Path, progress: Callable[[str], None] | None = None) -> ModelSource:
-    """A checkpoint (or None/shipped name) is exported first; a ``.onnx`` path is used as it is."""
+    """A checkpoint (or None/shipped name) is exported first; a ``.onnx`` path is used as it is, and so is a
+    ModelSource already prepared (one export compiled for several targets)."""
+    if isinstance(model, ModelSource):
+        return model
     if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx"):
         return source_from_onnx(model)
     return source_from_checkpoint(model, work_dir, progress)
