@@ -33,7 +33,6 @@ def device_settings(trust: Optional[Path], native_library: Optional[Path]) -> No
     environment), never a bundle's, and every runner this command opens honours them."""
     import os
 
-
     if trust is not None:
         load_public_key(trust)  # a wrong key is a usage error now, not a refusal of every bundle later
         os.environ[TRUSTED_KEY_ENV] = str(trust.resolve())

@@ -82,7 +82,6 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
 
         stats = [s.to_dict() for s in variant_stats()]
     else:
-
         stats = read_json(VARIANT_TABLE, what="variant table")
     if as_json:
         print_json(stats)
@@ -122,7 +121,6 @@ def info(
     """Describe a checkpoint, an exported .onnx or a bundle: architecture, masks, preprocessing, labels, size."""
 
     if checkpoint is not None and (Path(checkpoint) / MANIFEST_FILE).is_file():
-
         details, title = bundle_info(checkpoint), f"bundle {checkpoint}"
     else:
         from mait_deploy.host.model.info import checkpoint_info
@@ -232,11 +230,9 @@ def compile_command(
                                evaluation=None if no_eval else eval_data, eval_count=eval_count,
                                progress=status.update)
     if sign is not None:
-
         sign_bundle(result.bundle, sign)
     fallback = result.manifest.build.get("layer_fallback")
     if sensitivity_plot and fallback:
-
         plot_sensitivity(fallback["sensitivity"], fallback["kept_float"], sensitivity_plot)
     if as_json:
         print_json(result.to_dict())
@@ -309,7 +305,6 @@ def deploy(
     from mait_deploy.host.deploy.report import markdown_table
 
     if sign is not None:
-
         load_private_key(sign)
 
     options = DeployOptions(

@@ -29,7 +29,6 @@ AS_JSON = typer.Option(False, "--json", help="Print the result as JSON (an error
 
 
 def _devices(inventory: Path, device: Optional[list[str]], tags: Optional[list[str]]):
-
     return select(load_inventory(inventory), device or (), tags or ())
 
 
@@ -109,7 +108,6 @@ def profile(
                                    duration_s=duration, threads=threads, native=native,
                                    trusted_key=None if trust is None else str(trust))
     if trust is not None:
-
         load_public_key(trust)
     with status_spinner() as status:
         report = remote_profile(devices, bundles, output, eval_source, eval_count, eval_seed, options,

@@ -51,7 +51,6 @@ def score(predict: Callable[[np.ndarray], np.ndarray], dataset: Dataset, model: 
 
 
 def is_bundle(path: str | os.PathLike[str] | None) -> bool:
-
     return path is not None and (Path(path) / MANIFEST_FILE).is_file()
 
 

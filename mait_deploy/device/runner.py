@@ -155,7 +155,6 @@ class Runner(abc.ABC):
     def activate(self) -> "Runner":
         if not self._active:
             if self.load_may_crash:
-
                 probe_load(self)
             try:
                 with runtime_stderr_silenced():

@@ -61,7 +61,6 @@ class _NativeRuntime:
     via = "native library"
 
     def __init__(self, library: Path, runner: Runner, threads: int) -> None:
-
         self._session = open_native(library, runner.bundle_dir, runner.runtime_name, runner.num_classes, threads)
         self.input_shape = (runner.fixed_batch, *runner.sample_shape)  # the library checks the program's own
         self.version, self.detail = _package_version(), self._session.description
@@ -84,7 +83,6 @@ class ExecuTorchRunner(Runner):
         return library_path(self.options.native_library) is None
 
     def _load(self) -> None:
-
         threads = self.threads_or_all_cores()
         library = library_path(self.options.native_library)
         if library is not None:

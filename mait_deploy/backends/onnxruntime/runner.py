@@ -93,7 +93,6 @@ class OnnxRuntimeRunner(Runner):
         import json
         import tempfile
 
-
         ort = require("onnxruntime", extra="onnxruntime")
         if not self._active:
             self.activate()

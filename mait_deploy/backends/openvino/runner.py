@@ -80,7 +80,6 @@ class OpenVinoRunner(Runner):
     The first call at a new batch size pays the compile (0.2-0.3 s for the demo model). ``shapes="dynamic"``
     compiles once for every batch size."""
 
-
     throughput_options = {"performance_hint": "THROUGHPUT"}
     declared_options = (
         Option("device", str, "CPU", "the OpenVINO device (CPU, GPU, NPU, AUTO...)"),
@@ -136,7 +135,6 @@ class OpenVinoRunner(Runner):
             return self._default
         entry = self._by_shape.get(shape)
         if entry is None:
-
             before = rss_mb()
             model = self._model.clone()
             model.reshape({model.input(0): list(shape)})
@@ -190,7 +188,6 @@ class OpenVinoRunner(Runner):
     def layer_times(self, inputs: np.ndarray, iterations: int, warmup: int) -> list[Any]:
         """OpenVINO's performance counters (PERF_COUNT) on a model compiled for them, with this runner's config."""
         import openvino as ov
-
 
         if not self._active:
             self.activate()

@@ -142,7 +142,6 @@ def profile_layers(runner: Any, batch: int = 1, iterations: int = 50, warmup: in
     """The per-operation profile of ``runner``'s bundle at ``batch`` (the runtime's own profiler)."""
     import numpy as np
 
-
     if batch < 1 or iterations < 1 or warmup < 0:
         raise UnsupportedOption("--layers needs a batch and iterations >= 1")
     if runner.fixed_batch and batch != runner.fixed_batch:

@@ -143,7 +143,6 @@ def baseline_model(spec: str, work: Path, step: Callable[[str], None], timm_pyth
     step(f"{name}: building with timm and exporting to ONNX")
     module = None
     if timm_python is None and timm_in_process() is None:
-
         try:
             module = timm_export.build(name, checkpoint or None)
             timm_export.export(module, name, out)
@@ -194,7 +193,6 @@ def _load_exported(path: Path, name: str, python: str) -> tuple[Any, str]:
 
 
 def _check_parity(out: Path, name: str) -> None:
-
     with np.load(out / "reference.npz") as data:
         inputs, expected = data["input"], data["output"]
     got = ort_predictor(str(out / "model.onnx"))(inputs)

@@ -31,7 +31,6 @@ def check_mask_constants(path: Path, source: Any) -> dict[str, Any]:
     if hasattr(source, "mask_problems"):
         problems = source.mask_problems(found)
     else:
-
         problems = check_constants(found, source)
     if problems:
         raise ExportError(f"{path.name}: {'; '.join(problems)}")

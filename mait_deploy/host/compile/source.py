@@ -78,7 +78,6 @@ class ModelSource:
         """
         key = _inputs_key(inputs)
         if key not in self._reference_cache:
-
             self._reference_cache[key] = batched_logits(ort_predictor(str(self.onnx_path)), inputs,
                                                         gate_batch(self.activation_bytes))
         return self._reference_cache[key]

@@ -34,7 +34,6 @@ class CalibrationOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-
         if self.method not in METHODS:
             raise UnsupportedOption(f"unknown calibration method {self.method!r}; use {', '.join(METHODS)}")
         if self.count < 1:

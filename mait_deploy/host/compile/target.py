@@ -240,7 +240,6 @@ class Target(abc.ABC):
         """Keep the 1, 2, 4, ... most INT8-sensitive layers in float until the gate passes (sensitivity.py)."""
         import shutil
 
-
         step(f"{self.name} int8: gate failed ({first_gate.summary()}); ranking layers by INT8 sensitivity")
         started = time.perf_counter()
         ranking = layer_sensitivity(source.onnx_path, calibration.inputs, preset,

@@ -112,7 +112,6 @@ def run_on_devices(rows: Sequence[BundleRun], out_dir: Path, inventory: str, nam
 
 
 def markdown(devices: DevicesReport) -> str:
-
     if devices.fleet is None:
         return f"\n## On the devices\n\n{devices.reason or 'not run'}.\n"
     text = "\n## On the devices\n\n" + fleet_markdown(devices.fleet).split("\n", 2)[2]

@@ -313,7 +313,6 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
                 sign_bundle(row.bundle, options.sign_key)
     on_devices = None
     if options.inventory:
-
         step("running the bundles on the boards", total, total)
         on_devices = run_on_devices(rows, out_dir, options.inventory, options.devices, options.device_tags,
                                     options.evaluation, options.device_eval_count or options.eval_count,

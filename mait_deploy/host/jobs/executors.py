@@ -94,7 +94,6 @@ def _start_worker(inputs_file: str, temp_root: str, shares: Any) -> None:
     import queue
     import signal
 
-
     global _WORKER_INPUTS, _WORKER_TEMP
     with open(inputs_file, "rb") as handle:
         _WORKER_INPUTS, _WORKER_TEMP = pickle.load(handle), temp_root
@@ -241,7 +240,6 @@ def executor_for(jobs: int | None, cluster: str | None, count: int | None = None
     """The executor ``--jobs``/``--cluster`` ask for (jobs None: the machine's default) for ``count`` jobs: a
     single job runs in this process (a worker would only add its start-up)."""
     if cluster:
-
         return RayCluster(cluster)
     check_executor_options(jobs, cluster)
     workers = default_jobs() if jobs is None else jobs

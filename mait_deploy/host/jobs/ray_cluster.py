@@ -27,7 +27,6 @@ def _ray_job(job: BuildJob, inputs: BuildInputs) -> BuildOutcome:
 
     import ray
 
-
     os.environ.update(QUIET_ENVIRONMENT)
     quiet_third_party()
     # The CPUs the task was given (one): Ray sets OMP_NUM_THREADS to it; the runners take as many.

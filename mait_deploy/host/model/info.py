@@ -49,7 +49,6 @@ def onnx_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The config an exported ONNX carries in its metadata, and its file facts."""
     from pathlib import Path
 
-
     source = source_from_onnx(path)  # checks: our metadata, FP32, dynamic batch
     config, meta = source.config, read_onnx_metadata(path)
     return {

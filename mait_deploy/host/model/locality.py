@@ -76,7 +76,6 @@ def attention_locality(model: Any, images: np.ndarray, batch: int = 64,
     """ALS [blocks, heads] of a MaiT on preprocessed images [N, C, H, W] (the model's own masks applied)."""
     import torch
 
-
     config = model.config
     keep = torch.from_numpy(token_keep(config, pattern="window"))
     prefix = config.num_prefix_tokens

@@ -94,7 +94,6 @@ def make_eval_set(source: str, count: int | None, seed: int, bundles: Sequence[L
     key = sha256_file(path)[:20]
     eval_set = EvalSet(path, key, len(dataset), dataset.origin)
     if host_scores:
-
         for bundle in bundles:
             try:
                 result = evaluate_bundle(bundle.path, str(path))
