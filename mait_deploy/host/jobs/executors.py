@@ -12,7 +12,7 @@ import os
 import pickle
 import shutil
 import tempfile
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
 from mait_deploy.device.runner import usable_cores
@@ -63,6 +63,13 @@ def admissible(queue: Sequence[BuildJob], flying: Sequence[BuildJob], declared: 
         return queue[0] if queue else None
     held = sum(declared.get(job.name, 0) for job in flying)
     return next((job for job in queue if held + declared.get(job.name, 0) <= limit), None)
+
+
+class Memory(NamedTuple):
+    """A run's memory: what each job declares (by name) and what this machine can give (None: unknown)."""
+
+    declared: Mapping[str, int]
+    limit: int | None
 
 
 class InProcess:
@@ -124,8 +131,6 @@ class LocalProcesses:
         if workers < 1:
             raise UnsupportedOption(f"--jobs must be at least 1, got {workers}")
         self.workers = workers
-        self._declared: dict[str, int] = {}  # job name -> its declared memory (run)
-        self._limit: int | None = None
 
     def run(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
             progress: Progress | None = None) -> list[BuildOutcome]:
@@ -134,17 +139,16 @@ class LocalProcesses:
         gates: dict[str, Any] = {}
         # What each job declares it holds (job_memory_bytes) against what this machine can give: two 224-px
         # builds that would not fit side by side run one after the other, the others beside them.
-        self._declared = {job.name: job_memory_bytes(inputs[job.source]) for job in jobs}
-        self._limit = available_memory()
+        memory = Memory({job.name: job_memory_bytes(inputs[job.source]) for job in jobs}, available_memory())
         while pending:
-            crashed = self._run_pool(pending, inputs, done, outcomes, gates)
+            crashed = self._run_pool(pending, inputs, done, outcomes, gates, memory)
             # A dead worker breaks the whole pool: the jobs it had in flight are tried again one at a time, so only
             # the job that kills its worker fails (with the reason) and the others finish.
             pending = [job for job in pending if job.name not in outcomes]
             for job in crashed:
                 if job.name in outcomes:
                     continue
-                alone = self._run_pool([job], inputs, done, outcomes, gates)
+                alone = self._run_pool([job], inputs, done, outcomes, gates, memory)
                 if alone:
                     outcome = BuildOutcome(job.name, "failed", "its worker process died (killed by a signal, or "
                                                                "out of memory); the other builds went on")
@@ -154,7 +158,7 @@ class LocalProcesses:
         return [outcomes[job.name] for job in jobs]
 
     def _run_pool(self, jobs: Sequence[BuildJob], inputs: Inputs, done: Done,
-                  outcomes: dict[str, BuildOutcome], gates: dict[str, Any]) -> list[BuildJob]:
+                  outcomes: dict[str, BuildOutcome], gates: dict[str, Any], memory: Memory) -> list[BuildJob]:
         """Run ``jobs`` on a fresh pool; the jobs in flight when a worker died (empty when none did)."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -186,7 +190,7 @@ class LocalProcesses:
         try:
             while queue or flying:
                 while len(flying) < self.workers:
-                    job = admissible(queue, list(flying.values()), self._declared, self._limit)
+                    job = admissible(queue, list(flying.values()), memory.declared, memory.limit)
                     if job is None:
                         break
                     try:
