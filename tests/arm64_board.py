@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SUITE = "trixie"
@@ -105,6 +105,8 @@ class FixtureBoard:
     port: int
     host_key: Path  # inside root (/etc/mait-fixture/<name>_host_key)
     process: subprocess.Popen | None = None
+    # More of the login environment, as a board's owner sets it (e.g. CCACHE_DIR: a compiler cache the fleet shares).
+    environment: dict[str, str] = field(default_factory=dict)
 
     def known_hosts_line(self) -> str:
         key_type, key = self.host_key.with_suffix(".pub").read_text().split()[0:2]
@@ -119,7 +121,7 @@ class FixtureBoard:
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", f"AuthorizedKeysFile /etc/mait-fixture/{self.name}_authorized_keys",
             "Subsystem sftp /usr/lib/openssh/sftp-server", "PidFile none", "UseDNS no", "MaxStartups 20",
-            f"SetEnv QEMU_CPU={QEMU_CPU}", ""]))
+            "SetEnv " + " ".join(f"{k}={v}" for k, v in {"QEMU_CPU": QEMU_CPU, **self.environment}.items()), ""]))
         root = str(self.root)
         # /sys too: OpenVINO's CPU plugin (hwloc) segfaults without a CPU topology there.
         script = (f"set -e; mount -t proc proc {root}/proc; mount --rbind /dev {root}/dev; "
@@ -170,11 +172,12 @@ class FixtureBoard:
         self.process = None
 
 
-def make_board(name: str, root: Path, port: int | None = None) -> FixtureBoard:
+def make_board(name: str, root: Path, port: int | None = None,
+               environment: dict[str, str] | None = None) -> FixtureBoard:
     key = root / "etc" / "mait-fixture" / f"{name}_host_key"
     if not key.exists():
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)])
-    return FixtureBoard(name=name, root=root, port=port or free_port(), host_key=key)
+    return FixtureBoard(name=name, root=root, port=port or free_port(), host_key=key, environment=environment or {})
 
 
 if __name__ == "__main__":

@@ -105,10 +105,13 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
     venv_cmake = str(PurePosixPath(python).parent / "cmake")
     cmake = venv_cmake if await board.exists(venv_cmake) else "cmake"
     # A board with ccache compiles the runner's own code (the same for every runtime) once, not once per runtime:
-    # under emulation that is minutes. Its cache stays in the workdir, beside the builds it serves.
-    probe = await board.run(["sh", "-c", "command -v ccache"], check=False, what="looking for ccache")
+    # under emulation that is minutes. Its cache stays in the workdir, beside the builds it serves, unless the
+    # board's login names one (CCACHE_DIR): then the cache the board's owner chose, e.g. one shared by a fleet.
+    probe = await board.run(["sh", "-c", 'command -v ccache >/dev/null && printf "%s" "${CCACHE_DIR:-}"'],
+                            check=False, what="looking for ccache")
     cached = probe.exit_status == 0
-    env = ["env", f"CCACHE_DIR={work / 'native' / 'ccache'}"] if cached else []
+    own_cache = probe.stdout.strip() if cached else ""
+    env = ["env", f"CCACHE_DIR={own_cache or work / 'native' / 'ccache'}"] if cached else []
     launcher = ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"] if cached else []
     for step, argv in (("configuring", [cmake, "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
                                         "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={python}", *launcher]),
