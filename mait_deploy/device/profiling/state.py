@@ -67,11 +67,16 @@ def thermal_zones(root: str = "/") -> list[dict[str, object]] | str:
     return zones or NOT_AVAILABLE
 
 
+def meminfo_kb(root: str = "/") -> dict[str, int]:
+    """/proc/meminfo's figures in kB by name (empty where the system has none)."""
+    meminfo = _read(Path(root, "proc/meminfo")) or ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB", meminfo, re.MULTILINE)}
+
+
 def memory_state(root: str = "/") -> dict[str, object] | str:
-    meminfo = _read(Path(root, "proc/meminfo"))
-    if not meminfo:
+    values = meminfo_kb(root)
+    if not values:
         return NOT_AVAILABLE
-    values = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB", meminfo, re.MULTILINE)}
     return {"total_mb": round(values.get("MemTotal", 0) / 1024),
             "available_mb": round(values.get("MemAvailable", 0) / 1024)}
 

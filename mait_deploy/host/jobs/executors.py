@@ -15,6 +15,7 @@ import tempfile
 from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
+from mait_deploy.device.profiling.state import meminfo_kb
 from mait_deploy.device.runner import usable_cores
 from mait_deploy.errors import UnsupportedOption
 from mait_deploy.host.compile import target as target_module
@@ -40,11 +41,8 @@ class Executor(Protocol):
 
 def available_memory() -> int | None:
     """The memory this machine can give new processes (MemAvailable), None where the system does not say."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return None
+    available_kb = meminfo_kb().get("MemAvailable")
+    return None if available_kb is None else available_kb * 1024
 
 
 def default_jobs() -> int:
