@@ -111,7 +111,9 @@ async def ensure_built(board: Board, work: PurePosixPath, runtime: str, python: 
                             check=False, what="looking for ccache")
     cached = probe.exit_status == 0
     own_cache = probe.stdout.strip() if cached else ""
-    env = ["env", f"CCACHE_DIR={own_cache or work / 'native' / 'ccache'}"] if cached else []
+    # Paths under the workdir enter the cache relative (CCACHE_BASEDIR): without it a build in another workdir
+    # (another board on the shared cache, another token) finds nothing, as every path in its objects differs.
+    env = ["env", f"CCACHE_DIR={own_cache or work / 'native' / 'ccache'}", f"CCACHE_BASEDIR={work}"] if cached else []
     launcher = ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"] if cached else []
     for step, argv in (("configuring", [cmake, "-S", str(source), "-B", str(build), f"-DMAIT_RUNTIME={runtime}",
                                         "-DCMAKE_BUILD_TYPE=Release", f"-DPython3_EXECUTABLE={python}", *launcher]),
