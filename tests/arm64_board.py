@@ -6,6 +6,13 @@ private mount namespace with proc, /dev, /sys, a tmpfs /run and a Raspberry Pi 5
 removes its mounts. The userland (mmdebstrap, trixie, ~250 MB, 10-15 minutes) is built once and kept under
 ``MAIT_ARM64_CACHE`` (default ~/.cache/mait-deploy/arm64); a half-built one is never reused.
 
+The board compiles as a Raspberry Pi OS board does (its cmake, make, ccache, headers and libraries: the native
+runner's whole build runs on the board), with one accelerator for the emulation: the compiler is Debian trixie's GCC
+14.2 for aarch64 built to run on x86-64 (``gcc-14-aarch64-linux-gnu:amd64``, the same version as the board's own
+``g++``, kept in /opt/mait-cross with the amd64 libraries it needs), named by the login's ``CC``/``CXX``. Under qemu
+the board's own compiler takes ~10 minutes for the runner; this one runs natively (~1 minute), and its objects are
+the same aarch64 code. Scratchbox2 and OBS accelerate foreign-architecture builds the same way.
+
     python tests/arm64_board.py          # build (or check) the cached userland ahead of the tests
 
 Needs root, qemu-user-static, binfmt-support and mmdebstrap (``.ci/run`` installs them); ``unavailable()`` says why
@@ -31,6 +38,20 @@ PACKAGES = "python3,python3-venv,ca-certificates,openssh-server,tar"
 # The native runner's SDK as a Raspberry Pi OS (trixie) user installs it: the board builds the app itself.
 NATIVE_PACKAGES = ("g++,cmake,make,ccache,libonnxruntime-dev,nlohmann-json3-dev,libvalijson-dev,libstb-dev,libjpeg-dev,"
                    "libssl-dev")
+# The x86-64-hosted cross compiler (see the module's docstring): its shared libraries as multiarch packages apt installs
+# beside the arm64 ones; the compiler itself and its target files (which apt cannot pair with an arm64 system: they
+# are Architecture: all without Multi-Arch: foreign) unpacked under CROSS_PREFIX.
+CROSS_HOST_LIBRARIES = ("libc6:amd64,libstdc++6:amd64,libgmp10:amd64,libisl23:amd64,libmpc3:amd64,libmpfr6:amd64,"
+                        "libzstd1:amd64,zlib1g:amd64,libjansson4:amd64,libsframe1:amd64")
+CROSS_PACKAGES = ("g++-14-aarch64-linux-gnu:amd64", "gcc-14-aarch64-linux-gnu:amd64", "cpp-14-aarch64-linux-gnu:amd64",
+                  "binutils-aarch64-linux-gnu:amd64", "gcc-14-aarch64-linux-gnu-base:amd64",
+                  "libstdc++-14-dev-arm64-cross", "libgcc-14-dev-arm64-cross", "libc6-dev-arm64-cross",
+                  "libc6-arm64-cross", "linux-libc-dev-arm64-cross", "libstdc++6-arm64-cross", "libgcc-s1-arm64-cross",
+                  "libatomic1-arm64-cross")
+CROSS_PREFIX = "/opt/mait-cross"
+# The login environment of every fixture board: the compilers CMake picks (a C and a C++ one; the multiarch header
+# folder of the board's own libraries, e.g. openssl/configuration.h, after the compiler's own).
+COMPILERS = {"CC": "/usr/local/bin/mait-fixture-gcc", "CXX": "/usr/local/bin/mait-fixture-g++"}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # The Raspberry Pi 5's core, for every process on the board (sshd's SetEnv reaches the sessions). qemu's default
 # "max" CPU advertises SVE2/SME/I8MM, and XNNPACK's int8 kernels for those compute wrong logits under qemu 7.2
@@ -70,7 +91,7 @@ def ensure_binfmt() -> str | None:
 def userland() -> Path:
     """The arm64 root folder, built once (an atomic rename marks it complete)."""
     root = CACHE / "root"
-    packages = f"{PACKAGES},{NATIVE_PACKAGES}"
+    packages = f"{PACKAGES},{NATIVE_PACKAGES},{CROSS_HOST_LIBRARIES};cross:{','.join(CROSS_PACKAGES)}"
     stamp = CACHE / "complete"  # the package list it was built with, then the time
     if (root / "usr" / "bin" / "python3").exists() and stamp.exists() \
             and stamp.read_text().splitlines()[:1] == [packages]:
@@ -79,8 +100,10 @@ def userland() -> Path:
     building = CACHE / "root.building"
     shutil.rmtree(building, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
-    _run(["mmdebstrap", "--quiet", "--architectures=arm64", "--variant=apt", f"--include={packages}", SUITE,
-          str(building), MIRROR])
+    # The package lists stay (apt-get download of the cross compiler below reads them).
+    _run(["mmdebstrap", "--quiet", "--architectures=arm64,amd64", "--variant=apt", "--skip=cleanup/apt/lists",
+          f"--include={PACKAGES},{NATIVE_PACKAGES},{CROSS_HOST_LIBRARIES}", SUITE, str(building), MIRROR])
+    _install_cross_compiler(building)
     # Package traffic from the board (pip against an index) goes through the CAs this host trusts.
     for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
         shutil.copy(cert, building / "usr/local/share/ca-certificates" / cert.name)
@@ -90,6 +113,27 @@ def userland() -> Path:
     building.rename(root)
     stamp.write_text(f"{packages}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     return root
+
+
+def _install_cross_compiler(root: Path) -> None:
+    """The x86-64-hosted GCC for aarch64 under CROSS_PREFIX, and the two names the boards' CC/CXX give it."""
+    debs = root / "tmp" / "mait-cross-debs"
+    debs.mkdir()
+    _run(["chroot", str(root), "sh", "-c", f"cd /{debs.relative_to(root)} && apt-get download -q "
+          + " ".join(CROSS_PACKAGES)], env={**os.environ, "QEMU_CPU": QEMU_CPU})
+    prefix = root / CROSS_PREFIX.lstrip("/")
+    for deb in sorted(debs.glob("*.deb")):
+        _run(["dpkg-deb", "-x", str(deb), str(prefix)])
+    shutil.rmtree(debs)
+    # binutils' own libraries where the amd64 loader looks; the target's libc linker scripts name /usr/aarch64-linux-gnu.
+    for library in (prefix / "usr" / "lib" / "x86_64-linux-gnu").iterdir():
+        shutil.copy2(library, root / "usr" / "lib" / "x86_64-linux-gnu" / library.name, follow_symlinks=False)
+    (root / "usr" / "aarch64-linux-gnu").symlink_to(f"..{CROSS_PREFIX}/usr/aarch64-linux-gnu")
+    for variable, driver in (("CC", "gcc-14"), ("CXX", "g++-14")):
+        wrapper = root / COMPILERS[variable].lstrip("/")
+        wrapper.write_text(f"#!/bin/sh\nexec {CROSS_PREFIX}/usr/bin/aarch64-linux-gnu-{driver} "
+                           '-idirafter /usr/include/aarch64-linux-gnu "$@"\n')
+        wrapper.chmod(0o755)
 
 
 def free_port() -> int:
@@ -121,7 +165,8 @@ class FixtureBoard:
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", f"AuthorizedKeysFile /etc/mait-fixture/{self.name}_authorized_keys",
             "Subsystem sftp /usr/lib/openssh/sftp-server", "PidFile none", "UseDNS no", "MaxStartups 20",
-            "SetEnv " + " ".join(f"{k}={v}" for k, v in {"QEMU_CPU": QEMU_CPU, **self.environment}.items()), ""]))
+            "SetEnv " + " ".join(f"{k}={v}" for k, v in {"QEMU_CPU": QEMU_CPU, **COMPILERS, **self.environment}.items()),
+            ""]))
         root = str(self.root)
         # /sys too: OpenVINO's CPU plugin (hwloc) segfaults without a CPU topology there.
         script = (f"set -e; mount -t proc proc {root}/proc; mount --rbind /dev {root}/dev; "
