@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -36,15 +37,23 @@ def test_failures_are_rows_not_crashes(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "report.json").read_text())["rows"][1]["status"] == "failed"
 
 
-def test_gate_failure_row_carries_the_numbers(tmp_path):
-    # A negative drop budget cannot be met by an identical FP32 copy... so use int8 with a zero budget and a
-    # tiny evaluation set where any disagreement fails; if INT8 happens to be perfect the row is ok.
-    report = deploy(None, tmp_path, DeployOptions(targets=("onnxruntime",), precisions=("int8",), eval_count=50,
-                                                  max_accuracy_drop=0.0, profile_batches=(1,), profile_iterations=5))
+def test_gate_failure_row_carries_the_numbers(tmp_path, monkeypatch):
+    # An artifact that answers with the next class for every image (ONNX Runtime's runner, in this process: --jobs 1)
+    # loses most of its top-1: its row fails the gate, carries the gate's figures and gets no profile.
+    from mait_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
+
+    original = OnnxRuntimeRunner.run
+    monkeypatch.setattr(OnnxRuntimeRunner, "run", lambda self, batch: np.roll(original(self, batch), 1, axis=-1))
+    report = deploy(None, tmp_path, DeployOptions(targets=("onnxruntime",), precisions=("fp32",), eval_count=100,
+                                                  gate_sample=None, profile_batches=(1,), profile_iterations=5,
+                                                  jobs=1))
     row = report.rows[0]
-    assert row.status in ("ok", "failed_gate")
-    if row.status == "failed_gate":
-        assert "accuracy gate failed" in row.reason and "drop" in row.reason
+    assert row.status == Status.FAILED_GATE
+    assert "accuracy gate failed" in row.reason and "drop" in row.reason
+    assert row.gate is not None and row.gate.drop_points > 50 and row.gate.top1 < 0.5, row.gate
+    assert not row.latency
+    saved = json.loads((tmp_path / "report.json").read_text())["rows"][0]
+    assert saved["status"] == "failed_gate" and saved["gate"]["drop_points"] == row.gate.drop_points
 
 
 @pytest.mark.parametrize("kwargs,message", [
