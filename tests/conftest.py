@@ -87,9 +87,24 @@ class ShippedBundles(dict):
 def shipped_bundles(tmp_path_factory) -> ShippedBundles:
     shared = os.environ.get("MAIT_TEST_SHIPPED_BUNDLES")
     if shared:
-        Path(shared).mkdir(parents=True, exist_ok=True)
-        return ShippedBundles(Path(shared))
-    return ShippedBundles(tmp_path_factory.mktemp("shipped-bundles"))
+        folder = Path(shared)
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        # The run's workers (pytest-xdist) share one folder: the base temp of each is a child of the run's.
+        folder = tmp_path_factory.getbasetemp().parent / "shipped-bundles"
+    else:
+        folder = tmp_path_factory.mktemp("shipped-bundles")
+    folder.mkdir(parents=True, exist_ok=True)
+    return ShippedBundles(folder)
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject.toml): one worker per core up to 4 and 3 GiB of free memory each (a worker holds torch,
+    ONNX Runtime, OpenVINO and a model or two); past 4, the shipped bundles' builds and the native builds they wait
+    for gain nothing."""
+    from mait_deploy.device.profiling.state import meminfo_kb
+
+    free_gib = meminfo_kb().get("MemAvailable", 0) / 2**20
+    return max(1, min(len(os.sched_getaffinity(0)), 4, int(free_gib // 3)))
 
 
 @pytest.fixture(scope="session")
