@@ -97,6 +97,13 @@ def shipped_bundles(tmp_path_factory) -> ShippedBundles:
     return ShippedBundles(folder)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """The tests on the emulated arm64 boards (the ``fleet`` fixture) first: one file, one worker, the slow suite's
+    longest chain (~20 minutes on 2 cores), so the other workers run the rest beside it instead of after it
+    (pytest-xdist hands out files in collection order). The order is the same in every worker, as xdist needs."""
+    items.sort(key=lambda item: "fleet" not in getattr(item, "fixturenames", ()))
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (pyproject.toml): one worker per core up to 4 and 3 GiB of free memory each (a worker holds torch,
     ONNX Runtime, OpenVINO and a model or two); past 4, the shipped bundles' builds and the native builds they wait
