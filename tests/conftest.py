@@ -39,9 +39,9 @@ class ShippedBundles(dict):
     """(target, precision) -> the shipped checkpoint's bundle (ShippedBundle), built on first use and shared by
     every test of the session: tests only read them (a test that changes one copies it first).
 
-    With ``MAIT_TEST_SHIPPED_BUNDLES`` set to a folder (.ci/run sets one for its whole run), the bundles are shared
-    across pytest processes too: the default suite builds them once and both halves of the slow suite, running side
-    by side, read the same ones. Each is built under a file lock and kept with its CompileResult."""
+    The workers of one run (pytest-xdist) share them; with ``MAIT_TEST_SHIPPED_BUNDLES`` set to a folder (.ci/run
+    sets one for its whole run), so do separate pytest processes: the default suite builds them once and the slow
+    suite's workers read the same ones. Each is built under a file lock and kept with its CompileResult."""
 
     def __init__(self, root: Path) -> None:
         super().__init__()
