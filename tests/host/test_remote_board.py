@@ -299,12 +299,18 @@ def test_a_step_that_times_out_or_loses_its_connection_ends_on_the_board(fleet):
     assert _step_processes(device, f"{token}-b") == []
 
 
+def native_rows(report) -> dict[tuple[str, str], dict]:
+    """A fleet report's native rows by (board, bundle), as JSON."""
+    return {(row["where"], row["bundle"]): row for row in report.to_dict()["rows"] if row["runner"] == "native"}
+
+
 def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet, set_up, bundles, tmp_path):
     """`remote profile --native`: each board builds the C++ runner against its own SDK (trixie's
     libonnxruntime-dev, OpenVINO's and LiteRT's libraries from the board's venv), runs each bundle's golden
     self-test and profiles it. board-a builds all three runtimes; then both boards run ONNX Runtime's bundles side by
-    side, board-b building its own runner through the compiler cache the fleet shares (board-b's other two builds
-    would repeat board-a's under emulation in the same userland: minutes of CI, nothing new)."""
+    side, board-b building its own runner through the compiler cache the fleet shares (board-b's other two runtimes
+    would repeat board-a's self-tests and profiles under emulation in the same userland: minutes of CI, nothing
+    new)."""
     from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
 
     options = ProfileOptionsRemote(iterations=10, warmup=2, native=True)
@@ -313,8 +319,7 @@ def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet
     one = remote_profile(fleet.devices[:1], [bundles[n] for n in ort + others], tmp_path / "board-a",
                          options=options)
     both = remote_profile(fleet.devices, [bundles[n] for n in ort], tmp_path / "both", options=options)
-    native = {(row["where"], row["bundle"]): row for report in (both, one) for row in report.to_dict()["rows"]
-              if row["runner"] == "native"}
+    native = {**native_rows(both), **native_rows(one)}
     expected = [(device.name, name) for device in fleet.devices for name in ort]
     assert sorted(native) == sorted(expected + [(fleet.devices[0].name, name) for name in others])
     for (device, name), row in native.items():
@@ -324,10 +329,8 @@ def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet
         assert row["verify"]["runtime"].startswith(name.split("-")[0])
         assert row["latency"]["batch_1"]["p50_ms"] > 0 and row["memory"]["peak_rss_mb"] > 0 and row["board"]["overhead"] > -1
     # Each board built each of its runtimes once, for both of its bundles; board-a's were there for the second run.
-    first = {(row["where"], row["bundle"]): row["board"]["steps"]["build"] for row in one.to_dict()["rows"]
-             if row["runner"] == "native"}
-    second = {(row["where"], row["bundle"]): row["board"]["steps"]["build"] for row in both.to_dict()["rows"]
-              if row["runner"] == "native"}
+    first = {key: row["board"]["steps"]["build"] for key, row in native_rows(one).items()}
+    second = {key: row["board"]["steps"]["build"] for key, row in native_rows(both).items()}
     board_a, board_b = (device.name for device in fleet.devices)
     built = [first[board_a, f"{runtime}-{precision}"] for runtime in ("onnxruntime", "openvino", "litert")
              for precision in ("fp32", "int8")]
