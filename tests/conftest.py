@@ -108,10 +108,12 @@ def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (pyproject.toml): one worker per core up to 4 and 3 GiB of free memory each (a worker holds torch,
     ONNX Runtime, OpenVINO and a model or two); past 4, the shipped bundles' builds and the native builds they wait
     for gain nothing."""
-    from mait_deploy.device.profiling.state import meminfo_kb
+    from mait_deploy.device.runner import usable_cores
+    from mait_deploy.host.jobs.executors import available_memory
 
-    free_gib = meminfo_kb().get("MemAvailable", 0) / 2**20
-    return max(1, min(len(os.sched_getaffinity(0)), 4, int(free_gib // 3)))
+    cores = min(len(usable_cores()), 4)
+    free = available_memory()
+    return max(1, cores if free is None else min(cores, free // (3 * 2**30)))
 
 
 @pytest.fixture(scope="session")
