@@ -92,7 +92,8 @@ def ensure_binfmt() -> str | None:
 def userland() -> Path:
     """The arm64 root folder, built once (an atomic rename marks it complete)."""
     root = CACHE / "root"
-    packages = f"{PACKAGES},{NATIVE_PACKAGES},{CROSS_HOST_LIBRARIES};cross:{','.join(CROSS_PACKAGES)}"
+    included = f"{PACKAGES},{NATIVE_PACKAGES},{CROSS_HOST_LIBRARIES}"
+    packages = f"{included};cross:{','.join(CROSS_PACKAGES)}"
     stamp = CACHE / "complete"  # the package list it was built with, then the time
     if (root / "usr" / "bin" / "python3").exists() and stamp.exists() \
             and stamp.read_text().splitlines()[:1] == [packages]:
@@ -103,7 +104,7 @@ def userland() -> Path:
     shutil.rmtree(root, ignore_errors=True)
     # The package lists stay (apt-get download of the cross compiler below reads them).
     _run(["mmdebstrap", "--quiet", "--architectures=arm64,amd64", "--variant=apt", "--skip=cleanup/apt/lists",
-          f"--include={PACKAGES},{NATIVE_PACKAGES},{CROSS_HOST_LIBRARIES}", SUITE, str(building), MIRROR])
+          f"--include={included}", SUITE, str(building), MIRROR])
     _install_cross_compiler(building)
     # Package traffic from the board (pip against an index) goes through the CAs this host trusts.
     for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
