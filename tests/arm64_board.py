@@ -37,8 +37,11 @@ MIRROR = os.environ.get("MAIT_ARM64_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("MAIT_ARM64_CACHE", Path.home() / ".cache" / "mait-deploy" / "arm64"))
 PACKAGES = "python3,python3-venv,ca-certificates,openssh-server,tar"
 # The native runner's SDK as a Raspberry Pi OS (trixie) user installs it: the board builds the app itself.
-NATIVE_PACKAGES = ("g++,cmake,make,ccache,libonnxruntime-dev,nlohmann-json3-dev,libvalijson-dev,libstb-dev,libjpeg-dev,"
-                   "libssl-dev")
+NATIVE_PACKAGES = "g++,cmake,make,ccache,libonnxruntime-dev,nlohmann-json3-dev,libstb-dev,libjpeg-dev,libssl-dev"
+# Header-only, unpacked without its package's dependencies: Debian's libvalijson-dev depends on every JSON library
+# valijson has an adapter for (Qt 5, Poco, MariaDB and PostgreSQL clients, Mesa, LLVM: ~150 packages, a third of the
+# userland's emulated install), none of which the runner includes (it uses the nlohmann adapter).
+HEADER_PACKAGES = ("libvalijson-dev",)
 # The x86-64-hosted cross compiler (see the module's docstring): its shared libraries as multiarch packages apt installs
 # beside the arm64 ones; the compiler itself and its target files (which apt cannot pair with an arm64 system: they
 # are Architecture: all without Multi-Arch: foreign) unpacked under CROSS_PREFIX.
@@ -93,7 +96,7 @@ def userland() -> Path:
     """The arm64 root folder, built once (an atomic rename marks it complete)."""
     root = CACHE / "root"
     included = f"{PACKAGES},{NATIVE_PACKAGES},{CROSS_HOST_LIBRARIES}"
-    packages = f"{included};cross:{','.join(CROSS_PACKAGES)}"
+    packages = f"{included};cross:{','.join(CROSS_PACKAGES)};headers:{','.join(HEADER_PACKAGES)}"
     stamp = CACHE / "complete"  # the package list it was built with, then the time
     if (root / "usr" / "bin" / "python3").exists() and stamp.exists() \
             and stamp.read_text().splitlines()[:1] == [packages]:
@@ -106,6 +109,7 @@ def userland() -> Path:
     _run(["mmdebstrap", "--quiet", "--architectures=arm64,amd64", "--variant=apt", "--skip=cleanup/apt/lists",
           f"--include={included}", SUITE, str(building), MIRROR])
     _install_cross_compiler(building)
+    _unpack(building, HEADER_PACKAGES, building)
     # Package traffic from the board (pip against an index) goes through the CAs this host trusts.
     for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
         shutil.copy(cert, building / "usr/local/share/ca-certificates" / cert.name)
@@ -117,16 +121,21 @@ def userland() -> Path:
     return root
 
 
-def _install_cross_compiler(root: Path) -> None:
-    """The x86-64-hosted GCC for aarch64 under CROSS_PREFIX, and the two names the boards' CC/CXX give it."""
-    debs = root / "tmp" / "mait-cross-debs"
+def _unpack(root: Path, packages: tuple[str, ...], into: Path) -> None:
+    """``packages`` downloaded by the userland's apt and unpacked under ``into`` without their dependencies."""
+    debs = root / "tmp" / "mait-fixture-debs"
     debs.mkdir()
     _run(["chroot", str(root), "sh", "-c", f"cd /{debs.relative_to(root)} && apt-get download -q "
-          + " ".join(CROSS_PACKAGES)], env={**os.environ, "QEMU_CPU": QEMU_CPU})
-    prefix = root / CROSS_PREFIX.lstrip("/")
+          + " ".join(packages)], env={**os.environ, "QEMU_CPU": QEMU_CPU})
     for deb in sorted(debs.glob("*.deb")):
-        _run(["dpkg-deb", "-x", str(deb), str(prefix)])
+        _run(["dpkg-deb", "-x", str(deb), str(into)])
     shutil.rmtree(debs)
+
+
+def _install_cross_compiler(root: Path) -> None:
+    """The x86-64-hosted GCC for aarch64 under CROSS_PREFIX, and the two names the boards' CC/CXX give it."""
+    prefix = root / CROSS_PREFIX.lstrip("/")
+    _unpack(root, CROSS_PACKAGES, prefix)
     # binutils' own libraries where the amd64 loader looks; the target's libc linker scripts name /usr/aarch64-linux-gnu.
     for library in (prefix / "usr" / "lib" / "x86_64-linux-gnu").iterdir():
         shutil.copy2(library, root / "usr" / "lib" / "x86_64-linux-gnu" / library.name, follow_symlinks=False)

@@ -104,6 +104,22 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: "fleet" not in getattr(item, "fixturenames", ()))
 
 
+def pytest_configure(config) -> None:
+    """Each xdist worker keeps torch's OpenMP (and BLAS) pool to its share of the cores, as the product's build
+    workers do (host/jobs/share.py): two workers whose torch each starts a thread per core run its parallel regions
+    several times slower than one after the other (an OpenMP region waits for its descheduled thread). Set before
+    any test imports torch; a variable the user set is kept. Runtimes' own pools (ONNX Runtime, OpenVINO, LiteRT)
+    keep their defaults: tests check those."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        from mait_deploy.device.runner import usable_cores
+        from mait_deploy.host.jobs.share import THREAD_VARIABLES
+
+        threads = str(max(1, len(usable_cores()) // workers))
+        for variable in THREAD_VARIABLES:
+            os.environ.setdefault(variable, threads)
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (pyproject.toml): one worker per core up to 4 and 3 GiB of free memory each (a worker holds torch,
     ONNX Runtime, OpenVINO and a model or two); past 4, the shipped bundles' builds and the native builds they wait
