@@ -3,8 +3,8 @@
 Each board is an sshd (arm64 OpenSSH, run by qemu) chrooted into the userland, listening on 127.0.0.1:PORT, in a
 private mount namespace with proc, /dev, /sys, a tmpfs /run and a Raspberry Pi 5 /proc/cpuinfo bound over the real one
 (onnxruntime's cpuinfo library crashes on the x86 one qemu 7.2 passes through). Killing the board's process group
-removes its mounts. The userland (mmdebstrap, trixie, ~1.6 GB on disk; 8 minutes on a quiet 2-core machine, 20
-beside a test suite) is built once and kept under
+removes its mounts. The userland (mmdebstrap, trixie, 1.2 GB on disk; 8 to 12 minutes on a quiet 2-core machine,
+about twice that beside a test suite) is built once and kept under
 ``MAIT_ARM64_CACHE`` (default ~/.cache/mait-deploy/arm64); a half-built one is never reused.
 
 The board compiles as a Raspberry Pi OS board does (its cmake, make, ccache, headers and libraries: the native

@@ -93,6 +93,20 @@ def bundles(shipped_bundles):
             for target in TARGETS for precision in ("fp32", "int8")}
 
 
+@pytest.fixture(scope="module")
+def board_a_run(fleet, set_up, bundles, tmp_path_factory):
+    """board-a's run of the six bundles with ``--native``, shared by the two tests that read it (one emulated run
+    instead of two of the same bundles): each bundle pushed, verified, scored on EVAL_COUNT images and profiled
+    through the Python device side, and each runtime's C++ runner built on the board, self-tested and profiled (its
+    own rows). Each runtime's FP32 bundle comes before its INT8 one, so the first builds the runner."""
+    from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
+
+    out = tmp_path_factory.mktemp("board-a-run") / "out"
+    report = remote_profile(fleet.devices[:1], list(bundles.values()), out, eval_source="fashion-mnist",
+                            eval_count=EVAL_COUNT, options=ProfileOptionsRemote(**PROFILE, native=True))
+    return SimpleNamespace(out=out, report=report)
+
+
 def _tree(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if not p.is_symlink()}
 
@@ -115,13 +129,12 @@ def test_setup_installs_the_device_side_on_arm64_and_a_rerun_changes_nothing(fle
     assert _tree(work) == before
 
 
-def test_every_bundle_verifies_and_is_scored_on_the_board(fleet, set_up, bundles, tmp_path):
+def test_every_bundle_verifies_and_is_scored_on_the_board(fleet, bundles, board_a_run):
     from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
 
-    out = tmp_path / "out"
-    report = remote_profile(fleet.devices[:1], list(bundles.values()), out, eval_source="fashion-mnist",
-                            eval_count=EVAL_COUNT, options=ProfileOptionsRemote(**PROFILE))
-    rows = {row["bundle"]: row for row in report.to_dict()["rows"]}
+    out, report = board_a_run.out, board_a_run.report
+    rows = {row["bundle"]: row for row in report.to_dict()["rows"] if row["runner"] == "python"}
+    assert sorted(rows) == sorted(bundles)
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["reason"])
         assert row["board"]["machine"] == "aarch64" and row["board"]["pushed"] is True
@@ -304,20 +317,19 @@ def native_rows(report) -> dict[tuple[str, str], dict]:
     return {(row["where"], row["bundle"]): row for row in report.to_dict()["rows"] if row["runner"] == "native"}
 
 
-def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet, set_up, bundles, tmp_path):
+def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet, bundles, board_a_run, tmp_path):
     """`remote profile --native`: each board builds the C++ runner against its own SDK (trixie's
     libonnxruntime-dev, OpenVINO's and LiteRT's libraries from the board's venv), runs each bundle's golden
-    self-test and profiles it. board-a builds all three runtimes; then both boards run ONNX Runtime's bundles side by
-    side, board-b building its own runner through the compiler cache the fleet shares (board-b's other two runtimes
-    would repeat board-a's self-tests and profiles under emulation in the same userland: minutes of CI, nothing
-    new)."""
+    self-test and profiles it. board-a builds all three runtimes (``board_a_run``); then both boards run ONNX
+    Runtime's bundles side by side, board-b building its own runner through the compiler cache the fleet shares
+    (board-b's other two runtimes would repeat board-a's self-tests and profiles under emulation in the same
+    userland: minutes of CI, nothing new)."""
     from mait_deploy.host.remote.fleet import ProfileOptionsRemote, remote_profile
 
     options = ProfileOptionsRemote(iterations=10, warmup=2, native=True)
     ort = ("onnxruntime-fp32", "onnxruntime-int8")
     others = ("openvino-fp32", "openvino-int8", "litert-fp32", "litert-int8")
-    one = remote_profile(fleet.devices[:1], [bundles[n] for n in ort + others], tmp_path / "board-a",
-                         options=options)
+    one = board_a_run.report
     both = remote_profile(fleet.devices, [bundles[n] for n in ort], tmp_path / "both", options=options)
     native = {**native_rows(both), **native_rows(one)}
     expected = [(device.name, name) for device in fleet.devices for name in ort]
@@ -340,8 +352,8 @@ def test_the_native_runner_is_built_on_each_board_self_tested_and_profiled(fleet
     markdown = (tmp_path / "both" / "fleet.md").read_text()
     assert "| runner |" in markdown and "| native |" in markdown
 
-    again = remote_profile(fleet.devices[:1], [bundles["openvino-int8"]], tmp_path / "board-a",
-                           options=ProfileOptionsRemote(iterations=2, warmup=1, native=True), force=True)
+    again = remote_profile(fleet.devices[:1], [bundles["openvino-int8"]], tmp_path / "again",
+                           options=ProfileOptionsRemote(iterations=2, warmup=1, native=True))
     row = next(r for r in again.rows if r.runner == "native")
     assert row.ok and row.board.steps["build"] == 0.0, row  # the board kept its build
 

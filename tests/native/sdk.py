@@ -64,9 +64,15 @@ def cmake_version() -> tuple[int, ...]:
 def compiler_cache() -> Path | None:
     """One ccache folder for this test session (in the temp folder, removed at exit), or None without ccache.
     The runner's own objects are the same for every runtime (CMakeLists.txt: mait_core), so the suite's builds of
-    four runtimes, each a generated project in its own folder, compile them once per build type."""
+    four runtimes, each a generated project in its own folder, compile them once per build type. With
+    ``MAIT_TEST_CCACHE`` set to a folder (.ci/run sets one for its whole run), the default and the slow suite share
+    it and it is left to its owner."""
     if shutil.which("ccache") is None:
         return None
+    shared = os.environ.get("MAIT_TEST_CCACHE")
+    if shared:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        return Path(shared)
     folder = Path(tempfile.mkdtemp(prefix="mait-ccache-"))
     atexit.register(shutil.rmtree, folder, True)
     return folder
