@@ -129,6 +129,7 @@ def test_compile_verify_predict_evaluate_cli(tmp_path):
     (("compile", "-o", "OUT", "--target", "coreml"), "unknown target 'coreml'"),
     (("compile", "-o", "OUT", "--batch", "4"), "--batch is not supported"),
     (("compile", "-o", "OUT", "--precision", "int8", "--calib", "/no/such/dir"), "data source not found"),
+    (("deploy", "-o", "OUT", "--eval", "/no/such/dir"), "data source not found"),
     (("compile", "-o", "OUT", "--calib-method", "magic"), "unknown calibration method"),
     (("predict", "/no/bundle", "x.png"), "bundle not found"),
     (("verify", "/no/bundle"), "bundle not found"),
@@ -138,6 +139,7 @@ def test_compile_and_device_cli_errors(tmp_path, args, message):
     result = run_cli(*args)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
+    assert "exporting" not in result.stderr, "a user's mistake is reported before the slow work"
 
 
 def test_every_command_takes_json():

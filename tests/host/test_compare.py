@@ -116,6 +116,7 @@ def test_impossible_options_and_bad_baselines_are_one_line_errors(tiny, tmp_path
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "not an ONNX model" in result.stderr and not (tmp_path / "b").exists()
+    assert "exporting" not in result.stderr, "a bad baseline file is reported before the MaiT models' exports"
     # A timm name without timm in this Python: one line naming --timm-python (timm does not import here), or
     # with timm installed the export runs; either way nothing is left behind on failure.
     try:

@@ -149,6 +149,19 @@ def _array_file(path: Path, config: PreprocessConfig, count: int | None, seed: i
     return Dataset(inputs, labels, f"{path} ({len(images)} images)", images)
 
 
+def check_source(source: str | os.PathLike[str]) -> None:
+    """A data source that cannot be read as one (a missing path, a file that is not .npy/.npz) is a DataError here,
+    before a caller's slow work (an export) rather than after it."""
+    if str(source) in BUILTIN_NAMES:
+        return
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"data source not found: {source} (built-in sources: {', '.join(BUILTIN_NAMES)})")
+    if not path.is_dir() and path.suffix.lower() not in (".npy", ".npz"):
+        raise DataError(f"unsupported data source {path.name}: use a folder of images, a .npy/.npz file or "
+                        f"{', '.join(BUILTIN_NAMES)}")
+
+
 def load_dataset(source: str | os.PathLike[str], purpose: str, config: PreprocessConfig,
                  labels: Sequence[str] | None = None, count: int | None = None, seed: int = 0,
                  strict: bool = False, num_classes: int | None = None) -> Dataset:
@@ -162,6 +175,7 @@ def load_dataset(source: str | os.PathLike[str], purpose: str, config: Preproces
     if count is not None and count < 1:
         raise DataError(f"the number of images must be positive, got {count}")
     name = str(source)
+    check_source(source)
     if name in BUILTIN_NAMES:
         raw = load_builtin(_BUILTIN_SPLIT[purpose])
         chosen = _sample_indices(len(raw), count, raw.labels, seed, strict, raw.origin)
@@ -170,15 +184,10 @@ def load_dataset(source: str | os.PathLike[str], purpose: str, config: Preproces
                           f"{raw.origin}, {len(chosen)} drawn" if len(chosen) < len(raw) else raw.origin, images)
     else:
         path = Path(source)
-        if not path.exists():
-            raise DataError(f"data source not found: {source} (built-in sources: {', '.join(BUILTIN_NAMES)})")
         if path.is_dir():
             dataset = _folder(path, config, labels, count, seed, strict)
-        elif path.suffix.lower() in (".npy", ".npz"):
-            dataset = _array_file(path, config, count, seed, strict)
         else:
-            raise DataError(f"unsupported data source {path.name}: use a folder of images, a .npy/.npz file or "
-                            f"{', '.join(BUILTIN_NAMES)}")
+            dataset = _array_file(path, config, count, seed, strict)
     classes = num_classes or (len(labels) if labels else None)
     if dataset.labels is not None and classes is not None and dataset.labels.size:
         if dataset.labels.min() < 0 or dataset.labels.max() >= classes:

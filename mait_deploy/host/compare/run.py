@@ -145,8 +145,13 @@ def compare(models: list[str], baselines: list[str], out_dir: str | os.PathLike[
     with tempfile.TemporaryDirectory(prefix=_temp_prefix() + "compare-", dir=out.parent) as work_name, \
             atomic_dir(out) as staging:
         work = Path(work_name)
+        # Baseline .onnx files are read, not exported: one that is not a usable model is an error before the
+        # minutes of exports, not after them.
+        read_first = {spec: baseline_model(spec, work, step, options.timm_python) for spec in baselines
+                      if spec.lower().endswith(".onnx")}
         entries = [mait_model(spec, work, step) for spec in models]
-        entries += [baseline_model(spec, work, step, options.timm_python) for spec in baselines]
+        entries += [read_first.get(spec) or baseline_model(spec, work, step, options.timm_python)
+                    for spec in baselines]
         named = [entry.name for entry in entries]
         if len(set(named)) != len(named):
             raise UnsupportedOption(f"two models have the same name ({', '.join(named)}): rename a checkpoint folder")

@@ -14,6 +14,7 @@ from mait_deploy.device.archive import bundle_ownership
 from mait_deploy.device.data.sources import (
     Dataset,
     check_disjoint,
+    check_source,
     load_dataset,
     require_labels,
 )
@@ -97,12 +98,15 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
                                     f"run as that CPU on this one ({cpu_isa()['int8_class']}); choose the "
                                     f"precision here, or run --precision auto on the device")
         check_output(Path(out_dir), options.force, kind="dir", ours=bundle_ownership, what="bundle")
+    needs = any(plugin.needs_calibration(candidate) for candidate in candidates)
+    for data in ((calibration or DEFAULT_DATA) if needs else None, evaluation):
+        if data is not None:
+            check_source(data)  # a mistyped path: one error now, not after the export
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=_temp_prefix() + "work-", dir=out_dir.parent) as work:
         step("preparing the model source")
         source = prepare_source(model, Path(work), step)
-        needs = any(plugin.needs_calibration(candidate) for candidate in candidates)
         calib, evals = load_data(source, (calibration or DEFAULT_DATA) if needs else None, options.calibration,
                                  evaluation, eval_count, step)
         if auto:

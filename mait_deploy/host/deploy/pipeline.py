@@ -18,6 +18,7 @@ from typing import Any, Callable
 from mait_deploy import __version__, backends
 from mait_deploy._io import content_key, jsonable, read_json, sha256_file, write_json
 from mait_deploy.device.bundle import load_bundle, verify_runner
+from mait_deploy.device.data.sources import check_source
 from mait_deploy.device.manifest import Manifest, check_files, read_manifest
 from mait_deploy.device.profiling.measure import ProfileOptions, profile
 from mait_deploy.device.profiling.state import cpu_state
@@ -240,6 +241,9 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
 
     options = options or DeployOptions()
     started = time.perf_counter()
+    for data in (options.calibration if INT8 in options.precisions else None, options.evaluation):
+        if data is not None:
+            check_source(data)  # a mistyped path: one error now, not after the export
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _State(out_dir, fresh=options.force)
