@@ -39,8 +39,8 @@ PACKAGES = "python3,python3-venv,ca-certificates,openssh-server,tar"
 # The native runner's SDK as a Raspberry Pi OS (trixie) user installs it: the board builds the app itself.
 NATIVE_PACKAGES = "g++,cmake,make,ccache,libonnxruntime-dev,nlohmann-json3-dev,libstb-dev,libjpeg-dev,libssl-dev"
 # Header-only, unpacked without its package's dependencies: Debian's libvalijson-dev depends on every JSON library
-# valijson has an adapter for (Qt 5, Poco, MariaDB and PostgreSQL clients, Mesa, LLVM: ~150 packages, a third of the
-# userland's emulated install), none of which the runner includes (it uses the nlohmann adapter).
+# valijson has an adapter for (Qt 5, Poco, MariaDB and PostgreSQL clients, Mesa, LLVM: 157 of the 374 packages the
+# userland had with it), none of which the runner includes (it uses the nlohmann adapter).
 HEADER_PACKAGES = ("libvalijson-dev",)
 # The x86-64-hosted cross compiler (see the module's docstring): its shared libraries as multiarch packages apt installs
 # beside the arm64 ones; the compiler itself and its target files (which apt cannot pair with an arm64 system: they
