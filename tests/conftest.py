@@ -108,9 +108,9 @@ def pytest_configure(config) -> None:
     """Each xdist worker keeps torch's OpenMP (and BLAS) pool to its share of the cores, as the product's build
     workers do (host/jobs/share.py): two workers whose torch each starts a thread per core run its parallel regions
     slower than one after the other (an OpenMP region waits for its descheduled thread; a small model's training
-    here: 41 s with two threads per worker, 22 s with one). Set before
-    any test imports torch; a variable the user set is kept. Runtimes' own pools (ONNX Runtime, OpenVINO, LiteRT)
-    keep their defaults: tests check those."""
+    here: 41 s with two threads per worker, 22 s with one). Set before any test imports torch; a variable the user
+    set is kept. Unlike share.keep_to, no runner thread budget: the runtimes' own pools (ONNX Runtime, OpenVINO,
+    LiteRT) keep their defaults, which tests check."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         from mait_deploy.device.runner import usable_cores

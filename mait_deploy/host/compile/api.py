@@ -45,6 +45,14 @@ def load_evaluation(source: ModelSource, data: str | os.PathLike[str], count: in
     return dataset
 
 
+def check_data(calibration: str | os.PathLike[str] | None, evaluation: str | os.PathLike[str] | None) -> None:
+    """What ``load_data`` will read, checked to exist and be readable as data before the slow work (an export): a
+    mistyped path is one error at once."""
+    for data in (calibration, evaluation):
+        if data is not None:
+            check_source(data)
+
+
 def load_data(source: ModelSource, calibration: str | os.PathLike[str] | None, calibration_options: CalibrationOptions,
               evaluation: str | os.PathLike[str] | None, eval_count: int | None,
               progress: Callable[[str], None] | None = None) -> tuple[Dataset | None, Dataset | None]:
@@ -99,15 +107,14 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
                                     f"precision here, or run --precision auto on the device")
         check_output(Path(out_dir), options.force, kind="dir", ours=bundle_ownership, what="bundle")
     needs = any(plugin.needs_calibration(candidate) for candidate in candidates)
-    for data in ((calibration or DEFAULT_DATA) if needs else None, evaluation):
-        if data is not None:
-            check_source(data)  # a mistyped path: one error now, not after the export
+    calibration = (calibration or DEFAULT_DATA) if needs else None
+    check_data(calibration, evaluation)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=_temp_prefix() + "work-", dir=out_dir.parent) as work:
         step("preparing the model source")
         source = prepare_source(model, Path(work), step)
-        calib, evals = load_data(source, (calibration or DEFAULT_DATA) if needs else None, options.calibration,
+        calib, evals = load_data(source, calibration, options.calibration,
                                  evaluation, eval_count, step)
         if auto:
             return _compile_fastest(plugin, source, candidates, out_dir, Path(work), calib, evals, step,

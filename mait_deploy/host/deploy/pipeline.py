@@ -18,7 +18,6 @@ from typing import Any, Callable
 from mait_deploy import __version__, backends
 from mait_deploy._io import content_key, jsonable, read_json, sha256_file, write_json
 from mait_deploy.device.bundle import load_bundle, verify_runner
-from mait_deploy.device.data.sources import check_source
 from mait_deploy.device.manifest import Manifest, check_files, read_manifest
 from mait_deploy.device.profiling.measure import ProfileOptions, profile
 from mait_deploy.device.profiling.state import cpu_state
@@ -26,7 +25,7 @@ from mait_deploy.device.runner import Runner
 from mait_deploy.device.signing import sign_bundle
 from mait_deploy.errors import MaitDeployError, UnsupportedOption
 from mait_deploy.host import catalog
-from mait_deploy.host.compile.api import DEFAULT_DATA, load_data
+from mait_deploy.host.compile.api import DEFAULT_DATA, check_data, load_data
 from mait_deploy.host.compile.gate import DEFAULT_MAX_DROP
 from mait_deploy.host.compile.source import source_from_export
 from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
@@ -241,15 +240,14 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
 
     options = options or DeployOptions()
     started = time.perf_counter()
-    for data in (options.calibration if INT8 in options.precisions else None, options.evaluation):
-        if data is not None:
-            check_source(data)  # a mistyped path: one error now, not after the export
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = _State(out_dir, fresh=options.force)
     availability = backends.availability()
     targets = options.targets or tuple(t for t in backends.names() if not availability[t])
     plan = [(t, p) for t in targets for p in options.precisions if _in_matrix(t, p, options, availability)]
+    calibration_source = options.calibration if any(p == INT8 for _, p in plan) else None
+    check_data(calibration_source, options.evaluation)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = _State(out_dir, fresh=options.force)
     total = len(plan) + 1
     step = progress or (lambda message, done, total: None)
 
@@ -257,7 +255,7 @@ def deploy(checkpoint: Any, out_dir: str | os.PathLike[str], options: DeployOpti
     checkpoint_path, identity = _checkpoint_identity(checkpoint)
     source, reused_export, export_key = _export(checkpoint_path, identity, out_dir, state)
     calibration, evaluation = load_data(
-        source, options.calibration if any(p == INT8 for _, p in plan) else None,
+        source, calibration_source,
         CalibrationOptions(count=options.calibration_count), options.evaluation, options.eval_count)
     data_key = {"calibration": calibration.content_sha256() if calibration else None,
                 "evaluation": evaluation.content_sha256() if evaluation else None}
