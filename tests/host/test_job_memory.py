@@ -113,3 +113,24 @@ def test_a_job_declares_more_for_a_larger_model_and_a_worker_stays_within_its_de
     [outcome] = LocalProcesses(1).run([job], {"model": inputs}, done=lambda outcome: None)
     assert outcome.status == "ok", outcome.reason
     assert 0 < outcome.worker["peak_rss_mb"] * MB < declared, (outcome.worker, declared)
+
+
+def test_a_spawned_process_reports_its_own_peak_not_its_parents():
+    """A build worker is spawned by the deploying process; its peak must be its own. ``ru_maxrss`` is not: Linux
+    carries the parent's high-water mark across fork and exec (a worker reported the deploying process's 801 MB
+    for every job whatever it built)."""
+    import subprocess
+    import sys
+
+    from mait_deploy.device.profiling.measure import peak_rss_mb, rss_mb
+
+    held = np.ones(64 * MB // 8 * 8)  # 512 MB, every page touched
+    assert rss_mb() > 512
+    child = subprocess.run([sys.executable, "-c", "from mait_deploy.device.profiling.measure import peak_rss_mb; "
+                            "import resource; print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF)"
+                            ".ru_maxrss / 1024)"], capture_output=True, text=True, check=True)
+    del held
+    own, inherited = map(float, child.stdout.split())
+    assert 0 < own < 256, child.stdout  # the child's Python and numpy
+    assert inherited > 512, child.stdout  # what the old figure said: the parent's
+    assert peak_rss_mb() > 512

@@ -91,6 +91,21 @@ def test_the_generated_project_builds_and_ctest_runs_its_golden_selftest(runtime
         assert "inference precision f32" in done.stdout
 
 
+def test_the_bench_reports_its_own_latency_and_peak_memory_not_its_parents(apps, bundles):
+    """mait-bench's one JSON line: percentiles, the runtime call inside them, and its own peak RSS even when the
+    process that starts it holds more (ru_maxrss would say the parent's: Linux carries it across exec)."""
+    needs("onnxruntime")
+    held = np.ones(64 * 2**20)  # 512 MB of this process, every page touched
+    done = run(apps["onnxruntime"] / "mait-bench", bundles["onnxruntime", "fp32"], "--batch", "2",
+               "--iterations", "20", "--warmup", "2", check=True)
+    del held
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["batch"] == 2 and report["iterations"] == 20
+    assert 0 < report["runtime_call_p50_ms"] <= report["p50_ms"] <= report["p99_ms"]
+    assert report["throughput"] == pytest.approx(2 / report["p50_ms"] * 1000)
+    assert 0 < report["peak_rss_mb"] < 256, report  # the runner and ONNX Runtime with a 28-px model
+
+
 @pytest.fixture(scope="module")
 def test_images(tmp_path_factory):
     """1,000 Fashion-MNIST test images (the shipped sample) as PNG files, and their labels."""

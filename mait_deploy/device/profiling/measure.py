@@ -174,6 +174,15 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """The highest resident set size of this process since it started (MB). Linux: VmHWM, the high-water mark of
+    this program's own memory. Not ``ru_maxrss``: Linux carries it across exec from the parent's at fork, so a
+    process spawned by one holding 800 MB reports at least 800 MB whatever it uses itself (a build worker did)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, IndexError, ValueError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 

@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import platform
-import resource
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ from mait_deploy.device.data.sources import Dataset
 from mait_deploy.device.load_probe import built_here
 from mait_deploy.device.logits import GateResult
 from mait_deploy.device.manifest import Manifest, read_manifest
+from mait_deploy.device.profiling.measure import peak_rss_mb
 from mait_deploy.errors import BundleError, MaitDeployError
 from mait_deploy.host import catalog
 from mait_deploy.host.compile import target as target_module
@@ -166,7 +166,7 @@ def run_job(job: BuildJob, inputs: BuildInputs, worker_kind: str, temp_root: str
         target_module.BUILT_BY = "host"
     outcome.new_gates = {k: v for k, v in target_module._GATES.items() if k not in job.known_gates}
     outcome.seconds = round(time.perf_counter() - started, 2)
-    outcome.worker["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    outcome.worker["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return outcome
 
 
