@@ -1,13 +1,13 @@
 """What a build job declares it holds (host/jobs/job.py: job_memory_bytes, the figure local workers admit jobs by
 and a Ray task's ``memory``) against the peak resident memory its worker reached, cell by cell.
 
-Each cell is one build job (compile, calibrate, gate, golden) run alone in a fresh spawned worker (``--jobs 1``: a
-pool of one per job), so the worker's peak RSS is that job's: the ONNX and images as they arrive, the converter, the
+Each cell is one build job (compile, calibrate, gate, golden) run alone in a fresh spawned worker (a pool of one
+worker per job), so the worker's peak RSS is that job's: the ONNX and images as they arrive, the converter, the
 calibration and gate batches (host/compile/activations.py keeps their activations within a budget).
 
     python -m benchmarks.build_memory                       # the shipped checkpoint, 4 targets x 2 precisions
-    python -m benchmarks.build_memory --models mait_s_patch16_224 --targets onnxruntime --calibration-count 32 \\
-        --eval-count 1000                                                # MaiT-S at 224 px (random weights)
+    python -m benchmarks.build_memory --models mait_s_patch16_224 --calibration-count 32 --eval-count 0 \\
+        --name build_memory_224                   # MaiT-S at 224 px (random weights) as `compare` builds it
 
 A cell is within its declaration when ``peak_rss_mb <= declared_mb``. Writes results/build_memory.json (or
 ``--name``).
@@ -42,8 +42,9 @@ def measure(spec: str, targets: list[str], precisions: list[str], data: str, cal
     with tempfile.TemporaryDirectory(prefix="mait-bench-memory-") as work:
         model = mait_model(spec, Path(work), print)
         source = model.source
-        calibration, evaluation = load_data(source, data, CalibrationOptions(count=calibration_count), data,
-                                            eval_count, print)
+        # No gate images (``eval_count`` 0): a compare build's jobs, which gate nothing.
+        calibration, evaluation = load_data(source, data, CalibrationOptions(count=calibration_count),
+                                            data if eval_count else None, eval_count or None, print)
         inputs = build_inputs(source, calibration, evaluation)
         declared = job_memory_bytes(inputs)
         per_image = source.activation_bytes
@@ -83,7 +84,8 @@ def main() -> None:
     rows = [row for spec in args.models.split(",")
             for row in measure(spec, args.targets.split(","), args.precisions.split(","), args.data,
                                args.calibration_count, args.eval_count)]
-    path = write_result(args.name, {"rows": rows, "all_within": all(r["within"] for r in rows if r["status"] == "ok")})
+    path = write_result(args.name, {"command": " ".join(["python -m benchmarks.build_memory", *sys.argv[1:]]),
+                                    "rows": rows, "all_within": all(r["within"] for r in rows if r["status"] == "ok")})
     print(f"wrote {path}")
 
 

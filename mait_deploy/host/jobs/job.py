@@ -39,8 +39,9 @@ from mait_deploy.host.compile.activations import ACTIVATION_BUDGET_BYTES, INFERE
 from mait_deploy.host.compile.gate import AccuracyGateFailed
 from mait_deploy.host.compile.source import ModelSource
 
-# What one build of the default model holds at its peak, measured here (ExecuTorch's lowering is the largest): the
-# base of every job's declared memory (job_memory_bytes), the rest grows with the model and the images it holds.
+# The base of every job's declared memory (job_memory_bytes); the rest grows with the model and the images it holds.
+# The default model's builds peak at 0.50-0.72 GB each, LiteRT's INT8 the largest (benchmarks/build_memory.py,
+# results/build_memory.json): the base leaves a converter's version-to-version growth room.
 JOB_MEMORY_BYTES = 2 << 30
 
 
