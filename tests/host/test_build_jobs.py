@@ -234,3 +234,67 @@ def test_a_worker_that_dies_between_two_submits_does_not_end_the_run(monkeypatch
     outcomes = executors.LocalProcesses(2).run(jobs, {"model": None}, finished.append)
     assert sorted(o.name for o in finished) == [f"job-{i}" for i in range(4)]
     assert [o.status for o in outcomes] == ["ok"] * 4 and len(pools) > 1
+
+
+GUARDED_BUILD = """
+import pickle, sys
+from mait_deploy.host.jobs.executors import LocalProcesses
+from mait_deploy.host.jobs.job import BuildJob
+from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
+
+if __name__ == "__main__":
+    inputs = pickle.load(open(sys.argv[1], "rb"))
+    job = BuildJob("litert-int8", "litert", "int8", CompileOptions(precision="int8",
+                   calibration=CalibrationOptions(count=64), force=True))
+    LocalProcesses(1).run([job], {"model": inputs}, done=lambda outcome: None)
+"""
+
+
+def _spawned_children(parent: int) -> list[int]:
+    """The multiprocessing workers whose parent is ``parent`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_worker_ends_and_removes_the_runs_folder_when_the_deploying_process_is_killed(inputs, tmp_path):
+    """SIGKILL (or the OOM killer) runs no clean-up in the deploying process: its worker must not build on for
+    nobody, holding gigabytes and a folder under the temp dir (two orphaned builders were found doing so)."""
+    import pickle
+    import subprocess
+    import sys
+
+    (tmp_path / "inputs.pickle").write_bytes(pickle.dumps(inputs))
+    (tmp_path / "build.py").write_text(GUARDED_BUILD)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "build.py"), str(tmp_path / "inputs.pickle")],
+                              cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)})
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not workers and time.monotonic() < deadline and parent.poll() is None:
+            workers = _spawned_children(parent.pid)
+            time.sleep(0.2)
+        assert workers, "no worker started"
+        assert list(temp.glob("mait-jobs-*")), "the run's folder"
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "the worker builds on after its parent"
+        assert not list(temp.glob("mait-jobs-*"))
+    finally:
+        parent.kill()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -3,7 +3,8 @@ or a Ray cluster (``--cluster ADDRESS``, the ``cluster`` extra).
 
 Each executor keeps at most as many jobs in flight as it has workers and hands a job the gates measured so far,
 so a job that builds bytes another already gated takes that gate. A job whose worker dies fails its own row with
-the reason; the others finish. Ctrl-C cancels what is outstanding (workers end, their folders are removed).
+the reason; the others finish. Ctrl-C cancels what is outstanding (workers end, their folders are removed); a
+deploying process killed outright (SIGKILL, the OOM killer) takes its workers with it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
+import time
 from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 from mait_deploy._runtime_logs import QUIET_RUNTIMES_ENV, quiet_third_party
@@ -92,14 +95,15 @@ _WORKER_INPUTS: Inputs | None = None
 _WORKER_TEMP: str | None = None
 
 
-def _start_worker(inputs_file: str, temp_root: str, shares: Any) -> None:
+def _start_worker(inputs_file: str, temp_root: str, shares: Any, parent: int) -> None:
     """A worker process keeps the run's inputs (read once, from ``inputs_file``), takes a share of the cores
     (``shares``: a queue of core lists, one per worker), is as quiet as the deploying process (its environment is
-    inherited) and ignores the terminal's Ctrl-C: the parent ends it."""
+    inherited) and ignores the terminal's Ctrl-C: the parent ends it, or its death does (``parent``: its id)."""
     import queue
     import signal
 
     global _WORKER_INPUTS, _WORKER_TEMP
+    _end_with_parent(parent, temp_root)  # the parent's id from the parent: it may die before this line runs
     with open(inputs_file, "rb") as handle:
         _WORKER_INPUTS, _WORKER_TEMP = pickle.load(handle), temp_root
     try:
@@ -110,6 +114,20 @@ def _start_worker(inputs_file: str, temp_root: str, shares: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.environ.get(QUIET_RUNTIMES_ENV) == "1":
         quiet_third_party()
+
+
+def _end_with_parent(parent: int, temp_root: str) -> None:
+    """A worker whose deploying process is gone (SIGKILL, the OOM killer, a script's SIGTERM: nothing ran its
+    clean-up) removes the run's folder and exits instead of building for nobody. It polls its parent's id, which
+    changes when the parent dies (the orphan is re-parented); a pool that ends normally ends its workers first."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        shutil.rmtree(temp_root, ignore_errors=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mait-deploy-parent-watch", daemon=True).start()
 
 
 def _worker_job(job: BuildJob) -> BuildOutcome:
@@ -182,7 +200,7 @@ class LocalProcesses:
         for cores in core_shares(workers):
             shares.put(cores)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                   initargs=(inputs_file, temp_root, shares))
+                                   initargs=(inputs_file, temp_root, shares, os.getpid()))
         flying: dict[Any, BuildJob] = {}
         ended = False
         try:
