@@ -28,9 +28,10 @@ from tests.native import sdk
 
 PRECISIONS = ("fp32", "int8")
 PYTHON_RUN = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from mait_deploy.device.bundle import load_bundle
+from mait_deploy.device.profiling.measure import peak_rss_mb
 bundle, batch, warmup, iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 with load_bundle(bundle) as runner:
     x = np.random.default_rng(0).standard_normal((batch, *runner.sample_shape)).astype(np.float32)
@@ -43,7 +44,7 @@ with load_bundle(bundle) as runner:
             total.append(took)
             runtime.append(runner.last_inference_ms)
 print(json.dumps({"p50_ms": float(np.median(total)), "runtime_call_p50_ms": float(np.median(runtime)),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
 

@@ -92,7 +92,7 @@ def test_workers_admit_a_job_only_where_its_memory_fits_beside_the_others():
 
 def test_a_job_declares_more_for_a_larger_model_and_a_worker_stays_within_its_declaration(ort_fp32_bundle):
     """The declaration grows with the images a job holds and its activations; a real INT8 build of the shipped
-    model on a worker process peaks (its own ru_maxrss) below what it declared."""
+    model on a worker process peaks (its own high-water mark) below what it declared."""
     from mait_deploy.host.compile.api import load_data
     from mait_deploy.host.compile.source import source_from_onnx
     from mait_deploy.host.compile.spec import CalibrationOptions, CompileOptions
