@@ -93,9 +93,8 @@ def main() -> None:
     parser.add_argument("--name", default="build_memory")
     args = parser.parse_args()
     loads: list[Callable[[Path], CompareModel]] = [
-        *(partial(lambda spec, work: mait_model(spec, work, print), spec) for spec in _names(args.models)),
-        *(partial(lambda spec, work: baseline_model(spec, work, print, args.timm_python), spec)
-          for spec in _names(args.baselines))]
+        *(partial(mait_model, spec, step=print) for spec in _names(args.models)),
+        *(partial(baseline_model, spec, step=print, timm_python=args.timm_python) for spec in _names(args.baselines))]
     rows = [row for load in loads
             for row in measure(load, args.targets.split(","), args.precisions.split(","), args.data,
                                args.calibration_count, args.eval_count)]
