@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import pickle
 import sys
@@ -47,6 +48,30 @@ class ShippedBundles(dict):
         super().__init__()
         self.root = root
 
+    @functools.cached_property
+    def source(self) -> Any:
+        """The shipped checkpoint's verified FP32 export as a ModelSource, the one every shipped bundle is compiled
+        from (as ``deploy`` compiles one export for every row): exported once under a file lock by the first
+        process that needs it and read by the others, each of which loads the checkpoint for its torch model."""
+        pytest.importorskip("torch")
+        from mait_deploy.host.compile.source import source_from_checkpoint, source_from_export
+        from mait_deploy.host.model.checkpoint import load_checkpoint
+        from mait_deploy.host.model.zoo import resolve_checkpoint
+
+        folder = self.root / ".source"
+        saved = folder / "export-report.pickle"
+        with open(self.root / ".source.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if saved.is_file():
+                return source_from_export(load_checkpoint(resolve_checkpoint(None)), folder / "model.onnx",
+                                          pickle.loads(saved.read_bytes()))
+            folder.mkdir(exist_ok=True)
+            source = source_from_checkpoint(None, folder)
+            partial = saved.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(source.export_report))
+            partial.replace(saved)
+            return source
+
     def __missing__(self, key: tuple[str, str]) -> ShippedBundle:
         target, precision = key
         pytest.importorskip("torch")
@@ -70,7 +95,7 @@ class ShippedBundles(dict):
         if saved.is_file() and folder.is_dir():
             return pickle.loads(saved.read_bytes())
         options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=SHIPPED_CALIBRATION))
-        result = compile_model(None, target, options, folder, eval_count=SHIPPED_EVAL_COUNT)
+        result = compile_model(self.source, target, options, folder, eval_count=SHIPPED_EVAL_COUNT)
         partial = saved.with_suffix(".partial")
         partial.write_bytes(pickle.dumps(result))
         partial.replace(saved)
@@ -131,6 +156,13 @@ def pytest_xdist_auto_num_workers(config) -> int:
     cores = min(len(usable_cores()), 4)
     free = available_memory()
     return max(1, cores if free is None else min(cores, free // (3 * 2**30)))
+
+
+@pytest.fixture(scope="session")
+def shipped_source(shipped_bundles) -> Any:
+    """The shipped checkpoint's verified FP32 export (a ModelSource) for a test that compiles it itself and is not
+    about the export: the same one the shipped bundles come from; tests only read it."""
+    return shipped_bundles.source
 
 
 @pytest.fixture(scope="session")

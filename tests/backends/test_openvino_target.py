@@ -169,10 +169,10 @@ def test_cli_json_is_clean_with_nncf_progress(tmp_path):
     assert json.loads(result.stdout)["gate"]["passed"]
 
 
-def test_accuracy_controlled_quantization(tmp_path):
+def test_accuracy_controlled_quantization(tmp_path, shipped_source):
     options = CompileOptions(precision="int8", max_accuracy_drop=0.5, calibration=CalibrationOptions(count=200),
                              target_options={"accuracy_control": True})
-    result = compile_model(None, "openvino", options, tmp_path / "ac", eval_count=500)
+    result = compile_model(shipped_source, "openvino", options, tmp_path / "ac", eval_count=500)
     quantization = result.manifest.build["quantization"]
     assert quantization["method"].startswith("nncf accuracy_control")
     assert result.gate.passed and result.manifest.build["ir"]["fake_quantize"] > 0

@@ -25,12 +25,12 @@ from tests.shipped import default_checkpoint
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
+def bundles(tmp_path_factory, shipped_source):
     root = tmp_path_factory.mktemp("trt")
     results = {}
     for precision in ("fp16", "int8"):
         options = CompileOptions(precision=precision, calibration=CalibrationOptions(count=128))
-        results[precision] = compile_model(None, "tensorrt", options, root / precision, eval_count=1000)
+        results[precision] = compile_model(shipped_source, "tensorrt", options, root / precision, eval_count=1000)
     return root, results
 
 
@@ -56,7 +56,7 @@ def test_qdq_onnx_passes_the_gate_in_onnxruntime(bundles):
     assert gate.passed and gate.drop_points <= 1.0 and gate.count == 1000
 
 
-def test_rules_reject_a_quantized_softmax_and_asymmetric_points(bundles, tmp_path):
+def test_rules_reject_a_quantized_softmax_and_asymmetric_points(bundles, shipped_bundles):
     root, _ = bundles
     model = onnx.load(str(root / "int8" / "model.onnx"))
     softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
@@ -65,11 +65,10 @@ def test_rules_reject_a_quantized_softmax_and_asymmetric_points(bundles, tmp_pat
     softmax.input[0] = dq.output[0]
     with pytest.raises(ValidationError, match="Softmax"):
         check_explicit_quantization(model)
-    ort_int8 = compile_model(None, "onnxruntime", CompileOptions(precision="int8",
-                             calibration=CalibrationOptions(count=32)), tmp_path / "ort", evaluation=None)
+    # ONNX Runtime's own INT8 QDQ model is not one TensorRT takes.
+    ort_int8 = shipped_bundles["onnxruntime", "int8"].folder
     with pytest.raises(ValidationError, match="zero point|int32|DQ feeds"):
-        check_explicit_quantization(onnx.load(str(tmp_path / "ort" / "model.onnx")))
-    del ort_int8
+        check_explicit_quantization(onnx.load(str(ort_int8 / "model.onnx")))
 
 
 def test_fp16_bundle_carries_both_onnx_files_and_the_plan(bundles):
@@ -306,13 +305,10 @@ def test_real_engine_build_and_inference(bundles):
     assert verify_bundle(root / "int8").passed
 
 
-def test_a_gate_already_scored_on_the_same_bytes_is_not_scored_again(tmp_path):
+def test_a_gate_already_scored_on_the_same_bytes_is_not_scored_again(tmp_path, shipped_source):
     """TensorRT FP32 gates the very ONNX of ONNX Runtime's FP32 bundle, in ONNX Runtime, on the same images: deploy
     scores it once. An artifact with other bytes (INT8 Q/DQ) is scored on its own."""
-    from mait_deploy.host.export.onnx import export_onnx
-
-    model = tmp_path / "model.onnx"  # one export, as in deploy
-    export_onnx(None, model)
+    model = shipped_source.onnx_path  # one export, as in deploy
     ort = compile_model(model, "onnxruntime", CompileOptions(precision="fp32"), tmp_path / "ort", eval_count=300)
     trt = compile_model(model, "tensorrt", CompileOptions(precision="fp32"), tmp_path / "trt", eval_count=300)
     assert trt.manifest.build["gate_reused"]["from"] == "onnxruntime fp32"
