@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mait_deploy._deps import is_available
-from mait_deploy.errors import UnsupportedOption, install_hint
+from mait_deploy.errors import MissingDependency, UnsupportedOption, install_hint
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,15 @@ def register_cli(app: Any) -> None:
         spec = get(name).cli
         if spec:
             load(spec)(app)
+
+
+def require_host(name: str) -> None:
+    """Raise MissingDependency, naming the host extra, when this host lacks a module that building backend
+    ``name``'s bundles needs: a build checks it before its slow work (the export), not when it gets there."""
+    backend = get(name)
+    missing = backend.missing_on_host()
+    if missing:
+        raise MissingDependency(missing[0], backend.host.extra)
 
 
 def availability() -> dict[str, str]:

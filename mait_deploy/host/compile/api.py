@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from mait_deploy import backends
 from mait_deploy._io import _temp_prefix, atomic_dir, check_output, read_json
 from mait_deploy.device.archive import bundle_ownership
 from mait_deploy.device.data.sources import (
@@ -84,6 +85,7 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
     """
     step = progress or (lambda message: None)
     plugin = catalog.target(target)
+    backends.require_host(target)
     auto = options.precision == "auto"
     # --precision auto: every precision this target builds and this machine computes (BF16 needs the hardware).
     candidates = [candidate for candidate in (dataclasses.replace(options, precision=p)
