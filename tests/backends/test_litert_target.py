@@ -129,13 +129,10 @@ def test_fixed_batch_bundle_pads_partial_batches(tmp_path, shipped_source):
         assert runner.run(np.zeros((6, 1, 28, 28), np.float32)).shape == (6, 10)
 
 
-def test_litert_errors(tmp_path, bundles):
+def test_litert_errors(tmp_path, bundles, shipped_source):
     folders, _ = bundles
     with pytest.raises(UnsupportedOption, match="static batch"):
         compile_model(None, "litert", CompileOptions(batch="dynamic"), tmp_path / "x")
-    from mait_deploy.host.export.onnx import export_onnx
-
-    export_onnx(None, tmp_path / "m.onnx")
     with pytest.raises(UnsupportedOption, match="converts from PyTorch"):
-        compile_model(str(tmp_path / "m.onnx"), "litert", CompileOptions(), tmp_path / "x")
+        compile_model(str(shipped_source.onnx_path), "litert", CompileOptions(), tmp_path / "x")
     assert not (tmp_path / "x").exists()

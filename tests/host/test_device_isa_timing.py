@@ -69,17 +69,15 @@ def test_the_capped_race_runs_in_a_child_that_has_the_environment(tmp_path):
 
 
 @pytest.mark.slow  # three OpenVINO builds and a timed race (~35 s): CI's slow run
-def test_openvino_precision_auto_for_an_avx2_device_times_under_the_cap(tmp_path):
+def test_openvino_precision_auto_for_an_avx2_device_times_under_the_cap(tmp_path, shipped_source):
     pytest.importorskip("torch")
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     from mait_deploy.host.compile.api import compile_model
-    from mait_deploy.host.export.onnx import export_onnx
 
-    export_onnx(None, tmp_path / "model.onnx")
     options = CompileOptions(precision="auto", calibration=CalibrationOptions(count=64),
                              target_options={"device_isa": "x86-avx2"})
-    result = compile_model(tmp_path / "model.onnx", "openvino", options, tmp_path / "auto", eval_count=300)
+    result = compile_model(shipped_source.onnx_path, "openvino", options, tmp_path / "auto", eval_count=300)
     choice = result.manifest.build["precision_choice"]
     if isa.cpu_isa()["int8_class"] != "x86-avx2":
         assert "openvino's kernels capped to x86-avx2 (ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2)" in choice["why"]

@@ -37,9 +37,18 @@ def hostile_model():
     return model
 
 
-def test_fallback_finds_the_hostile_layer_and_keeps_it_in_float(hostile_model, tmp_path):
+@pytest.fixture(scope="module")
+def hostile_source(hostile_model, tmp_path_factory):
+    """``hostile_model`` exported and verified once (a ModelSource, as deploy compiles one export for every row):
+    each test compiles it without exporting it again."""
+    from mait_deploy.host.compile.source import source_from_checkpoint
+
+    return source_from_checkpoint(hostile_model, tmp_path_factory.mktemp("hostile-export"))
+
+
+def test_fallback_finds_the_hostile_layer_and_keeps_it_in_float(hostile_source, tmp_path):
     options = CompileOptions(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128))
-    result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "int8", eval_count=1000)
+    result = compile_model(hostile_source, "onnxruntime", options, tmp_path / "int8", eval_count=1000)
     fallback = result.manifest.build["layer_fallback"]
     assert fallback["first_gate"]["drop_points"] > 4 * LIMIT  # full INT8 really broke, far beyond the limit
     assert fallback["sensitivity"][0]["layer"] == HOSTILE  # ranked most sensitive
@@ -49,29 +58,29 @@ def test_fallback_finds_the_hostile_layer_and_keeps_it_in_float(hostile_model, t
     assert result.manifest.build["quantization"]["quantized_ops"]  # the rest is still INT8
 
 
-def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_model, tmp_path):
+def test_without_fallback_the_gate_fails_and_named_float_layers_pass(hostile_source, tmp_path):
     base = dict(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128))
     with pytest.raises(AccuracyGateFailed):
-        compile_model(hostile_model, "onnxruntime", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
+        compile_model(hostile_source, "onnxruntime", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
                       eval_count=1000)
     assert not (tmp_path / "a").exists()
-    result = compile_model(hostile_model, "tensorrt", CompileOptions(**base, float_layers=(HOSTILE,)),
+    result = compile_model(hostile_source, "tensorrt", CompileOptions(**base, float_layers=(HOSTILE,)),
                            tmp_path / "b", eval_count=1000)
     assert result.gate.passed and "layer_fallback" not in result.manifest.build
     with pytest.raises(UnsupportedOption, match="unknown layer"):
-        compile_model(hostile_model, "onnxruntime", CompileOptions(**base, float_layers=("blocks.9.nope",)),
+        compile_model(hostile_source, "onnxruntime", CompileOptions(**base, float_layers=("blocks.9.nope",)),
                       tmp_path / "c", eval_count=100)
     with pytest.raises(UnsupportedOption, match="int8 only"):
         CompileOptions(precision="fp32", float_layers=(HOSTILE,))
     np.testing.assert_equal((tmp_path / "c").exists(), False)
 
 
-def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_model, tmp_path):
+def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_source, tmp_path):
     from mait_deploy.device.bundle import verify_bundle
 
     options = CompileOptions(precision="auto", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128),
                              layer_fallback=False)  # so INT8 fails its gate here: one candidate ruled out by it
-    result = compile_model(hostile_model, "onnxruntime", options, tmp_path / "auto", eval_count=500)
+    result = compile_model(hostile_source, "onnxruntime", options, tmp_path / "auto", eval_count=500)
     choice = result.manifest.build["precision_choice"]
     timing = choice["side_by_side"]
     assert result.precision == choice["chosen"] == result.manifest.precision
@@ -87,23 +96,23 @@ def test_precision_auto_keeps_the_fastest_that_passes_and_says_why(hostile_model
     assert [p.name for p in tmp_path.iterdir()] == ["auto"]  # no candidate left behind
 
 
-def test_precision_auto_refuses_what_it_cannot_time(hostile_model, tmp_path):
+def test_precision_auto_refuses_what_it_cannot_time(hostile_source, tmp_path):
     with pytest.raises(UnsupportedOption, match="cannot run tensorrt"):
-        compile_model(hostile_model, "tensorrt", CompileOptions(precision="auto"), tmp_path / "a", eval_count=100)
+        compile_model(hostile_source, "tensorrt", CompileOptions(precision="auto"), tmp_path / "a", eval_count=100)
     with pytest.raises(UnsupportedOption, match="needs the accuracy gate"):
-        compile_model(hostile_model, "onnxruntime", CompileOptions(precision="auto"), tmp_path / "b", evaluation=None)
+        compile_model(hostile_source, "onnxruntime", CompileOptions(precision="auto"), tmp_path / "b", evaluation=None)
     with pytest.raises(UnsupportedOption, match="int8 only"):
         CompileOptions(precision="auto", float_layers=("head",))
 
 
 @pytest.mark.slow
-def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp_path):
+def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_source, tmp_path):
     pytest.importorskip("nncf")
     base = dict(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=128))
     with pytest.raises(AccuracyGateFailed):
-        compile_model(hostile_model, "openvino", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
+        compile_model(hostile_source, "openvino", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
                       eval_count=1000)
-    result = compile_model(hostile_model, "openvino", CompileOptions(**base, float_layers=(HOSTILE,)),
+    result = compile_model(hostile_source, "openvino", CompileOptions(**base, float_layers=(HOSTILE,)),
                            tmp_path / "b", eval_count=1000)
     quantization = result.manifest.build["quantization"]
     assert result.gate.passed and len(quantization["ignored_scope"]) == 1
@@ -111,15 +120,15 @@ def test_openvino_keeps_named_layers_out_of_nncf_quantization(hostile_model, tmp
 
 
 @pytest.mark.slow
-def test_litert_keeps_named_modules_out_of_pt2e_quantization(hostile_model, tmp_path):
+def test_litert_keeps_named_modules_out_of_pt2e_quantization(hostile_source, tmp_path):
     pytest.importorskip("litert_torch")
     base = dict(precision="int8", max_accuracy_drop=LIMIT, calibration=CalibrationOptions(count=64))
     with pytest.raises(AccuracyGateFailed):
-        compile_model(hostile_model, "litert", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
+        compile_model(hostile_source, "litert", CompileOptions(**base, layer_fallback=False), tmp_path / "a",
                       eval_count=1000)
-    result = compile_model(hostile_model, "litert", CompileOptions(**base, float_layers=(HOSTILE,)),
+    result = compile_model(hostile_source, "litert", CompileOptions(**base, float_layers=(HOSTILE,)),
                            tmp_path / "b", eval_count=1000)
     assert result.gate.passed and result.manifest.build["quantization"]["float_layers"] == [HOSTILE]
     with pytest.raises(UnsupportedOption, match="unknown layer"):
-        compile_model(hostile_model, "litert", CompileOptions(**base, float_layers=("node_matmul",)),
+        compile_model(hostile_source, "litert", CompileOptions(**base, float_layers=("node_matmul",)),
                       tmp_path / "c", eval_count=100)

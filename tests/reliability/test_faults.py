@@ -4,6 +4,7 @@ a non-zero exit, nothing partial or temporary in the output folder, and any prev
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,12 +150,11 @@ def _npz(d, images):
 
 
 @pytest.fixture(scope="module")
-def shipped_onnx(tmp_path_factory):
-    """The shipped model exported once: the data cases fail on their data, not on an export each (12 s vs 2 s)."""
-    from mait_deploy.host.export.onnx import export_onnx
-
+def shipped_onnx(tmp_path_factory, shipped_source):
+    """The shipped model's export (conftest.py: shipped_source), in a folder of this module's own: the data cases
+    fail on their data, not on an export each (12 s vs 2 s)."""
     path = tmp_path_factory.mktemp("shipped-onnx") / "model.onnx"
-    export_onnx(None, path)
+    shutil.copyfile(shipped_source.onnx_path, path)
     return path
 
 
@@ -171,7 +171,7 @@ def test_bad_data(tmp_path, case, shipped_onnx):
     assert list(out.iterdir()) == []
 
 
-def test_mixed_modes_and_some_corrupt_images_are_fine(tmp_path):
+def test_mixed_modes_and_some_corrupt_images_are_fine(tmp_path, shipped_onnx):
     # Training images: the gate's held-out test images must not overlap the calibration set (that is refused).
     calib = _images(tmp_path / "calib", 6, split="train")
     _images(tmp_path / "calib" / "rgb", 3, mode="RGB", size=(40, 30), split="train")
@@ -179,7 +179,8 @@ def test_mixed_modes_and_some_corrupt_images_are_fine(tmp_path):
     _images(tmp_path / "calib" / "cmyk", 2, mode="CMYK", split="train")
     Image.fromarray(np.full((28, 28), 30000, np.uint16)).save(calib / "deep.png")
     (calib / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    result = cli("compile", "--precision", "int8", "--calib", calib, "--eval-count", "100", "-o", tmp_path / "b")
+    result = cli("compile", shipped_onnx, "--precision", "int8", "--calib", calib, "--eval-count", "100", "-o",
+                 tmp_path / "b")
     assert result.returncode == 0, result.stderr
     assert "skipped 1 unreadable image" in result.stderr
 
