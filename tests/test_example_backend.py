@@ -27,7 +27,7 @@ def reference_backend(monkeypatch):
         del sys.modules[name]
 
 
-def test_a_backend_registered_at_run_time_compiles_verifies_and_profiles(reference_backend, tmp_path):
+def test_a_backend_registered_at_run_time_compiles_verifies_and_profiles(reference_backend, tmp_path, shipped_source):
     from mait_deploy import compile_model, profile, verify_bundle
     from mait_deploy.device.accuracy import evaluate_bundle
     from mait_deploy.device.profiling.measure import ProfileOptions
@@ -35,7 +35,7 @@ def test_a_backend_registered_at_run_time_compiles_verifies_and_profiles(referen
 
     assert "onnx-reference" in backends.names() and backends.availability()["onnx-reference"] == ""
     bundle = tmp_path / "ref"
-    result = compile_model(None, "onnx-reference", CompileOptions(precision="fp32"), bundle, eval_count=100)
+    result = compile_model(shipped_source, "onnx-reference", CompileOptions(precision="fp32"), bundle, eval_count=100)
     assert result.gate.passed and result.gate.max_abs_diff < 1e-4  # the reference computes the FP32 model
     assert result.to_dict()["manifest"]["runtime"] == {"name": "onnx-reference", "extra": "export", "options": {}}
     report = verify_bundle(bundle)

@@ -123,7 +123,8 @@ def test_threads_default_to_the_usable_cores(bundles):
 
 
 def test_fixed_batch_bundle_pads_partial_batches(tmp_path, shipped_source):
-    result = compile_model(shipped_source, "litert", CompileOptions(precision="fp32", batch=4), tmp_path / "b4", eval_count=100)
+    result = compile_model(shipped_source, "litert", CompileOptions(precision="fp32", batch=4), tmp_path / "b4",
+                           eval_count=100)
     assert result.manifest.batch == 4 and result.manifest.inputs[0].shape == [4, 1, 28, 28]
     with load_bundle(tmp_path / "b4") as runner:
         assert runner.run(np.zeros((6, 1, 28, 28), np.float32)).shape == (6, 10)

@@ -161,10 +161,11 @@ def test_openvino_bundle_runs_without_torch(bundles):
     assert result.stdout.strip().endswith("True")
 
 
-def test_cli_json_is_clean_with_nncf_progress(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "compile", "-t", "openvino", "-p", "int8",
-                             "--calib-count", "64", "--eval-count", "200", "-o", str(tmp_path / "b"), "--json"],
-                            capture_output=True, text=True, timeout=600)
+def test_cli_json_is_clean_with_nncf_progress(tmp_path, shipped_source):
+    """From the shipped export (the export's own output beside --json: tests/cli/test_cli.py)."""
+    result = subprocess.run([sys.executable, "-m", "mait_deploy.cli", "compile", str(shipped_source.onnx_path),
+                             "-t", "openvino", "-p", "int8", "--calib-count", "64", "--eval-count", "200",
+                             "-o", str(tmp_path / "b"), "--json"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["gate"]["passed"]
 
