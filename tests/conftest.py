@@ -130,22 +130,20 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 def pytest_configure(config) -> None:
-    """Each xdist worker runs on its own share of the cores (host/jobs/share.py: core_shares), as the product's
-    build workers do: two workers whose runtimes each start a thread per core run slower than one after the other
-    (an OpenMP region waits for its descheduled thread, an idle ONNX Runtime pool spins on the core the other
-    worker needs; a small model's training here: 41 s with two threads per worker, 22 s with one). The runtimes
-    size their pools from the cores they may run on, and tests check they do; torch's OpenMP and BLAS variables
-    are set to the share before any test imports torch (a variable the user set is kept). Unlike share.keep_to, no
-    runner thread budget: the runtimes' own defaults are what tests check."""
+    """Each xdist worker keeps torch's OpenMP (and BLAS) pool to its share of the cores, as the product's build
+    workers do (host/jobs/share.py): two workers whose torch each starts a thread per core run its parallel regions
+    slower than one after the other (an OpenMP region waits for its descheduled thread; a small model's training
+    here: 41 s with two threads per worker, 22 s with one). Set before any test imports torch; a variable the user
+    set is kept. Unlike share.keep_to, no runner thread budget: the runtimes' own pools (ONNX Runtime, OpenVINO,
+    LiteRT) keep their defaults, which tests check."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if workers > 1 and worker.startswith("gw"):
-        from mait_deploy.host.jobs.share import THREAD_VARIABLES, core_shares
+    if workers > 1:
+        from mait_deploy.device.runner import usable_cores
+        from mait_deploy.host.jobs.share import THREAD_VARIABLES
 
-        cores = core_shares(workers)[int(worker[2:]) % workers]
-        os.sched_setaffinity(0, cores)
+        threads = str(max(1, len(usable_cores()) // workers))
         for variable in THREAD_VARIABLES:
-            os.environ.setdefault(variable, str(len(cores)))
+            os.environ.setdefault(variable, threads)
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
