@@ -107,14 +107,13 @@ def compile_model(model: Any, target: str, options: CompileOptions, out_dir: str
             raise UnsupportedOption(f"--precision auto with -O device_isa={device_isa}: {target} cannot be made to "
                                     f"run as that CPU on this one ({cpu_isa()['int8_class']}); choose the "
                                     f"precision here, or run --precision auto on the device")
-    # An output that is there (without --force) or not ours is refused before the export, not after it; the build
-    # checks again when it writes (another command may create it meanwhile).
-    check_output(Path(out_dir), options.force, kind="dir", ours=bundle_ownership, what="bundle")
     needs = any(plugin.needs_calibration(candidate) for candidate in candidates)
     calibration = (calibration or DEFAULT_DATA) if needs else None
     check_data(calibration, evaluation)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # An output that is there (without --force) or not ours is refused before the export, not after it (this also
+    # creates its parent folder); the build checks again when it writes: another command may create it meanwhile.
+    check_output(out_dir, options.force, kind="dir", ours=bundle_ownership, what="bundle")
     with tempfile.TemporaryDirectory(prefix=_temp_prefix() + "work-", dir=out_dir.parent) as work:
         step("preparing the model source")
         source = prepare_source(model, Path(work), step)
