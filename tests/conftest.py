@@ -6,6 +6,7 @@ import fcntl
 import functools
 import os
 import pickle
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,15 @@ def shipped_source(shipped_bundles) -> Any:
     """The shipped checkpoint's verified FP32 export (a ModelSource) for a test that compiles it itself and is not
     about the export: the same one the shipped bundles come from; tests only read it."""
     return shipped_bundles.source
+
+
+@pytest.fixture(scope="module")
+def shipped_onnx(tmp_path_factory, shipped_source) -> Path:
+    """The shipped checkpoint's export as a file in a folder of the requesting module's own (a module's tests may
+    check what is written beside it): the data and path cases fail on their own input, not after an export each."""
+    path = tmp_path_factory.mktemp("shipped-onnx") / "model.onnx"
+    shutil.copyfile(shipped_source.onnx_path, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,6 @@ from tests.shipped import golden_arrays, shift_golden_logits
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, shipped_source):
-    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    shutil.copyfile(shipped_source.onnx_path, path)
-    return path
-
-
 def _image_folder(root, count_per_class=6):
     """The user's own labelled images: RGB, 40x40 (not the model's 28x28 grey), one sub-folder per class (by index:
     a label with '/' cannot be a folder name)."""
@@ -51,11 +44,11 @@ def _float_npz(path, count=60):
 
 
 @pytest.mark.parametrize("source", ["folder", "float-npz", "builtin"])
-def test_a_bundle_gated_on_any_data_source_verifies(exported, tmp_path, source):
+def test_a_bundle_gated_on_any_data_source_verifies(shipped_onnx, tmp_path, source):
     data = {"folder": lambda: _image_folder(tmp_path / "images"), "float-npz": lambda: _float_npz(tmp_path / "e.npz"),
             "builtin": lambda: "fashion-mnist"}[source]()
     bundle = tmp_path / "bundle"
-    result = compile_model(exported, "onnxruntime", CompileOptions(precision="fp32"), bundle, evaluation=data,
+    result = compile_model(shipped_onnx, "onnxruntime", CompileOptions(precision="fp32"), bundle, evaluation=data,
                            eval_count=None if source != "builtin" else 60)
     manifest = read_manifest(bundle)
     assert manifest.golden.kind == ("images" if source == "builtin" else "inputs")

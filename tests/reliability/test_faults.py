@@ -4,7 +4,6 @@ a non-zero exit, nothing partial or temporary in the output folder, and any prev
 import json
 import os
 import pickle
-import shutil
 import signal
 import subprocess
 import sys
@@ -147,15 +146,6 @@ def _labelled(folder, per_class):
 def _npz(d, images):
     np.savez(d / "bad.npz", images=images)
     return d / "bad.npz"
-
-
-@pytest.fixture(scope="module")
-def shipped_onnx(tmp_path_factory, shipped_source):
-    """The shipped model's export (conftest.py: shipped_source), in a folder of this module's own: the data cases
-    fail on their data, not on an export each (12 s vs 2 s)."""
-    path = tmp_path_factory.mktemp("shipped-onnx") / "model.onnx"
-    shutil.copyfile(shipped_source.onnx_path, path)
-    return path
 
 
 @pytest.mark.parametrize("case", sorted(DATA_CASES))

@@ -30,15 +30,6 @@ def memory_bounded(limit_gb: float, *args, timeout=600):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, shipped_source):
-    """The shipped checkpoint's export (the CLI's `export` is tested in tests/cli), in a folder of this module's
-    own: several tests check what is written beside it."""
-    folder = tmp_path_factory.mktemp("exported")
-    shutil.copyfile(shipped_source.onnx_path, folder / "m.onnx")
-    return folder / "m.onnx"
-
-
 @pytest.fixture
 def bundle(ort_fp32_bundle, tmp_path):
     copy = tmp_path / "bundle"
@@ -63,22 +54,22 @@ def test_unpack_force_never_deletes_a_folder_that_is_not_a_bundle(bundle, tmp_pa
     assert (precious / "thesis.txt").read_text() == "years of work"
 
 
-def test_compile_force_never_deletes_a_folder_that_is_not_a_bundle(exported, tmp_path):
+def test_compile_force_never_deletes_a_folder_that_is_not_a_bundle(shipped_onnx, tmp_path):
     precious = _precious(tmp_path / "precious")
-    result = cli("compile", exported, "--no-eval", "-o", precious, "--force")
+    result = cli("compile", shipped_onnx, "--no-eval", "-o", precious, "--force")
     assert_clean_failure(result, "--force replaces only what mait-deploy wrote", tmp_path)
     assert (precious / "thesis.txt").exists() and (precious / "sub").is_dir()
 
 
-def test_force_refuses_a_bundle_holding_a_users_file(bundle, exported, tmp_path):
+def test_force_refuses_a_bundle_holding_a_users_file(bundle, shipped_onnx, tmp_path):
     (bundle / "notes.txt").write_text("mine")
-    result = cli("compile", exported, "--no-eval", "-o", bundle, "--force")
+    result = cli("compile", shipped_onnx, "--no-eval", "-o", bundle, "--force")
     assert_clean_failure(result, "notes.txt", tmp_path)
     assert (bundle / "notes.txt").read_text() == "mine"
 
 
-def test_force_replaces_our_own_bundle(bundle, exported, tmp_path):
-    result = cli("compile", exported, "--no-eval", "-o", bundle, "--force", "--json")
+def test_force_replaces_our_own_bundle(bundle, shipped_onnx, tmp_path):
+    result = cli("compile", shipped_onnx, "--no-eval", "-o", bundle, "--force", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["gate"] is None and cli("verify", bundle).returncode == 0
 
@@ -102,7 +93,7 @@ def test_pack_force_never_overwrites_a_foreign_file(bundle, tmp_path):
 # -- 2. the user's own data ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["folder", "float-npz"])
-def test_compile_on_the_users_data_then_verify_and_predict(exported, tmp_path, kind):
+def test_compile_on_the_users_data_then_verify_and_predict(shipped_onnx, tmp_path, kind):
     if kind == "folder":
         data = user_folder(tmp_path / "mine")
     else:
@@ -110,7 +101,7 @@ def test_compile_on_the_users_data_then_verify_and_predict(exported, tmp_path, k
             data = tmp_path / "mine.npz"
             np.savez(data, images=sample["test_images"][:40] / np.float32(255), labels=sample["test_labels"][:40])
     out = tmp_path / "b"
-    result = cli("compile", exported, "--eval", data, "-o", out)
+    result = cli("compile", shipped_onnx, "--eval", data, "-o", out)
     assert result.returncode == 0, result.stderr
     assert cli("verify", out).returncode == 0
     image = tmp_path / "one.png"
@@ -144,9 +135,9 @@ def test_deploy_survives_a_corrupt_state_file(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_two_compiles_to_one_output_never_both_succeed(exported, tmp_path):
+def test_two_compiles_to_one_output_never_both_succeed(shipped_onnx, tmp_path):
     out = tmp_path / "same"
-    command = [sys.executable, "-m", "mait_deploy.cli", "compile", str(exported), "--no-eval", "-o", str(out)]
+    command = [sys.executable, "-m", "mait_deploy.cli", "compile", str(shipped_onnx), "--no-eval", "-o", str(out)]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in (1, 2)]
     results = [(p.wait(timeout=600), p.stderr.read()) for p in processes]
     codes = sorted(code for code, _ in results)
@@ -158,10 +149,10 @@ def test_two_compiles_to_one_output_never_both_succeed(exported, tmp_path):
 
 # -- 4. nothing written beside the user's input --------------------------------------------------------------
 
-def test_int8_compiles_write_nothing_beside_the_source_onnx(exported, tmp_path):
+def test_int8_compiles_write_nothing_beside_the_source_onnx(shipped_onnx, tmp_path):
     source = tmp_path / "src"
     source.mkdir()
-    shutil.copy(exported, source / "m.onnx")
+    shutil.copy(shipped_onnx, source / "m.onnx")
     command = [sys.executable, "-m", "mait_deploy.cli", "compile", str(source / "m.onnx"), "-p", "int8",
                "--calib-count", "64", "--no-eval", "-o"]
     processes = [subprocess.Popen(command + [str(tmp_path / f"b{i}")], stderr=subprocess.PIPE, text=True)
@@ -170,7 +161,7 @@ def test_int8_compiles_write_nothing_beside_the_source_onnx(exported, tmp_path):
     assert sorted(p.name for p in source.iterdir()) == ["m.onnx"]
 
 
-def test_int8_compile_from_a_read_only_folder(exported, tmp_path):
+def test_int8_compile_from_a_read_only_folder(shipped_onnx, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     folder = tmp_path / "ro"
@@ -178,7 +169,7 @@ def test_int8_compile_from_a_read_only_folder(exported, tmp_path):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)]).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        shutil.copy(exported, folder / "m.onnx")
+        shutil.copy(shipped_onnx, folder / "m.onnx")
         subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
         result = cli("compile", folder / "m.onnx", "-p", "int8", "--calib-count", "64", "--no-eval",
                      "-o", tmp_path / "b")
@@ -225,7 +216,7 @@ def test_a_small_png_declaring_a_huge_image_is_refused_in_predict(bundle, tmp_pa
     assert_clean_failure(result, "the limit is 40 MP", tmp_path)
 
 
-def test_a_small_npz_declaring_gigabytes_is_read_only_as_far_as_asked(exported, tmp_path):
+def test_a_small_npz_declaring_gigabytes_is_read_only_as_far_as_asked(shipped_onnx, tmp_path):
     import zipfile
 
     bomb = tmp_path / "calib.npz"
@@ -238,10 +229,10 @@ def test_a_small_npz_declaring_gigabytes_is_read_only_as_far_as_asked(exported, 
             handle.write(block)
     assert bomb.stat().st_size < 20_000_000
     # All of it: refused by its declared size; 10 of it: only those rows are kept.
-    whole = memory_bounded(6, "compile", exported, "-p", "int8", "--calib", bomb, "--calib-count", "4000000",
+    whole = memory_bounded(6, "compile", shipped_onnx, "-p", "int8", "--calib", bomb, "--calib-count", "4000000",
                            "--no-eval", "-o", tmp_path / "a")
     assert_clean_failure(whole, "use --count to draw fewer images", tmp_path)
-    ten = memory_bounded(6, "compile", exported, "-p", "int8", "--calib", bomb, "--calib-count", "10", "--no-eval",
+    ten = memory_bounded(6, "compile", shipped_onnx, "-p", "int8", "--calib", bomb, "--calib-count", "10", "--no-eval",
                          "-o", tmp_path / "b")
     assert ten.returncode == 0, ten.stderr
 
@@ -394,10 +385,10 @@ def test_profile_writes_the_report_when_one_bundle_is_tampered(bundle, tmp_path)
 
 # -- 10. documented behaviour --------------------------------------------------------------------------------
 
-def test_evaluate_and_info_read_an_exported_onnx(exported):
-    info = cli("info", exported, "--json")
+def test_evaluate_and_info_read_an_exported_onnx(shipped_onnx):
+    info = cli("info", shipped_onnx, "--json")
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["variant"] == default_checkpoint().name
-    result = cli("evaluate", exported, "--count", "100", "--json")
+    result = cli("evaluate", shipped_onnx, "--count", "100", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["top1"] > 0.8
