@@ -324,7 +324,7 @@ def test_the_runner_is_clean_under_address_and_undefined_behaviour_sanitizers(ru
     project = Path(generate_app(bundles[runtime, "fp32"], tmp_path / "app").folder)
     build = sdk.build(project, project / "build-asan", "-DMAIT_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
                       targets=("mait-selftest", "mait-classify"))  # what ctest and the checks below run
-    # The runtime's own leaks at its shutdown are suppressed (build/lsan.supp: native/cmake/lsan.supp says which), and
+    # Leaks the runtime's teardown makes are suppressed (build/lsan.supp: a plug-in's native/lsan.supp names them), and
     # oneTBB (OpenVINO's threads) dlopens its NUMA helper with RTLD_DEEPBIND, which ASan refuses, unless told so.
     env = {**os.environ, "LSAN_OPTIONS": f"suppressions={build / 'lsan.supp'}", "TBB_ENABLE_SANITIZERS": "1"}
     done = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"], capture_output=True,
